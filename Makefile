@@ -1,0 +1,34 @@
+# The two commands in the README: `make run` and `make test`. Both install what is
+# missing (scripts/install_deps.sh), configure and build first.
+BUILD_DIR ?= build
+JOBS ?= 2
+CMAKE_FLAGS ?=
+
+.PHONY: all deps configure build test run format lint clean
+
+all: build
+
+deps:
+	@bash scripts/install_deps.sh
+
+configure: deps
+	@cmake -S . -B $(BUILD_DIR) -G Ninja $(CMAKE_FLAGS) > $(BUILD_DIR).configure.log 2>&1 \
+	  || (cat $(BUILD_DIR).configure.log; exit 1)
+
+build: configure
+	cmake --build $(BUILD_DIR) -j$(JOBS)
+
+test: build
+	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS)
+
+run: build
+	@bash scripts/run_demo.sh $(BUILD_DIR)
+
+format:
+	find cache_store services client tests -name '*.h' -o -name '*.cc' | xargs clang-format -i
+
+lint: build
+	find cache_store services client -name '*.cc' | xargs clang-tidy -p $(BUILD_DIR) --quiet
+
+clean:
+	rm -rf $(BUILD_DIR) $(BUILD_DIR).configure.log

@@ -1,0 +1,426 @@
+#include "cache_store/block_store.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "cache_store/checksum.h"
+#include "tests/cache_store/test_blocks.h"
+
+namespace kvtier {
+namespace {
+
+using ::kvtier::testing::KeysOf;
+using ::kvtier::testing::PayloadFor;
+using ::kvtier::testing::PayloadsFor;
+using ::kvtier::testing::PutBlocks;
+using ::kvtier::testing::SmallLayout;
+using ::kvtier::testing::SmallStoreOptions;
+using ::kvtier::testing::Tokens;
+
+class BlockStoreTest : public ::testing::Test {
+ protected:
+  void MakeStore(uint32_t slots) {
+    auto s = BlockStore::Create(SmallStoreOptions(slots, &clock_));
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = *std::move(s);
+  }
+  void SetUp() override { MakeStore(16); }
+
+  absl::StatusOr<LookupResult> Lookup(const std::vector<uint32_t>& tokens,
+                                      std::string_view tenant = "a", bool lease = true) {
+    return store_->Lookup({.tenant = tenant, .layout = &layout_, .tokens = tokens},
+                          {.lease = lease});
+  }
+  uint32_t Matched(const std::vector<uint32_t>& tokens, std::string_view tenant = "a") {
+    absl::StatusOr<LookupResult> r = Lookup(tokens, tenant, /*lease=*/false);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? r->matched_blocks() : 0;
+  }
+  PutSpec Spec(const std::vector<uint32_t>& tokens, uint32_t first, uint32_t n,
+               std::string_view tenant = "a") {
+    return PutSpec{.prompt = {.tenant = tenant, .layout = &layout_, .tokens = tokens},
+                   .first_block = first,
+                   .num_blocks = n};
+  }
+
+  ManualClock clock_;
+  KvLayout layout_ = SmallLayout();
+  std::unique_ptr<BlockStore> store_;
+};
+
+TEST_F(BlockStoreTest, PutLookupReadRoundTrip) {
+  std::vector<uint32_t> tokens = Tokens(4 * 3 + 2, 1);  // 3 full blocks and a partial tail
+  absl::StatusOr<PutResult> put = PutBlocks(*store_, "a", layout_, tokens, 0, 3);
+  ASSERT_TRUE(put.ok()) << put.status();
+  EXPECT_EQ(put->stored_blocks, 3u);
+
+  absl::StatusOr<LookupResult> lookup = Lookup(tokens);
+  ASSERT_TRUE(lookup.ok()) << lookup.status();
+  EXPECT_EQ(lookup->total_blocks, 3u);
+  EXPECT_EQ(lookup->matched_blocks(), 3u);
+  EXPECT_EQ(lookup->keys, put->keys);
+  EXPECT_NE(lookup->lease_id, 0u);
+
+  auto read = store_->ReadLease("a", lookup->lease_id);
+  ASSERT_TRUE(read.ok()) << read.status();
+  std::vector<BlockKey> keys = KeysOf("a", layout_, tokens);
+  ASSERT_EQ((*read)->blocks().size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    const BlockView& v = (*read)->blocks()[i];
+    EXPECT_EQ(v.key, keys[i]);
+    ASSERT_EQ(v.size, layout_.BlockBytes());
+    std::vector<uint8_t> expected = PayloadFor(keys[i], v.size);
+    EXPECT_EQ(std::memcmp(v.data, expected.data(), v.size), 0) << "block " << i;
+    EXPECT_EQ(v.checksum, BlockChecksum(expected.data(), expected.size()));
+  }
+  BlockStoreStats stats = store_->Stats();
+  EXPECT_EQ(stats.t1_used_blocks, 3u);
+  EXPECT_EQ(stats.t1_used_bytes, 3 * layout_.BlockBytes());
+  EXPECT_EQ(stats.fetched_blocks, 3u);
+  EXPECT_EQ(stats.lookup_hit_blocks, 3u);
+  EXPECT_EQ(stats.lookup_hit_tokens, 12u);
+  EXPECT_EQ(stats.lookup_requested_tokens, 14u);
+}
+
+TEST_F(BlockStoreTest, LookupMatchesTheLongestSharedPrefix) {
+  std::vector<uint32_t> a = Tokens(16, 1);
+  ASSERT_TRUE(PutBlocks(*store_, "a", layout_, a, 0, 4).ok());
+  std::vector<uint32_t> b = a;
+  b[9] = 777;  // diverges inside block 2
+  EXPECT_EQ(Matched(b), 2u);
+  EXPECT_EQ(Matched(std::vector<uint32_t>(a.begin(), a.begin() + 7)), 1u);
+  EXPECT_EQ(Matched(Tokens(16, 2)), 0u);
+  EXPECT_EQ(Matched(std::vector<uint32_t>(a.begin(), a.begin() + 3)), 0u);  // no full block
+}
+
+TEST_F(BlockStoreTest, PutIsIdempotentAndCanExtendAPrefix) {
+  std::vector<uint32_t> tokens = Tokens(16, 1);
+  ASSERT_TRUE(PutBlocks(*store_, "a", layout_, tokens, 0, 2).ok());
+  absl::StatusOr<PutResult> again = PutBlocks(*store_, "a", layout_, tokens, 0, 3);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->existing_blocks, 2u);
+  EXPECT_EQ(again->stored_blocks, 1u);
+  // A Put may start in the middle of the prompt: the engine put only its new blocks.
+  absl::StatusOr<PutResult> tail = PutBlocks(*store_, "a", layout_, tokens, 3, 1);
+  ASSERT_TRUE(tail.ok()) << tail.status();
+  EXPECT_EQ(tail->stored_blocks, 1u);
+  EXPECT_EQ(Matched(tokens), 4u);
+  EXPECT_EQ(store_->Stats().t1_used_blocks, 4u);
+}
+
+TEST_F(BlockStoreTest, AnIncompletePutIsNeverVisible) {
+  std::vector<uint32_t> tokens = Tokens(8, 1);
+  std::vector<uint8_t> payload = PayloadsFor("a", layout_, tokens, 0, 2);
+  {
+    auto put = store_->BeginPut(Spec(tokens, 0, 2));
+    ASSERT_TRUE(put.ok());
+    ASSERT_TRUE((*put)->Write(std::span(payload).first(payload.size() - 1)).ok());
+    EXPECT_EQ(Matched(tokens), 0u);  // nothing visible before Commit
+    absl::StatusOr<PutResult> r = (*put)->Commit();
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find("ended after"), std::string_view::npos);
+  }
+  {
+    auto put = store_->BeginPut(Spec(tokens, 0, 2));
+    ASSERT_TRUE(put.ok());
+    ASSERT_TRUE((*put)->Write(payload).ok());
+    // Dropped without Commit: abandoned (a client that went away).
+  }
+  EXPECT_EQ(Matched(tokens), 0u);
+  BlockStoreStats stats = store_->Stats();
+  EXPECT_EQ(stats.t1_used_blocks, 0u);
+  EXPECT_EQ(stats.t1_reserved_blocks, 0u);
+  EXPECT_EQ(stats.put_failures, 2u);
+  // All slots came back: the whole arena can still be filled.
+  std::vector<uint32_t> big = Tokens(16 * 4, 9);
+  EXPECT_TRUE(PutBlocks(*store_, "a", layout_, big, 0, 16).ok());
+}
+
+TEST_F(BlockStoreTest, PayloadPastTheAnnouncedBlocksIsRejected) {
+  std::vector<uint32_t> tokens = Tokens(8, 1);
+  auto put = store_->BeginPut(Spec(tokens, 0, 1));
+  ASSERT_TRUE(put.ok());
+  std::vector<uint8_t> payload(layout_.BlockBytes() + 1, 0);
+  absl::Status s = (*put)->Write(payload);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("runs past"), std::string_view::npos) << s.message();
+}
+
+TEST_F(BlockStoreTest, ChecksumMismatchAtPutStoresNothing) {
+  std::vector<uint32_t> tokens = Tokens(8, 1);
+  std::vector<uint8_t> payload = PayloadsFor("a", layout_, tokens, 0, 2);
+  std::vector<uint64_t> checksums = {
+      BlockChecksum(payload.data(), layout_.BlockBytes()),
+      BlockChecksum(payload.data(), layout_.BlockBytes())};  // wrong for block 1
+  PutSpec spec = Spec(tokens, 0, 2);
+  spec.checksums = checksums;
+  absl::StatusOr<PutResult> r = store_->Put(spec, payload);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(r.status().message().find("checksum mismatch on carried block 1"),
+            std::string_view::npos)
+      << r.status();
+  EXPECT_EQ(Matched(tokens), 0u);  // not even block 0, whose checksum was right
+  EXPECT_EQ(store_->Stats().t1_used_blocks, 0u);
+}
+
+TEST_F(BlockStoreTest, ACorruptedBlockIsNeverServed) {
+  std::vector<uint32_t> tokens = Tokens(12, 1);
+  ASSERT_TRUE(PutBlocks(*store_, "a", layout_, tokens, 0, 3).ok());
+  std::vector<BlockKey> keys = KeysOf("a", layout_, tokens);
+  auto sub = store_->events().Subscribe("a", [] {});
+  {
+    // Flip one bit of block 1 in T1, as a memory fault would.
+    auto read = store_->ReadBlocks("a", std::span(keys).subspan(1, 1));
+    ASSERT_TRUE(read.ok());
+    const_cast<uint8_t*>((*read)->blocks()[0].data)[100] ^= 0x01;
+  }
+  auto read = store_->ReadBlocks("a", keys);
+  EXPECT_EQ(read.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(read.status().message().find("checksum"), std::string_view::npos);
+  EXPECT_EQ(Matched(tokens), 1u);  // block 1 dropped, so the prefix ends before it
+  BlockStoreStats stats = store_->Stats();
+  EXPECT_EQ(stats.checksum_failures, 1u);
+  EXPECT_EQ(stats.t1_used_blocks, 2u);
+  EventLog::Batch batch = store_->events().Read(*sub, 10);
+  ASSERT_EQ(batch.events.size(), 1u);
+  EXPECT_EQ(batch.events[0].type, BlockEvent::Type::kRemoved);
+  EXPECT_EQ(batch.events[0].reason, BlockEvent::Reason::kCorrupted);
+  EXPECT_EQ(batch.events[0].key, keys[1]);
+  store_->events().Unsubscribe(sub);
+}
+
+TEST_F(BlockStoreTest, EvictsTheLeastRecentlyUsedBlockWhenFull) {
+  MakeStore(4);
+  std::vector<std::vector<uint32_t>> prompts;
+  for (uint32_t i = 0; i < 4; ++i) {
+    prompts.push_back(Tokens(4, 10 + i));
+    ASSERT_TRUE(PutBlocks(*store_, "a", layout_, prompts.back(), 0, 1).ok());
+  }
+  EXPECT_EQ(Matched(prompts[0]), 1u);  // touch 0: now 1 is the least recent
+  std::vector<uint32_t> fresh = Tokens(4, 99);
+  ASSERT_TRUE(PutBlocks(*store_, "a", layout_, fresh, 0, 1).ok());
+  EXPECT_EQ(Matched(prompts[1]), 0u);
+  EXPECT_EQ(Matched(prompts[0]), 1u);
+  EXPECT_EQ(Matched(prompts[2]), 1u);
+  EXPECT_EQ(Matched(fresh), 1u);
+  BlockStoreStats stats = store_->Stats();
+  EXPECT_EQ(stats.evicted_blocks, 1u);
+  EXPECT_EQ(stats.t1_used_blocks, 4u);
+}
+
+TEST_F(BlockStoreTest, LeasedBlocksAreNeverEvictedAndAFullStoreSaysSo) {
+  MakeStore(2);
+  std::vector<uint32_t> tokens = Tokens(8, 1);
+  ASSERT_TRUE(PutBlocks(*store_, "a", layout_, tokens, 0, 2).ok());
+  absl::StatusOr<LookupResult> lookup = Lookup(tokens);
+  ASSERT_TRUE(lookup.ok());
+  ASSERT_EQ(lookup->matched_blocks(), 2u);
+  absl::StatusOr<PutResult> r = PutBlocks(*store_, "a", layout_, Tokens(4, 2), 0, 1);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(r.status().message().find("T1 is full"), std::string_view::npos);
+  EXPECT_EQ(Matched(tokens), 2u);
+  ASSERT_TRUE(store_->Release("a", lookup->lease_id).ok());
+  EXPECT_TRUE(PutBlocks(*store_, "a", layout_, Tokens(4, 2), 0, 1).ok());
+  EXPECT_EQ(store_->Stats().evicted_blocks, 1u);
+}
+
+TEST_F(BlockStoreTest, LeasesExpireAfterTheirTtl) {
+  MakeStore(1);
+  std::vector<uint32_t> tokens = Tokens(4, 1);
+  ASSERT_TRUE(PutBlocks(*store_, "a", layout_, tokens, 0, 1).ok());
+  absl::StatusOr<LookupResult> lookup = store_->Lookup(
+      {.tenant = "a", .layout = &layout_, .tokens = tokens},
+      {.lease = true, .lease_ttl = absl::Seconds(2)});
+  ASSERT_TRUE(lookup.ok());
+  EXPECT_EQ(lookup->lease_ttl, absl::Seconds(2));
+  EXPECT_EQ(PutBlocks(*store_, "a", layout_, Tokens(4, 2), 0, 1).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  clock_.Advance(absl::Seconds(3));
+  absl::Status s = store_->ReadLease("a", lookup->lease_id).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.message().find("expired"), std::string_view::npos) << s;
+  EXPECT_EQ(store_->Stats().active_leases, 0u);
+  EXPECT_TRUE(PutBlocks(*store_, "a", layout_, Tokens(4, 2), 0, 1).ok());  // now evictable
+}
+
+TEST_F(BlockStoreTest, LeaseTtlIsCappedAtTheMaximum) {
+  std::vector<uint32_t> tokens = Tokens(4, 1);
+  ASSERT_TRUE(PutBlocks(*store_, "a", layout_, tokens, 0, 1).ok());
+  absl::StatusOr<LookupResult> lookup = store_->Lookup(
+      {.tenant = "a", .layout = &layout_, .tokens = tokens},
+      {.lease = true, .lease_ttl = absl::Hours(100)});
+  ASSERT_TRUE(lookup.ok());
+  EXPECT_EQ(lookup->lease_ttl, BlockStoreOptions().max_lease_ttl);
+}
+
+TEST_F(BlockStoreTest, PinnedBlocksStayUntilUnpinOrTtl) {
+  MakeStore(2);
+  std::vector<uint32_t> system_prompt = Tokens(4, 1);
+  ASSERT_TRUE(PutBlocks(*store_, "a", layout_, system_prompt, 0, 1).ok());
+  std::vector<BlockKey> keys = KeysOf("a", layout_, system_prompt);
+  absl::StatusOr<absl::Duration> ttl = store_->Pin("a", keys, absl::Minutes(5));
+  ASSERT_TRUE(ttl.ok());
+  EXPECT_EQ(*ttl, absl::Minutes(5));
+  EXPECT_EQ(store_->Stats().pinned_blocks, 1u);
+  for (uint32_t i = 0; i < 5; ++i) {  // churn through the one unpinned slot
+    ASSERT_TRUE(PutBlocks(*store_, "a", layout_, Tokens(4, 10 + i), 0, 1).ok());
+  }
+  EXPECT_EQ(Matched(system_prompt), 1u);
+  clock_.Advance(absl::Minutes(6));  // the pin expires
+  ASSERT_TRUE(PutBlocks(*store_, "a", layout_, Tokens(4, 20), 0, 1).ok());
+  ASSERT_TRUE(PutBlocks(*store_, "a", layout_, Tokens(4, 21), 0, 1).ok());
+  EXPECT_EQ(Matched(system_prompt), 0u);
+  EXPECT_EQ(store_->Stats().pinned_blocks, 0u);
+}
+
+TEST_F(BlockStoreTest, UnpinMakesABlockEvictableAgain) {
+  MakeStore(1);
+  std::vector<uint32_t> tokens = Tokens(4, 1);
+  ASSERT_TRUE(PutBlocks(*store_, "a", layout_, tokens, 0, 1).ok());
+  std::vector<BlockKey> keys = KeysOf("a", layout_, tokens);
+  ASSERT_TRUE(store_->Pin("a", keys, absl::ZeroDuration()).ok());
+  EXPECT_EQ(PutBlocks(*store_, "a", layout_, Tokens(4, 2), 0, 1).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  absl::StatusOr<uint32_t> unpinned = store_->Unpin("a", keys);
+  ASSERT_TRUE(unpinned.ok());
+  EXPECT_EQ(*unpinned, 1u);
+  EXPECT_TRUE(PutBlocks(*store_, "a", layout_, Tokens(4, 2), 0, 1).ok());
+}
+
+TEST_F(BlockStoreTest, TenantsCannotSeeEachOthersBlocks) {
+  std::vector<uint32_t> tokens = Tokens(8, 1);
+  ASSERT_TRUE(PutBlocks(*store_, "a", layout_, tokens, 0, 2).ok());
+  auto sub_b = store_->events().Subscribe("b", [] {});
+  std::vector<BlockKey> keys_a = KeysOf("a", layout_, tokens);
+  EXPECT_EQ(Matched(tokens, "b"), 0u);
+  // Even with a's exact keys, b gets the same answer as for keys that do not exist.
+  EXPECT_EQ(store_->ReadBlocks("b", keys_a).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->Pin("b", keys_a, absl::ZeroDuration()).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->Unpin("b", keys_a).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->Delete("b", keys_a).status().code(), absl::StatusCode::kNotFound);
+  absl::StatusOr<LookupResult> lookup_a = Lookup(tokens, "a");
+  ASSERT_TRUE(lookup_a.ok());
+  EXPECT_EQ(store_->ReadLease("b", lookup_a->lease_id).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->Release("b", lookup_a->lease_id).code(), absl::StatusCode::kNotFound);
+  // b's Put of the same tokens is a separate block in b's namespace.
+  absl::StatusOr<PutResult> put_b = PutBlocks(*store_, "b", layout_, tokens, 0, 2);
+  ASSERT_TRUE(put_b.ok());
+  EXPECT_EQ(put_b->stored_blocks, 2u);
+  EXPECT_NE(put_b->keys[0], keys_a[0]);
+  EXPECT_EQ(Matched(tokens, "a"), 2u);
+  ASSERT_TRUE(store_->Delete("a", keys_a).ok());
+  EventLog::Batch batch = store_->events().Read(*sub_b, 100);
+  ASSERT_EQ(batch.events.size(), 2u);  // only b's own two stores
+  for (const BlockEvent& e : batch.events) EXPECT_EQ(e.tenant, "b");
+  store_->events().Unsubscribe(sub_b);
+}
+
+TEST_F(BlockStoreTest, SaltSeparatesNamespaces) {
+  std::vector<uint32_t> tokens = Tokens(4, 1);
+  ASSERT_TRUE(PutBlocks(*store_, "a", layout_, tokens, 0, 1).ok());
+  absl::StatusOr<LookupResult> salted = store_->Lookup(
+      {.tenant = "a", .layout = &layout_, .salt = "lora-7", .tokens = tokens}, {});
+  ASSERT_TRUE(salted.ok());
+  EXPECT_EQ(salted->matched_blocks(), 0u);
+}
+
+TEST_F(BlockStoreTest, DeleteWhileReadingKeepsTheBytesUntilTheReaderIsDone) {
+  MakeStore(1);
+  std::vector<uint32_t> tokens = Tokens(4, 1);
+  ASSERT_TRUE(PutBlocks(*store_, "a", layout_, tokens, 0, 1).ok());
+  std::vector<BlockKey> keys = KeysOf("a", layout_, tokens);
+  auto read = store_->ReadBlocks("a", keys);
+  ASSERT_TRUE(read.ok());
+  absl::StatusOr<uint32_t> deleted = store_->Delete("a", keys);
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_EQ(*deleted, 1u);
+  EXPECT_EQ(Matched(tokens), 0u);
+  // The slot is still the reader's: a new Put cannot take it.
+  EXPECT_EQ(PutBlocks(*store_, "a", layout_, Tokens(4, 2), 0, 1).status().code(),
+            absl::StatusCode::kResourceExhausted);
+  std::vector<uint8_t> expected = PayloadFor(keys[0], layout_.BlockBytes());
+  EXPECT_EQ(std::memcmp((*read)->blocks()[0].data, expected.data(), expected.size()), 0);
+  read->reset();
+  EXPECT_TRUE(PutBlocks(*store_, "a", layout_, Tokens(4, 2), 0, 1).ok());
+}
+
+TEST_F(BlockStoreTest, BadInputIsRejectedByNameAndChangesNothing) {
+  std::vector<uint32_t> tokens = Tokens(8, 1);
+  KvLayout bad_layout = layout_;
+  bad_layout.head_dim = 0;
+  PutSpec spec = Spec(tokens, 0, 1);
+  spec.prompt.layout = &bad_layout;
+  auto r = store_->BeginPut(spec);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("head_dim"), std::string_view::npos);
+
+  r = store_->BeginPut(Spec(tokens, 1, 2));  // blocks [1, 3) but only 2 full blocks
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("hold only 2 full blocks"), std::string_view::npos)
+      << r.status();
+
+  r = store_->BeginPut(Spec(tokens, 0, 0));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+
+  std::vector<uint64_t> one = {1};
+  spec = Spec(tokens, 0, 2);
+  spec.checksums = one;
+  r = store_->BeginPut(spec);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("checksums"), std::string_view::npos);
+
+  KvLayout huge = layout_;
+  huge.tokens_per_block = 8;
+  huge.head_dim = 128;  // 16 KiB blocks, 4 KiB slots
+  spec = Spec(tokens, 0, 1);
+  spec.prompt.layout = &huge;
+  r = store_->BeginPut(spec);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("t1_slot_bytes"), std::string_view::npos);
+
+  std::vector<uint32_t> too_long(BlockStoreOptions().max_prompt_tokens + 1, 1);
+  EXPECT_EQ(Lookup(too_long).status().code(), absl::StatusCode::kInvalidArgument);
+
+  EXPECT_EQ(store_->ReadLease("a", 12345).status().code(), absl::StatusCode::kNotFound);
+  BlockStoreStats stats = store_->Stats();
+  EXPECT_EQ(stats.t1_used_blocks, 0u);
+  EXPECT_EQ(stats.t1_reserved_blocks, 0u);
+}
+
+TEST_F(BlockStoreTest, EventsFollowStoresAndEvictionsInOrder) {
+  MakeStore(1);
+  auto sub = store_->events().Subscribe("a", [] {});
+  std::vector<uint32_t> first = Tokens(8, 1);
+  ASSERT_TRUE(PutBlocks(*store_, "a", layout_, first, 0, 1).ok());
+  std::vector<uint32_t> second = Tokens(4, 2);
+  ASSERT_TRUE(PutBlocks(*store_, "a", layout_, second, 0, 1).ok());
+  EventLog::Batch batch = store_->events().Read(*sub, 10);
+  ASSERT_EQ(batch.events.size(), 3u);
+  EXPECT_EQ(batch.events[0].type, BlockEvent::Type::kStored);
+  EXPECT_EQ(batch.events[0].key, KeysOf("a", layout_, first)[0]);
+  EXPECT_FALSE(batch.events[0].parent.has_value());
+  EXPECT_EQ(batch.events[1].type, BlockEvent::Type::kRemoved);
+  EXPECT_EQ(batch.events[1].reason, BlockEvent::Reason::kEvicted);
+  EXPECT_EQ(batch.events[2].type, BlockEvent::Type::kStored);
+  EXPECT_EQ(batch.events[2].layout_fingerprint, layout_.Fingerprint());
+  EXPECT_LT(batch.events[0].seq, batch.events[1].seq);
+  EXPECT_LT(batch.events[1].seq, batch.events[2].seq);
+  store_->events().Unsubscribe(sub);
+}
+
+TEST_F(BlockStoreTest, ChildKeepsParentKeyAndPutOfChildProtectsCachedParents) {
+  MakeStore(3);
+  std::vector<uint32_t> tokens = Tokens(12, 1);
+  ASSERT_TRUE(PutBlocks(*store_, "a", layout_, tokens, 0, 2).ok());
+  ASSERT_TRUE(PutBlocks(*store_, "a", layout_, Tokens(4, 5), 0, 1).ok());  // store is full
+  // Putting blocks 0..2 again must not evict blocks 0 and 1 to make room for block 2.
+  absl::StatusOr<PutResult> r = PutBlocks(*store_, "a", layout_, tokens, 0, 3);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(Matched(tokens), 3u);
+}
+
+}  // namespace
+}  // namespace kvtier
