@@ -1,0 +1,217 @@
+#include "services/cache_store_service.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "services/fetch_reactor.h"
+#include "services/proto_convert.h"
+#include "services/put_reactor.h"
+#include "services/rpc_timer.h"
+#include "services/watch_events_reactor.h"
+
+namespace kvtier {
+namespace {
+
+// A reactor that only reports an error: for streaming calls rejected before they start.
+template <typename Base>
+class RejectedStream final : public Base {
+ public:
+  explicit RejectedStream(const grpc::Status& status) { this->Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+uint32_t ToMillis(absl::Duration d) {
+  return static_cast<uint32_t>(std::min<int64_t>(absl::ToInt64Milliseconds(d), UINT32_MAX));
+}
+
+}  // namespace
+
+CacheStoreService::CacheStoreService(BlockStore* store, const TenantAuthenticator* auth,
+                                     StoreMetrics* metrics, CacheStoreServiceOptions options)
+    : store_(store), auth_(auth), metrics_(metrics), options_(options) {}
+
+template <typename Body>
+grpc::ServerUnaryReactor* CacheStoreService::Unary(grpc::CallbackServerContext* ctx,
+                                                   StoreRpc rpc, Body body) {
+  RpcTimer timer(metrics_, rpc);
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  absl::StatusOr<std::string> tenant = auth_->TenantOf(*ctx);
+  absl::Status status = tenant.ok() ? body(*tenant) : tenant.status();
+  reactor->Finish(timer.Finish(ToGrpcStatus(status)));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CacheStoreService::Lookup(grpc::CallbackServerContext* ctx,
+                                                    const v1::LookupRequest* request,
+                                                    v1::LookupResponse* response) {
+  return Unary(ctx, StoreRpc::kLookup, [&](const std::string& tenant) -> absl::Status {
+    absl::StatusOr<KvLayout> layout = LayoutFromProto(request->layout());
+    if (!layout.ok()) return layout.status();
+    PromptRef prompt{
+        .tenant = tenant,
+        .layout = &*layout,
+        .salt = request->cache_salt(),
+        .tokens = std::span(request->token_ids().data(), request->token_ids().size())};
+    absl::StatusOr<LookupResult> result = store_->Lookup(
+        prompt, {.lease = !request->no_lease(),
+                 .lease_ttl = absl::Milliseconds(request->lease_ttl_ms())});
+    if (!result.ok()) return result.status();
+    response->set_matched_blocks(result->matched_blocks());
+    response->set_matched_tokens(uint64_t{result->matched_blocks()} * layout->tokens_per_block);
+    response->set_total_blocks(result->total_blocks);
+    for (size_t i = 0; i < result->keys.size(); ++i) {
+      response->add_block_keys(std::string(result->keys[i].AsBytes()));
+      response->add_tiers(TierToProto(result->tiers[i]));
+    }
+    response->set_lease_id(result->lease_id);
+    response->set_lease_ttl_ms(ToMillis(result->lease_ttl));
+    response->set_block_bytes(result->block_bytes);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerReadReactor<v1::PutRequest>* CacheStoreService::Put(
+    grpc::CallbackServerContext* ctx, v1::PutResponse* response) {
+  absl::StatusOr<std::string> tenant = auth_->TenantOf(*ctx);
+  if (!tenant.ok()) {
+    RpcTimer timer(metrics_, StoreRpc::kPut);
+    return new RejectedStream<grpc::ServerReadReactor<v1::PutRequest>>(
+        timer.Finish(ToGrpcStatus(tenant.status())));
+  }
+  return new PutReactor(ctx, store_, *std::move(tenant), metrics_, response);
+}
+
+grpc::ServerWriteReactor<v1::FetchResponse>* CacheStoreService::Fetch(
+    grpc::CallbackServerContext* ctx, const v1::FetchRequest* request) {
+  RpcTimer timer(metrics_, StoreRpc::kFetch);
+  auto reject = [&](const absl::Status& s) {
+    return new RejectedStream<grpc::ServerWriteReactor<v1::FetchResponse>>(
+        timer.Finish(ToGrpcStatus(s)));
+  };
+  absl::StatusOr<std::string> tenant = auth_->TenantOf(*ctx);
+  if (!tenant.ok()) return reject(tenant.status());
+  const bool by_lease = request->lease_id() != 0;
+  if (by_lease == (request->block_keys_size() > 0)) {
+    return reject(absl::InvalidArgumentError(
+        "a Fetch names either a lease_id or block_keys, exactly one of them"));
+  }
+  if (request->max_chunk_bytes() > options_.max_fetch_chunk_bytes) {
+    return reject(absl::InvalidArgumentError(
+        absl::StrCat("max_chunk_bytes ", request->max_chunk_bytes(), " exceeds the server's ",
+                     options_.max_fetch_chunk_bytes)));
+  }
+  if (!v1::FetchOrder_IsValid(request->order())) {
+    return reject(absl::InvalidArgumentError(
+        absl::StrCat("unknown fetch order ", static_cast<int>(request->order()))));
+  }
+  absl::StatusOr<std::unique_ptr<BlockReadHandle>> read;
+  if (by_lease) {
+    read = store_->ReadLease(*tenant, request->lease_id());
+  } else {
+    absl::StatusOr<std::vector<BlockKey>> keys = KeysFromProto(request->block_keys());
+    if (!keys.ok()) return reject(keys.status());
+    read = store_->ReadBlocks(*tenant, *keys);
+  }
+  if (!read.ok()) return reject(read.status());
+  const uint32_t chunk = request->max_chunk_bytes() != 0 ? request->max_chunk_bytes()
+                                                         : options_.default_fetch_chunk_bytes;
+  return new FetchReactor(*std::move(read), request->order(), chunk, metrics_);
+}
+
+grpc::ServerUnaryReactor* CacheStoreService::Release(grpc::CallbackServerContext* ctx,
+                                                     const v1::ReleaseRequest* request,
+                                                     v1::ReleaseResponse* response) {
+  return Unary(ctx, StoreRpc::kRelease, [&](const std::string& tenant) {
+    return store_->Release(tenant, request->lease_id());
+  });
+}
+
+grpc::ServerUnaryReactor* CacheStoreService::Pin(grpc::CallbackServerContext* ctx,
+                                                 const v1::PinRequest* request,
+                                                 v1::PinResponse* response) {
+  return Unary(ctx, StoreRpc::kPin, [&](const std::string& tenant) -> absl::Status {
+    absl::StatusOr<std::vector<BlockKey>> keys = KeysFromProto(request->block_keys());
+    if (!keys.ok()) return keys.status();
+    absl::StatusOr<absl::Duration> ttl =
+        store_->Pin(tenant, *keys, absl::Milliseconds(request->ttl_ms()));
+    if (!ttl.ok()) return ttl.status();
+    response->set_pinned_blocks(static_cast<uint32_t>(keys->size()));
+    response->set_ttl_ms(ToMillis(*ttl));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* CacheStoreService::Unpin(grpc::CallbackServerContext* ctx,
+                                                   const v1::UnpinRequest* request,
+                                                   v1::UnpinResponse* response) {
+  return Unary(ctx, StoreRpc::kUnpin, [&](const std::string& tenant) -> absl::Status {
+    absl::StatusOr<std::vector<BlockKey>> keys = KeysFromProto(request->block_keys());
+    if (!keys.ok()) return keys.status();
+    absl::StatusOr<uint32_t> n = store_->Unpin(tenant, *keys);
+    if (!n.ok()) return n.status();
+    response->set_unpinned_blocks(*n);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* CacheStoreService::Delete(grpc::CallbackServerContext* ctx,
+                                                    const v1::DeleteRequest* request,
+                                                    v1::DeleteResponse* response) {
+  return Unary(ctx, StoreRpc::kDelete, [&](const std::string& tenant) -> absl::Status {
+    absl::StatusOr<std::vector<BlockKey>> keys = KeysFromProto(request->block_keys());
+    if (!keys.ok()) return keys.status();
+    absl::StatusOr<uint32_t> n = store_->Delete(tenant, *keys);
+    if (!n.ok()) return n.status();
+    response->set_deleted_blocks(*n);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* CacheStoreService::Stats(grpc::CallbackServerContext* ctx,
+                                                   const v1::StatsRequest* request,
+                                                   v1::StatsResponse* response) {
+  return Unary(ctx, StoreRpc::kStats, [&](const std::string&) {
+    const BlockStoreStats s = store_->Stats();
+    v1::TierStats* t1 = response->add_tiers();
+    t1->set_tier(v1::TIER_HOST_DRAM);
+    t1->set_capacity_bytes(s.t1_capacity_bytes);
+    t1->set_slot_bytes(s.t1_slot_bytes);
+    t1->set_capacity_blocks(s.t1_capacity_blocks);
+    t1->set_used_blocks(s.t1_used_blocks);
+    t1->set_used_bytes(s.t1_used_bytes);
+    t1->set_reserved_blocks(s.t1_reserved_blocks);
+    t1->set_locked(s.t1_locked);
+    response->set_lookups(s.lookups);
+    response->set_lookup_requested_blocks(s.lookup_requested_blocks);
+    response->set_lookup_hit_blocks(s.lookup_hit_blocks);
+    response->set_lookup_requested_tokens(s.lookup_requested_tokens);
+    response->set_lookup_hit_tokens(s.lookup_hit_tokens);
+    response->set_put_stored_blocks(s.put_stored_blocks);
+    response->set_put_existing_blocks(s.put_existing_blocks);
+    response->set_put_bytes(s.put_bytes);
+    response->set_put_failures(s.put_failures);
+    response->set_fetched_blocks(s.fetched_blocks);
+    response->set_fetched_bytes(s.fetched_bytes);
+    response->set_evicted_blocks(s.evicted_blocks);
+    response->set_deleted_blocks(s.deleted_blocks);
+    response->set_checksum_failures(s.checksum_failures);
+    response->set_active_leases(s.active_leases);
+    response->set_pinned_blocks(s.pinned_blocks);
+    response->set_eviction_policy(s.eviction_policy);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerWriteReactor<v1::WatchEventsResponse>* CacheStoreService::WatchEvents(
+    grpc::CallbackServerContext* ctx, const v1::WatchEventsRequest* request) {
+  absl::StatusOr<std::string> tenant = auth_->TenantOf(*ctx);
+  if (!tenant.ok()) {
+    RpcTimer timer(metrics_, StoreRpc::kWatchEvents);
+    return new RejectedStream<grpc::ServerWriteReactor<v1::WatchEventsResponse>>(
+        timer.Finish(ToGrpcStatus(tenant.status())));
+  }
+  return new WatchEventsReactor(&store_->events(), *std::move(tenant),
+                                options_.max_events_per_message, metrics_);
+}
+
+}  // namespace kvtier

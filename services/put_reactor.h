@@ -1,0 +1,44 @@
+// PutReactor: the server side of one CacheStore.Put stream.
+//
+// The first message must be a PutHeader: it authenticates the call's tenant, derives the
+// keys and reserves slots (BlockStore::BeginPut). Each following message appends payload
+// bytes straight into the reserved slots. When the client half-closes, every block is
+// verified and committed at once. A malformed message, a cancelled call or an expired
+// deadline abandons the Put: nothing of it becomes visible. Deletes itself in OnDone.
+#ifndef KVTIER_SERVICES_PUT_REACTOR_H_
+#define KVTIER_SERVICES_PUT_REACTOR_H_
+
+#include <memory>
+#include <string>
+
+#include "cache_store/block_store.h"
+#include "kvtier/v1/cache_store.grpc.pb.h"
+#include "services/rpc_timer.h"
+
+namespace kvtier {
+
+class PutReactor final : public grpc::ServerReadReactor<v1::PutRequest> {
+ public:
+  PutReactor(grpc::CallbackServerContext* ctx, BlockStore* store, std::string tenant,
+             StoreMetrics* metrics, v1::PutResponse* response);
+
+  void OnReadDone(bool ok) override;
+  void OnDone() override { delete this; }
+
+ private:
+  absl::Status HandleMessage();
+  absl::Status HandleEnd();
+  void FinishWith(const absl::Status& status);
+
+  grpc::CallbackServerContext* ctx_;
+  BlockStore* store_;
+  std::string tenant_;
+  v1::PutResponse* response_;
+  RpcTimer timer_;
+  v1::PutRequest request_;
+  std::unique_ptr<PendingPut> pending_;
+};
+
+}  // namespace kvtier
+
+#endif  // KVTIER_SERVICES_PUT_REACTOR_H_

@@ -1,0 +1,155 @@
+// kvtier-store: the cache-store server. Every flag has a working default, so
+// `kvtier-store` alone serves on 0.0.0.0:50051 with metrics on 0.0.0.0:9091.
+// A config file is a flag file: `kvtier-store --flagfile=store.flags` (one --flag=value per
+// line). SIGTERM or SIGINT drains and exits 0.
+#include <prometheus/exposer.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <memory>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "cache_store/block_store.h"
+#include "cache_store/log.h"
+#include "services/store_metrics.h"
+#include "services/store_server.h"
+#include "services/tenant_auth.h"
+
+ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "gRPC address to serve on (HOST:PORT).");
+ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9091",
+          "Prometheus /metrics address (HOST:PORT); empty disables it.");
+ABSL_FLAG(uint64_t, t1_bytes, uint64_t{1} << 30,
+          "Capacity of the pinned host-memory tier (T1) in bytes; allocated at start-up.");
+ABSL_FLAG(uint64_t, t1_slot_bytes, uint64_t{2} << 20,
+          "Size of one T1 slot; the largest block the store accepts. Rounded up to 4 KiB.");
+ABSL_FLAG(std::string, t1_lock, "best_effort",
+          "Pin/lock T1 memory: required | best_effort | none.");
+ABSL_FLAG(std::string, eviction_policy, "lru", "Eviction policy: lru.");
+ABSL_FLAG(absl::Duration, lease_ttl, absl::Seconds(30),
+          "Default lifetime of the lease a Lookup grants.");
+ABSL_FLAG(absl::Duration, max_lease_ttl, absl::Minutes(10), "Longest lease a client may ask.");
+ABSL_FLAG(absl::Duration, pin_ttl, absl::Minutes(10), "Default lifetime of a pin.");
+ABSL_FLAG(absl::Duration, max_pin_ttl, absl::Hours(24), "Longest pin a client may ask.");
+ABSL_FLAG(uint64_t, max_active_leases, 1 << 20, "Most leases alive at once.");
+ABSL_FLAG(uint64_t, max_prompt_tokens, 1 << 21, "Longest prompt Lookup and Put accept.");
+ABSL_FLAG(uint64_t, event_log_capacity, 1 << 16,
+          "Events kept for WatchEvents; slower watchers are told how many they lost.");
+ABSL_FLAG(int32_t, max_message_bytes, 16 << 20, "Largest gRPC message received or sent.");
+ABSL_FLAG(uint32_t, fetch_chunk_bytes, 1 << 20, "Default payload bytes per Fetch message.");
+ABSL_FLAG(int32_t, max_threads, 64, "Threads gRPC may use (ResourceQuota).");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "File of \"TOKEN TENANT\" lines; when set, calls must carry a bearer token. "
+          "When empty, the tenant is the x-kvtier-tenant metadata (trusted networks only).");
+ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(20),
+          "On SIGTERM, how long calls in flight may take to finish.");
+
+namespace kvtier {
+namespace {
+
+absl::StatusOr<MemoryLockMode> ParseLockMode(const std::string& s) {
+  if (s == "required") return MemoryLockMode::kRequired;
+  if (s == "best_effort") return MemoryLockMode::kBestEffort;
+  if (s == "none") return MemoryLockMode::kNone;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--t1_lock=", s, " is not one of required, best_effort, none"));
+}
+
+int Run() {
+  // Block the shutdown signals in every thread; the main thread waits for them below.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  absl::StatusOr<MemoryLockMode> lock_mode = ParseLockMode(absl::GetFlag(FLAGS_t1_lock));
+  if (!lock_mode.ok()) {
+    KVTIER_LOG(ERROR) << lock_mode.status().message();
+    return 2;
+  }
+  BlockStoreOptions options;
+  options.t1 = {.capacity_bytes = absl::GetFlag(FLAGS_t1_bytes),
+                .slot_bytes = absl::GetFlag(FLAGS_t1_slot_bytes),
+                .lock_mode = *lock_mode};
+  options.eviction_policy = absl::GetFlag(FLAGS_eviction_policy);
+  options.default_lease_ttl = absl::GetFlag(FLAGS_lease_ttl);
+  options.max_lease_ttl = absl::GetFlag(FLAGS_max_lease_ttl);
+  options.default_pin_ttl = absl::GetFlag(FLAGS_pin_ttl);
+  options.max_pin_ttl = absl::GetFlag(FLAGS_max_pin_ttl);
+  options.max_active_leases = absl::GetFlag(FLAGS_max_active_leases);
+  options.max_prompt_tokens = absl::GetFlag(FLAGS_max_prompt_tokens);
+  options.event_log_capacity = absl::GetFlag(FLAGS_event_log_capacity);
+  absl::StatusOr<std::unique_ptr<BlockStore>> store = BlockStore::Create(options);
+  if (!store.ok()) {
+    KVTIER_LOG(ERROR) << "cannot create the store: " << store.status().message();
+    return 2;
+  }
+  const BlockStoreStats stats = (*store)->Stats();
+  KVTIER_LOG(INFO) << "T1: " << stats.t1_capacity_blocks << " slots of " << stats.t1_slot_bytes
+                   << " bytes (" << stats.t1_capacity_bytes << " bytes), memory lock: "
+                   << stats.t1_lock_method << ", policy: " << stats.eviction_policy;
+
+  std::unique_ptr<TenantAuthenticator> auth;
+  if (const std::string path = absl::GetFlag(FLAGS_auth_token_file); !path.empty()) {
+    absl::StatusOr<std::unique_ptr<TenantAuthenticator>> a =
+        TenantAuthenticator::FromTokenFile(path);
+    if (!a.ok()) {
+      KVTIER_LOG(ERROR) << a.status().message();
+      return 2;
+    }
+    auth = *std::move(a);
+  } else {
+    auth = TenantAuthenticator::Insecure();
+    KVTIER_LOG(WARNING) << "no --auth_token_file: tenants are taken from the "
+                        << kTenantMetadataKey << " metadata without authentication";
+  }
+
+  StoreMetrics metrics(store->get());
+  std::unique_ptr<prometheus::Exposer> exposer;
+  if (const std::string addr = absl::GetFlag(FLAGS_metrics_listen); !addr.empty()) {
+    try {  // prometheus-cpp reports a busy port by throwing; keep it inside this edge
+      exposer = std::make_unique<prometheus::Exposer>(addr, 2);
+    } catch (const std::exception& e) {
+      KVTIER_LOG(ERROR) << "cannot serve metrics on " << addr << ": " << e.what();
+      return 2;
+    }
+    for (const auto& c : metrics.collectables()) exposer->RegisterCollectable(c);
+    KVTIER_LOG(INFO) << "metrics on http://" << addr << "/metrics (port "
+                     << exposer->GetListeningPorts().front() << ")";
+  }
+
+  StoreServerOptions server_options;
+  server_options.listen = absl::GetFlag(FLAGS_listen);
+  server_options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  server_options.max_threads = absl::GetFlag(FLAGS_max_threads);
+  server_options.service.default_fetch_chunk_bytes = absl::GetFlag(FLAGS_fetch_chunk_bytes);
+  absl::StatusOr<std::unique_ptr<StoreServer>> server =
+      StoreServer::Start(store->get(), auth.get(), &metrics, server_options);
+  if (!server.ok()) {
+    KVTIER_LOG(ERROR) << server.status().message();
+    return 2;
+  }
+  KVTIER_LOG(INFO) << "kvtier-store serving on " << server_options.listen << " (port "
+                   << (*server)->port() << ")";
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  const absl::Duration drain = absl::GetFlag(FLAGS_drain_timeout);
+  KVTIER_LOG(INFO) << "signal " << sig << ": draining for up to " << drain;
+  (*server)->Shutdown(drain);
+  (*server)->Wait();
+  KVTIER_LOG(INFO) << "kvtier-store stopped";
+  return 0;
+}
+
+}  // namespace
+}  // namespace kvtier
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("kvtier-store: KV-cache block store (see docs/operations in README)");
+  absl::ParseCommandLine(argc, argv);
+  return kvtier::Run();
+}

@@ -1,0 +1,137 @@
+#include "services/store_metrics.h"
+
+#include <prometheus/metric_family.h>
+
+#include <string>
+
+namespace kvtier {
+namespace {
+
+const char* const kCodeNames[] = {
+    "OK",        "CANCELLED",          "UNKNOWN",           "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED", "NOT_FOUND",  "ALREADY_EXISTS",    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+    "UNIMPLEMENTED", "INTERNAL",       "UNAVAILABLE",       "DATA_LOSS",
+    "UNAUTHENTICATED"};
+
+// Reads BlockStore::Stats() at each scrape.
+class EngineCollector : public prometheus::Collectable {
+ public:
+  explicit EngineCollector(const BlockStore* store) : store_(store) {}
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    const BlockStoreStats s = store_->Stats();
+    std::vector<prometheus::MetricFamily> out;
+    auto add = [&](const char* name, const char* help, prometheus::MetricType type,
+                   double value, std::vector<prometheus::ClientMetric::Label> labels = {}) {
+      prometheus::ClientMetric m;
+      m.label = std::move(labels);
+      if (type == prometheus::MetricType::Counter) {
+        m.counter.value = value;
+      } else {
+        m.gauge.value = value;
+      }
+      if (!out.empty() && out.back().name == name) {
+        out.back().metric.push_back(std::move(m));
+        return;
+      }
+      out.push_back(prometheus::MetricFamily{name, help, type, {std::move(m)}});
+    };
+    using T = prometheus::MetricType;
+    const std::vector<prometheus::ClientMetric::Label> t1 = {{"tier", "t1"}};
+    add("kvtier_lookups_total", "Lookup calls served.", T::Counter, s.lookups);
+    add("kvtier_lookup_requested_blocks_total", "Full blocks in looked-up prompts.",
+        T::Counter, s.lookup_requested_blocks);
+    add("kvtier_lookup_hit_blocks_total", "Looked-up blocks found in the cached prefix.",
+        T::Counter, s.lookup_hit_blocks);
+    add("kvtier_lookup_requested_tokens_total", "Tokens in looked-up prompts.", T::Counter,
+        s.lookup_requested_tokens);
+    add("kvtier_lookup_hit_tokens_total", "Prompt tokens covered by the cached prefix.",
+        T::Counter, s.lookup_hit_tokens);
+    add("kvtier_put_blocks_total", "Blocks carried by successful Puts, by result.",
+        T::Counter, s.put_stored_blocks, {{"result", "stored"}});
+    add("kvtier_put_blocks_total", "", T::Counter, s.put_existing_blocks,
+        {{"result", "existing"}});
+    add("kvtier_put_bytes_total", "Payload bytes received by successful Puts.", T::Counter,
+        s.put_bytes);
+    add("kvtier_put_failures_total", "Puts that were rejected or abandoned.", T::Counter,
+        s.put_failures);
+    add("kvtier_fetched_blocks_total", "Blocks opened for Fetch after verification.",
+        T::Counter, s.fetched_blocks);
+    add("kvtier_fetched_bytes_total", "Payload bytes of the blocks opened for Fetch.",
+        T::Counter, s.fetched_bytes);
+    add("kvtier_evictions_total", "Blocks evicted to make room, by tier.", T::Counter,
+        s.evicted_blocks, t1);
+    add("kvtier_deleted_blocks_total", "Blocks removed by Delete.", T::Counter,
+        s.deleted_blocks);
+    add("kvtier_checksum_failures_total",
+        "Blocks that failed checksum verification and were dropped.", T::Counter,
+        s.checksum_failures);
+    add("kvtier_tier_capacity_bytes", "Bytes of the tier's arena.", T::Gauge,
+        s.t1_capacity_bytes, t1);
+    add("kvtier_tier_capacity_blocks", "Slots (blocks) the tier can hold.", T::Gauge,
+        s.t1_capacity_blocks, t1);
+    add("kvtier_tier_used_bytes", "Payload bytes of the blocks in the tier.", T::Gauge,
+        s.t1_used_bytes, t1);
+    add("kvtier_tier_blocks", "Committed blocks in the tier.", T::Gauge, s.t1_used_blocks, t1);
+    add("kvtier_tier_reserved_blocks", "Slots reserved by Puts in flight.", T::Gauge,
+        s.t1_reserved_blocks, t1);
+    add("kvtier_tier_locked", "1 when the tier's memory is pinned or locked.", T::Gauge,
+        s.t1_locked ? 1 : 0, t1);
+    add("kvtier_active_leases", "Lookup leases not yet released or expired.", T::Gauge,
+        s.active_leases);
+    add("kvtier_pinned_blocks", "Blocks pinned against eviction.", T::Gauge, s.pinned_blocks);
+    return out;
+  }
+
+ private:
+  const BlockStore* store_;
+};
+
+}  // namespace
+
+const char* StoreRpcName(StoreRpc rpc) {
+  static const char* const kNames[kNumStoreRpcs] = {
+      "Lookup", "Put", "Fetch", "Release", "Pin", "Unpin", "Delete", "Stats", "WatchEvents"};
+  return kNames[static_cast<int>(rpc)];
+}
+
+StoreMetrics::StoreMetrics(const BlockStore* store)
+    : registry_(std::make_shared<prometheus::Registry>()),
+      engine_(std::make_shared<EngineCollector>(store)) {
+  auto& latency = prometheus::BuildHistogram()
+                      .Name("kvtier_rpc_duration_seconds")
+                      .Help("Server-side duration of CacheStore RPCs, by method.")
+                      .Register(*registry_);
+  rpcs_total_ = &prometheus::BuildCounter()
+                     .Name("kvtier_rpcs_total")
+                     .Help("CacheStore RPCs finished, by method and status code.")
+                     .Register(*registry_);
+  // 50 us to ~30 s, x2 per bucket.
+  prometheus::Histogram::BucketBoundaries bounds;
+  for (double b = 50e-6; b < 40; b *= 2) bounds.push_back(b);
+  for (int i = 0; i < kNumStoreRpcs; ++i) {
+    const std::string method = StoreRpcName(static_cast<StoreRpc>(i));
+    latency_[i] = &latency.Add({{"method", method}}, bounds);
+    ok_total_[i] = &rpcs_total_->Add({{"method", method}, {"code", "OK"}});
+  }
+}
+
+std::vector<std::shared_ptr<prometheus::Collectable>> StoreMetrics::collectables() const {
+  return {registry_, engine_};
+}
+
+void StoreMetrics::ObserveRpc(StoreRpc rpc, grpc::StatusCode code, absl::Duration elapsed) {
+  const int i = static_cast<int>(rpc);
+  latency_[i]->Observe(absl::ToDoubleSeconds(elapsed));
+  if (code == grpc::StatusCode::OK) {
+    ok_total_[i]->Increment();
+    return;
+  }
+  // Error children are created on first use: at most 16 codes per method.
+  const int c = static_cast<int>(code);
+  const char* name = (c >= 0 && c <= 16) ? kCodeNames[c] : "UNKNOWN";
+  rpcs_total_->Add({{"method", StoreRpcName(rpc)}, {"code", name}}).Increment();
+}
+
+}  // namespace kvtier

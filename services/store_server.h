@@ -1,0 +1,59 @@
+// StoreServer: a running kvtier-store gRPC server: the CacheStore service plus
+// grpc.health.v1 and reflection, with message-size limits, keepalive and a bounded
+// thread quota. Used by the kvtier-store binary and by in-process tests.
+//
+// Shutdown drains: health turns NOT_SERVING, watch streams end, new calls are refused,
+// calls in flight get until the drain deadline to finish and are cancelled after it.
+// Thread-safe; the store, authenticator and metrics must outlive the server.
+#ifndef KVTIER_SERVICES_STORE_SERVER_H_
+#define KVTIER_SERVICES_STORE_SERVER_H_
+
+#include <grpcpp/server.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "services/cache_store_service.h"
+
+namespace kvtier {
+
+struct StoreServerOptions {
+  std::string listen = "0.0.0.0:50051";
+  // Largest gRPC message accepted or sent; Put chunks and Fetch chunks must fit.
+  int max_message_bytes = 16 << 20;
+  // Threads gRPC may use for this server (ResourceQuota).
+  int max_threads = 64;
+  absl::Duration keepalive_time = absl::Seconds(30);
+  absl::Duration keepalive_timeout = absl::Seconds(10);
+  CacheStoreServiceOptions service;
+};
+
+class StoreServer {
+ public:
+  // UNAVAILABLE when the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<StoreServer>> Start(BlockStore* store,
+                                                            const TenantAuthenticator* auth,
+                                                            StoreMetrics* metrics,
+                                                            const StoreServerOptions& options);
+  ~StoreServer();
+
+  // The bound port (useful with port 0).
+  int port() const { return port_; }
+  void Shutdown(absl::Duration drain);
+  void Wait() { server_->Wait(); }
+
+ private:
+  StoreServer() = default;
+
+  BlockStore* store_ = nullptr;
+  std::unique_ptr<CacheStoreService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace kvtier
+
+#endif  // KVTIER_SERVICES_STORE_SERVER_H_
