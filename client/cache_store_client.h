@@ -1,0 +1,149 @@
+// CacheStoreClient: the C++ client of kvtier.v1.CacheStore.
+//
+// Every call has a deadline (ClientOptions::timeout, or the call's own) that covers all
+// its attempts: a caller is never held past it. A call that fails with UNAVAILABLE is
+// retried with jittered exponential backoff while the deadline allows; no other error is
+// retried. Put is idempotent and Fetch rewrites the caller's buffers from the start, so
+// retrying either is safe.
+//
+// Fetch streams straight into caller memory: each chunk is bounds-checked against the
+// caller's buffer for its block, and each assembled block is verified against the XXH3
+// checksum the server announced; a mismatch is DATA_LOSS (treat as a miss).
+//
+// Thread-safe: one client (one channel) serves any number of threads.
+#ifndef KVTIER_CLIENT_CACHE_STORE_CLIENT_H_
+#define KVTIER_CLIENT_CACHE_STORE_CLIENT_H_
+
+#include <grpcpp/channel.h>
+#include <grpcpp/client_context.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "cache_store/block_key.h"
+#include "cache_store/kv_layout.h"
+#include "kvtier/v1/cache_store.grpc.pb.h"
+
+namespace kvtier {
+
+struct ClientOptions {
+  std::string target = "127.0.0.1:50051";
+  // Deadline of each call, retries included.
+  absl::Duration timeout = absl::Seconds(10);
+  int max_attempts = 4;
+  absl::Duration initial_backoff = absl::Milliseconds(50);
+  absl::Duration max_backoff = absl::Seconds(2);
+  // Sent as x-kvtier-tenant (servers without an auth token file). Empty: not sent.
+  std::string tenant;
+  // Sent as `authorization: Bearer <token>`. Empty: not sent.
+  std::string auth_token;
+  // Payload bytes per Put message; must fit the server's max message size.
+  uint32_t put_chunk_bytes = 1 << 20;
+  // Largest message accepted from the server.
+  int max_message_bytes = 16 << 20;
+};
+
+struct LookupReply {
+  uint32_t matched_blocks = 0;
+  uint32_t total_blocks = 0;
+  std::vector<BlockKey> keys;
+  std::vector<v1::Tier> tiers;
+  uint64_t lease_id = 0;
+  absl::Duration lease_ttl;
+  uint64_t block_bytes = 0;
+};
+
+struct LookupParams {
+  std::string salt;
+  bool lease = true;
+  absl::Duration lease_ttl = absl::ZeroDuration();  // zero: server default
+};
+
+struct PutReply {
+  uint32_t stored_blocks = 0;
+  uint32_t existing_blocks = 0;
+  std::vector<BlockKey> keys;
+};
+
+// What to fetch: the blocks of a lease, or explicit keys.
+struct FetchTarget {
+  uint64_t lease_id = 0;
+  std::vector<BlockKey> keys;
+};
+
+struct FetchReply {
+  std::vector<v1::FetchedBlock> blocks;
+  uint64_t bytes = 0;
+};
+
+struct FetchParams {
+  v1::FetchOrder order = v1::FETCH_ORDER_BLOCK_MAJOR;
+  uint32_t max_chunk_bytes = 0;  // zero: server default
+  // Called after each chunk lands in the caller's buffer (block, offset, length), e.g. to
+  // start on layer 0 while later layers arrive. Runs on the calling thread.
+  std::function<void(uint32_t block, uint64_t offset, uint64_t length)> on_chunk;
+};
+
+class CacheStoreClient {
+ public:
+  explicit CacheStoreClient(ClientOptions options);
+  // For tests and embedders with their own channel.
+  CacheStoreClient(std::shared_ptr<grpc::Channel> channel, ClientOptions options);
+
+  absl::StatusOr<LookupReply> Lookup(const KvLayout& layout, std::span<const uint32_t> tokens,
+                                     const LookupParams& params = {});
+
+  // Puts blocks [first_block, first_block + n) of the prompt, where
+  // n = payload.size() / layout.BlockBytes(). The payload is the blocks' bytes
+  // concatenated. INVALID_ARGUMENT locally when it is not a whole number of blocks.
+  absl::StatusOr<PutReply> Put(const KvLayout& layout, std::span<const uint32_t> tokens,
+                               uint32_t first_block, std::span<const uint8_t> payload,
+                               const std::string& salt = "");
+
+  // Fetches into out[i] for block i; out[i] must be at least the block's size.
+  absl::StatusOr<FetchReply> Fetch(const FetchTarget& target,
+                                   std::span<const std::span<uint8_t>> out,
+                                   const FetchParams& params = {});
+
+  absl::Status Release(uint64_t lease_id);
+  // Returns the TTL granted.
+  absl::StatusOr<absl::Duration> Pin(std::span<const BlockKey> keys,
+                                     absl::Duration ttl = absl::ZeroDuration());
+  absl::StatusOr<uint32_t> Unpin(std::span<const BlockKey> keys);
+  absl::StatusOr<uint32_t> Delete(std::span<const BlockKey> keys);
+  absl::StatusOr<v1::StatsResponse> Stats();
+  // True when grpc.health.v1 says SERVING.
+  absl::StatusOr<bool> Healthy();
+
+  // Streams block events to on_message until it returns false, the stream ends, or
+  // `duration` passes (then OK). The first message is empty: the watch is live.
+  absl::Status WatchEvents(const std::function<bool(const v1::WatchEventsResponse&)>& on_message,
+                           absl::Duration duration);
+
+  // The deadline used for calls started now.
+  absl::Time DeadlineFromNow() const { return absl::Now() + options_.timeout; }
+
+ private:
+  // Runs attempt(context) until it returns something other than UNAVAILABLE, the attempts
+  // run out, or the next backoff would pass the deadline.
+  absl::Status WithRetries(const std::function<grpc::Status(grpc::ClientContext&)>& attempt,
+                           absl::Time deadline);
+  void PrepareContext(grpc::ClientContext& ctx, absl::Time deadline) const;
+
+  ClientOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::CacheStore::Stub> stub_;
+};
+
+// The default channel arguments of kvtier clients (message size, keepalive).
+std::shared_ptr<grpc::Channel> MakeStoreChannel(const ClientOptions& options);
+
+}  // namespace kvtier
+
+#endif  // KVTIER_CLIENT_CACHE_STORE_CLIENT_H_
