@@ -1,0 +1,182 @@
+// The real kvtier-store binary: started as an operator would, talked to over gRPC, its
+// /metrics scraped over HTTP, and stopped with SIGTERM while streams are open.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <regex>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/synchronization/notification.h"
+#include "client/cache_store_client.h"
+#include "tests/services/store_process.h"
+
+namespace kvtier {
+namespace {
+
+using ::kvtier::testing::HttpGet;
+using ::kvtier::testing::StoreProcess;
+
+KvLayout Layout() {
+  return KvLayout{.model_id = "llama-3-8b",
+                  .num_layers = 32,
+                  .num_kv_heads = 8,
+                  .head_dim = 128,
+                  .dtype = DType::kBf16,
+                  .tokens_per_block = 16};
+}
+
+std::vector<uint32_t> Tokens(size_t n) {
+  std::vector<uint32_t> t(n);
+  for (size_t i = 0; i < n; ++i) t[i] = static_cast<uint32_t>(i * 31 + 7);
+  return t;
+}
+
+// Value of one sample in a Prometheus text exposition, e.g. Sample(text,
+// "kvtier_put_blocks_total{result=\"stored\"}"); -1 when absent.
+double Sample(const std::string& exposition, const std::string& series) {
+  size_t pos = 0;
+  while ((pos = exposition.find(series + " ", pos)) != std::string::npos) {
+    if (pos == 0 || exposition[pos - 1] == '\n') {
+      const size_t start = pos + series.size() + 1;
+      double v;
+      if (absl::SimpleAtod(exposition.substr(start, exposition.find('\n', start) - start), &v)) {
+        return v;
+      }
+    }
+    pos += series.size();
+  }
+  return -1;
+}
+
+TEST(StoreProcessTest, MetricsEndpointCountsWhatHappened) {
+  auto store = StoreProcess::Start({"--t1_bytes=67108864"});
+  ASSERT_TRUE(store.ok()) << store.status();
+  ASSERT_GT((*store)->metrics_port(), 0);
+  absl::StatusOr<std::string> before = HttpGet((*store)->metrics_port(), "/metrics");
+  ASSERT_TRUE(before.ok()) << before.status();
+  EXPECT_EQ(Sample(*before, "kvtier_lookups_total"), 0);
+  EXPECT_EQ(Sample(*before, "kvtier_tier_capacity_bytes{tier=\"t1\"}"), 64 << 20);
+  EXPECT_EQ(Sample(*before, "kvtier_tier_capacity_blocks{tier=\"t1\"}"), 32);
+
+  CacheStoreClient client({.target = (*store)->target(), .tenant = "m"});
+  const KvLayout layout = Layout();
+  const uint64_t bb = layout.BlockBytes();
+  std::vector<uint32_t> tokens = Tokens(3 * 16 + 3);
+  std::vector<uint8_t> payload(3 * bb, 0x5a);
+  ASSERT_TRUE(client.Put(layout, tokens, 0, payload).ok());
+  ASSERT_TRUE(client.Put(layout, tokens, 0, std::span(payload).first(bb)).ok());  // existing
+  std::vector<uint32_t> other = Tokens(2 * 16);
+  other[20] = 999;  // shares block 0 only
+  absl::StatusOr<LookupReply> l = client.Lookup(layout, other);
+  ASSERT_TRUE(l.ok());
+  ASSERT_EQ(l->matched_blocks, 1u);
+  std::vector<uint8_t> got(bb);
+  std::vector<std::span<uint8_t>> out = {std::span(got)};
+  ASSERT_TRUE(client.Fetch({.lease_id = l->lease_id}, out).ok());
+  ASSERT_TRUE(client.Release(l->lease_id).ok());
+
+  absl::StatusOr<std::string> after = HttpGet((*store)->metrics_port(), "/metrics");
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(Sample(*after, "kvtier_lookups_total"), 1);
+  EXPECT_EQ(Sample(*after, "kvtier_lookup_requested_blocks_total"), 2);
+  EXPECT_EQ(Sample(*after, "kvtier_lookup_hit_blocks_total"), 1);
+  EXPECT_EQ(Sample(*after, "kvtier_lookup_requested_tokens_total"), 32);
+  EXPECT_EQ(Sample(*after, "kvtier_lookup_hit_tokens_total"), 16);
+  EXPECT_EQ(Sample(*after, "kvtier_put_blocks_total{result=\"stored\"}"), 3);
+  EXPECT_EQ(Sample(*after, "kvtier_put_blocks_total{result=\"existing\"}"), 1);
+  EXPECT_EQ(Sample(*after, "kvtier_put_bytes_total"), 4.0 * bb);
+  EXPECT_EQ(Sample(*after, "kvtier_fetched_blocks_total"), 1);
+  EXPECT_EQ(Sample(*after, "kvtier_fetched_bytes_total"), bb);
+  EXPECT_EQ(Sample(*after, "kvtier_tier_blocks{tier=\"t1\"}"), 3);
+  EXPECT_EQ(Sample(*after, "kvtier_tier_used_bytes{tier=\"t1\"}"), 3.0 * bb);
+  EXPECT_EQ(Sample(*after, "kvtier_active_leases"), 0);
+  EXPECT_EQ(Sample(*after, "kvtier_evictions_total{tier=\"t1\"}"), 0);
+  EXPECT_EQ(Sample(*after, "kvtier_rpcs_total{code=\"OK\",method=\"Put\"}"), 2);
+  EXPECT_EQ(Sample(*after, "kvtier_rpc_duration_seconds_count{method=\"Lookup\"}"), 1);
+  EXPECT_EQ(Sample(*after, "kvtier_rpc_duration_seconds_count{method=\"Fetch\"}"), 1);
+
+  // A failed call is counted under its code.
+  EXPECT_FALSE(client.Release(12345).ok());
+  absl::StatusOr<std::string> last = HttpGet((*store)->metrics_port(), "/metrics");
+  ASSERT_TRUE(last.ok());
+  EXPECT_EQ(Sample(*last, "kvtier_rpcs_total{code=\"NOT_FOUND\",method=\"Release\"}"), 1);
+}
+
+TEST(StoreProcessTest, SigtermWhileStreamingDrainsAndExitsZero) {
+  auto store = StoreProcess::Start({"--t1_bytes=67108864", "--drain_timeout=5s"});
+  ASSERT_TRUE(store.ok()) << store.status();
+  CacheStoreClient client({.target = (*store)->target(), .timeout = absl::Seconds(30)});
+  const KvLayout layout = Layout();
+  const uint64_t bb = layout.BlockBytes();
+  std::vector<uint32_t> tokens = Tokens(16 * 16);
+  std::vector<uint8_t> payload(16 * bb, 0x11);
+  absl::StatusOr<PutReply> put = client.Put(layout, tokens, 0, payload);
+  ASSERT_TRUE(put.ok()) << put.status();
+
+  // A watcher that would otherwise stream forever.
+  absl::Notification watching;
+  absl::Status watch_status;
+  std::thread watcher([&] {
+    watch_status = client.WatchEvents(
+        [&](const v1::WatchEventsResponse&) {
+          if (!watching.HasBeenNotified()) watching.Notify();
+          return true;
+        },
+        absl::InfiniteDuration());
+  });
+  ASSERT_TRUE(watching.WaitForNotificationWithTimeout(absl::Seconds(10)));
+
+  // Fetches in a loop with small chunks, so one is in flight when the signal lands.
+  std::atomic<bool> stop{false};
+  std::atomic<int> complete_fetches{0};
+  std::atomic<int> wrong_bytes{0};
+  absl::Status last_fetch;
+  std::thread fetcher([&] {
+    std::vector<uint8_t> got(16 * bb);
+    std::vector<std::span<uint8_t>> out;
+    for (int b = 0; b < 16; ++b) out.push_back(std::span(got).subspan(b * bb, bb));
+    while (!stop) {
+      absl::StatusOr<FetchReply> f =
+          client.Fetch({.keys = put->keys}, out, {.max_chunk_bytes = 64 << 10});
+      if (!f.ok()) {
+        last_fetch = f.status();
+        break;
+      }
+      if (got != payload) ++wrong_bytes;
+      ++complete_fetches;
+    }
+  });
+  while (complete_fetches < 2) absl::SleepFor(absl::Milliseconds(5));
+  const absl::Time signalled = absl::Now();
+  (*store)->Signal(SIGTERM);
+  std::optional<int> code = (*store)->Wait(absl::Seconds(20));
+  ASSERT_TRUE(code.has_value()) << "kvtier-store did not exit after SIGTERM\n" << (*store)->Log();
+  EXPECT_EQ(*code, 0) << (*store)->Log();
+  EXPECT_LT(absl::Now() - signalled, absl::Seconds(10)) << (*store)->Log();
+  stop = true;
+  fetcher.join();
+  watcher.join();
+  // Whatever was in flight either completed with the right bytes or failed cleanly.
+  EXPECT_EQ(wrong_bytes.load(), 0);
+  EXPECT_FALSE(last_fetch.ok());
+  EXPECT_EQ(watch_status.code(), absl::StatusCode::kUnavailable) << watch_status;
+  EXPECT_NE((*store)->Log().find("kvtier-store stopped"), std::string::npos);
+}
+
+TEST(StoreProcessTest, BadFlagsFailAtStartupWithAClearMessage) {
+  auto [code, log] = StoreProcess::RunToExit({"--t1_lock=sometimes", "--metrics_listen="});
+  EXPECT_EQ(code, 2);
+  EXPECT_NE(log.find("--t1_lock=sometimes is not one of"), std::string::npos) << log;
+  std::tie(code, log) = StoreProcess::RunToExit(
+      {"--t1_bytes=1000", "--t1_lock=none", "--metrics_listen=", "--listen=127.0.0.1:0"});
+  EXPECT_EQ(code, 2);
+  EXPECT_NE(log.find("holds no slot"), std::string::npos) << log;
+  std::tie(code, log) = StoreProcess::RunToExit(
+      {"--eviction_policy=random", "--t1_lock=none", "--metrics_listen=", "--t1_bytes=8388608"});
+  EXPECT_EQ(code, 2);
+  EXPECT_NE(log.find("unknown eviction policy"), std::string::npos) << log;
+}
+
+}  // namespace
+}  // namespace kvtier

@@ -1,0 +1,35 @@
+#include "tests/services/test_store_server.h"
+
+#include "cache_store/log.h"
+
+namespace kvtier::testing {
+
+TestStoreServer::TestStoreServer(const TestStoreOptions& options) {
+  BlockStoreOptions o;
+  o.t1 = {.capacity_bytes = options.t1_bytes,
+          .slot_bytes = options.slot_bytes,
+          .lock_mode = MemoryLockMode::kNone};
+  o.clock = &clock_;
+  absl::StatusOr<std::unique_ptr<BlockStore>> store = BlockStore::Create(o);
+  KVTIER_CHECK(store.ok()) << store.status();
+  store_ = *std::move(store);
+  if (options.auth_token_file.empty()) {
+    auth_ = TenantAuthenticator::Insecure();
+  } else {
+    absl::StatusOr<std::unique_ptr<TenantAuthenticator>> auth =
+        TenantAuthenticator::FromTokenFile(options.auth_token_file);
+    KVTIER_CHECK(auth.ok()) << auth.status();
+    auth_ = *std::move(auth);
+  }
+  metrics_ = std::make_unique<StoreMetrics>(store_.get());
+  StoreServerOptions so;
+  so.listen = "127.0.0.1:0";
+  absl::StatusOr<std::unique_ptr<StoreServer>> server =
+      StoreServer::Start(store_.get(), auth_.get(), metrics_.get(), so);
+  KVTIER_CHECK(server.ok()) << server.status();
+  server_ = *std::move(server);
+}
+
+TestStoreServer::~TestStoreServer() { server_->Shutdown(absl::Seconds(1)); }
+
+}  // namespace kvtier::testing

@@ -1,0 +1,43 @@
+// An in-process kvtier-store on a loopback port for integration tests: the real engine,
+// service, metrics and server, with the engine on a ManualClock.
+#ifndef KVTIER_TESTS_SERVICES_TEST_STORE_SERVER_H_
+#define KVTIER_TESTS_SERVICES_TEST_STORE_SERVER_H_
+
+#include <memory>
+#include <string>
+
+#include "cache_store/block_store.h"
+#include "cache_store/clock.h"
+#include "services/store_metrics.h"
+#include "services/store_server.h"
+#include "services/tenant_auth.h"
+
+namespace kvtier::testing {
+
+struct TestStoreOptions {
+  uint64_t t1_bytes = uint64_t{64} << 20;
+  uint64_t slot_bytes = uint64_t{2} << 20;
+  std::string auth_token_file;  // empty: insecure (x-kvtier-tenant)
+};
+
+class TestStoreServer {
+ public:
+  explicit TestStoreServer(const TestStoreOptions& options = {});
+  ~TestStoreServer();
+
+  std::string target() const { return "127.0.0.1:" + std::to_string(server_->port()); }
+  BlockStore& store() { return *store_; }
+  ManualClock& clock() { return clock_; }
+  StoreServer& server() { return *server_; }
+
+ private:
+  ManualClock clock_;
+  std::unique_ptr<BlockStore> store_;
+  std::unique_ptr<TenantAuthenticator> auth_;
+  std::unique_ptr<StoreMetrics> metrics_;
+  std::unique_ptr<StoreServer> server_;
+};
+
+}  // namespace kvtier::testing
+
+#endif  // KVTIER_TESTS_SERVICES_TEST_STORE_SERVER_H_
