@@ -53,7 +53,7 @@ class PendingPut {
   struct Block {
     BlockKey key;
     std::optional<BlockKey> parent;
-    std::optional<uint32_t> slot;     // reserved slot for a new block
+    std::optional<uint32_t> slot;      // reserved slot for a new block
     std::optional<uint32_t> existing;  // handle of an already cached block
     std::optional<uint64_t> expected_checksum;
     uint64_t checksum = 0;  // computed at commit
@@ -98,8 +98,7 @@ class BlockReadHandle {
 
  private:
   friend class BlockStore;
-  BlockReadHandle(BlockStore* store, std::vector<uint32_t> handles,
-                  std::vector<BlockView> views)
+  BlockReadHandle(BlockStore* store, std::vector<uint32_t> handles, std::vector<BlockView> views)
       : store_(store), handles_(std::move(handles)), views_(std::move(views)) {}
 
   BlockStore* store_;

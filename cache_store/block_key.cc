@@ -43,8 +43,7 @@ std::string BlockKey::ToHex() const {
 
 std::string BlockKey::ShortHex() const { return ToHex().substr(0, 8); }
 
-BlockKey NamespaceKey(std::string_view tenant, uint64_t layout_fingerprint,
-                      std::string_view salt) {
+BlockKey NamespaceKey(std::string_view tenant, uint64_t layout_fingerprint, std::string_view salt) {
   std::string buf = "kvtier.ns.v1";
   AppendU32(buf, static_cast<uint32_t>(tenant.size()));
   buf.append(tenant);

@@ -48,8 +48,7 @@ struct BlockKey {
 };
 
 // The namespace key (key "-1" of the chain).
-BlockKey NamespaceKey(std::string_view tenant, uint64_t layout_fingerprint,
-                      std::string_view salt);
+BlockKey NamespaceKey(std::string_view tenant, uint64_t layout_fingerprint, std::string_view salt);
 
 // Key of the block that follows `parent` and holds `block_tokens`.
 BlockKey NextBlockKey(const BlockKey& parent, std::span<const uint32_t> block_tokens);
@@ -57,8 +56,7 @@ BlockKey NextBlockKey(const BlockKey& parent, std::span<const uint32_t> block_to
 // Keys of the first min(max_blocks, tokens.size() / tokens_per_block) full blocks.
 // REQUIRES: tokens_per_block > 0
 std::vector<BlockKey> ChainBlockKeys(const BlockKey& ns, std::span<const uint32_t> tokens,
-                                     uint32_t tokens_per_block,
-                                     size_t max_blocks = SIZE_MAX);
+                                     uint32_t tokens_per_block, size_t max_blocks = SIZE_MAX);
 
 }  // namespace kvtier
 

@@ -13,8 +13,7 @@ namespace kvtier {
 // ---------------------------------------------------------------------------------------
 // Creation and validation
 
-absl::StatusOr<std::unique_ptr<BlockStore>> BlockStore::Create(
-    const BlockStoreOptions& options) {
+absl::StatusOr<std::unique_ptr<BlockStore>> BlockStore::Create(const BlockStoreOptions& options) {
   if (options.default_lease_ttl <= absl::ZeroDuration() ||
       options.max_lease_ttl < options.default_lease_ttl) {
     return absl::InvalidArgumentError(
@@ -22,16 +21,14 @@ absl::StatusOr<std::unique_ptr<BlockStore>> BlockStore::Create(
   }
   if (options.default_pin_ttl <= absl::ZeroDuration() ||
       options.max_pin_ttl < options.default_pin_ttl) {
-    return absl::InvalidArgumentError(
-        "pin TTLs must satisfy 0 < default_pin_ttl <= max_pin_ttl");
+    return absl::InvalidArgumentError("pin TTLs must satisfy 0 < default_pin_ttl <= max_pin_ttl");
   }
   absl::StatusOr<std::unique_ptr<PinnedHostTier>> t1 = PinnedHostTier::Create(options.t1);
   if (!t1.ok()) return t1.status();
   absl::StatusOr<std::unique_ptr<EvictionPolicy>> policy =
       MakeEvictionPolicy(options.eviction_policy, (*t1)->capacity_slots());
   if (!policy.ok()) return policy.status();
-  return std::unique_ptr<BlockStore>(
-      new BlockStore(options, *std::move(t1), *std::move(policy)));
+  return std::unique_ptr<BlockStore>(new BlockStore(options, *std::move(t1), *std::move(policy)));
 }
 
 BlockStore::BlockStore(const BlockStoreOptions& options, std::unique_ptr<PinnedHostTier> t1,
@@ -50,9 +47,9 @@ absl::Status BlockStore::ValidatePrompt(const PromptRef& prompt) const {
   if (prompt.layout == nullptr) return absl::InvalidArgumentError("layout is required");
   if (absl::Status s = prompt.layout->Validate(); !s.ok()) return s;
   if (prompt.tokens.size() > options_.max_prompt_tokens) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("prompt of ", prompt.tokens.size(), " tokens exceeds the limit of ",
-                     options_.max_prompt_tokens, " tokens"));
+    return absl::InvalidArgumentError(absl::StrCat("prompt of ", prompt.tokens.size(),
+                                                   " tokens exceeds the limit of ",
+                                                   options_.max_prompt_tokens, " tokens"));
   }
   return absl::OkStatus();
 }
@@ -67,8 +64,7 @@ absl::Duration BlockStore::ClampTtl(absl::Duration requested, absl::Duration def
 // Reference counting, pins, eviction
 
 bool BlockStore::Evictable(const Entry& e) const {
-  return e.state == Entry::State::kLive && e.refs == 0 &&
-         e.pinned_until == absl::InfinitePast();
+  return e.state == Entry::State::kLive && e.refs == 0 && e.pinned_until == absl::InfinitePast();
 }
 
 void BlockStore::Ref(uint32_t handle) {
@@ -140,8 +136,8 @@ void BlockStore::RemoveEntry(uint32_t handle, BlockEvent::Reason reason) {
   }
 }
 
-absl::StatusOr<std::vector<uint32_t>> BlockStore::FindOwned(
-    std::string_view tenant, std::span<const BlockKey> keys) const {
+absl::StatusOr<std::vector<uint32_t>> BlockStore::FindOwned(std::string_view tenant,
+                                                            std::span<const BlockKey> keys) const {
   std::vector<uint32_t> handles;
   handles.reserve(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) {
@@ -208,10 +204,10 @@ absl::StatusOr<std::unique_ptr<PendingPut>> BlockStore::BeginPut(const PutSpec& 
   const uint64_t full_blocks = spec.prompt.tokens.size() / layout.tokens_per_block;
   const uint64_t end_block = uint64_t{spec.first_block} + spec.num_blocks;
   if (end_block > full_blocks) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the Put announces blocks [", spec.first_block, ", ", end_block, ") but its ",
-        spec.prompt.tokens.size(), " token ids hold only ", full_blocks, " full blocks of ",
-        layout.tokens_per_block, " tokens"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the Put announces blocks [", spec.first_block, ", ", end_block, ") but its ",
+                     spec.prompt.tokens.size(), " token ids hold only ", full_blocks,
+                     " full blocks of ", layout.tokens_per_block, " tokens"));
   }
   if (!spec.checksums.empty() && spec.checksums.size() != spec.num_blocks) {
     return absl::InvalidArgumentError(absl::StrCat("the Put carries ", spec.checksums.size(),
@@ -228,9 +224,8 @@ absl::StatusOr<std::unique_ptr<PendingPut>> BlockStore::BeginPut(const PutSpec& 
   const BlockKey ns = NamespaceKey(spec.prompt.tenant, layout.Fingerprint(), spec.prompt.salt);
   const std::vector<BlockKey> keys =
       ChainBlockKeys(ns, spec.prompt.tokens, layout.tokens_per_block, end_block);
-  std::unique_ptr<PendingPut> put(new PendingPut(this, block_bytes, layout.Fingerprint(),
-                                                 layout.num_layers,
-                                                 std::string(spec.prompt.tenant)));
+  std::unique_ptr<PendingPut> put(new PendingPut(
+      this, block_bytes, layout.Fingerprint(), layout.num_layers, std::string(spec.prompt.tenant)));
   put->blocks_.reserve(spec.num_blocks);
 
   absl::MutexLock lock(&mu_);
@@ -251,9 +246,9 @@ absl::StatusOr<std::unique_ptr<PendingPut>> BlockStore::BeginPut(const PutSpec& 
       std::optional<uint32_t> slot = AllocateSlot();
       if (!slot) {
         AbortPutLocked(*put);
-        return absl::ResourceExhaustedError(absl::StrCat(
-            "T1 is full: all ", t1_->capacity_slots(),
-            " slots hold leased, pinned, read or in-flight blocks; retry later"));
+        return absl::ResourceExhaustedError(
+            absl::StrCat("T1 is full: all ", t1_->capacity_slots(),
+                         " slots hold leased, pinned, read or in-flight blocks; retry later"));
       }
       ++reserved_blocks_;
       block.slot = *slot;
@@ -263,8 +258,7 @@ absl::StatusOr<std::unique_ptr<PendingPut>> BlockStore::BeginPut(const PutSpec& 
   return put;
 }
 
-absl::StatusOr<PutResult> BlockStore::Put(const PutSpec& spec,
-                                          std::span<const uint8_t> payload) {
+absl::StatusOr<PutResult> BlockStore::Put(const PutSpec& spec, std::span<const uint8_t> payload) {
   absl::StatusOr<std::unique_ptr<PendingPut>> put = BeginPut(spec);
   if (!put.ok()) return put.status();
   if (absl::Status s = (*put)->Write(payload); !s.ok()) return s;
@@ -275,9 +269,8 @@ absl::StatusOr<PutResult> BlockStore::CommitPut(PendingPut& put) {
   if (put.received_ != put.expected_bytes()) {
     AbortPut(put);
     return absl::InvalidArgumentError(absl::StrCat(
-        "the Put ended after ", put.received_, " of ", put.expected_bytes(),
-        " payload bytes (", put.blocks_.size(), " blocks of ", put.block_bytes_,
-        " bytes were announced)"));
+        "the Put ended after ", put.received_, " of ", put.expected_bytes(), " payload bytes (",
+        put.blocks_.size(), " blocks of ", put.block_bytes_, " bytes were announced)"));
   }
   // Hash outside the lock: the reserved slots belong to this Put alone.
   for (size_t i = 0; i < put.blocks_.size(); ++i) {
@@ -365,9 +358,8 @@ absl::Status PendingPut::Write(std::span<const uint8_t> data) {
   if (done_) return absl::FailedPreconditionError("this Put has already ended");
   if (received_ + data.size() > expected_bytes()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "the Put payload runs past the announced ", blocks_.size(), " blocks of ",
-        block_bytes_, " bytes (", expected_bytes(), " bytes; got at least ",
-        received_ + data.size(), ")"));
+        "the Put payload runs past the announced ", blocks_.size(), " blocks of ", block_bytes_,
+        " bytes (", expected_bytes(), " bytes; got at least ", received_ + data.size(), ")"));
   }
   while (!data.empty()) {
     const Block& b = blocks_[received_ / block_bytes_];
@@ -438,8 +430,8 @@ absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::VerifyOrDrop(
       ", key ", read->views_[corrupt[0]].key.ShortHex(), "…); treat them as a miss"));
 }
 
-absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::ReadLease(
-    std::string_view tenant, uint64_t lease_id) {
+absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::ReadLease(std::string_view tenant,
+                                                                       uint64_t lease_id) {
   std::unique_ptr<BlockReadHandle> read;
   {
     absl::MutexLock lock(&mu_);
@@ -449,8 +441,8 @@ absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::ReadLease(
     const std::vector<uint32_t>& handles = (*lease)->handles;
     for (size_t i = 0; i < handles.size(); ++i) {
       if (entries_[handles[i]].state != Entry::State::kLive) {
-        return absl::NotFoundError(absl::StrCat("block ", i, " of lease ", lease_id,
-                                                " was deleted since the lookup"));
+        return absl::NotFoundError(
+            absl::StrCat("block ", i, " of lease ", lease_id, " was deleted since the lookup"));
       }
     }
     read = OpenLocked(handles);
@@ -494,10 +486,8 @@ absl::Status BlockStore::Release(std::string_view tenant, uint64_t lease_id) {
 }
 
 absl::StatusOr<absl::Duration> BlockStore::Pin(std::string_view tenant,
-                                               std::span<const BlockKey> keys,
-                                               absl::Duration ttl) {
-  const absl::Duration granted =
-      ClampTtl(ttl, options_.default_pin_ttl, options_.max_pin_ttl);
+                                               std::span<const BlockKey> keys, absl::Duration ttl) {
+  const absl::Duration granted = ClampTtl(ttl, options_.default_pin_ttl, options_.max_pin_ttl);
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
   Sweep(now);

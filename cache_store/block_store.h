@@ -186,8 +186,7 @@ class BlockStore {
              std::unique_ptr<EvictionPolicy> policy);
 
   absl::Status ValidatePrompt(const PromptRef& prompt) const;
-  absl::Duration ClampTtl(absl::Duration requested, absl::Duration def,
-                          absl::Duration max) const;
+  absl::Duration ClampTtl(absl::Duration requested, absl::Duration def, absl::Duration max) const;
 
   // Expires leases and pins whose time has come. Every locked operation starts with it,
   // so within one operation a pin is either live or already swept.
@@ -199,8 +198,7 @@ class BlockStore {
   // Takes a free slot, evicting the policy's victim if none is free.
   std::optional<uint32_t> AllocateSlot() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Unindexes a live block; its slot is freed now or when its last reference goes.
-  void RemoveEntry(uint32_t handle, BlockEvent::Reason reason)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RemoveEntry(uint32_t handle, BlockEvent::Reason reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Handles of this tenant's live blocks, or NOT_FOUND naming the first missing key.
   absl::StatusOr<std::vector<uint32_t>> FindOwned(std::string_view tenant,
                                                   std::span<const BlockKey> keys) const
@@ -232,8 +230,8 @@ class BlockStore {
   // Indexed by T1 slot: a committed block's handle is its slot.
   std::vector<Entry> entries_ ABSL_GUARDED_BY(mu_);
   // (pinned_until, handle); stale records are skipped when popped.
-  std::priority_queue<std::pair<absl::Time, uint32_t>,
-                      std::vector<std::pair<absl::Time, uint32_t>>, std::greater<>>
+  std::priority_queue<std::pair<absl::Time, uint32_t>, std::vector<std::pair<absl::Time, uint32_t>>,
+                      std::greater<>>
       pin_expiry_ ABSL_GUARDED_BY(mu_);
   uint64_t used_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t used_blocks_ ABSL_GUARDED_BY(mu_) = 0;

@@ -30,9 +30,8 @@ std::shared_ptr<EventLog::Subscription> EventLog::Subscribe(std::string tenant,
   absl::MutexLock lock(&mu_);
   auto it = tenant_counts_.find(tenant);
   uint64_t tenant_next = it == tenant_counts_.end() ? 0 : it->second;
-  auto sub =
-      std::make_shared<Subscription>(std::move(tenant), std::move(on_ready), next_seq_,
-                                     tenant_next);
+  auto sub = std::make_shared<Subscription>(std::move(tenant), std::move(on_ready), next_seq_,
+                                            tenant_next);
   subs_.insert(sub);
   // A subscriber that arrives after Close must still hear that the log is closed.
   if (closed_) close_dispatched_ = false;

@@ -57,8 +57,7 @@ absl::Status KvLayout::Validate() const {
   }
   if (model_id.size() > kMaxModelIdLength) {
     return absl::InvalidArgumentError(absl::StrCat("layout.model_id is ", model_id.size(),
-                                                   " bytes; the maximum is ",
-                                                   kMaxModelIdLength));
+                                                   " bytes; the maximum is ", kMaxModelIdLength));
   }
   if (absl::Status s = CheckRange("num_layers", num_layers, kMaxLayers); !s.ok()) return s;
   if (absl::Status s = CheckRange("num_kv_heads", num_kv_heads, kMaxKvHeads); !s.ok()) {
@@ -75,8 +74,7 @@ absl::Status KvLayout::Validate() const {
   }
   if (BlockBytes() > kMaxBlockBytes) {
     return absl::InvalidArgumentError(absl::StrCat("layout implies a block of ", BlockBytes(),
-                                                   " bytes; the maximum is ",
-                                                   kMaxBlockBytes));
+                                                   " bytes; the maximum is ", kMaxBlockBytes));
   }
   return absl::OkStatus();
 }
@@ -89,8 +87,8 @@ uint64_t KvLayout::BlockBytes() const { return LayerBytes() * num_layers; }
 
 uint64_t KvLayout::Fingerprint() const {
   // Length-prefixed so that no two distinct layouts encode alike.
-  std::string canonical = absl::StrCat("kvtier.layout.v1|", model_id.size(), ":", model_id,
-                                       "|", num_layers, "|", num_kv_heads, "|", head_dim, "|",
+  std::string canonical = absl::StrCat("kvtier.layout.v1|", model_id.size(), ":", model_id, "|",
+                                       num_layers, "|", num_kv_heads, "|", head_dim, "|",
                                        static_cast<int>(dtype), "|", tokens_per_block);
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(canonical.data()), canonical.size(), digest);

@@ -38,8 +38,7 @@ absl::StatusOr<const Lease*> LeaseTable::Find(uint64_t id, std::string_view tena
   return &it->second;
 }
 
-absl::StatusOr<std::vector<uint32_t>> LeaseTable::Release(uint64_t id,
-                                                          std::string_view tenant) {
+absl::StatusOr<std::vector<uint32_t>> LeaseTable::Release(uint64_t id, std::string_view tenant) {
   auto it = live_.find(id);
   if (it == live_.end() || it->second.tenant != tenant) return NotLive(id, tenant);
   std::vector<uint32_t> handles = std::move(it->second.handles);

@@ -56,8 +56,8 @@ class LeaseTable {
   size_t remembered_expired_;
   absl::flat_hash_map<uint64_t, Lease> live_;
   // (expiry, id), earliest first. Entries of released leases are skipped when popped.
-  std::priority_queue<std::pair<absl::Time, uint64_t>,
-                      std::vector<std::pair<absl::Time, uint64_t>>, std::greater<>>
+  std::priority_queue<std::pair<absl::Time, uint64_t>, std::vector<std::pair<absl::Time, uint64_t>>,
+                      std::greater<>>
       expiry_queue_;
   absl::flat_hash_map<uint64_t, std::string> expired_tenant_;
   std::deque<uint64_t> expired_order_;

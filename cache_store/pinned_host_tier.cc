@@ -24,14 +24,14 @@ absl::StatusOr<std::unique_ptr<PinnedHostTier>> PinnedHostTier::Create(
                                                    " bytes"));
   }
   if (slots > UINT32_MAX) {
-    return absl::InvalidArgumentError(absl::StrCat("T1 would have ", slots, " slots; at most ",
-                                                   UINT32_MAX, " are supported"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("T1 would have ", slots, " slots; at most ", UINT32_MAX, " are supported"));
   }
   const size_t bytes = slots * slot_bytes;
   // MAP_POPULATE commits the whole arena now, so the store's memory use is fixed from
   // start-up instead of growing as blocks arrive.
-  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE,
+                 -1, 0);
   if (p == MAP_FAILED) {
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot map the T1 arena of ", bytes, " bytes: ", std::strerror(errno)));

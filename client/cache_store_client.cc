@@ -27,8 +27,7 @@ std::shared_ptr<grpc::Channel> MakeStoreChannel(const ClientOptions& options) {
 CacheStoreClient::CacheStoreClient(ClientOptions options)
     : CacheStoreClient(MakeStoreChannel(options), options) {}
 
-CacheStoreClient::CacheStoreClient(std::shared_ptr<grpc::Channel> channel,
-                                   ClientOptions options)
+CacheStoreClient::CacheStoreClient(std::shared_ptr<grpc::Channel> channel, ClientOptions options)
     : options_(std::move(options)),
       channel_(std::move(channel)),
       stub_(v1::CacheStore::NewStub(channel_)) {}
@@ -74,9 +73,9 @@ absl::StatusOr<LookupReply> CacheStoreClient::Lookup(const KvLayout& layout,
   request.set_no_lease(!params.lease);
   request.set_lease_ttl_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(params.lease_ttl)));
   v1::LookupResponse response;
-  absl::Status s = WithRetries(
-      [&](grpc::ClientContext& ctx) { return stub_->Lookup(&ctx, request, &response); },
-      DeadlineFromNow());
+  absl::Status s =
+      WithRetries([&](grpc::ClientContext& ctx) { return stub_->Lookup(&ctx, request, &response); },
+                  DeadlineFromNow());
   if (!s.ok()) return s;
   LookupReply reply;
   reply.matched_blocks = response.matched_blocks();
@@ -117,8 +116,7 @@ absl::StatusOr<PutReply> CacheStoreClient::Put(const KvLayout& layout,
   v1::PutResponse response;
   absl::Status s = WithRetries(
       [&](grpc::ClientContext& ctx) {
-        std::unique_ptr<grpc::ClientWriter<v1::PutRequest>> writer =
-            stub_->Put(&ctx, &response);
+        std::unique_ptr<grpc::ClientWriter<v1::PutRequest>> writer = stub_->Put(&ctx, &response);
         bool ok = writer->Write(header);
         v1::PutRequest chunk;
         for (uint64_t off = 0; ok && off < payload.size(); off += options_.put_chunk_bytes) {
@@ -154,8 +152,7 @@ absl::StatusOr<FetchReply> CacheStoreClient::Fetch(const FetchTarget& target,
   absl::Status s = WithRetries(
       [&](grpc::ClientContext& ctx) -> grpc::Status {
         reply = FetchReply{};
-        std::unique_ptr<grpc::ClientReader<v1::FetchResponse>> reader =
-            stub_->Fetch(&ctx, request);
+        std::unique_ptr<grpc::ClientReader<v1::FetchResponse>> reader = stub_->Fetch(&ctx, request);
         v1::FetchResponse message;
         std::vector<uint64_t> received;
         bool first = true;
@@ -165,14 +162,14 @@ absl::StatusOr<FetchReply> CacheStoreClient::Fetch(const FetchTarget& target,
             reply.blocks.assign(message.blocks().begin(), message.blocks().end());
             if (reply.blocks.size() > out.size()) {
               local_error = absl::InvalidArgumentError(
-                  absl::StrCat("the fetch returns ", reply.blocks.size(),
-                               " blocks but only ", out.size(), " buffers were given"));
+                  absl::StrCat("the fetch returns ", reply.blocks.size(), " blocks but only ",
+                               out.size(), " buffers were given"));
             }
             for (size_t b = 0; local_error.ok() && b < reply.blocks.size(); ++b) {
               if (reply.blocks[b].size_bytes() > out[b].size()) {
-                local_error = absl::InvalidArgumentError(absl::StrCat(
-                    "block ", b, " is ", reply.blocks[b].size_bytes(),
-                    " bytes; its buffer holds ", out[b].size()));
+                local_error = absl::InvalidArgumentError(
+                    absl::StrCat("block ", b, " is ", reply.blocks[b].size_bytes(),
+                                 " bytes; its buffer holds ", out[b].size()));
               }
             }
             received.assign(reply.blocks.size(), 0);
@@ -213,9 +210,9 @@ absl::StatusOr<FetchReply> CacheStoreClient::Fetch(const FetchTarget& target,
   for (size_t b = 0; b < reply.blocks.size(); ++b) {
     const uint64_t sum = BlockChecksum(out[b].data(), reply.blocks[b].size_bytes());
     if (sum != reply.blocks[b].checksum()) {
-      return absl::DataLossError(absl::StrFormat(
-          "block %d failed its checksum after transfer (%016x, expected %016x)", b, sum,
-          reply.blocks[b].checksum()));
+      return absl::DataLossError(
+          absl::StrFormat("block %d failed its checksum after transfer (%016x, expected %016x)", b,
+                          sum, reply.blocks[b].checksum()));
     }
   }
   return reply;
@@ -236,9 +233,9 @@ absl::StatusOr<absl::Duration> CacheStoreClient::Pin(std::span<const BlockKey> k
   KeysToProto(keys, request.mutable_block_keys());
   request.set_ttl_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(ttl)));
   v1::PinResponse response;
-  absl::Status s = WithRetries(
-      [&](grpc::ClientContext& ctx) { return stub_->Pin(&ctx, request, &response); },
-      DeadlineFromNow());
+  absl::Status s =
+      WithRetries([&](grpc::ClientContext& ctx) { return stub_->Pin(&ctx, request, &response); },
+                  DeadlineFromNow());
   if (!s.ok()) return s;
   return absl::Milliseconds(response.ttl_ms());
 }
@@ -247,9 +244,9 @@ absl::StatusOr<uint32_t> CacheStoreClient::Unpin(std::span<const BlockKey> keys)
   v1::UnpinRequest request;
   KeysToProto(keys, request.mutable_block_keys());
   v1::UnpinResponse response;
-  absl::Status s = WithRetries(
-      [&](grpc::ClientContext& ctx) { return stub_->Unpin(&ctx, request, &response); },
-      DeadlineFromNow());
+  absl::Status s =
+      WithRetries([&](grpc::ClientContext& ctx) { return stub_->Unpin(&ctx, request, &response); },
+                  DeadlineFromNow());
   if (!s.ok()) return s;
   return response.unpinned_blocks();
 }
@@ -258,9 +255,9 @@ absl::StatusOr<uint32_t> CacheStoreClient::Delete(std::span<const BlockKey> keys
   v1::DeleteRequest request;
   KeysToProto(keys, request.mutable_block_keys());
   v1::DeleteResponse response;
-  absl::Status s = WithRetries(
-      [&](grpc::ClientContext& ctx) { return stub_->Delete(&ctx, request, &response); },
-      DeadlineFromNow());
+  absl::Status s =
+      WithRetries([&](grpc::ClientContext& ctx) { return stub_->Delete(&ctx, request, &response); },
+                  DeadlineFromNow());
   if (!s.ok()) return s;
   return response.deleted_blocks();
 }
@@ -268,9 +265,9 @@ absl::StatusOr<uint32_t> CacheStoreClient::Delete(std::span<const BlockKey> keys
 absl::StatusOr<v1::StatsResponse> CacheStoreClient::Stats() {
   v1::StatsRequest request;
   v1::StatsResponse response;
-  absl::Status s = WithRetries(
-      [&](grpc::ClientContext& ctx) { return stub_->Stats(&ctx, request, &response); },
-      DeadlineFromNow());
+  absl::Status s =
+      WithRetries([&](grpc::ClientContext& ctx) { return stub_->Stats(&ctx, request, &response); },
+                  DeadlineFromNow());
   if (!s.ok()) return s;
   return response;
 }
@@ -280,9 +277,9 @@ absl::StatusOr<bool> CacheStoreClient::Healthy() {
       grpc::health::v1::Health::NewStub(channel_);
   grpc::health::v1::HealthCheckRequest request;
   grpc::health::v1::HealthCheckResponse response;
-  absl::Status s = WithRetries(
-      [&](grpc::ClientContext& ctx) { return health->Check(&ctx, request, &response); },
-      DeadlineFromNow());
+  absl::Status s =
+      WithRetries([&](grpc::ClientContext& ctx) { return health->Check(&ctx, request, &response); },
+                  DeadlineFromNow());
   if (!s.ok()) return s;
   return response.status() == grpc::health::v1::HealthCheckResponse::SERVING;
 }
@@ -291,8 +288,8 @@ absl::Status CacheStoreClient::WatchEvents(
     const std::function<bool(const v1::WatchEventsResponse&)>& on_message,
     absl::Duration duration) {
   grpc::ClientContext ctx;
-  PrepareContext(ctx, duration == absl::InfiniteDuration() ? absl::InfiniteFuture()
-                                                          : absl::Now() + duration);
+  PrepareContext(
+      ctx, duration == absl::InfiniteDuration() ? absl::InfiniteFuture() : absl::Now() + duration);
   v1::WatchEventsRequest request;
   std::unique_ptr<grpc::ClientReader<v1::WatchEventsResponse>> reader =
       stub_->WatchEvents(&ctx, request);

@@ -76,8 +76,7 @@ bool Serve(CacheStoreClient& client, const KvLayout& layout, const char* name,
     std::vector<std::span<uint8_t>> out;
     for (uint32_t b = 0; b < hit; ++b) out.push_back(std::span(kv).subspan(b * bb, bb));
     absl::StatusOr<FetchReply> f =
-        client.Fetch({.lease_id = lookup->lease_id}, out,
-                     {.order = v1::FETCH_ORDER_LAYER_MAJOR});
+        client.Fetch({.lease_id = lookup->lease_id}, out, {.order = v1::FETCH_ORDER_LAYER_MAJOR});
     (void)client.Release(lookup->lease_id);
     if (!f.ok()) {
       std::fprintf(stderr, "fetch failed: %s\n", f.status().ToString().c_str());
@@ -96,12 +95,11 @@ bool Serve(CacheStoreClient& client, const KvLayout& layout, const char* name,
   uint64_t put = 0;
   if (hit < total) {
     // "Prefill" the missed blocks; their keys are the chain the store derives.
-    const std::vector<BlockKey> keys = ChainBlockKeys(
-        NamespaceKey(absl::GetFlag(FLAGS_tenant), layout.Fingerprint(), ""), prompt,
-        layout.tokens_per_block);
+    const std::vector<BlockKey> keys =
+        ChainBlockKeys(NamespaceKey(absl::GetFlag(FLAGS_tenant), layout.Fingerprint(), ""), prompt,
+                       layout.tokens_per_block);
     for (uint32_t b = hit; b < total; ++b) FillBlock(keys[b], std::span(kv).subspan(b * bb, bb));
-    absl::StatusOr<PutReply> r =
-        client.Put(layout, prompt, hit, std::span(kv).subspan(hit * bb));
+    absl::StatusOr<PutReply> r = client.Put(layout, prompt, hit, std::span(kv).subspan(hit * bb));
     if (!r.ok()) {
       std::fprintf(stderr, "put failed: %s\n", r.status().ToString().c_str());
       return false;
@@ -128,21 +126,20 @@ int Run() {
               options.target.c_str(), options.tenant.c_str(), layout.DebugString().c_str(),
               layout.BlockBytes() / 1048576.0);
 
-  const std::vector<uint32_t> system = Span(1000, 256);      // shared system prompt
-  const std::vector<uint32_t> q1 = Span(50000, 100);         // user 1, turn 1
-  const std::vector<uint32_t> a1 = Span(60000, 60);          // model's answer
-  const std::vector<uint32_t> q1b = Span(70000, 40);         // user 1, turn 2
-  const std::vector<uint32_t> q2 = Span(80000, 75);          // user 2
+  const std::vector<uint32_t> system = Span(1000, 256);  // shared system prompt
+  const std::vector<uint32_t> q1 = Span(50000, 100);     // user 1, turn 1
+  const std::vector<uint32_t> a1 = Span(60000, 60);      // model's answer
+  const std::vector<uint32_t> q1b = Span(70000, 40);     // user 1, turn 2
+  const std::vector<uint32_t> q2 = Span(80000, 75);      // user 2
 
-  std::printf("%-28s %6s %7s %9s %9s %10s %10s %8s\n", "request", "tokens", "blocks",
-              "hit_blks", "hit_toks", "fetch_MiB", "put_MiB", "ms");
+  std::printf("%-28s %6s %7s %9s %9s %10s %10s %8s\n", "request", "tokens", "blocks", "hit_blks",
+              "hit_toks", "fetch_MiB", "put_MiB", "ms");
   Totals totals;
-  bool ok = Serve(client, layout, "user1 turn1 (cold)", Concat({system, q1}), totals) &&
-            Serve(client, layout, "user2 (shares system)", Concat({system, q2}), totals) &&
-            Serve(client, layout, "user1 turn2 (multi-turn)", Concat({system, q1, a1, q1b}),
-                  totals) &&
-            Serve(client, layout, "user1 turn2 (repeat)", Concat({system, q1, a1, q1b}),
-                  totals);
+  bool ok =
+      Serve(client, layout, "user1 turn1 (cold)", Concat({system, q1}), totals) &&
+      Serve(client, layout, "user2 (shares system)", Concat({system, q2}), totals) &&
+      Serve(client, layout, "user1 turn2 (multi-turn)", Concat({system, q1, a1, q1b}), totals) &&
+      Serve(client, layout, "user1 turn2 (repeat)", Concat({system, q1, a1, q1b}), totals);
   if (!ok) return 1;
 
   absl::StatusOr<v1::StatsResponse> stats = client.Stats();
@@ -151,15 +148,17 @@ int Run() {
     return 1;
   }
   const v1::TierStats& t1 = stats->tiers(0);
-  std::printf("\nsummary: %lu of %lu prompt blocks served from the cache (%.0f%%), "
-              "%.1f MiB fetched, %.1f MiB stored, every fetched byte verified\n",
-              totals.hit_blocks, totals.blocks, 100.0 * totals.hit_blocks / totals.blocks,
-              totals.fetched / 1048576.0, totals.put / 1048576.0);
-  std::printf("store:   %lu blocks (%.1f of %.1f MiB) in T1 [%s], %lu lookups, %lu puts stored, "
-              "%lu evictions, %lu checksum failures\n",
-              t1.used_blocks(), t1.used_bytes() / 1048576.0, t1.capacity_bytes() / 1048576.0,
-              t1.locked() ? "locked" : "unlocked", stats->lookups(), stats->put_stored_blocks(),
-              stats->evicted_blocks(), stats->checksum_failures());
+  std::printf(
+      "\nsummary: %lu of %lu prompt blocks served from the cache (%.0f%%), "
+      "%.1f MiB fetched, %.1f MiB stored, every fetched byte verified\n",
+      totals.hit_blocks, totals.blocks, 100.0 * totals.hit_blocks / totals.blocks,
+      totals.fetched / 1048576.0, totals.put / 1048576.0);
+  std::printf(
+      "store:   %lu blocks (%.1f of %.1f MiB) in T1 [%s], %lu lookups, %lu puts stored, "
+      "%lu evictions, %lu checksum failures\n",
+      t1.used_blocks(), t1.used_bytes() / 1048576.0, t1.capacity_bytes() / 1048576.0,
+      t1.locked() ? "locked" : "unlocked", stats->lookups(), stats->put_stored_blocks(),
+      stats->evicted_blocks(), stats->checksum_failures());
   return 0;
 }
 

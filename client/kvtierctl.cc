@@ -115,8 +115,7 @@ int Lookup(CacheStoreClient& client) {
   absl::StatusOr<std::vector<uint32_t>> tokens = TokensFromFlags();
   if (!tokens.ok()) return Fail(tokens.status());
   absl::StatusOr<LookupReply> r = client.Lookup(
-      *layout, *tokens,
-      {.salt = absl::GetFlag(FLAGS_salt), .lease = absl::GetFlag(FLAGS_lease)});
+      *layout, *tokens, {.salt = absl::GetFlag(FLAGS_salt), .lease = absl::GetFlag(FLAGS_lease)});
   if (!r.ok()) return Fail(r.status());
   std::vector<std::string> keys;
   for (const BlockKey& k : r->keys) keys.push_back(absl::StrCat("\"", k.ToHex(), "\""));
@@ -134,7 +133,8 @@ int Put(CacheStoreClient& client) {
   absl::StatusOr<std::vector<uint32_t>> tokens = TokensFromFlags();
   if (!tokens.ok()) return Fail(tokens.status());
   std::ifstream in(absl::GetFlag(FLAGS_in), std::ios::binary);
-  if (!in) return Fail(absl::NotFoundError(absl::StrCat("cannot read --in=", absl::GetFlag(FLAGS_in))));
+  if (!in)
+    return Fail(absl::NotFoundError(absl::StrCat("cannot read --in=", absl::GetFlag(FLAGS_in))));
   std::vector<uint8_t> payload((std::istreambuf_iterator<char>(in)), {});
   absl::StatusOr<PutReply> r = client.Put(*layout, *tokens, absl::GetFlag(FLAGS_first_block),
                                           payload, absl::GetFlag(FLAGS_salt));

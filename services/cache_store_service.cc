@@ -31,8 +31,8 @@ CacheStoreService::CacheStoreService(BlockStore* store, const TenantAuthenticato
     : store_(store), auth_(auth), metrics_(metrics), options_(options) {}
 
 template <typename Body>
-grpc::ServerUnaryReactor* CacheStoreService::Unary(grpc::CallbackServerContext* ctx,
-                                                   StoreRpc rpc, Body body) {
+grpc::ServerUnaryReactor* CacheStoreService::Unary(grpc::CallbackServerContext* ctx, StoreRpc rpc,
+                                                   Body body) {
   RpcTimer timer(metrics_, rpc);
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   absl::StatusOr<std::string> tenant = auth_->TenantOf(*ctx);
@@ -47,14 +47,13 @@ grpc::ServerUnaryReactor* CacheStoreService::Lookup(grpc::CallbackServerContext*
   return Unary(ctx, StoreRpc::kLookup, [&](const std::string& tenant) -> absl::Status {
     absl::StatusOr<KvLayout> layout = LayoutFromProto(request->layout());
     if (!layout.ok()) return layout.status();
-    PromptRef prompt{
-        .tenant = tenant,
-        .layout = &*layout,
-        .salt = request->cache_salt(),
-        .tokens = std::span(request->token_ids().data(), request->token_ids().size())};
+    PromptRef prompt{.tenant = tenant,
+                     .layout = &*layout,
+                     .salt = request->cache_salt(),
+                     .tokens = std::span(request->token_ids().data(), request->token_ids().size())};
     absl::StatusOr<LookupResult> result = store_->Lookup(
-        prompt, {.lease = !request->no_lease(),
-                 .lease_ttl = absl::Milliseconds(request->lease_ttl_ms())});
+        prompt,
+        {.lease = !request->no_lease(), .lease_ttl = absl::Milliseconds(request->lease_ttl_ms())});
     if (!result.ok()) return result.status();
     response->set_matched_blocks(result->matched_blocks());
     response->set_matched_tokens(uint64_t{result->matched_blocks()} * layout->tokens_per_block);
@@ -70,8 +69,8 @@ grpc::ServerUnaryReactor* CacheStoreService::Lookup(grpc::CallbackServerContext*
   });
 }
 
-grpc::ServerReadReactor<v1::PutRequest>* CacheStoreService::Put(
-    grpc::CallbackServerContext* ctx, v1::PutResponse* response) {
+grpc::ServerReadReactor<v1::PutRequest>* CacheStoreService::Put(grpc::CallbackServerContext* ctx,
+                                                                v1::PutResponse* response) {
   absl::StatusOr<std::string> tenant = auth_->TenantOf(*ctx);
   if (!tenant.ok()) {
     RpcTimer timer(metrics_, StoreRpc::kPut);

@@ -42,14 +42,12 @@ class CacheStoreService final : public v1::CacheStore::CallbackService {
                                     v1::ReleaseResponse* response) override;
   grpc::ServerUnaryReactor* Pin(grpc::CallbackServerContext* ctx, const v1::PinRequest* request,
                                 v1::PinResponse* response) override;
-  grpc::ServerUnaryReactor* Unpin(grpc::CallbackServerContext* ctx,
-                                  const v1::UnpinRequest* request,
+  grpc::ServerUnaryReactor* Unpin(grpc::CallbackServerContext* ctx, const v1::UnpinRequest* request,
                                   v1::UnpinResponse* response) override;
   grpc::ServerUnaryReactor* Delete(grpc::CallbackServerContext* ctx,
                                    const v1::DeleteRequest* request,
                                    v1::DeleteResponse* response) override;
-  grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* ctx,
-                                  const v1::StatsRequest* request,
+  grpc::ServerUnaryReactor* Stats(grpc::CallbackServerContext* ctx, const v1::StatsRequest* request,
                                   v1::StatsResponse* response) override;
   grpc::ServerWriteReactor<v1::WatchEventsResponse>* WatchEvents(
       grpc::CallbackServerContext* ctx, const v1::WatchEventsRequest* request) override;

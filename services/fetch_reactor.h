@@ -30,8 +30,8 @@ std::vector<FetchRange> PlanFetch(std::span<const BlockView> blocks, v1::FetchOr
 
 class FetchReactor final : public grpc::ServerWriteReactor<v1::FetchResponse> {
  public:
-  FetchReactor(std::unique_ptr<BlockReadHandle> read, v1::FetchOrder order,
-               uint32_t chunk_bytes, StoreMetrics* metrics);
+  FetchReactor(std::unique_ptr<BlockReadHandle> read, v1::FetchOrder order, uint32_t chunk_bytes,
+               StoreMetrics* metrics);
 
   void OnWriteDone(bool ok) override;
   void OnDone() override { delete this; }

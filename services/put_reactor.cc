@@ -58,8 +58,7 @@ absl::Status PutReactor::HandleMessage() {
     return absl::InvalidArgumentError("a Put carries exactly one PutHeader, first");
   }
   const std::string& data = request_.data();
-  return pending_->Write(
-      std::span(reinterpret_cast<const uint8_t*>(data.data()), data.size()));
+  return pending_->Write(std::span(reinterpret_cast<const uint8_t*>(data.data()), data.size()));
 }
 
 absl::Status PutReactor::HandleEnd() {

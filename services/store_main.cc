@@ -90,8 +90,9 @@ int Run() {
   }
   const BlockStoreStats stats = (*store)->Stats();
   KVTIER_LOG(INFO) << "T1: " << stats.t1_capacity_blocks << " slots of " << stats.t1_slot_bytes
-                   << " bytes (" << stats.t1_capacity_bytes << " bytes), memory lock: "
-                   << stats.t1_lock_method << ", policy: " << stats.eviction_policy;
+                   << " bytes (" << stats.t1_capacity_bytes
+                   << " bytes), memory lock: " << stats.t1_lock_method
+                   << ", policy: " << stats.eviction_policy;
 
   std::unique_ptr<TenantAuthenticator> auth;
   if (const std::string path = absl::GetFlag(FLAGS_auth_token_file); !path.empty()) {
@@ -104,8 +105,8 @@ int Run() {
     auth = *std::move(a);
   } else {
     auth = TenantAuthenticator::Insecure();
-    KVTIER_LOG(WARNING) << "no --auth_token_file: tenants are taken from the "
-                        << kTenantMetadataKey << " metadata without authentication";
+    KVTIER_LOG(WARNING) << "no --auth_token_file: tenants are taken from the " << kTenantMetadataKey
+                        << " metadata without authentication";
   }
 
   StoreMetrics metrics(store->get());
@@ -153,7 +154,8 @@ int Run() {
 }  // namespace kvtier
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("kvtier-store: KV-cache block store (see docs/operations in README)");
+  absl::SetProgramUsageMessage(
+      "kvtier-store: KV-cache block store (see docs/operations in README)");
   absl::ParseCommandLine(argc, argv);
   return kvtier::Run();
 }

@@ -8,11 +8,10 @@ namespace kvtier {
 namespace {
 
 const char* const kCodeNames[] = {
-    "OK",        "CANCELLED",          "UNKNOWN",           "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED", "NOT_FOUND",  "ALREADY_EXISTS",    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-    "UNIMPLEMENTED", "INTERNAL",       "UNAVAILABLE",       "DATA_LOSS",
-    "UNAUTHENTICATED"};
+    "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+    "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+    "DATA_LOSS", "UNAUTHENTICATED"};
 
 // Reads BlockStore::Stats() at each scrape.
 class EngineCollector : public prometheus::Collectable {
@@ -22,8 +21,8 @@ class EngineCollector : public prometheus::Collectable {
   std::vector<prometheus::MetricFamily> Collect() const override {
     const BlockStoreStats s = store_->Stats();
     std::vector<prometheus::MetricFamily> out;
-    auto add = [&](const char* name, const char* help, prometheus::MetricType type,
-                   double value, std::vector<prometheus::ClientMetric::Label> labels = {}) {
+    auto add = [&](const char* name, const char* help, prometheus::MetricType type, double value,
+                   std::vector<prometheus::ClientMetric::Label> labels = {}) {
       prometheus::ClientMetric m;
       m.label = std::move(labels);
       if (type == prometheus::MetricType::Counter) {
@@ -40,35 +39,33 @@ class EngineCollector : public prometheus::Collectable {
     using T = prometheus::MetricType;
     const std::vector<prometheus::ClientMetric::Label> t1 = {{"tier", "t1"}};
     add("kvtier_lookups_total", "Lookup calls served.", T::Counter, s.lookups);
-    add("kvtier_lookup_requested_blocks_total", "Full blocks in looked-up prompts.",
-        T::Counter, s.lookup_requested_blocks);
+    add("kvtier_lookup_requested_blocks_total", "Full blocks in looked-up prompts.", T::Counter,
+        s.lookup_requested_blocks);
     add("kvtier_lookup_hit_blocks_total", "Looked-up blocks found in the cached prefix.",
         T::Counter, s.lookup_hit_blocks);
     add("kvtier_lookup_requested_tokens_total", "Tokens in looked-up prompts.", T::Counter,
         s.lookup_requested_tokens);
-    add("kvtier_lookup_hit_tokens_total", "Prompt tokens covered by the cached prefix.",
-        T::Counter, s.lookup_hit_tokens);
-    add("kvtier_put_blocks_total", "Blocks carried by successful Puts, by result.",
-        T::Counter, s.put_stored_blocks, {{"result", "stored"}});
-    add("kvtier_put_blocks_total", "", T::Counter, s.put_existing_blocks,
-        {{"result", "existing"}});
+    add("kvtier_lookup_hit_tokens_total", "Prompt tokens covered by the cached prefix.", T::Counter,
+        s.lookup_hit_tokens);
+    add("kvtier_put_blocks_total", "Blocks carried by successful Puts, by result.", T::Counter,
+        s.put_stored_blocks, {{"result", "stored"}});
+    add("kvtier_put_blocks_total", "", T::Counter, s.put_existing_blocks, {{"result", "existing"}});
     add("kvtier_put_bytes_total", "Payload bytes received by successful Puts.", T::Counter,
         s.put_bytes);
     add("kvtier_put_failures_total", "Puts that were rejected or abandoned.", T::Counter,
         s.put_failures);
-    add("kvtier_fetched_blocks_total", "Blocks opened for Fetch after verification.",
-        T::Counter, s.fetched_blocks);
-    add("kvtier_fetched_bytes_total", "Payload bytes of the blocks opened for Fetch.",
-        T::Counter, s.fetched_bytes);
+    add("kvtier_fetched_blocks_total", "Blocks opened for Fetch after verification.", T::Counter,
+        s.fetched_blocks);
+    add("kvtier_fetched_bytes_total", "Payload bytes of the blocks opened for Fetch.", T::Counter,
+        s.fetched_bytes);
     add("kvtier_evictions_total", "Blocks evicted to make room, by tier.", T::Counter,
         s.evicted_blocks, t1);
-    add("kvtier_deleted_blocks_total", "Blocks removed by Delete.", T::Counter,
-        s.deleted_blocks);
+    add("kvtier_deleted_blocks_total", "Blocks removed by Delete.", T::Counter, s.deleted_blocks);
     add("kvtier_checksum_failures_total",
         "Blocks that failed checksum verification and were dropped.", T::Counter,
         s.checksum_failures);
-    add("kvtier_tier_capacity_bytes", "Bytes of the tier's arena.", T::Gauge,
-        s.t1_capacity_bytes, t1);
+    add("kvtier_tier_capacity_bytes", "Bytes of the tier's arena.", T::Gauge, s.t1_capacity_bytes,
+        t1);
     add("kvtier_tier_capacity_blocks", "Slots (blocks) the tier can hold.", T::Gauge,
         s.t1_capacity_blocks, t1);
     add("kvtier_tier_used_bytes", "Payload bytes of the blocks in the tier.", T::Gauge,

@@ -10,16 +10,16 @@
 
 namespace kvtier {
 
-absl::StatusOr<std::unique_ptr<StoreServer>> StoreServer::Start(
-    BlockStore* store, const TenantAuthenticator* auth, StoreMetrics* metrics,
-    const StoreServerOptions& options) {
+absl::StatusOr<std::unique_ptr<StoreServer>> StoreServer::Start(BlockStore* store,
+                                                                const TenantAuthenticator* auth,
+                                                                StoreMetrics* metrics,
+                                                                const StoreServerOptions& options) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
   std::unique_ptr<StoreServer> server(new StoreServer());
   server->store_ = store;
-  server->service_ =
-      std::make_unique<CacheStoreService>(store, auth, metrics, options.service);
+  server->service_ = std::make_unique<CacheStoreService>(store, auth, metrics, options.service);
 
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &server->port_);

@@ -14,8 +14,7 @@ absl::Status ValidateTenantName(const std::string& tenant) {
     return absl::InvalidArgumentError("a tenant name is 1 to 64 characters");
   }
   for (char c : tenant) {
-    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' &&
-        c != '-') {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
       return absl::InvalidArgumentError(
           absl::StrCat("tenant name \"", tenant, "\" has a character outside [A-Za-z0-9._-]"));
     }
@@ -41,8 +40,7 @@ absl::StatusOr<std::unique_ptr<TenantAuthenticator>> TenantAuthenticator::FromTo
                        absl::SkipEmpty());
     if (fields.empty()) continue;
     if (fields.size() != 2) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ":", n, ": expected \"TOKEN TENANT\""));
+      return absl::InvalidArgumentError(absl::StrCat(path, ":", n, ": expected \"TOKEN TENANT\""));
     }
     if (absl::Status s = ValidateTenantName(fields[1]); !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(path, ":", n, ": ", s.message()));

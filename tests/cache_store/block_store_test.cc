@@ -229,9 +229,9 @@ TEST_F(BlockStoreTest, LeasesExpireAfterTheirTtl) {
   MakeStore(1);
   std::vector<uint32_t> tokens = Tokens(4, 1);
   ASSERT_TRUE(PutBlocks(*store_, "a", layout_, tokens, 0, 1).ok());
-  absl::StatusOr<LookupResult> lookup = store_->Lookup(
-      {.tenant = "a", .layout = &layout_, .tokens = tokens},
-      {.lease = true, .lease_ttl = absl::Seconds(2)});
+  absl::StatusOr<LookupResult> lookup =
+      store_->Lookup({.tenant = "a", .layout = &layout_, .tokens = tokens},
+                     {.lease = true, .lease_ttl = absl::Seconds(2)});
   ASSERT_TRUE(lookup.ok());
   EXPECT_EQ(lookup->lease_ttl, absl::Seconds(2));
   EXPECT_EQ(PutBlocks(*store_, "a", layout_, Tokens(4, 2), 0, 1).status().code(),
@@ -247,9 +247,9 @@ TEST_F(BlockStoreTest, LeasesExpireAfterTheirTtl) {
 TEST_F(BlockStoreTest, LeaseTtlIsCappedAtTheMaximum) {
   std::vector<uint32_t> tokens = Tokens(4, 1);
   ASSERT_TRUE(PutBlocks(*store_, "a", layout_, tokens, 0, 1).ok());
-  absl::StatusOr<LookupResult> lookup = store_->Lookup(
-      {.tenant = "a", .layout = &layout_, .tokens = tokens},
-      {.lease = true, .lease_ttl = absl::Hours(100)});
+  absl::StatusOr<LookupResult> lookup =
+      store_->Lookup({.tenant = "a", .layout = &layout_, .tokens = tokens},
+                     {.lease = true, .lease_ttl = absl::Hours(100)});
   ASSERT_TRUE(lookup.ok());
   EXPECT_EQ(lookup->lease_ttl, BlockStoreOptions().max_lease_ttl);
 }
@@ -321,8 +321,8 @@ TEST_F(BlockStoreTest, TenantsCannotSeeEachOthersBlocks) {
 TEST_F(BlockStoreTest, SaltSeparatesNamespaces) {
   std::vector<uint32_t> tokens = Tokens(4, 1);
   ASSERT_TRUE(PutBlocks(*store_, "a", layout_, tokens, 0, 1).ok());
-  absl::StatusOr<LookupResult> salted = store_->Lookup(
-      {.tenant = "a", .layout = &layout_, .salt = "lora-7", .tokens = tokens}, {});
+  absl::StatusOr<LookupResult> salted =
+      store_->Lookup({.tenant = "a", .layout = &layout_, .salt = "lora-7", .tokens = tokens}, {});
   ASSERT_TRUE(salted.ok());
   EXPECT_EQ(salted->matched_blocks(), 0u);
 }

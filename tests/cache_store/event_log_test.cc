@@ -56,7 +56,8 @@ TEST(EventLogTest, DispatcherWakesSubscribersAndCloseEndsThem) {
   ASSERT_TRUE(first.WaitForNotificationWithTimeout(absl::Seconds(10)));
   EXPECT_EQ(log.Read(*sub, 10).events.size(), 1u);
   log.Close();
-  for (int i = 0; i < 1000 && !log.Read(*sub, 10).closed; ++i) absl::SleepFor(absl::Milliseconds(5));
+  for (int i = 0; i < 1000 && !log.Read(*sub, 10).closed; ++i)
+    absl::SleepFor(absl::Milliseconds(5));
   EXPECT_TRUE(log.Read(*sub, 10).closed);
   log.Unsubscribe(sub);
 }

@@ -30,9 +30,8 @@ TEST(PinnedHostTierTest, SlotsAreAlignedDistinctAndBounded) {
 }
 
 TEST(PinnedHostTierTest, BestEffortLockingReportsWhatItGot) {
-  auto tier = PinnedHostTier::Create({.capacity_bytes = 1 << 20,
-                                      .slot_bytes = 1 << 16,
-                                      .lock_mode = MemoryLockMode::kBestEffort});
+  auto tier = PinnedHostTier::Create(
+      {.capacity_bytes = 1 << 20, .slot_bytes = 1 << 16, .lock_mode = MemoryLockMode::kBestEffort});
   ASSERT_TRUE(tier.ok()) << tier.status();
   if ((*tier)->locked()) {
     EXPECT_NE(std::string((*tier)->lock_method()), "none");

@@ -48,8 +48,7 @@ std::vector<uint8_t> PayloadFor(const BlockKey& key, uint64_t size) {
 }
 
 std::vector<uint8_t> PayloadsFor(std::string_view tenant, const KvLayout& layout,
-                                 const std::vector<uint32_t>& tokens, uint32_t first,
-                                 uint32_t n) {
+                                 const std::vector<uint32_t>& tokens, uint32_t first, uint32_t n) {
   std::vector<BlockKey> keys = KeysOf(tenant, layout, tokens);
   std::vector<uint8_t> all;
   for (uint32_t b = first; b < first + n; ++b) {
@@ -60,9 +59,8 @@ std::vector<uint8_t> PayloadsFor(std::string_view tenant, const KvLayout& layout
 }
 
 absl::StatusOr<PutResult> PutBlocks(BlockStore& store, std::string_view tenant,
-                                    const KvLayout& layout,
-                                    const std::vector<uint32_t>& tokens, uint32_t first,
-                                    uint32_t n) {
+                                    const KvLayout& layout, const std::vector<uint32_t>& tokens,
+                                    uint32_t first, uint32_t n) {
   std::vector<uint8_t> payload = PayloadsFor(tenant, layout, tokens, first, n);
   std::vector<uint64_t> checksums;
   for (uint32_t i = 0; i < n; ++i) {

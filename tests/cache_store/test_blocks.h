@@ -29,14 +29,12 @@ std::vector<uint8_t> PayloadFor(const BlockKey& key, uint64_t size);
 
 // Concatenated payloads of blocks [first, first + n) of the prompt.
 std::vector<uint8_t> PayloadsFor(std::string_view tenant, const KvLayout& layout,
-                                 const std::vector<uint32_t>& tokens, uint32_t first,
-                                 uint32_t n);
+                                 const std::vector<uint32_t>& tokens, uint32_t first, uint32_t n);
 
 // Puts blocks [first, first + n) of the prompt with checksums; returns the result.
 absl::StatusOr<PutResult> PutBlocks(BlockStore& store, std::string_view tenant,
-                                    const KvLayout& layout,
-                                    const std::vector<uint32_t>& tokens, uint32_t first,
-                                    uint32_t n);
+                                    const KvLayout& layout, const std::vector<uint32_t>& tokens,
+                                    uint32_t first, uint32_t n);
 
 }  // namespace kvtier::testing
 

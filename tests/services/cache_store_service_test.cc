@@ -1,8 +1,7 @@
 // CacheStore over gRPC on loopback: the real service and engine, driven by the C++ client
 // and, for malformed input, by the raw generated stub.
-#include <gtest/gtest.h>
-
 #include <grpcpp/create_channel.h>
+#include <gtest/gtest.h>
 
 #include <atomic>
 #include <cstdio>
@@ -251,7 +250,9 @@ TEST_F(CacheStoreServiceTest, BadPutStreamsChangeNothing) {
        {header(with_sums), data(0, bb), data(bb, bb)},
        grpc::StatusCode::DATA_LOSS,
        "checksum mismatch"},
-      {"zero layout field", {header(zero_dim), data(0, bb)}, grpc::StatusCode::INVALID_ARGUMENT,
+      {"zero layout field",
+       {header(zero_dim), data(0, bb)},
+       grpc::StatusCode::INVALID_ARGUMENT,
        "head_dim"},
       {"blocks beyond the tokens",
        {header(Header(tokens, 1, 2)), data(0, bb)},
@@ -336,7 +337,8 @@ TEST_F(CacheStoreServiceTest, TenantsAreIsolatedOverTheWire) {
   CacheStoreClient a = Client("team-a");
   CacheStoreClient b = Client("team-b");
   std::vector<uint32_t> tokens = Tokens(32, 1);
-  absl::StatusOr<PutReply> put = a.Put(layout_, tokens, 0, RandomBytes(2 * layout_.BlockBytes(), 1));
+  absl::StatusOr<PutReply> put =
+      a.Put(layout_, tokens, 0, RandomBytes(2 * layout_.BlockBytes(), 1));
   ASSERT_TRUE(put.ok());
   absl::StatusOr<LookupReply> lb = b.Lookup(layout_, tokens);
   ASSERT_TRUE(lb.ok());
@@ -349,8 +351,7 @@ TEST_F(CacheStoreServiceTest, TenantsAreIsolatedOverTheWire) {
   absl::StatusOr<LookupReply> la = a.Lookup(layout_, tokens);
   ASSERT_TRUE(la.ok());
   EXPECT_EQ(la->matched_blocks, 2u);
-  EXPECT_EQ(b.Fetch({.lease_id = la->lease_id}, out).status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(b.Fetch({.lease_id = la->lease_id}, out).status().code(), absl::StatusCode::kNotFound);
   CacheStoreClient bad = Client("bad tenant!");
   EXPECT_EQ(bad.Lookup(layout_, tokens).status().code(), absl::StatusCode::kInvalidArgument);
 }
@@ -358,7 +359,8 @@ TEST_F(CacheStoreServiceTest, TenantsAreIsolatedOverTheWire) {
 TEST_F(CacheStoreServiceTest, PinUnpinDeleteOverTheWire) {
   CacheStoreClient client = Client();
   std::vector<uint32_t> tokens = Tokens(16, 1);
-  absl::StatusOr<PutReply> put = client.Put(layout_, tokens, 0, RandomBytes(layout_.BlockBytes(), 1));
+  absl::StatusOr<PutReply> put =
+      client.Put(layout_, tokens, 0, RandomBytes(layout_.BlockBytes(), 1));
   ASSERT_TRUE(put.ok());
   absl::StatusOr<absl::Duration> ttl = client.Pin(put->keys, absl::Minutes(1));
   ASSERT_TRUE(ttl.ok());
@@ -448,8 +450,7 @@ TEST(CacheStoreAuthTest, BearerTokensDecideTheTenant) {
   std::vector<uint8_t> payload = RandomBytes(layout.BlockBytes(), 1);
 
   CacheStoreClient anonymous({.target = server.target(), .tenant = "team-a"});
-  EXPECT_EQ(anonymous.Lookup(layout, tokens).status().code(),
-            absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(anonymous.Lookup(layout, tokens).status().code(), absl::StatusCode::kUnauthenticated);
   EXPECT_EQ(anonymous.Put(layout, tokens, 0, payload).status().code(),
             absl::StatusCode::kUnauthenticated);
   CacheStoreClient wrong({.target = server.target(), .auth_token = "guess"});

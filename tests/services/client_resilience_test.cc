@@ -1,9 +1,8 @@
 // The client against servers that misbehave: stalled streams, UNAVAILABLE, nobody home.
 // A caller must never wait past its deadline, and only UNAVAILABLE may be retried.
-#include <gtest/gtest.h>
-
 #include <arpa/inet.h>
 #include <grpcpp/server_builder.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -99,8 +98,12 @@ TEST_F(ClientResilienceTest, UnavailableRetriesStopAtMaxAttempts) {
 
 TEST_F(ClientResilienceTest, OtherErrorsAreNotRetried) {
   CacheStoreClient client(Options(absl::Seconds(10)));
-  KvLayout layout{.model_id = "m", .num_layers = 1, .num_kv_heads = 1, .head_dim = 8,
-                  .dtype = DType::kFp16, .tokens_per_block = 4};
+  KvLayout layout{.model_id = "m",
+                  .num_layers = 1,
+                  .num_kv_heads = 1,
+                  .head_dim = 8,
+                  .dtype = DType::kFp16,
+                  .tokens_per_block = 4};
   std::vector<uint32_t> tokens = {1, 2, 3, 4};
   EXPECT_EQ(client.Lookup(layout, tokens).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(service_.lookup_calls.load(), 1);

@@ -47,8 +47,8 @@ std::string TempLogPath() {
 absl::StatusOr<std::unique_ptr<StoreProcess>> StoreProcess::Start(std::vector<std::string> flags) {
   auto p = std::unique_ptr<StoreProcess>(new StoreProcess());
   p->log_path_ = TempLogPath();
-  flags.insert(flags.begin(), {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
-                               "--t1_lock=none"});
+  flags.insert(flags.begin(),
+               {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0", "--t1_lock=none"});
   p->pid_ = Spawn(flags, p->log_path_);
   const std::regex metrics_re(R"(metrics on .*\(port (\d+)\))");
   const std::regex serving_re(R"(serving on .*\(port (\d+)\))");

@@ -1,5 +1,7 @@
 // The real kvtier-store binary: started as an operator would, talked to over gRPC, its
 // /metrics scraped over HTTP, and stopped with SIGTERM while streams are open.
+#include "tests/services/store_process.h"
+
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -9,7 +11,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/synchronization/notification.h"
 #include "client/cache_store_client.h"
-#include "tests/services/store_process.h"
 
 namespace kvtier {
 namespace {
