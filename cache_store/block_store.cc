@@ -253,7 +253,7 @@ absl::StatusOr<std::unique_ptr<PendingPut>> BlockStore::BeginPut(const PutSpec& 
       ++reserved_blocks_;
       block.slot = *slot;
     }
-    put->blocks_.push_back(std::move(block));
+    put->blocks_.push_back(block);
   }
   return put;
 }

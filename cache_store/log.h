@@ -41,7 +41,11 @@ struct LogVoidify {
 #define KVTIER_LOG(severity) \
   ::kvtier::LogMessage(KVTIER_LOG_SEVERITY_##severity, __FILE__, __LINE__).stream()
 
-#define KVTIER_CHECK(cond) \
-  (cond) ? (void)0 : ::kvtier::LogVoidify() & KVTIER_LOG(FATAL) << "check failed: " #cond " "
+// The expansion must stay an unparenthesised stream expression so that `<< ...` binds.
+#define KVTIER_CHECK(cond)                                        \
+  (cond) ? (void)0                                                \
+         : ::kvtier::LogVoidify() & KVTIER_LOG(FATAL)             \
+                                        << "check failed: " #cond \
+                                           " "  // NOLINT(bugprone-macro-parentheses)
 
 #endif  // KVTIER_CACHE_STORE_LOG_H_

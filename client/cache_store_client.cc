@@ -24,7 +24,7 @@ std::shared_ptr<grpc::Channel> MakeStoreChannel(const ClientOptions& options) {
   return grpc::CreateCustomChannel(options.target, grpc::InsecureChannelCredentials(), args);
 }
 
-CacheStoreClient::CacheStoreClient(ClientOptions options)
+CacheStoreClient::CacheStoreClient(const ClientOptions& options)
     : CacheStoreClient(MakeStoreChannel(options), options) {}
 
 CacheStoreClient::CacheStoreClient(std::shared_ptr<grpc::Channel> channel, ClientOptions options)

@@ -92,7 +92,7 @@ struct FetchParams {
 
 class CacheStoreClient {
  public:
-  explicit CacheStoreClient(ClientOptions options);
+  explicit CacheStoreClient(const ClientOptions& options);
   // For tests and embedders with their own channel.
   CacheStoreClient(std::shared_ptr<grpc::Channel> channel, ClientOptions options);
 
