@@ -42,10 +42,9 @@ struct LogVoidify {
   ::kvtier::LogMessage(KVTIER_LOG_SEVERITY_##severity, __FILE__, __LINE__).stream()
 
 // The expansion must stay an unparenthesised stream expression so that `<< ...` binds.
-#define KVTIER_CHECK(cond)                                        \
-  (cond) ? (void)0                                                \
-         : ::kvtier::LogVoidify() & KVTIER_LOG(FATAL)             \
-                                        << "check failed: " #cond \
-                                           " "  // NOLINT(bugprone-macro-parentheses)
+// NOLINTBEGIN(bugprone-macro-parentheses)
+#define KVTIER_CHECK(cond) \
+  (cond) ? (void)0 : ::kvtier::LogVoidify() & KVTIER_LOG(FATAL) << "check failed: " #cond " "
+// NOLINTEND(bugprone-macro-parentheses)
 
 #endif  // KVTIER_CACHE_STORE_LOG_H_
