@@ -5,7 +5,10 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <fstream>
 #include <regex>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "absl/strings/numbers.h"
@@ -102,6 +105,39 @@ TEST(StoreProcessTest, MetricsEndpointCountsWhatHappened) {
   absl::StatusOr<std::string> last = HttpGet((*store)->metrics_port(), "/metrics");
   ASSERT_TRUE(last.ok());
   EXPECT_EQ(Sample(*last, "kvtier_rpcs_total{code=\"NOT_FOUND\",method=\"Release\"}"), 1);
+}
+
+// Metric family names in the exposition (from "# TYPE" lines) starting with kvtier_.
+std::set<std::string> ExposedKvtierMetrics(const std::string& exposition) {
+  std::set<std::string> names;
+  std::regex type_re(R"(# TYPE (kvtier_\w+) )");
+  for (auto it = std::sregex_iterator(exposition.begin(), exposition.end(), type_re);
+       it != std::sregex_iterator(); ++it) {
+    names.insert((*it)[1]);
+  }
+  return names;
+}
+
+TEST(StoreProcessTest, DocsListExactlyTheExposedMetrics) {
+  std::ifstream in(KVTIER_SOURCE_DIR "/docs/metrics.md");
+  ASSERT_TRUE(in) << "docs/metrics.md is missing";
+  std::stringstream doc;
+  doc << in.rdbuf();
+  std::set<std::string> documented;
+  const std::string text = doc.str();
+  std::regex row_re(R"(\n\| `(kvtier_\w+)` \|)");
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), row_re);
+       it != std::sregex_iterator(); ++it) {
+    documented.insert((*it)[1]);
+  }
+  auto store = StoreProcess::Start({"--t1_bytes=8388608"});
+  ASSERT_TRUE(store.ok()) << store.status();
+  // An error code child appears on first use; make one so that every family has a sample.
+  CacheStoreClient client({.target = (*store)->target()});
+  (void)client.Release(1);
+  absl::StatusOr<std::string> exposition = HttpGet((*store)->metrics_port(), "/metrics");
+  ASSERT_TRUE(exposition.ok());
+  EXPECT_EQ(ExposedKvtierMetrics(*exposition), documented);
 }
 
 TEST(StoreProcessTest, SigtermWhileStreamingDrainsAndExitsZero) {
