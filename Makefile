@@ -28,7 +28,8 @@ format:
 	find cache_store services client tests -name '*.h' -o -name '*.cc' | xargs clang-format -i
 
 lint: build
-	find cache_store services client -name '*.cc' | xargs clang-tidy -p $(BUILD_DIR) --quiet
+	find cache_store services client proto -name '*.cc' | xargs clang-tidy -p $(BUILD_DIR) --quiet
+	bash scripts/check_thread_safety.sh $(BUILD_DIR)
 
 clean:
 	rm -rf $(BUILD_DIR) $(BUILD_DIR).configure.log

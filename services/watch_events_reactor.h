@@ -13,6 +13,8 @@
 #include <memory>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "cache_store/event_log.h"
 #include "kvtier/v1/cache_store.grpc.pb.h"
 #include "services/rpc_timer.h"
@@ -29,15 +31,21 @@ class WatchEventsReactor final : public grpc::ServerWriteReactor<v1::WatchEvents
   void OnDone() override;
 
  private:
-  struct State;
-  // REQUIRES: state_->mu held.
-  void WriteIfReadyLocked();
-  void FinishLocked(const grpc::Status& status);
+  // Shared with the subscription's wake-up callback, which may outlive the reactor.
+  struct State {
+    absl::Mutex mu;
+    WatchEventsReactor* reactor ABSL_GUARDED_BY(mu) = nullptr;  // null once done
+    bool write_in_flight ABSL_GUARDED_BY(mu) = false;
+    bool finished ABSL_GUARDED_BY(mu) = false;
+  };
+
+  void WriteIfReadyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_->mu);
+  void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_->mu);
 
   EventLog* log_;
   uint32_t max_events_;
   RpcTimer timer_;
-  std::shared_ptr<State> state_;
+  const std::shared_ptr<State> state_;
   std::shared_ptr<EventLog::Subscription> sub_;
   v1::WatchEventsResponse message_;
 };
