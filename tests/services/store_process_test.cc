@@ -2,6 +2,11 @@
 // /metrics scraped over HTTP, and stopped with SIGTERM while streams are open.
 #include "tests/services/store_process.h"
 
+#include <gmock/gmock.h>
+#include <google/protobuf/dynamic_message.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -199,6 +204,91 @@ TEST(StoreProcessTest, SigtermWhileStreamingDrainsAndExitsZero) {
   EXPECT_FALSE(last_fetch.ok());
   EXPECT_EQ(watch_status.code(), absl::StatusCode::kUnavailable) << watch_status;
   EXPECT_NE((*store)->Log().find("kvtier-store stopped"), std::string::npos);
+}
+
+// Calls grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo with list_services,
+// as grpcurl would, using the message types libgrpc++_reflection registers in the
+// generated descriptor pool (Debian ships no headers for them).
+absl::StatusOr<std::vector<std::string>> ListServicesByReflection(const std::string& target) {
+  // Referencing the plugin keeps libgrpc++_reflection (and so its descriptors) loaded
+  // under --as-needed; it only affects servers built in this process, of which there are none.
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  const auto* pool = google::protobuf::DescriptorPool::generated_pool();
+  const auto* req_type =
+      pool->FindMessageTypeByName("grpc.reflection.v1alpha.ServerReflectionRequest");
+  const auto* resp_type =
+      pool->FindMessageTypeByName("grpc.reflection.v1alpha.ServerReflectionResponse");
+  if (req_type == nullptr || resp_type == nullptr) {
+    return absl::InternalError("reflection messages are not in the descriptor pool");
+  }
+  google::protobuf::DynamicMessageFactory factory(pool);
+  std::unique_ptr<google::protobuf::Message> request(factory.GetPrototype(req_type)->New());
+  request->GetReflection()->SetString(request.get(), req_type->FindFieldByName("list_services"),
+                                      "");
+  std::string wire;
+  request->SerializeToString(&wire);
+  grpc::Slice slice(wire);
+  grpc::ByteBuffer out(&slice, 1);
+
+  grpc::GenericStub stub(grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+  grpc::CompletionQueue cq;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  auto call =
+      stub.PrepareCall(&ctx, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+  void* tag;
+  bool ok;
+  auto step = [&](int expected) {
+    return cq.Next(&tag, &ok) && ok && tag == (void*)(intptr_t)expected;
+  };
+  call->StartCall((void*)1);
+  if (!step(1)) return absl::UnavailableError("reflection call did not start");
+  call->Write(out, (void*)2);
+  if (!step(2)) return absl::UnavailableError("reflection write failed");
+  grpc::ByteBuffer in;
+  call->Read(&in, (void*)3);
+  if (!step(3)) return absl::UnavailableError("reflection read failed");
+  call->WritesDone((void*)4);
+  step(4);
+  grpc::Status status;
+  call->Finish(&status, (void*)5);
+  step(5);
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+
+  std::vector<grpc::Slice> slices;
+  (void)in.Dump(&slices);
+  std::string bytes;
+  for (const grpc::Slice& s : slices)
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  std::unique_ptr<google::protobuf::Message> response(factory.GetPrototype(resp_type)->New());
+  if (!response->ParseFromString(bytes)) return absl::InternalError("bad reflection response");
+  const auto* list_field = resp_type->FindFieldByName("list_services_response");
+  const google::protobuf::Message& list =
+      response->GetReflection()->GetMessage(*response, list_field);
+  const auto* service_field = list.GetDescriptor()->FindFieldByName("service");
+  std::vector<std::string> names;
+  for (int i = 0; i < list.GetReflection()->FieldSize(list, service_field); ++i) {
+    const google::protobuf::Message& svc =
+        list.GetReflection()->GetRepeatedMessage(list, service_field, i);
+    names.push_back(
+        svc.GetReflection()->GetString(svc, svc.GetDescriptor()->FindFieldByName("name")));
+  }
+  return names;
+}
+
+TEST(StoreProcessTest, HealthAndReflectionAnswerLikeForAnyGrpcTool) {
+  auto store = StoreProcess::Start({"--t1_bytes=8388608"});
+  ASSERT_TRUE(store.ok()) << store.status();
+  CacheStoreClient client({.target = (*store)->target()});
+  absl::StatusOr<bool> healthy = client.Healthy();
+  ASSERT_TRUE(healthy.ok()) << healthy.status();
+  EXPECT_TRUE(*healthy);
+  absl::StatusOr<std::vector<std::string>> services = ListServicesByReflection((*store)->target());
+  ASSERT_TRUE(services.ok()) << services.status().ToString();
+  EXPECT_THAT(*services,
+              ::testing::IsSupersetOf({"kvtier.v1.CacheStore", "grpc.health.v1.Health"}));
 }
 
 TEST(StoreProcessTest, BadFlagsFailAtStartupWithAClearMessage) {
