@@ -58,6 +58,18 @@ struct KvLayout {
   std::string DebugString() const;
 };
 
+// The layout of Llama-3-8B (32 layers, 8 KV heads, head_dim 128): with bf16 and 16 tokens
+// per block, 2 MiB blocks. The default of the demo and kvtierctl, and the shape benchmarks
+// and tests use for "real-sized" blocks.
+inline KvLayout Llama3_8BLayout(DType dtype = DType::kBf16, uint32_t tokens_per_block = 16) {
+  return KvLayout{.model_id = "llama-3-8b",
+                  .num_layers = 32,
+                  .num_kv_heads = 8,
+                  .head_dim = 128,
+                  .dtype = dtype,
+                  .tokens_per_block = tokens_per_block};
+}
+
 }  // namespace kvtier
 
 #endif  // KVTIER_CACHE_STORE_KV_LAYOUT_H_

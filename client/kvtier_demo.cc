@@ -21,16 +21,6 @@ ABSL_FLAG(std::string, tenant, "demo", "Tenant to act for.");
 namespace kvtier {
 namespace {
 
-// Llama-3-8B shape: 32 layers, 8 KV heads, head_dim 128, bf16, 16 tokens: 2 MiB blocks.
-KvLayout DemoLayout() {
-  return KvLayout{.model_id = "llama-3-8b",
-                  .num_layers = 32,
-                  .num_kv_heads = 8,
-                  .head_dim = 128,
-                  .dtype = DType::kBf16,
-                  .tokens_per_block = 16};
-}
-
 // Stand-in K/V for one block: a pure function of the block's key.
 void FillBlock(const BlockKey& key, std::span<uint8_t> out) {
   uint64_t x;
@@ -121,7 +111,7 @@ int Run() {
                         .timeout = absl::Seconds(30),
                         .tenant = absl::GetFlag(FLAGS_tenant)};
   CacheStoreClient client(options);
-  const KvLayout layout = DemoLayout();
+  const KvLayout layout = Llama3_8BLayout();
   std::printf("kvtier demo against %s, tenant \"%s\", layout %s (%.1f MiB per block)\n\n",
               options.target.c_str(), options.tenant.c_str(), layout.DebugString().c_str(),
               layout.BlockBytes() / 1048576.0);

@@ -5,17 +5,8 @@
 namespace kvtier {
 namespace {
 
-KvLayout Llama3_8B() {
-  return KvLayout{.model_id = "llama-3-8b",
-                  .num_layers = 32,
-                  .num_kv_heads = 8,
-                  .head_dim = 128,
-                  .dtype = DType::kBf16,
-                  .tokens_per_block = 16};
-}
-
 TEST(KvLayoutTest, BlockBytesMatchesDesignExample) {
-  KvLayout layout = Llama3_8B();
+  KvLayout layout = Llama3_8BLayout();
   ASSERT_TRUE(layout.Validate().ok());
   EXPECT_EQ(layout.BlockBytes(), uint64_t{2} << 20);  // DESIGN.md: 2 MiB
   EXPECT_EQ(layout.LayerBytes(), layout.BlockBytes() / 32);
@@ -46,7 +37,7 @@ TEST(KvLayoutTest, RejectsZeroAndOversizedFieldsByName) {
       {[](KvLayout& l) { l.model_id.assign(300, 'x'); }, "model_id"},
   };
   for (const Case& c : cases) {
-    KvLayout layout = Llama3_8B();
+    KvLayout layout = Llama3_8BLayout();
     c.mutate(layout);
     absl::Status s = layout.Validate();
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.field;
@@ -55,7 +46,7 @@ TEST(KvLayoutTest, RejectsZeroAndOversizedFieldsByName) {
 }
 
 TEST(KvLayoutTest, RejectsBlocksOverTheSizeLimit) {
-  KvLayout layout = Llama3_8B();
+  KvLayout layout = Llama3_8BLayout();
   layout.tokens_per_block = 65536;  // 8 GiB per block
   absl::Status s = layout.Validate();
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
@@ -63,7 +54,7 @@ TEST(KvLayoutTest, RejectsBlocksOverTheSizeLimit) {
 }
 
 TEST(KvLayoutTest, FingerprintKnownAnswerAndSensitivity) {
-  KvLayout layout = Llama3_8B();
+  KvLayout layout = Llama3_8BLayout();
   // Computed independently with Python's hashlib from the encoding in kv_layout.cc.
   EXPECT_EQ(layout.Fingerprint(), 0xaab6d3378306ca86ull);
   KvLayout other = layout;

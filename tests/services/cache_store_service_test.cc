@@ -13,41 +13,16 @@
 #include "cache_store/checksum.h"
 #include "client/cache_store_client.h"
 #include "proto/wire_convert.h"
+#include "tests/services/test_prompts.h"
 #include "tests/services/test_store_server.h"
 
 namespace kvtier {
 namespace {
 
+using ::kvtier::testing::RandomBytes;
 using ::kvtier::testing::TestStoreOptions;
 using ::kvtier::testing::TestStoreServer;
-
-// 2 MiB blocks (Llama-3-8B shape).
-KvLayout BigLayout() {
-  return KvLayout{.model_id = "llama-3-8b",
-                  .num_layers = 32,
-                  .num_kv_heads = 8,
-                  .head_dim = 128,
-                  .dtype = DType::kBf16,
-                  .tokens_per_block = 16};
-}
-
-std::vector<uint32_t> Tokens(size_t n, uint32_t seed) {
-  std::vector<uint32_t> t(n);
-  for (size_t i = 0; i < n; ++i) t[i] = seed * 7919u + static_cast<uint32_t>(i);
-  return t;
-}
-
-std::vector<uint8_t> RandomBytes(size_t n, uint64_t seed) {
-  std::vector<uint8_t> out(n);
-  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-  for (size_t i = 0; i < n; ++i) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    out[i] = static_cast<uint8_t>(x);
-  }
-  return out;
-}
+using ::kvtier::testing::Tokens;
 
 std::vector<std::span<uint8_t>> Split(std::vector<uint8_t>& buf, uint64_t block_bytes) {
   std::vector<std::span<uint8_t>> out;
@@ -98,7 +73,7 @@ class CacheStoreServiceTest : public ::testing::Test {
     EXPECT_EQ(s.t1_reserved_blocks, 0u);
   }
 
-  KvLayout layout_ = BigLayout();
+  KvLayout layout_ = Llama3_8BLayout();
   std::unique_ptr<TestStoreServer> server_;
 };
 
@@ -445,7 +420,7 @@ TEST(CacheStoreAuthTest, BearerTokensDecideTheTenant) {
   const std::string path = ::testing::TempDir() + "/kvtier_tokens";
   std::ofstream(path) << "# token tenant\nsecret-a team-a\nsecret-b team-b\n";
   TestStoreServer server(TestStoreOptions{.auth_token_file = path});
-  const KvLayout layout = BigLayout();
+  const KvLayout layout = Llama3_8BLayout();
   std::vector<uint32_t> tokens = Tokens(16, 1);
   std::vector<uint8_t> payload = RandomBytes(layout.BlockBytes(), 1);
 

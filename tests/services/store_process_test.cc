@@ -19,27 +19,14 @@
 #include "absl/strings/numbers.h"
 #include "absl/synchronization/notification.h"
 #include "client/cache_store_client.h"
+#include "tests/services/test_prompts.h"
 
 namespace kvtier {
 namespace {
 
 using ::kvtier::testing::HttpGet;
 using ::kvtier::testing::StoreProcess;
-
-KvLayout Layout() {
-  return KvLayout{.model_id = "llama-3-8b",
-                  .num_layers = 32,
-                  .num_kv_heads = 8,
-                  .head_dim = 128,
-                  .dtype = DType::kBf16,
-                  .tokens_per_block = 16};
-}
-
-std::vector<uint32_t> Tokens(size_t n) {
-  std::vector<uint32_t> t(n);
-  for (size_t i = 0; i < n; ++i) t[i] = static_cast<uint32_t>(i * 31 + 7);
-  return t;
-}
+using ::kvtier::testing::Tokens;
 
 // Value of one sample in a Prometheus text exposition, e.g. Sample(text,
 // "kvtier_put_blocks_total{result=\"stored\"}"); -1 when absent.
@@ -69,13 +56,13 @@ TEST(StoreProcessTest, MetricsEndpointCountsWhatHappened) {
   EXPECT_EQ(Sample(*before, "kvtier_tier_capacity_blocks{tier=\"t1\"}"), 32);
 
   CacheStoreClient client({.target = (*store)->target(), .tenant = "m"});
-  const KvLayout layout = Layout();
+  const KvLayout layout = Llama3_8BLayout();
   const uint64_t bb = layout.BlockBytes();
-  std::vector<uint32_t> tokens = Tokens(3 * 16 + 3);
+  std::vector<uint32_t> tokens = Tokens(3 * 16 + 3, 3);
   std::vector<uint8_t> payload(3 * bb, 0x5a);
   ASSERT_TRUE(client.Put(layout, tokens, 0, payload).ok());
   ASSERT_TRUE(client.Put(layout, tokens, 0, std::span(payload).first(bb)).ok());  // existing
-  std::vector<uint32_t> other = Tokens(2 * 16);
+  std::vector<uint32_t> other = Tokens(2 * 16, 3);
   other[20] = 999;  // shares block 0 only
   absl::StatusOr<LookupReply> l = client.Lookup(layout, other);
   ASSERT_TRUE(l.ok());
@@ -149,9 +136,9 @@ TEST(StoreProcessTest, SigtermWhileStreamingDrainsAndExitsZero) {
   auto store = StoreProcess::Start({"--t1_bytes=67108864", "--drain_timeout=5s"});
   ASSERT_TRUE(store.ok()) << store.status();
   CacheStoreClient client({.target = (*store)->target(), .timeout = absl::Seconds(30)});
-  const KvLayout layout = Layout();
+  const KvLayout layout = Llama3_8BLayout();
   const uint64_t bb = layout.BlockBytes();
-  std::vector<uint32_t> tokens = Tokens(16 * 16);
+  std::vector<uint32_t> tokens = Tokens(16 * 16, 3);
   std::vector<uint8_t> payload(16 * bb, 0x11);
   absl::StatusOr<PutReply> put = client.Put(layout, tokens, 0, payload);
   ASSERT_TRUE(put.ok()) << put.status();
