@@ -10,10 +10,69 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cache_store/checksum.h"
+#include "client/raw_stream_call.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "proto/payload_wire.h"
 #include "proto/wire_convert.h"
 
 namespace kvtier {
+
+namespace {
+
+const std::string kPutMethod = "/" + std::string(v1::CacheStore::service_full_name()) + "/Put";
+const std::string kFetchMethod = "/" + std::string(v1::CacheStore::service_full_name()) + "/Fetch";
+
+// The first Fetch message: the blocks the stream will carry, checked against the buffers.
+absl::Status AcceptBlockList(const grpc::ByteBuffer& message,
+                             std::span<const std::span<uint8_t>> out, FetchReply* reply,
+                             std::vector<uint64_t>* received) {
+  v1::FetchResponse first;
+  if (!DecodeMessage(message, &first).ok()) {
+    return absl::InternalError("the store sent a malformed FetchResponse");
+  }
+  reply->blocks.assign(first.blocks().begin(), first.blocks().end());
+  if (reply->blocks.size() > out.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("the fetch returns ", reply->blocks.size(),
+                                                   " blocks but only ", out.size(),
+                                                   " buffers were given"));
+  }
+  for (size_t b = 0; b < reply->blocks.size(); ++b) {
+    if (reply->blocks[b].size_bytes() > out[b].size()) {
+      return absl::InvalidArgumentError(absl::StrCat("block ", b, " is ",
+                                                     reply->blocks[b].size_bytes(),
+                                                     " bytes; its buffer holds ", out[b].size()));
+    }
+  }
+  received->assign(reply->blocks.size(), 0);
+  return absl::OkStatus();
+}
+
+// A chunk: its payload goes from the received slices straight into the caller's buffer.
+absl::Status AcceptChunk(const grpc::ByteBuffer& message, std::span<const std::span<uint8_t>> out,
+                         const FetchParams& params, FetchReply* reply,
+                         std::vector<uint64_t>* received) {
+  absl::StatusOr<SplitMessage> split = SplitPayload(message, kFetchResponseDataField);
+  v1::FetchResponse chunk;
+  if (!split.ok() || !chunk.ParseFromString(split->rest)) {
+    return absl::InternalError("the store sent a malformed FetchResponse");
+  }
+  const uint32_t b = chunk.block();
+  const uint64_t size = split->payload_size();
+  if (b >= reply->blocks.size() || chunk.offset() + size > reply->blocks[b].size_bytes()) {
+    return absl::InternalError("the store sent a chunk outside its blocks");
+  }
+  uint8_t* dst = out[b].data() + chunk.offset();
+  for (std::span<const uint8_t> part : split->payload) {
+    std::memcpy(dst, part.data(), part.size());
+    dst += part.size();
+  }
+  (*received)[b] += size;
+  reply->bytes += size;
+  if (params.on_chunk) params.on_chunk(b, chunk.offset(), size);
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 std::shared_ptr<grpc::Channel> MakeStoreChannel(const ClientOptions& options) {
   grpc::ChannelArguments args;
@@ -30,7 +89,8 @@ CacheStoreClient::CacheStoreClient(const ClientOptions& options)
 CacheStoreClient::CacheStoreClient(std::shared_ptr<grpc::Channel> channel, ClientOptions options)
     : options_(std::move(options)),
       channel_(std::move(channel)),
-      stub_(v1::CacheStore::NewStub(channel_)) {}
+      stub_(v1::CacheStore::NewStub(channel_)),
+      generic_(channel_) {}
 
 void CacheStoreClient::PrepareContext(grpc::ClientContext& ctx, absl::Time deadline) const {
   ctx.set_deadline(absl::ToChronoTime(deadline));
@@ -113,20 +173,23 @@ absl::StatusOr<PutReply> CacheStoreClient::Put(const KvLayout& layout,
   for (uint32_t b = 0; b < num_blocks; ++b) {
     h->add_checksums(BlockChecksum(payload.data() + b * block_bytes, block_bytes));
   }
+  const grpc::ByteBuffer header_message = EncodeMessage(header);
   v1::PutResponse response;
   absl::Status s = WithRetries(
-      [&](grpc::ClientContext& ctx) {
-        std::unique_ptr<grpc::ClientWriter<v1::PutRequest>> writer = stub_->Put(&ctx, &response);
-        bool ok = writer->Write(header);
-        v1::PutRequest chunk;
+      [&](grpc::ClientContext& ctx) -> grpc::Status {
+        RawStreamCall call(generic_, ctx, kPutMethod);
+        bool ok = call.Write(header_message);
         for (uint64_t off = 0; ok && off < payload.size(); off += options_.put_chunk_bytes) {
           const uint64_t n = std::min<uint64_t>(options_.put_chunk_bytes, payload.size() - off);
-          chunk.set_data(payload.data() + off, n);
-          ok = writer->Write(chunk);
+          ok = call.Write(EncodePutData(payload.subspan(off, n)));  // references the payload
         }
-        // A failed Write means the server already finished the call; Finish says why.
-        writer->WritesDone();
-        return writer->Finish();
+        grpc::ByteBuffer reply;
+        ok = ok && call.WritesDone() && call.Read(&reply);
+        // A failed operation means the server already ended the call; Finish says why.
+        grpc::Status status = call.Finish();
+        if (!status.ok()) return status;
+        if (!ok) return grpc::Status(grpc::StatusCode::INTERNAL, "the store sent no PutResponse");
+        return ToGrpcStatus(DecodeMessage(reply, &response));
       },
       DeadlineFromNow());
   if (!s.ok()) return s;
@@ -147,53 +210,31 @@ absl::StatusOr<FetchReply> CacheStoreClient::Fetch(const FetchTarget& target,
   KeysToProto(target.keys, request.mutable_block_keys());
   request.set_order(params.order);
   request.set_max_chunk_bytes(params.max_chunk_bytes);
+  const grpc::ByteBuffer request_message = EncodeMessage(request);
   FetchReply reply;
+  // A problem with what arrived (not the call) is reported as is and never retried.
   absl::Status local_error;
   absl::Status s = WithRetries(
       [&](grpc::ClientContext& ctx) -> grpc::Status {
         reply = FetchReply{};
-        std::unique_ptr<grpc::ClientReader<v1::FetchResponse>> reader = stub_->Fetch(&ctx, request);
-        v1::FetchResponse message;
+        local_error = absl::OkStatus();
         std::vector<uint64_t> received;
+        RawStreamCall call(generic_, ctx, kFetchMethod);
+        grpc::ByteBuffer message;
         bool first = true;
-        while (reader->Read(&message)) {
-          if (first) {
+        if (call.Write(request_message) && call.WritesDone()) {
+          while (local_error.ok() && call.Read(&message)) {
+            local_error = first ? AcceptBlockList(message, out, &reply, &received)
+                                : AcceptChunk(message, out, params, &reply, &received);
             first = false;
-            reply.blocks.assign(message.blocks().begin(), message.blocks().end());
-            if (reply.blocks.size() > out.size()) {
-              local_error = absl::InvalidArgumentError(
-                  absl::StrCat("the fetch returns ", reply.blocks.size(), " blocks but only ",
-                               out.size(), " buffers were given"));
-            }
-            for (size_t b = 0; local_error.ok() && b < reply.blocks.size(); ++b) {
-              if (reply.blocks[b].size_bytes() > out[b].size()) {
-                local_error = absl::InvalidArgumentError(
-                    absl::StrCat("block ", b, " is ", reply.blocks[b].size_bytes(),
-                                 " bytes; its buffer holds ", out[b].size()));
-              }
-            }
-            received.assign(reply.blocks.size(), 0);
-            if (!local_error.ok()) {
-              ctx.TryCancel();
-              break;
-            }
-            continue;
           }
-          const uint32_t b = message.block();
-          const std::string& data = message.data();
-          if (b >= reply.blocks.size() ||
-              message.offset() + data.size() > reply.blocks[b].size_bytes()) {
-            local_error = absl::InternalError("the server sent a chunk outside its blocks");
-            ctx.TryCancel();
-            break;
-          }
-          std::memcpy(out[b].data() + message.offset(), data.data(), data.size());
-          received[b] += data.size();
-          reply.bytes += data.size();
-          if (params.on_chunk) params.on_chunk(b, message.offset(), data.size());
         }
-        grpc::Status status = reader->Finish();
-        if (!local_error.ok()) return grpc::Status::OK;  // reported below, not retried
+        if (!local_error.ok()) {
+          ctx.TryCancel();
+          call.Finish();
+          return grpc::Status::OK;
+        }
+        grpc::Status status = call.Finish();
         if (!status.ok()) return status;
         if (first) return grpc::Status(grpc::StatusCode::INTERNAL, "empty fetch stream");
         for (size_t b = 0; b < reply.blocks.size(); ++b) {

@@ -6,9 +6,10 @@
 // retried. Put is idempotent and Fetch rewrites the caller's buffers from the start, so
 // retrying either is safe.
 //
-// Fetch streams straight into caller memory: each chunk is bounds-checked against the
-// caller's buffer for its block, and each assembled block is verified against the XXH3
-// checksum the server announced; a mismatch is DATA_LOSS (treat as a miss).
+// Put sends the caller's payload without copying it into protobufs, and Fetch streams
+// straight into caller memory (one copy, from the received gRPC slices): each chunk is
+// bounds-checked against the caller's buffer for its block, and each assembled block is verified
+// against the XXH3 checksum the server announced; a mismatch is DATA_LOSS (treat as a miss).
 //
 // Thread-safe: one client (one channel) serves any number of threads.
 #ifndef KVTIER_CLIENT_CACHE_STORE_CLIENT_H_
@@ -16,6 +17,7 @@
 
 #include <grpcpp/channel.h>
 #include <grpcpp/client_context.h>
+#include <grpcpp/generic/generic_stub.h>
 
 #include <cstdint>
 #include <functional>
@@ -139,6 +141,8 @@ class CacheStoreClient {
   ClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::CacheStore::Stub> stub_;
+  // Put and Fetch go raw (payload_wire.h), so block bytes are never staged in protobufs.
+  grpc::GenericStub generic_;
 };
 
 // The default channel arguments of kvtier clients (message size, keepalive).

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "proto/payload_wire.h"
 #include "services/fetch_reactor.h"
 #include "services/proto_convert.h"
 #include "services/put_reactor.h"
@@ -19,6 +20,11 @@ class RejectedStream final : public Base {
   explicit RejectedStream(const grpc::Status& status) { this->Finish(status); }
   void OnDone() override { delete this; }
 };
+
+template <typename Base>
+Base* Reject(RpcTimer& timer, const absl::Status& status) {
+  return new RejectedStream<Base>(timer.Finish(ToGrpcStatus(status)));
+}
 
 uint32_t ToMillis(absl::Duration d) {
   return static_cast<uint32_t>(std::min<int64_t>(absl::ToInt64Milliseconds(d), UINT32_MAX));
@@ -58,10 +64,8 @@ grpc::ServerUnaryReactor* CacheStoreService::Lookup(grpc::CallbackServerContext*
     response->set_matched_blocks(result->matched_blocks());
     response->set_matched_tokens(uint64_t{result->matched_blocks()} * layout->tokens_per_block);
     response->set_total_blocks(result->total_blocks);
-    for (size_t i = 0; i < result->keys.size(); ++i) {
-      response->add_block_keys(std::string(result->keys[i].AsBytes()));
-      response->add_tiers(TierToProto(result->tiers[i]));
-    }
+    KeysToProto(result->keys, response->mutable_block_keys());
+    for (Tier tier : result->tiers) response->add_tiers(TierToProto(tier));
     response->set_lease_id(result->lease_id);
     response->set_lease_ttl_ms(ToMillis(result->lease_ttl));
     response->set_block_bytes(result->block_bytes);
@@ -69,52 +73,50 @@ grpc::ServerUnaryReactor* CacheStoreService::Lookup(grpc::CallbackServerContext*
   });
 }
 
-grpc::ServerReadReactor<v1::PutRequest>* CacheStoreService::Put(grpc::CallbackServerContext* ctx,
-                                                                v1::PutResponse* response) {
+grpc::ServerReadReactor<grpc::ByteBuffer>* CacheStoreService::Put(grpc::CallbackServerContext* ctx,
+                                                                  grpc::ByteBuffer* response) {
+  using Reactor = grpc::ServerReadReactor<grpc::ByteBuffer>;
+  RpcTimer timer(metrics_, StoreRpc::kPut);
   absl::StatusOr<std::string> tenant = auth_->TenantOf(*ctx);
-  if (!tenant.ok()) {
-    RpcTimer timer(metrics_, StoreRpc::kPut);
-    return new RejectedStream<grpc::ServerReadReactor<v1::PutRequest>>(
-        timer.Finish(ToGrpcStatus(tenant.status())));
-  }
-  return new PutReactor(ctx, store_, *std::move(tenant), metrics_, response);
+  if (!tenant.ok()) return Reject<Reactor>(timer, tenant.status());
+  return new PutReactor(ctx, store_, *std::move(tenant), std::move(timer), response);
 }
 
-grpc::ServerWriteReactor<v1::FetchResponse>* CacheStoreService::Fetch(
-    grpc::CallbackServerContext* ctx, const v1::FetchRequest* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* CacheStoreService::Fetch(
+    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* raw_request) {
+  using Reactor = grpc::ServerWriteReactor<grpc::ByteBuffer>;
   RpcTimer timer(metrics_, StoreRpc::kFetch);
-  auto reject = [&](const absl::Status& s) {
-    return new RejectedStream<grpc::ServerWriteReactor<v1::FetchResponse>>(
-        timer.Finish(ToGrpcStatus(s)));
-  };
+  auto reject = [&](const absl::Status& s) { return Reject<Reactor>(timer, s); };
   absl::StatusOr<std::string> tenant = auth_->TenantOf(*ctx);
   if (!tenant.ok()) return reject(tenant.status());
-  const bool by_lease = request->lease_id() != 0;
-  if (by_lease == (request->block_keys_size() > 0)) {
+  v1::FetchRequest fetch;
+  if (absl::Status s = DecodeMessage(*raw_request, &fetch); !s.ok()) return reject(s);
+  const bool by_lease = fetch.lease_id() != 0;
+  if (by_lease == (fetch.block_keys_size() > 0)) {
     return reject(absl::InvalidArgumentError(
         "a Fetch names either a lease_id or block_keys, exactly one of them"));
   }
-  if (request->max_chunk_bytes() > options_.max_fetch_chunk_bytes) {
+  if (fetch.max_chunk_bytes() > options_.max_fetch_chunk_bytes) {
     return reject(absl::InvalidArgumentError(
-        absl::StrCat("max_chunk_bytes ", request->max_chunk_bytes(), " exceeds the server's ",
+        absl::StrCat("max_chunk_bytes ", fetch.max_chunk_bytes(), " exceeds the server's ",
                      options_.max_fetch_chunk_bytes)));
   }
-  if (!v1::FetchOrder_IsValid(request->order())) {
+  if (!v1::FetchOrder_IsValid(fetch.order())) {
     return reject(absl::InvalidArgumentError(
-        absl::StrCat("unknown fetch order ", static_cast<int>(request->order()))));
+        absl::StrCat("unknown fetch order ", static_cast<int>(fetch.order()))));
   }
   absl::StatusOr<std::unique_ptr<BlockReadHandle>> read;
   if (by_lease) {
-    read = store_->ReadLease(*tenant, request->lease_id());
+    read = store_->ReadLease(*tenant, fetch.lease_id());
   } else {
-    absl::StatusOr<std::vector<BlockKey>> keys = KeysFromProto(request->block_keys());
+    absl::StatusOr<std::vector<BlockKey>> keys = KeysFromProto(fetch.block_keys());
     if (!keys.ok()) return reject(keys.status());
     read = store_->ReadBlocks(*tenant, *keys);
   }
   if (!read.ok()) return reject(read.status());
-  const uint32_t chunk = request->max_chunk_bytes() != 0 ? request->max_chunk_bytes()
-                                                         : options_.default_fetch_chunk_bytes;
-  return new FetchReactor(*std::move(read), request->order(), chunk, metrics_);
+  const uint32_t chunk =
+      fetch.max_chunk_bytes() != 0 ? fetch.max_chunk_bytes() : options_.default_fetch_chunk_bytes;
+  return new FetchReactor(*std::move(read), fetch.order(), chunk, std::move(timer));
 }
 
 grpc::ServerUnaryReactor* CacheStoreService::Release(grpc::CallbackServerContext* ctx,
@@ -203,14 +205,12 @@ grpc::ServerUnaryReactor* CacheStoreService::Stats(grpc::CallbackServerContext* 
 
 grpc::ServerWriteReactor<v1::WatchEventsResponse>* CacheStoreService::WatchEvents(
     grpc::CallbackServerContext* ctx, const v1::WatchEventsRequest* request) {
+  using Reactor = grpc::ServerWriteReactor<v1::WatchEventsResponse>;
+  RpcTimer timer(metrics_, StoreRpc::kWatchEvents);
   absl::StatusOr<std::string> tenant = auth_->TenantOf(*ctx);
-  if (!tenant.ok()) {
-    RpcTimer timer(metrics_, StoreRpc::kWatchEvents);
-    return new RejectedStream<grpc::ServerWriteReactor<v1::WatchEventsResponse>>(
-        timer.Finish(ToGrpcStatus(tenant.status())));
-  }
+  if (!tenant.ok()) return Reject<Reactor>(timer, tenant.status());
   return new WatchEventsReactor(&store_->events(), *std::move(tenant),
-                                options_.max_events_per_message, metrics_);
+                                options_.max_events_per_message, std::move(timer));
 }
 
 }  // namespace kvtier

@@ -2,9 +2,12 @@
 //
 // Callback API: unary methods finish inline (the engine never blocks for long); Put,
 // Fetch and WatchEvents are reactors (put_reactor.h, fetch_reactor.h,
-// watch_events_reactor.h). Each call is authenticated to a tenant first; engine errors
-// become gRPC statuses at this edge, and every call is counted and timed in StoreMetrics.
-// Thread-safe; the store, authenticator and metrics must outlive the service.
+// watch_events_reactor.h). Put and Fetch carry block payloads and are raw methods
+// (grpc::ByteBuffer, decoded with proto/payload_wire.h) so that payload bytes move between
+// the wire and the T1 slots without a protobuf copy in between. Each call is authenticated to a
+// tenant first; engine errors become gRPC statuses at this edge, and every call is counted and
+// timed in StoreMetrics. Thread-safe; the store, authenticator and metrics must outlive the
+// service.
 #ifndef KVTIER_SERVICES_CACHE_STORE_SERVICE_H_
 #define KVTIER_SERVICES_CACHE_STORE_SERVICE_H_
 
@@ -25,7 +28,10 @@ struct CacheStoreServiceOptions {
   uint32_t max_events_per_message = 256;
 };
 
-class CacheStoreService final : public v1::CacheStore::CallbackService {
+using CacheStoreServiceBase = v1::CacheStore::WithRawCallbackMethod_Put<
+    v1::CacheStore::WithRawCallbackMethod_Fetch<v1::CacheStore::CallbackService>>;
+
+class CacheStoreService final : public CacheStoreServiceBase {
  public:
   CacheStoreService(BlockStore* store, const TenantAuthenticator* auth, StoreMetrics* metrics,
                     CacheStoreServiceOptions options = {});
@@ -33,10 +39,12 @@ class CacheStoreService final : public v1::CacheStore::CallbackService {
   grpc::ServerUnaryReactor* Lookup(grpc::CallbackServerContext* ctx,
                                    const v1::LookupRequest* request,
                                    v1::LookupResponse* response) override;
-  grpc::ServerReadReactor<v1::PutRequest>* Put(grpc::CallbackServerContext* ctx,
-                                               v1::PutResponse* response) override;
-  grpc::ServerWriteReactor<v1::FetchResponse>* Fetch(grpc::CallbackServerContext* ctx,
-                                                     const v1::FetchRequest* request) override;
+  // Raw: PutRequest messages in, a PutResponse out.
+  grpc::ServerReadReactor<grpc::ByteBuffer>* Put(grpc::CallbackServerContext* ctx,
+                                                 grpc::ByteBuffer* response) override;
+  // Raw: a FetchRequest in, FetchResponse messages out.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Fetch(grpc::CallbackServerContext* ctx,
+                                                    const grpc::ByteBuffer* request) override;
   grpc::ServerUnaryReactor* Release(grpc::CallbackServerContext* ctx,
                                     const v1::ReleaseRequest* request,
                                     v1::ReleaseResponse* response) override;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "proto/payload_wire.h"
 #include "services/proto_convert.h"
 
 namespace kvtier {
@@ -25,18 +26,20 @@ std::vector<FetchRange> PlanFetch(std::span<const BlockView> blocks, v1::FetchOr
 }
 
 FetchReactor::FetchReactor(std::unique_ptr<BlockReadHandle> read, v1::FetchOrder order,
-                           uint32_t chunk_bytes, StoreMetrics* metrics)
+                           uint32_t chunk_bytes, RpcTimer timer)
     : read_(std::move(read)),
       plan_(PlanFetch(read_->blocks(), order)),
       chunk_bytes_(chunk_bytes),
-      timer_(metrics, StoreRpc::kFetch) {
+      timer_(std::move(timer)) {
+  v1::FetchResponse first;
   for (const BlockView& v : read_->blocks()) {
-    v1::FetchedBlock* b = message_.add_blocks();
+    v1::FetchedBlock* b = first.add_blocks();
     b->set_key(std::string(v.key.AsBytes()));
     b->set_size_bytes(v.size);
     b->set_checksum(v.checksum);
     b->set_tier(TierToProto(v.tier));
   }
+  message_ = EncodeMessage(first);
   StartWrite(&message_);
 }
 
@@ -61,10 +64,8 @@ void FetchReactor::WriteNext() {
   const FetchRange& r = plan_[next_range_];
   const uint64_t n = std::min(chunk_bytes_, r.length - next_offset_);
   const BlockView& view = read_->blocks()[r.block];
-  message_.Clear();
-  message_.set_block(r.block);
-  message_.set_offset(r.offset + next_offset_);
-  message_.set_data(view.data + r.offset + next_offset_, n);
+  message_ = EncodeFetchChunk(r.block, r.offset + next_offset_,
+                              std::span(view.data + r.offset + next_offset_, n));
   next_offset_ += n;
   StartWrite(&message_);
 }

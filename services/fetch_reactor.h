@@ -1,10 +1,12 @@
 // FetchReactor: streams verified blocks to one CacheStore.Fetch caller.
 //
-// Holds a BlockReadHandle for the whole stream, so the blocks can be neither evicted nor
-// overwritten while they are sent. The first message lists the blocks; every following
-// message carries one chunk (block index, offset, bytes). Block-major order sends each
-// block whole in turn; layer-major order sends layer l of every block before layer l+1.
-// One write is in flight at a time (gRPC flow control paces it). Deletes itself in OnDone.
+// Holds a BlockReadHandle for the whole stream (until OnDone), so the blocks can be
+// neither evicted nor overwritten while they are sent: each chunk message references the
+// slot's bytes instead of copying them (the method is raw, see proto/payload_wire.h). The first
+// message lists the blocks; every following message carries one chunk (block index, offset, bytes).
+// Block-major order sends each block whole in turn; layer-major order sends layer l of every block
+// before layer l+1. One write is in flight at a time (gRPC flow control paces it). Deletes itself
+// in OnDone.
 #ifndef KVTIER_SERVICES_FETCH_REACTOR_H_
 #define KVTIER_SERVICES_FETCH_REACTOR_H_
 
@@ -28,10 +30,10 @@ struct FetchRange {
 // (size / num_layers bytes each).
 std::vector<FetchRange> PlanFetch(std::span<const BlockView> blocks, v1::FetchOrder order);
 
-class FetchReactor final : public grpc::ServerWriteReactor<v1::FetchResponse> {
+class FetchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   FetchReactor(std::unique_ptr<BlockReadHandle> read, v1::FetchOrder order, uint32_t chunk_bytes,
-               StoreMetrics* metrics);
+               RpcTimer timer);
 
   void OnWriteDone(bool ok) override;
   void OnDone() override { delete this; }
@@ -45,7 +47,7 @@ class FetchReactor final : public grpc::ServerWriteReactor<v1::FetchResponse> {
   RpcTimer timer_;
   size_t next_range_ = 0;
   uint64_t next_offset_ = 0;  // within plan_[next_range_]
-  v1::FetchResponse message_;
+  grpc::ByteBuffer message_;
 };
 
 }  // namespace kvtier

@@ -1,17 +1,18 @@
 #include "services/put_reactor.h"
 
 #include "absl/strings/str_cat.h"
+#include "proto/payload_wire.h"
 #include "services/proto_convert.h"
 
 namespace kvtier {
 
 PutReactor::PutReactor(grpc::CallbackServerContext* ctx, BlockStore* store, std::string tenant,
-                       StoreMetrics* metrics, v1::PutResponse* response)
+                       RpcTimer timer, grpc::ByteBuffer* response)
     : ctx_(ctx),
       store_(store),
       tenant_(std::move(tenant)),
       response_(response),
-      timer_(metrics, StoreRpc::kPut) {
+      timer_(std::move(timer)) {
   StartRead(&request_);
 }
 
@@ -35,11 +36,20 @@ void PutReactor::OnReadDone(bool ok) {
 }
 
 absl::Status PutReactor::HandleMessage() {
+  absl::StatusOr<SplitMessage> split = SplitPayload(request_, kPutRequestDataField);
+  if (!split.ok()) return split.status();
+  v1::PutRequest message;  // everything but the payload
+  if (!message.ParseFromString(split->rest)) {
+    return absl::InvalidArgumentError("malformed PutRequest message");
+  }
+  if (message.has_header() && split->has_payload) {
+    return absl::InvalidArgumentError("a PutRequest carries a PutHeader or data, not both");
+  }
   if (pending_ == nullptr) {
-    if (!request_.has_header()) {
+    if (!message.has_header()) {
       return absl::InvalidArgumentError("the first message of a Put must be a PutHeader");
     }
-    const v1::PutHeader& h = request_.header();
+    const v1::PutHeader& h = message.header();
     absl::StatusOr<KvLayout> layout = LayoutFromProto(h.layout());
     if (!layout.ok()) return layout.status();
     PutSpec spec{.prompt = {.tenant = tenant_,
@@ -54,11 +64,13 @@ absl::Status PutReactor::HandleMessage() {
     pending_ = *std::move(pending);
     return absl::OkStatus();
   }
-  if (request_.has_header()) {
+  if (message.has_header()) {
     return absl::InvalidArgumentError("a Put carries exactly one PutHeader, first");
   }
-  const std::string& data = request_.data();
-  return pending_->Write(std::span(reinterpret_cast<const uint8_t*>(data.data()), data.size()));
+  for (std::span<const uint8_t> part : split->payload) {
+    if (absl::Status s = pending_->Write(part); !s.ok()) return s;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status PutReactor::HandleEnd() {
@@ -68,9 +80,11 @@ absl::Status PutReactor::HandleEnd() {
   absl::StatusOr<PutResult> result = pending_->Commit();
   pending_.reset();
   if (!result.ok()) return result.status();
-  response_->set_stored_blocks(result->stored_blocks);
-  response_->set_existing_blocks(result->existing_blocks);
-  for (const BlockKey& key : result->keys) response_->add_block_keys(std::string(key.AsBytes()));
+  v1::PutResponse response;
+  response.set_stored_blocks(result->stored_blocks);
+  response.set_existing_blocks(result->existing_blocks);
+  KeysToProto(result->keys, response.mutable_block_keys());
+  *response_ = EncodeMessage(response);
   return absl::OkStatus();
 }
 

@@ -1,9 +1,10 @@
 // PutReactor: the server side of one CacheStore.Put stream.
 //
-// The first message must be a PutHeader: it authenticates the call's tenant, derives the
-// keys and reserves slots (BlockStore::BeginPut). Each following message appends payload
-// bytes straight into the reserved slots. When the client half-closes, every block is
-// verified and committed at once. A malformed message, a cancelled call or an expired
+// The first message must be a PutHeader: with the call's tenant it derives the keys and
+// reserves slots (BlockStore::BeginPut). Each following message carries payload bytes,
+// which go from the received gRPC slices straight into the reserved slots (the method is
+// raw, see proto/payload_wire.h: no protobuf string in between). When the client half-closes, every
+// block is verified and committed at once. A malformed message, a cancelled call or an expired
 // deadline abandons the Put: nothing of it becomes visible. Deletes itself in OnDone.
 #ifndef KVTIER_SERVICES_PUT_REACTOR_H_
 #define KVTIER_SERVICES_PUT_REACTOR_H_
@@ -17,10 +18,10 @@
 
 namespace kvtier {
 
-class PutReactor final : public grpc::ServerReadReactor<v1::PutRequest> {
+class PutReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
  public:
   PutReactor(grpc::CallbackServerContext* ctx, BlockStore* store, std::string tenant,
-             StoreMetrics* metrics, v1::PutResponse* response);
+             RpcTimer timer, grpc::ByteBuffer* response);
 
   void OnReadDone(bool ok) override;
   void OnDone() override { delete this; }
@@ -33,9 +34,9 @@ class PutReactor final : public grpc::ServerReadReactor<v1::PutRequest> {
   grpc::CallbackServerContext* ctx_;
   BlockStore* store_;
   std::string tenant_;
-  v1::PutResponse* response_;
+  grpc::ByteBuffer* response_;
   RpcTimer timer_;
-  v1::PutRequest request_;
+  grpc::ByteBuffer request_;
   std::unique_ptr<PendingPut> pending_;
 };
 

@@ -1,5 +1,6 @@
 // RpcTimer: measures one RPC from its start and reports it to StoreMetrics once.
-// Not thread-safe; owned by the call it measures.
+// Move-only: a handler starts it and hands it to the reactor that finishes the call, and
+// the moved-from timer can no longer report. Not thread-safe; owned by the call it measures.
 #ifndef KVTIER_SERVICES_RPC_TIMER_H_
 #define KVTIER_SERVICES_RPC_TIMER_H_
 
@@ -12,6 +13,13 @@ class RpcTimer {
  public:
   RpcTimer(StoreMetrics* metrics, StoreRpc rpc)
       : metrics_(metrics), rpc_(rpc), start_(absl::Now()) {}
+  RpcTimer(RpcTimer&& other) noexcept
+      : metrics_(other.metrics_), rpc_(other.rpc_), start_(other.start_), done_(other.done_) {
+    other.done_ = true;
+  }
+  RpcTimer(const RpcTimer&) = delete;
+  RpcTimer& operator=(const RpcTimer&) = delete;
+  RpcTimer& operator=(RpcTimer&&) = delete;
 
   // Records the call with its final code; later calls are ignored.
   const grpc::Status& Finish(const grpc::Status& status) {

@@ -5,10 +5,10 @@
 namespace kvtier {
 
 WatchEventsReactor::WatchEventsReactor(EventLog* log, std::string tenant,
-                                       uint32_t max_events_per_message, StoreMetrics* metrics)
+                                       uint32_t max_events_per_message, RpcTimer timer)
     : log_(log),
       max_events_(max_events_per_message),
-      timer_(metrics, StoreRpc::kWatchEvents),
+      timer_(std::move(timer)),
       state_(std::make_shared<State>()) {
   absl::MutexLock lock(&state_->mu);
   state_->reactor = this;

@@ -24,7 +24,7 @@ namespace kvtier {
 class WatchEventsReactor final : public grpc::ServerWriteReactor<v1::WatchEventsResponse> {
  public:
   WatchEventsReactor(EventLog* log, std::string tenant, uint32_t max_events_per_message,
-                     StoreMetrics* metrics);
+                     RpcTimer timer);
 
   void OnWriteDone(bool ok) override;
   void OnCancel() override;
