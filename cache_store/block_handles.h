@@ -12,6 +12,7 @@
 #define KVTIER_CACHE_STORE_BLOCK_HANDLES_H_
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <vector>
@@ -57,6 +58,8 @@ class PendingPut {
     std::optional<uint32_t> existing;  // handle of an already cached block
     std::optional<uint64_t> expected_checksum;
     uint64_t checksum = 0;  // computed at commit
+    uint32_t depth = 0;
+    bool prompt_tail = false;
   };
 
   PendingPut(BlockStore* store, uint64_t block_bytes, uint64_t layout_fingerprint,
@@ -101,9 +104,17 @@ class BlockReadHandle {
   BlockReadHandle(BlockStore* store, std::vector<uint32_t> handles, std::vector<BlockView> views)
       : store_(store), handles_(std::move(handles)), views_(std::move(views)) {}
 
+  struct FreeDeleter {
+    void operator()(uint8_t* p) const;
+  };
+
   BlockStore* store_;
   std::vector<uint32_t> handles_;
   std::vector<BlockView> views_;
+  // Buffers for T2 blocks that could not be promoted into T1.
+  std::vector<std::unique_ptr<uint8_t, FreeDeleter>> staging_;
+  // T1 slots holding a copy that only this reader uses (another reader promoted first).
+  std::vector<uint32_t> owned_t1_slots_;
 };
 
 }  // namespace kvtier

@@ -23,25 +23,97 @@ absl::StatusOr<std::unique_ptr<BlockStore>> BlockStore::Create(const BlockStoreO
       options.max_pin_ttl < options.default_pin_ttl) {
     return absl::InvalidArgumentError("pin TTLs must satisfy 0 < default_pin_ttl <= max_pin_ttl");
   }
+  if (!(options.t2_admit_min_score >= 0 && options.t2_admit_min_score <= 1)) {
+    return absl::InvalidArgumentError("t2_admit_min_score must be in [0, 1]");
+  }
   absl::StatusOr<std::unique_ptr<PinnedHostTier>> t1 = PinnedHostTier::Create(options.t1);
   if (!t1.ok()) return t1.status();
-  absl::StatusOr<std::unique_ptr<EvictionPolicy>> policy =
-      MakeEvictionPolicy(options.eviction_policy, (*t1)->capacity_slots());
-  if (!policy.ok()) return policy.status();
-  return std::unique_ptr<BlockStore>(new BlockStore(options, *std::move(t1), *std::move(policy)));
+  std::unique_ptr<SsdTier> t2;
+  if (!options.t2.directory.empty()) {
+    SsdTierOptions t2_options = options.t2;
+    t2_options.slot_bytes = (*t1)->slot_bytes();
+    absl::StatusOr<std::unique_ptr<SsdTier>> created = SsdTier::Create(t2_options);
+    if (!created.ok()) return created.status();
+    t2 = *std::move(created);
+  }
+  const uint32_t t1_slots = (*t1)->capacity_slots();
+  const uint32_t t2_slots = t2 ? t2->capacity_slots() : 0;
+  const uint32_t handles = t1_slots + t2_slots;
+  absl::StatusOr<std::unique_ptr<EvictionPolicy>> t1_policy =
+      MakeEvictionPolicy(options.eviction_policy, handles, t1_slots);
+  if (!t1_policy.ok()) return t1_policy.status();
+  absl::StatusOr<std::unique_ptr<EvictionPolicy>> t2_policy =
+      MakeEvictionPolicy(options.t2_eviction_policy, handles, std::max<uint32_t>(t2_slots, 1));
+  if (!t2_policy.ok()) return t2_policy.status();
+  std::unique_ptr<BlockStore> store(new BlockStore(options, *std::move(t1), std::move(t2),
+                                                   *std::move(t1_policy), *std::move(t2_policy),
+                                                   handles));
+  store->Recover();
+  return store;
 }
 
 BlockStore::BlockStore(const BlockStoreOptions& options, std::unique_ptr<PinnedHostTier> t1,
-                       std::unique_ptr<EvictionPolicy> policy)
+                       std::unique_ptr<SsdTier> t2, std::unique_ptr<EvictionPolicy> t1_policy,
+                       std::unique_ptr<EvictionPolicy> t2_policy, uint32_t handles)
     : options_(options),
       clock_(options.clock != nullptr ? options.clock : Clock::Real()),
       events_(options.event_log_capacity),
       t1_(std::move(t1)),
-      policy_(std::move(policy)),
+      t2_(std::move(t2)),
+      t1_policy_(std::move(t1_policy)),
+      t2_policy_(std::move(t2_policy)),
       leases_(options.max_active_leases),
-      entries_(t1_->capacity_slots()) {}
+      entries_(handles) {
+  free_handles_.reserve(handles);
+  for (uint32_t h = handles; h-- > 0;) free_handles_.push_back(h);
+}
 
 BlockStore::~BlockStore() { events_.Close(); }
+
+void BlockStore::Recover() {
+  if (!t2_) return;
+  std::vector<std::pair<uint32_t, SsdRecord>> records = t2_->TakeRecovered();
+  absl::MutexLock lock(&mu_);
+  counters_.t2_recovery_drops = t2_->recovery_drops();
+  std::vector<uint32_t> added;
+  for (auto& [slot, r] : records) {
+    if (index_.Find(r.key)) {  // a stale second copy of a block
+      t2_->Free(slot);
+      continue;
+    }
+    const uint32_t h = NewHandle();
+    Entry& e = entries_[h];
+    e.state = Entry::State::kLive;
+    e.tier = Tier::kLocalSsd;
+    e.slot = slot;
+    e.key = r.key;
+    e.parent = r.parent;
+    e.tenant = std::move(r.tenant);
+    e.layout_fingerprint = r.layout_fingerprint;
+    e.num_layers = r.num_layers;
+    e.depth = r.depth;
+    e.size = r.size;
+    e.checksum = r.checksum;
+    index_.Insert(e.key, h);
+    ++used_blocks_[static_cast<int>(Tier::kLocalSsd)];
+    used_bytes_[static_cast<int>(Tier::kLocalSsd)] += e.size;
+    t2_policy_->OnResident(h, TraitsOf(e));
+    added.push_back(h);
+  }
+  // Parents are linked once every recovered block is indexed; shallow blocks first, so
+  // the policy sees the same tree a live store would have built.
+  std::vector<std::pair<uint32_t, uint32_t>> by_depth;  // (depth, handle)
+  by_depth.reserve(added.size());
+  for (uint32_t h : added) by_depth.emplace_back(entries_[h].depth, h);
+  std::sort(by_depth.begin(), by_depth.end());
+  for (auto [depth, h] : by_depth) LinkParent(h);
+  for (uint32_t h : added) SyncEvictable(h);
+  counters_.t2_recovered_blocks = added.size();
+  if (!records.empty() || t2_->recovery_drops() > 0) {
+    KVTIER_LOG(INFO) << "T2 " << t2_->path() << ": recovered " << added.size() << " blocks, dropped "
+                     << t2_->recovery_drops() << " damaged records";
+  }
+}
 
 absl::Status BlockStore::ValidatePrompt(const PromptRef& prompt) const {
   if (prompt.layout == nullptr) return absl::InvalidArgumentError("layout is required");
@@ -61,15 +133,25 @@ absl::Duration BlockStore::ClampTtl(absl::Duration requested, absl::Duration def
 }
 
 // ---------------------------------------------------------------------------------------
-// Reference counting, pins, eviction
+// Reference counting, pins, the prefix tree, eviction, demotion
 
-bool BlockStore::Evictable(const Entry& e) const {
-  return e.state == Entry::State::kLive && e.refs == 0 && e.pinned_until == absl::InfinitePast();
+BlockTraits BlockStore::TraitsOf(const Entry& e) {
+  uint64_t fingerprint = 0;
+  std::memcpy(&fingerprint, e.key.bytes.data(), sizeof(fingerprint));
+  return BlockTraits{.key_fingerprint = fingerprint, .depth = e.depth, .prompt_tail = e.prompt_tail};
+}
+
+void BlockStore::SyncEvictable(uint32_t handle) {
+  const Entry& e = entries_[handle];
+  if (e.state != Entry::State::kLive) return;
+  EvictionPolicy* policy = PolicyFor(e.tier);
+  const bool evictable = e.refs == 0 && e.pinned_until == absl::InfinitePast() &&
+                         (!policy->leaves_only() || e.children[static_cast<int>(e.tier)] == 0);
+  policy->SetEvictable(handle, evictable);
 }
 
 void BlockStore::Ref(uint32_t handle) {
-  Entry& e = entries_[handle];
-  if (e.refs++ == 0) policy_->Erase(handle);
+  if (entries_[handle].refs++ == 0) SyncEvictable(handle);
 }
 
 void BlockStore::Unref(uint32_t handle) {
@@ -77,10 +159,66 @@ void BlockStore::Unref(uint32_t handle) {
   KVTIER_CHECK(e.refs > 0) << "unbalanced Unref of handle " << handle;
   if (--e.refs > 0) return;
   if (e.state == Entry::State::kDropped) {
-    FreeSlot(handle);
-  } else if (Evictable(e) && !policy_->Contains(handle)) {
-    policy_->Insert(handle);
+    FreeEntry(handle);
+  } else {
+    SyncEvictable(handle);
   }
+}
+
+void BlockStore::LinkParent(uint32_t handle) {
+  Entry& e = entries_[handle];
+  e.parent_handle = kNone;
+  if (!e.parent) return;
+  std::optional<uint32_t> p = index_.Find(*e.parent);
+  if (!p) return;
+  e.parent_handle = *p;
+  e.parent_generation = entries_[*p].generation;
+  ++entries_[*p].children[static_cast<int>(e.tier)];
+  SyncEvictable(*p);
+}
+
+void BlockStore::UnlinkParent(uint32_t handle) {
+  Entry& e = entries_[handle];
+  if (e.parent_handle == kNone) return;
+  Entry& p = entries_[e.parent_handle];
+  if (p.generation == e.parent_generation && p.state == Entry::State::kLive) {
+    --p.children[static_cast<int>(e.tier)];
+    SyncEvictable(e.parent_handle);
+  }
+  e.parent_handle = kNone;
+}
+
+uint32_t BlockStore::NewHandle() {
+  KVTIER_CHECK(!free_handles_.empty()) << "more blocks than slots in all tiers";
+  const uint32_t h = free_handles_.back();
+  free_handles_.pop_back();
+  return h;
+}
+
+void BlockStore::FreeEntry(uint32_t handle) {
+  Entry& e = entries_[handle];
+  if (e.slot != kNone) {
+    if (e.tier == Tier::kHostDram) {
+      t1_->Free(e.slot);
+    } else {
+      t2_->Free(e.slot);
+    }
+  }
+  const uint32_t generation = e.generation + 1;
+  e = Entry{};
+  e.generation = generation;
+  free_handles_.push_back(handle);
+}
+
+void BlockStore::AddResident(uint32_t handle) {
+  Entry& e = entries_[handle];
+  e.state = Entry::State::kLive;
+  index_.Insert(e.key, handle);
+  ++used_blocks_[static_cast<int>(e.tier)];
+  used_bytes_[static_cast<int>(e.tier)] += e.size;
+  PolicyFor(e.tier)->OnResident(handle, TraitsOf(e));
+  LinkParent(handle);
+  SyncEvictable(handle);
 }
 
 void BlockStore::Sweep(absl::Time now) {
@@ -90,49 +228,144 @@ void BlockStore::Sweep(absl::Time now) {
     pin_expiry_.pop();
     Entry& e = entries_[handle];
     // A record whose time is not the entry's current pin expiry is stale (the pin was
-    // extended, removed, or the slot holds another block now).
+    // extended, removed, or the handle names another block now).
     if (e.state != Entry::State::kLive || e.pinned_until != until) continue;
     e.pinned_until = absl::InfinitePast();
     --pinned_blocks_;
-    if (Evictable(e) && !policy_->Contains(handle)) policy_->Insert(handle);
+    SyncEvictable(handle);
   }
 }
 
-void BlockStore::FreeSlot(uint32_t handle) {
-  entries_[handle] = Entry{};
-  t1_->Free(handle);
-}
-
-std::optional<uint32_t> BlockStore::AllocateSlot() {
-  if (std::optional<uint32_t> slot = t1_->Allocate()) return slot;
-  std::optional<uint32_t> victim = policy_->Victim();
+std::optional<uint32_t> BlockStore::AllocateT2() {
+  if (std::optional<uint32_t> slot = t2_->Allocate()) return slot;
+  std::optional<uint32_t> victim = t2_policy_->Victim();
   if (!victim) return std::nullopt;
   RemoveEntry(*victim, BlockEvent::Reason::kEvicted);
-  ++counters_.evicted_blocks;
-  return t1_->Allocate();  // the victim had no references, so its slot is free now
+  ++counters_.t2_evicted_blocks;
+  return t2_->Allocate();  // the victim had no references, so its slot is free now
+}
+
+std::optional<uint32_t> BlockStore::AllocateT1(std::vector<Demotion>& demotions) {
+  if (std::optional<uint32_t> slot = t1_->Allocate()) return slot;
+  std::optional<uint32_t> victim = t1_policy_->Victim();
+  if (!victim) return std::nullopt;
+  const uint32_t h = *victim;
+  Entry& e = entries_[h];
+  if (t2_ == nullptr) {
+    RemoveEntry(h, BlockEvent::Reason::kEvicted);
+    ++counters_.evicted_blocks;
+    return t1_->Allocate();
+  }
+  if (t1_policy_->ReuseScore(h) < options_.t2_admit_min_score) {
+    ++counters_.demotion_rejected_blocks;
+    RemoveEntry(h, BlockEvent::Reason::kEvicted);
+    ++counters_.evicted_blocks;
+    return t1_->Allocate();
+  }
+  std::optional<uint32_t> t2_slot = AllocateT2();
+  if (!t2_slot) {  // every T2 block is protected
+    RemoveEntry(h, BlockEvent::Reason::kEvicted);
+    ++counters_.evicted_blocks;
+    return t1_->Allocate();
+  }
+  // Out of the index and the T1 policy while the bytes travel; the T1 slot goes to the
+  // caller, who writes into it only after RunDemotions.
+  index_.Erase(e.key);
+  t1_policy_->OnLeave(h, /*evicted=*/true);
+  UnlinkParent(h);
+  --used_blocks_[static_cast<int>(Tier::kHostDram)];
+  used_bytes_[static_cast<int>(Tier::kHostDram)] -= e.size;
+  e.state = Entry::State::kMoving;
+  const uint32_t t1_slot = e.slot;
+  e.slot = kNone;
+  demotions.push_back(Demotion{.handle = h,
+                               .t1_slot = t1_slot,
+                               .t2_slot = *t2_slot,
+                               .record = SsdRecord{.key = e.key,
+                                                   .parent = e.parent,
+                                                   .tenant = e.tenant,
+                                                   .layout_fingerprint = e.layout_fingerprint,
+                                                   .num_layers = e.num_layers,
+                                                   .depth = e.depth,
+                                                   .size = e.size,
+                                                   .checksum = e.checksum}});
+  return t1_slot;
+}
+
+void BlockStore::RunDemotions(std::vector<Demotion>& demotions) {
+  for (Demotion& d : demotions) {
+    const absl::Time start = absl::Now();
+    d.status = t2_->Write(d.t2_slot, d.record, t1_->SlotData(d.t1_slot));
+    d.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  }
+}
+
+void BlockStore::FinishDemotions(std::vector<Demotion>& demotions) {
+  for (Demotion& d : demotions) {
+    Entry& e = entries_[d.handle];
+    ++counters_.t2_writes;
+    counters_.t2_write_seconds += d.seconds;
+    const bool duplicate = index_.Find(e.key).has_value();  // re-Put while it travelled
+    if (d.status.ok() && !duplicate) {
+      counters_.t2_bytes_written += e.size;
+      e.tier = Tier::kLocalSsd;
+      e.slot = d.t2_slot;
+      AddResident(d.handle);
+      ++counters_.demoted_blocks;
+      continue;
+    }
+    if (!d.status.ok() && !absl::IsAborted(d.status)) {
+      ++counters_.t2_write_errors;
+      KVTIER_LOG(ERROR) << "demotion of block " << e.key.ShortHex()
+                        << " to T2 failed; the block is dropped: " << d.status;
+    }
+    t2_->Free(d.t2_slot);
+    ++counters_.evicted_blocks;
+    events_.Append(BlockEvent{.type = BlockEvent::Type::kRemoved,
+                              .reason = BlockEvent::Reason::kEvicted,
+                              .tenant = e.tenant,
+                              .key = e.key,
+                              .parent = e.parent,
+                              .tier = Tier::kHostDram,
+                              .layout_fingerprint = e.layout_fingerprint});
+    e.slot = kNone;
+    FreeEntry(d.handle);
+  }
+  demotions.clear();
 }
 
 void BlockStore::RemoveEntry(uint32_t handle, BlockEvent::Reason reason) {
   Entry& e = entries_[handle];
   index_.Erase(e.key);
-  policy_->Erase(handle);
+  PolicyFor(e.tier)->OnLeave(handle, reason == BlockEvent::Reason::kEvicted);
   if (e.pinned_until != absl::InfinitePast()) {
     e.pinned_until = absl::InfinitePast();
     --pinned_blocks_;
   }
-  --used_blocks_;
-  used_bytes_ -= e.size;
+  UnlinkParent(handle);
+  ++e.generation;  // children counted in this entry are no longer
+  --used_blocks_[static_cast<int>(e.tier)];
+  used_bytes_[static_cast<int>(e.tier)] -= e.size;
   events_.Append(BlockEvent{.type = BlockEvent::Type::kRemoved,
                             .reason = reason,
                             .tenant = e.tenant,
                             .key = e.key,
                             .parent = e.parent,
-                            .tier = Tier::kHostDram,
+                            .tier = e.tier,
                             .layout_fingerprint = e.layout_fingerprint});
+  if (e.tier == Tier::kLocalSsd && reason == BlockEvent::Reason::kDeleted) {
+    // A deleted block must not come back with a restart. Header only: a reader of the
+    // payload is unaffected. Deletes are rare, so this small write runs under the lock.
+    if (absl::Status s = t2_->Invalidate(e.slot); !s.ok()) {
+      ++counters_.t2_write_errors;
+      KVTIER_LOG(ERROR) << "cannot invalidate deleted block " << e.key.ShortHex()
+                        << " on T2: " << s;
+    }
+  }
   if (e.refs > 0) {
     e.state = Entry::State::kDropped;  // readers finish first; the last one frees it
   } else {
-    FreeSlot(handle);
+    FreeEntry(handle);
   }
 }
 
@@ -171,9 +404,11 @@ absl::StatusOr<LookupResult> BlockStore::Lookup(const PromptRef& prompt,
   Sweep(now);
   std::vector<uint32_t> handles = index_.MatchPrefix(keys);
   for (uint32_t h : handles) {
-    if (policy_->Contains(h)) policy_->Touch(h);
-    result.keys.push_back(entries_[h].key);
-    result.tiers.push_back(Tier::kHostDram);
+    const Entry& e = entries_[h];
+    PolicyFor(e.tier)->OnAccess(h, TraitsOf(e));
+    result.keys.push_back(e.key);
+    result.tiers.push_back(e.tier);
+    ++(e.tier == Tier::kHostDram ? counters_.lookup_hit_blocks_t1 : counters_.lookup_hit_blocks_t2);
   }
   if (options.lease && !handles.empty()) {
     const absl::Duration ttl =
@@ -228,32 +463,49 @@ absl::StatusOr<std::unique_ptr<PendingPut>> BlockStore::BeginPut(const PutSpec& 
       this, block_bytes, layout.Fingerprint(), layout.num_layers, std::string(spec.prompt.tenant)));
   put->blocks_.reserve(spec.num_blocks);
 
-  absl::MutexLock lock(&mu_);
-  Sweep(clock_->Now());
-  for (uint32_t i = 0; i < spec.num_blocks; ++i) {
-    const uint32_t b = spec.first_block + i;
-    PendingPut::Block block;
-    block.key = keys[b];
-    if (b > 0) block.parent = keys[b - 1];
-    if (!spec.checksums.empty()) block.expected_checksum = spec.checksums[i];
-    if (std::optional<uint32_t> h = index_.Find(block.key)) {
-      // Already cached: an access, and protected until this Put ends so that reserving
-      // slots for its successors cannot evict it.
-      if (policy_->Contains(*h)) policy_->Touch(*h);
-      Ref(*h);
-      block.existing = *h;
-    } else {
-      std::optional<uint32_t> slot = AllocateSlot();
-      if (!slot) {
-        AbortPutLocked(*put);
-        return absl::ResourceExhaustedError(
-            absl::StrCat("T1 is full: all ", t1_->capacity_slots(),
-                         " slots hold leased, pinned, read or in-flight blocks; retry later"));
+  std::vector<Demotion> demotions;
+  {
+    absl::MutexLock lock(&mu_);
+    Sweep(clock_->Now());
+    for (uint32_t i = 0; i < spec.num_blocks; ++i) {
+      const uint32_t b = spec.first_block + i;
+      PendingPut::Block block;
+      block.key = keys[b];
+      if (b > 0) block.parent = keys[b - 1];
+      if (!spec.checksums.empty()) block.expected_checksum = spec.checksums[i];
+      block.depth = b;
+      block.prompt_tail = spec.last_block_partial && i + 1 == spec.num_blocks;
+      if (std::optional<uint32_t> h = index_.Find(block.key)) {
+        // Already cached: an access, and protected until this Put ends so that reserving
+        // slots for its successors cannot evict it.
+        const Entry& e = entries_[*h];
+        PolicyFor(e.tier)->OnAccess(*h, TraitsOf(e));
+        Ref(*h);
+        block.existing = *h;
+      } else {
+        std::optional<uint32_t> slot = AllocateT1(demotions);
+        if (!slot) {
+          // The slots reserved so far go back to T1: demotions reading from them are
+          // abandoned (their blocks dropped), since another Put may reuse the slots.
+          for (Demotion& d : demotions) d.status = absl::AbortedError("the Put failed");
+          FinishDemotions(demotions);
+          AbortPutLocked(*put);
+          return absl::ResourceExhaustedError(
+              absl::StrCat("T1 is full: all ", t1_->capacity_slots(),
+                           " slots hold leased, pinned, read or in-flight blocks; retry later"));
+        }
+        ++reserved_blocks_;
+        block.slot = *slot;
       }
-      ++reserved_blocks_;
-      block.slot = *slot;
+      put->blocks_.push_back(block);
     }
-    put->blocks_.push_back(block);
+  }
+  if (!demotions.empty()) {
+    // The evicted blocks' bytes are still in the slots this Put reserved; they reach T2
+    // before the Put may write there.
+    RunDemotions(demotions);
+    absl::MutexLock lock(&mu_);
+    FinishDemotions(demotions);
   }
   return put;
 }
@@ -302,19 +554,20 @@ absl::StatusOr<PutResult> BlockStore::CommitPut(PendingPut& put) {
       ++result.existing_blocks;
       continue;
     }
-    Entry& e = entries_[*b.slot];
-    e = Entry{.state = Entry::State::kLive,
-              .key = b.key,
-              .parent = b.parent,
-              .tenant = put.tenant_,
-              .layout_fingerprint = put.layout_fingerprint_,
-              .num_layers = put.num_layers_,
-              .size = put.block_bytes_,
-              .checksum = b.checksum};
-    index_.Insert(b.key, *b.slot);
-    policy_->Insert(*b.slot);
-    ++used_blocks_;
-    used_bytes_ += put.block_bytes_;
+    const uint32_t h = NewHandle();
+    Entry& e = entries_[h];
+    e.tier = Tier::kHostDram;
+    e.slot = *b.slot;
+    e.key = b.key;
+    e.parent = b.parent;
+    e.tenant = put.tenant_;
+    e.layout_fingerprint = put.layout_fingerprint_;
+    e.num_layers = put.num_layers_;
+    e.depth = b.depth;
+    e.prompt_tail = b.prompt_tail;
+    e.size = put.block_bytes_;
+    e.checksum = b.checksum;
+    AddResident(h);
     ++result.stored_blocks;
     events_.Append(BlockEvent{.type = BlockEvent::Type::kStored,
                               .reason = BlockEvent::Reason::kPut,
@@ -381,58 +634,172 @@ absl::StatusOr<PutResult> PendingPut::Commit() {
 // ---------------------------------------------------------------------------------------
 // Reads
 
-std::unique_ptr<BlockReadHandle> BlockStore::OpenLocked(std::vector<uint32_t> handles) {
+std::unique_ptr<BlockReadHandle> BlockStore::OpenLocked(std::vector<uint32_t> handles,
+                                                        std::vector<Promotion>& promotions,
+                                                        std::vector<Demotion>& demotions) {
   std::vector<BlockView> views;
   views.reserve(handles.size());
-  for (uint32_t h : handles) {
+  for (size_t i = 0; i < handles.size(); ++i) {
+    const uint32_t h = handles[i];
     Ref(h);
     const Entry& e = entries_[h];
-    views.push_back(BlockView{.key = e.key,
-                              .data = t1_->SlotData(h),
-                              .size = e.size,
-                              .checksum = e.checksum,
-                              .tier = Tier::kHostDram,
-                              .num_layers = e.num_layers,
-                              .layout_fingerprint = e.layout_fingerprint});
+    BlockView view{.key = e.key,
+                   .data = nullptr,
+                   .size = e.size,
+                   .checksum = e.checksum,
+                   .tier = e.tier,
+                   .num_layers = e.num_layers,
+                   .layout_fingerprint = e.layout_fingerprint};
+    if (e.tier == Tier::kHostDram) {
+      view.data = t1_->SlotData(e.slot);
+    } else {
+      // Reserve a T1 slot to read the block into; it becomes the block's home once
+      // verified. Without room in T1, or for a block listed twice, the block is read into
+      // a staging buffer.
+      const bool repeated = std::any_of(promotions.begin(), promotions.end(),
+                                        [h](const Promotion& p) { return p.handle == h; });
+      std::optional<uint32_t> t1_slot;
+      if (!repeated) t1_slot = AllocateT1(demotions);
+      if (t1_slot) ++reserved_blocks_;
+      promotions.push_back(Promotion{.view = i,
+                                     .handle = h,
+                                     .t1_slot = t1_slot.value_or(kNone),
+                                     .t2_slot = e.slot});
+    }
+    views.push_back(view);
   }
   return std::unique_ptr<BlockReadHandle>(
       new BlockReadHandle(this, std::move(handles), std::move(views)));
 }
 
-absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::VerifyOrDrop(
-    std::unique_ptr<BlockReadHandle> read) {
+void BlockReadHandle::FreeDeleter::operator()(uint8_t* p) const { std::free(p); }
+
+absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::LoadAndVerify(
+    std::unique_ptr<BlockReadHandle> read, std::vector<Promotion> promotions,
+    std::vector<Demotion> demotions) {
+  // Demotions first: they empty the T1 slots that promotions read into.
+  RunDemotions(demotions);
+  for (Promotion& p : promotions) {
+    BlockView& v = read->views_[p.view];
+    uint8_t* dst = nullptr;
+    if (p.t1_slot != kNone) {
+      dst = t1_->SlotData(p.t1_slot);
+    } else {
+      const uint64_t rounded = (v.size + SsdTier::kAlign - 1) / SsdTier::kAlign * SsdTier::kAlign;
+      dst = static_cast<uint8_t*>(std::aligned_alloc(SsdTier::kAlign, rounded));
+      KVTIER_CHECK(dst != nullptr) << "out of memory for a " << rounded << " byte staging buffer";
+      read->staging_.emplace_back(dst);
+    }
+    const absl::Time start = absl::Now();
+    p.status = t2_->Read(p.t2_slot, v.size, dst);
+    p.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+    v.data = dst;
+  }
   // Hash outside the lock: the references keep the bytes in place and unchanged.
   std::vector<size_t> corrupt;
+  std::vector<bool> failed(read->views_.size(), false);
+  for (const Promotion& p : promotions) {
+    if (!p.status.ok()) failed[p.view] = true;
+  }
   for (size_t i = 0; i < read->views_.size(); ++i) {
     const BlockView& v = read->views_[i];
-    if (BlockChecksum(v.data, v.size) != v.checksum) corrupt.push_back(i);
+    if (failed[i] || BlockChecksum(v.data, v.size) != v.checksum) corrupt.push_back(i);
   }
-  absl::MutexLock lock(&mu_);
-  if (corrupt.empty()) {
-    counters_.fetched_blocks += read->views_.size();
-    for (const BlockView& v : read->views_) counters_.fetched_bytes += v.size;
-    return read;
-  }
-  for (size_t i : corrupt) {
-    const uint32_t h = read->handles_[i];
-    if (entries_[h].state == Entry::State::kLive) {
-      KVTIER_LOG(ERROR) << "block " << entries_[h].key.ShortHex()
-                        << " failed its checksum; dropped";
-      RemoveEntry(h, BlockEvent::Reason::kCorrupted);
-      ++counters_.checksum_failures;
+  std::vector<uint32_t> released_t2_slots;
+  absl::Status result = absl::OkStatus();
+  {
+    absl::MutexLock lock(&mu_);
+    FinishDemotions(demotions);
+    for (const Promotion& p : promotions) {
+      ++counters_.t2_reads;
+      counters_.t2_read_seconds += p.seconds;
+      if (!p.status.ok()) {
+        ++counters_.t2_read_errors;
+        KVTIER_LOG(ERROR) << "T2 read failed: " << p.status;
+      } else {
+        counters_.t2_bytes_read += read->views_[p.view].size;
+      }
+    }
+    for (size_t i : corrupt) {
+      const uint32_t h = read->handles_[i];
+      Entry& e = entries_[h];
+      if (e.state == Entry::State::kLive) {
+        KVTIER_LOG(ERROR) << "block " << e.key.ShortHex() << " in " << TierName(e.tier)
+                          << " failed its checksum or could not be read; dropped";
+        if (e.tier == Tier::kLocalSsd) ++counters_.checksum_failures_t2;
+        RemoveEntry(h, BlockEvent::Reason::kCorrupted);
+        ++counters_.checksum_failures;
+      }
+    }
+    // Verified T2 blocks move into the T1 slots they were read into.
+    for (const Promotion& p : promotions) {
+      if (p.t1_slot == kNone) continue;
+      --reserved_blocks_;
+      Entry& e = entries_[p.handle];
+      const bool good = !failed[p.view] && std::find(corrupt.begin(), corrupt.end(), p.view) == corrupt.end();
+      if (!good) {  // the read fails as a whole; nobody looks at this slot
+        t1_->Free(p.t1_slot);
+        continue;
+      }
+      if (e.tier != Tier::kLocalSsd || e.slot != p.t2_slot) {
+        // A concurrent reader promoted it first: this copy serves this reader only.
+        read->owned_t1_slots_.push_back(p.t1_slot);
+        continue;
+      }
+      const bool live = e.state == Entry::State::kLive;
+      if (live) {
+        t2_policy_->OnLeave(p.handle, /*evicted=*/false);
+        UnlinkParent(p.handle);
+        --used_blocks_[static_cast<int>(Tier::kLocalSsd)];
+        used_bytes_[static_cast<int>(Tier::kLocalSsd)] -= e.size;
+      }
+      released_t2_slots.push_back(e.slot);
+      e.tier = Tier::kHostDram;
+      e.slot = p.t1_slot;
+      if (live) {
+        ++used_blocks_[static_cast<int>(Tier::kHostDram)];
+        used_bytes_[static_cast<int>(Tier::kHostDram)] += e.size;
+        t1_policy_->OnResident(p.handle, TraitsOf(e));
+        LinkParent(p.handle);
+        SyncEvictable(p.handle);
+        ++counters_.promoted_blocks;
+      }
+    }
+    if (corrupt.empty()) {
+      counters_.fetched_blocks += read->views_.size();
+      for (const BlockView& v : read->views_) counters_.fetched_bytes += v.size;
+    } else {
+      for (uint32_t h : read->handles_) Unref(h);
+      read->handles_.clear();
+      result = absl::DataLossError(absl::StrCat(
+          corrupt.size(), " of ", read->views_.size(),
+          " requested blocks failed their checksum or could not be read and were dropped "
+          "(first: block ",
+          corrupt[0], ", key ", read->views_[corrupt[0]].key.ShortHex(), "…); treat them as a miss"));
     }
   }
-  for (uint32_t h : read->handles_) Unref(h);
-  read->handles_.clear();
-  return absl::DataLossError(absl::StrCat(
-      corrupt.size(), " of ", read->views_.size(),
-      " requested blocks failed their checksum and were dropped (first: block ", corrupt[0],
-      ", key ", read->views_[corrupt[0]].key.ShortHex(), "…); treat them as a miss"));
+  if (!released_t2_slots.empty()) ReleaseT2Slots(std::move(released_t2_slots));
+  if (!result.ok()) return result;
+  return read;
+}
+
+void BlockStore::ReleaseT2Slots(std::vector<uint32_t> slots) {
+  // The header goes first so that a restart cannot bring back a copy of a block that now
+  // lives in T1 (and may be deleted there); the slot stays out of the free list meanwhile.
+  for (uint32_t slot : slots) {
+    if (absl::Status s = t2_->Invalidate(slot); !s.ok()) {
+      KVTIER_LOG(ERROR) << "cannot invalidate T2 slot " << slot << ": " << s;
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  for (uint32_t slot : slots) t2_->Free(slot);
 }
 
 absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::ReadLease(std::string_view tenant,
                                                                        uint64_t lease_id) {
   std::unique_ptr<BlockReadHandle> read;
+  std::vector<Promotion> promotions;
+  std::vector<Demotion> demotions;
   {
     absl::MutexLock lock(&mu_);
     Sweep(clock_->Now());
@@ -445,32 +812,36 @@ absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::ReadLease(std::stri
             absl::StrCat("block ", i, " of lease ", lease_id, " was deleted since the lookup"));
       }
     }
-    read = OpenLocked(handles);
+    read = OpenLocked(handles, promotions, demotions);
   }
-  return VerifyOrDrop(std::move(read));
+  return LoadAndVerify(std::move(read), std::move(promotions), std::move(demotions));
 }
 
 absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::ReadBlocks(
     std::string_view tenant, std::span<const BlockKey> keys) {
   std::unique_ptr<BlockReadHandle> read;
+  std::vector<Promotion> promotions;
+  std::vector<Demotion> demotions;
   {
     absl::MutexLock lock(&mu_);
     Sweep(clock_->Now());
     absl::StatusOr<std::vector<uint32_t>> handles = FindOwned(tenant, keys);
     if (!handles.ok()) return handles.status();
-    read = OpenLocked(*std::move(handles));
+    read = OpenLocked(*std::move(handles), promotions, demotions);
   }
-  return VerifyOrDrop(std::move(read));
+  return LoadAndVerify(std::move(read), std::move(promotions), std::move(demotions));
 }
 
-void BlockStore::ReleaseRead(std::span<const uint32_t> handles) {
+void BlockStore::ReleaseRead(std::span<const uint32_t> handles,
+                             std::span<const uint32_t> t1_slots) {
   absl::MutexLock lock(&mu_);
   Sweep(clock_->Now());
   for (uint32_t h : handles) Unref(h);
+  for (uint32_t slot : t1_slots) t1_->Free(slot);
 }
 
 BlockReadHandle::~BlockReadHandle() {
-  if (!handles_.empty()) store_->ReleaseRead(handles_);
+  if (!handles_.empty() || !owned_t1_slots_.empty()) store_->ReleaseRead(handles_, owned_t1_slots_);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -495,13 +866,11 @@ absl::StatusOr<absl::Duration> BlockStore::Pin(std::string_view tenant,
   if (!handles.ok()) return handles.status();
   for (uint32_t h : *handles) {
     Entry& e = entries_[h];
-    if (e.pinned_until == absl::InfinitePast()) {
-      ++pinned_blocks_;
-      policy_->Erase(h);
-    }
+    if (e.pinned_until == absl::InfinitePast()) ++pinned_blocks_;
     // Pins of several callers never shorten each other.
     e.pinned_until = std::max(e.pinned_until, now + granted);
     pin_expiry_.emplace(e.pinned_until, h);
+    SyncEvictable(h);
   }
   return granted;
 }
@@ -519,7 +888,7 @@ absl::StatusOr<uint32_t> BlockStore::Unpin(std::string_view tenant,
     e.pinned_until = absl::InfinitePast();
     --pinned_blocks_;
     ++unpinned;
-    if (Evictable(e) && !policy_->Contains(h)) policy_->Insert(h);
+    SyncEvictable(h);
   }
   return unpinned;
 }
@@ -546,14 +915,23 @@ BlockStoreStats BlockStore::Stats() const {
   s.t1_capacity_bytes = t1_->capacity_bytes();
   s.t1_slot_bytes = t1_->slot_bytes();
   s.t1_capacity_blocks = t1_->capacity_slots();
-  s.t1_used_blocks = used_blocks_;
-  s.t1_used_bytes = used_bytes_;
+  s.t1_used_blocks = used_blocks_[static_cast<int>(Tier::kHostDram)];
+  s.t1_used_bytes = used_bytes_[static_cast<int>(Tier::kHostDram)];
+  s.t2_enabled = t2_ != nullptr;
+  if (t2_) {
+    s.t2_direct_io = t2_->direct_io();
+    s.t2_capacity_bytes = t2_->capacity_bytes();
+    s.t2_capacity_blocks = t2_->capacity_slots();
+    s.t2_used_blocks = used_blocks_[static_cast<int>(Tier::kLocalSsd)];
+    s.t2_used_bytes = used_bytes_[static_cast<int>(Tier::kLocalSsd)];
+  }
   s.t1_reserved_blocks = reserved_blocks_;
   s.t1_locked = t1_->locked();
   s.t1_lock_method = t1_->lock_method();
   s.active_leases = leases_.active();
   s.pinned_blocks = pinned_blocks_;
-  s.eviction_policy = std::string(policy_->name());
+  s.eviction_policy = std::string(t1_policy_->name());
+  s.t2_eviction_policy = std::string(t2_policy_->name());
   return s;
 }
 

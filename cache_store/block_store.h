@@ -1,5 +1,12 @@
-// BlockStore: the cache-store engine. Keeps KV blocks in the T1 arena, finds a prompt's
-// longest cached prefix, leases, pins, evicts, and reports events. No gRPC in here.
+// BlockStore: the cache-store engine. Keeps KV blocks in the T1 arena and, when
+// configured, the T2 SSD slab; finds a prompt's longest cached prefix, leases, pins,
+// evicts, demotes and promotes, and reports events. No gRPC in here.
+//
+// Tiers are exclusive: a block lives in T1 or in T2. A block evicted from T1 is demoted to
+// T2 when T2's admission filter accepts it (the T1 policy's ReuseScore() is at least
+// t2_admit_min_score), otherwise it leaves the store. A T2 block that is read is promoted
+// back to T1 (read from disk straight into a T1 slot). Disk I/O never runs under the mutex:
+// the thread whose Put or read needs it does it between two locked sections.
 //
 // Guarantees (DESIGN.md §4):
 //  - A block becomes visible only when its whole payload was written and its XXH3
@@ -18,6 +25,7 @@
 #ifndef KVTIER_CACHE_STORE_BLOCK_STORE_H_
 #define KVTIER_CACHE_STORE_BLOCK_STORE_H_
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -40,13 +48,19 @@
 #include "cache_store/lease_table.h"
 #include "cache_store/pinned_host_tier.h"
 #include "cache_store/prefix_index.h"
+#include "cache_store/ssd_tier.h"
 #include "cache_store/tier.h"
 
 namespace kvtier {
 
 struct BlockStoreOptions {
   PinnedHostTierOptions t1;
-  std::string eviction_policy = "lru";
+  // T2 is off when t2.directory is empty. Its slot size is T1's.
+  SsdTierOptions t2;
+  std::string eviction_policy = "adaptive";     // T1
+  std::string t2_eviction_policy = "adaptive";  // T2
+  // Demote a T1 victim only when the T1 policy's ReuseScore() reaches this (0: always).
+  double t2_admit_min_score = 0.2;
   absl::Duration default_lease_ttl = absl::Seconds(30);
   absl::Duration max_lease_ttl = absl::Minutes(10);
   absl::Duration default_pin_ttl = absl::Minutes(10);
@@ -88,6 +102,9 @@ struct PutSpec {
   uint32_t num_blocks = 0;
   // Empty, or one XXH3-64 per carried block that the payload must match.
   std::span<const uint64_t> checksums;
+  // The last carried block is the prompt's partial tail, padded to a full block (engines
+  // that store it say so; the policy expects such blocks to come back rarely).
+  bool last_block_partial = false;
 };
 
 struct BlockStoreStats {
@@ -99,9 +116,17 @@ struct BlockStoreStats {
   uint64_t t1_reserved_blocks = 0;
   bool t1_locked = false;
   std::string t1_lock_method;
+  bool t2_enabled = false;
+  bool t2_direct_io = false;
+  uint64_t t2_capacity_bytes = 0;
+  uint64_t t2_capacity_blocks = 0;
+  uint64_t t2_used_blocks = 0;
+  uint64_t t2_used_bytes = 0;
   uint64_t lookups = 0;
   uint64_t lookup_requested_blocks = 0;
   uint64_t lookup_hit_blocks = 0;
+  uint64_t lookup_hit_blocks_t1 = 0;
+  uint64_t lookup_hit_blocks_t2 = 0;
   uint64_t lookup_requested_tokens = 0;
   uint64_t lookup_hit_tokens = 0;
   uint64_t put_stored_blocks = 0;
@@ -113,9 +138,26 @@ struct BlockStoreStats {
   uint64_t evicted_blocks = 0;
   uint64_t deleted_blocks = 0;
   uint64_t checksum_failures = 0;
+  uint64_t checksum_failures_t2 = 0;
+  // T2 movement and health.
+  uint64_t demoted_blocks = 0;
+  uint64_t demotion_rejected_blocks = 0;  // kept off the SSD by the admission filter
+  uint64_t promoted_blocks = 0;
+  uint64_t t2_evicted_blocks = 0;
+  uint64_t t2_write_errors = 0;
+  uint64_t t2_read_errors = 0;
+  uint64_t t2_bytes_written = 0;
+  uint64_t t2_bytes_read = 0;
+  uint64_t t2_writes = 0;
+  uint64_t t2_reads = 0;
+  double t2_write_seconds = 0;
+  double t2_read_seconds = 0;
+  uint64_t t2_recovered_blocks = 0;
+  uint64_t t2_recovery_drops = 0;
   uint64_t active_leases = 0;
   uint64_t pinned_blocks = 0;
   std::string eviction_policy;
+  std::string t2_eviction_policy;
 };
 
 class BlockStore {
@@ -168,53 +210,113 @@ class BlockStore {
   friend class PendingPut;
   friend class BlockReadHandle;
 
+  static constexpr uint32_t kNone = UINT32_MAX;
+
   struct Entry {
-    enum class State : uint8_t { kFree, kLive, kDropped };
+    // kMoving: being written to T2; out of the index and the policies until it lands.
+    enum class State : uint8_t { kFree, kLive, kDropped, kMoving };
     State state = State::kFree;
+    Tier tier = Tier::kHostDram;
+    uint32_t slot = kNone;  // in its tier
     BlockKey key;
     std::optional<BlockKey> parent;
     std::string tenant;
     uint64_t layout_fingerprint = 0;
     uint32_t num_layers = 0;
+    uint32_t depth = 0;
+    bool prompt_tail = false;
     uint64_t size = 0;
     uint64_t checksum = 0;
     uint32_t refs = 0;  // leases + readers + Puts that protect it
     absl::Time pinned_until = absl::InfinitePast();
+    // Prefix tree: the parent entry this one is counted in (valid while the parent's
+    // generation is unchanged), and cached children per tier.
+    uint32_t parent_handle = kNone;
+    uint32_t parent_generation = 0;
+    uint32_t generation = 0;
+    std::array<uint32_t, 3> children{};  // indexed by Tier
+  };
+
+  // A T1 victim on its way to T2; the T1 slot is still readable until the write ends.
+  struct Demotion {
+    uint32_t handle;
+    uint32_t t1_slot;
+    uint32_t t2_slot;
+    SsdRecord record;
+    absl::Status status;
+    double seconds = 0;
+  };
+  // A T2 block being promoted into a reserved T1 slot.
+  struct Promotion {
+    size_t view;  // index in the read handle
+    uint32_t handle;
+    uint32_t t1_slot;  // kNone: no T1 room, read into a staging buffer instead
+    uint32_t t2_slot;
+    absl::Status status;
+    double seconds = 0;
   };
 
   BlockStore(const BlockStoreOptions& options, std::unique_ptr<PinnedHostTier> t1,
-             std::unique_ptr<EvictionPolicy> policy);
+             std::unique_ptr<SsdTier> t2, std::unique_ptr<EvictionPolicy> t1_policy,
+             std::unique_ptr<EvictionPolicy> t2_policy, uint32_t handles);
 
   absl::Status ValidatePrompt(const PromptRef& prompt) const;
   absl::Duration ClampTtl(absl::Duration requested, absl::Duration def, absl::Duration max) const;
+  void Recover() ABSL_LOCKS_EXCLUDED(mu_);
 
+  EvictionPolicy* PolicyFor(Tier tier) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return tier == Tier::kHostDram ? t1_policy_.get() : t2_policy_.get();
+  }
+  static BlockTraits TraitsOf(const Entry& e);
   // Expires leases and pins whose time has come. Every locked operation starts with it,
   // so within one operation a pin is either live or already swept.
   void Sweep(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool Evictable(const Entry& e) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Brings the tier policy's idea of whether the block is evictable up to date.
+  void SyncEvictable(uint32_t handle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Ref(uint32_t handle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unref(uint32_t handle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void FreeSlot(uint32_t handle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Takes a free slot, evicting the policy's victim if none is free.
-  std::optional<uint32_t> AllocateSlot() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Unindexes a live block; its slot is freed now or when its last reference goes.
+  void LinkParent(uint32_t handle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UnlinkParent(uint32_t handle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uint32_t NewHandle() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Frees the entry's slot in its tier and the handle.
+  void FreeEntry(uint32_t handle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Indexes a block that just became resident in `tier` and tells the policy.
+  void AddResident(uint32_t handle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Takes a free T1 slot, evicting the T1 policy's victim if none is free. A victim that
+  // T2 admits is queued in `demotions`; the caller runs them (RunDemotions) before using
+  // the slot, then FinishDemotions.
+  std::optional<uint32_t> AllocateT1(std::vector<Demotion>& demotions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::optional<uint32_t> AllocateT2() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RunDemotions(std::vector<Demotion>& demotions) ABSL_LOCKS_EXCLUDED(mu_);
+  void FinishDemotions(std::vector<Demotion>& demotions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Removes a live block from the index and its policy; its slot is freed now or when its
+  // last reference goes.
   void RemoveEntry(uint32_t handle, BlockEvent::Reason reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Handles of this tenant's live blocks, or NOT_FOUND naming the first missing key.
   absl::StatusOr<std::vector<uint32_t>> FindOwned(std::string_view tenant,
                                                   std::span<const BlockKey> keys) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // References the blocks and describes them; verification comes after, unlocked.
-  std::unique_ptr<BlockReadHandle> OpenLocked(std::vector<uint32_t> handles)
+  // References the blocks and describes them; T2 blocks get a T1 slot reserved for their
+  // promotion. Disk reads and verification come after, unlocked.
+  std::unique_ptr<BlockReadHandle> OpenLocked(std::vector<uint32_t> handles,
+                                              std::vector<Promotion>& promotions,
+                                              std::vector<Demotion>& demotions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Verifies every block's checksum; drops the ones that fail and returns DATA_LOSS.
-  absl::StatusOr<std::unique_ptr<BlockReadHandle>> VerifyOrDrop(
-      std::unique_ptr<BlockReadHandle> read) ABSL_LOCKS_EXCLUDED(mu_);
+  // Reads T2 blocks, verifies every block's checksum, completes promotions; drops the
+  // blocks that fail and returns DATA_LOSS.
+  absl::StatusOr<std::unique_ptr<BlockReadHandle>> LoadAndVerify(
+      std::unique_ptr<BlockReadHandle> read, std::vector<Promotion> promotions,
+      std::vector<Demotion> demotions) ABSL_LOCKS_EXCLUDED(mu_);
+  // Overwrites the headers of T2 slots that no block uses any more, then frees them.
+  void ReleaseT2Slots(std::vector<uint32_t> slots) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Called by PendingPut and BlockReadHandle.
   absl::StatusOr<PutResult> CommitPut(PendingPut& put) ABSL_LOCKS_EXCLUDED(mu_);
   void AbortPut(PendingPut& put) ABSL_LOCKS_EXCLUDED(mu_);
   void AbortPutLocked(PendingPut& put) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ReleaseRead(std::span<const uint32_t> handles) ABSL_LOCKS_EXCLUDED(mu_);
+  void ReleaseRead(std::span<const uint32_t> handles, std::span<const uint32_t> t1_slots)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   const BlockStoreOptions options_;
   Clock* const clock_;
@@ -223,18 +325,22 @@ class BlockStore {
   // Allocate/Free need mu_; slot addresses are fixed for the arena's life, so the bytes
   // of a slot one holds are read and written without it.
   const std::unique_ptr<PinnedHostTier> t1_;
+  const std::unique_ptr<SsdTier> t2_;  // nullptr: no T2
   mutable absl::Mutex mu_;
-  std::unique_ptr<EvictionPolicy> policy_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<EvictionPolicy> t1_policy_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<EvictionPolicy> t2_policy_ ABSL_GUARDED_BY(mu_);
   PrefixIndex index_ ABSL_GUARDED_BY(mu_);
   LeaseTable leases_ ABSL_GUARDED_BY(mu_);
-  // Indexed by T1 slot: a committed block's handle is its slot.
+  // Indexed by handle; handles are independent of slots, so a block keeps its handle
+  // when it moves between tiers.
   std::vector<Entry> entries_ ABSL_GUARDED_BY(mu_);
+  std::vector<uint32_t> free_handles_ ABSL_GUARDED_BY(mu_);
   // (pinned_until, handle); stale records are skipped when popped.
   std::priority_queue<std::pair<absl::Time, uint32_t>, std::vector<std::pair<absl::Time, uint32_t>>,
                       std::greater<>>
       pin_expiry_ ABSL_GUARDED_BY(mu_);
-  uint64_t used_bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t used_blocks_ ABSL_GUARDED_BY(mu_) = 0;
+  std::array<uint64_t, 3> used_bytes_ ABSL_GUARDED_BY(mu_){};   // by Tier
+  std::array<uint64_t, 3> used_blocks_ ABSL_GUARDED_BY(mu_){};  // by Tier
   uint64_t reserved_blocks_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t pinned_blocks_ ABSL_GUARDED_BY(mu_) = 0;
   BlockStoreStats counters_ ABSL_GUARDED_BY(mu_);

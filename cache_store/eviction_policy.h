@@ -1,10 +1,14 @@
-// EvictionPolicy: decides which evictable block leaves a full tier first.
+// EvictionPolicy: decides which evictable block leaves a full tier first, and how likely a
+// block is to be used again (which the store uses to filter demotions to the SSD tier).
 //
-// The store tells the policy which blocks are evictable: a block is Inserted when it
-// becomes evictable (committed, no lease, no reader, not pinned) and Erased when it stops
-// being evictable or leaves the store, so Victim() never names a protected block.
-// Touch() reports a hit on an evictable block. Blocks are named by dense handles in
-// [0, capacity) given at construction, so policies can keep per-block state in arrays.
+// One policy instance serves one tier. The store reports, for each block in the tier:
+//   OnResident  the block entered the tier (committed, promoted, demoted in, restored);
+//   OnAccess    a hit on it (Lookup match or Put of an existing block);
+//   SetEvictable whether it may be evicted now (committed, no lease, no reader, not pinned,
+//               and, for a policy with leaves_only(), no cached child in this tier);
+//   OnLeave     it left the tier; `evicted` tells an eviction/demotion from a removal.
+// Victim() names only blocks currently evictable. Blocks are named by dense handles in
+// [0, capacity) given at construction, so policies keep per-block state in arrays.
 //
 // Every call is O(1) or O(log n). Not thread-safe: the store calls it under its mutex.
 #ifndef KVTIER_CACHE_STORE_EVICTION_POLICY_H_
@@ -20,26 +24,46 @@
 
 namespace kvtier {
 
+// What the store knows about a block when it reports it.
+struct BlockTraits {
+  uint64_t key_fingerprint = 0;  // first 8 bytes of the block key
+  uint32_t depth = 0;            // block index in its prompt (0: first block)
+  bool prompt_tail = false;      // the padded partial last block of a prompt
+};
+
 class EvictionPolicy {
  public:
   virtual ~EvictionPolicy() = default;
 
   virtual std::string_view name() const = 0;
-  // REQUIRES: handle < capacity and not currently held by the policy.
-  virtual void Insert(uint32_t handle) = 0;
-  // REQUIRES: handle is held by the policy.
-  virtual void Touch(uint32_t handle) = 0;
-  // No-op when the handle is not held.
-  virtual void Erase(uint32_t handle) = 0;
-  virtual bool Contains(uint32_t handle) const = 0;
+  // True when the policy evicts only blocks without a cached child (the store then keeps
+  // parents with cached children out of the evictable set).
+  virtual bool leaves_only() const = 0;
+
+  // REQUIRES: handle < capacity and not resident.
+  virtual void OnResident(uint32_t handle, const BlockTraits& traits) = 0;
+  // REQUIRES: handle resident.
+  virtual void OnAccess(uint32_t handle, const BlockTraits& traits) = 0;
+  // REQUIRES: handle resident. No-op when the state does not change.
+  virtual void SetEvictable(uint32_t handle, bool evictable) = 0;
+  // No-op when the handle is not resident.
+  virtual void OnLeave(uint32_t handle, bool evicted) = 0;
+
+  virtual bool IsResident(uint32_t handle) const = 0;
+  virtual bool IsEvictable(uint32_t handle) const = 0;
   // The block to evict next (not removed), or nullopt when nothing is evictable.
   virtual std::optional<uint32_t> Victim() const = 0;
-  virtual size_t size() const = 0;
+  // Estimated probability in [0, 1] that this resident block is used again.
+  virtual double ReuseScore(uint32_t handle) const = 0;
+  // Evictable blocks.
+  virtual size_t evictable_size() const = 0;
 };
 
-// Policies by name: "lru". INVALID_ARGUMENT for an unknown name.
+// Policies by name: "lru", "adaptive". `handles` bounds the handle values; the tier holds at
+// most `tier_blocks` blocks at once. INVALID_ARGUMENT for an unknown name.
 absl::StatusOr<std::unique_ptr<EvictionPolicy>> MakeEvictionPolicy(std::string_view name,
-                                                                   uint32_t capacity);
+                                                                   uint32_t handles,
+                                                                   uint32_t tier_blocks);
 
 }  // namespace kvtier
 

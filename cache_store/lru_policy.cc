@@ -1,35 +1,52 @@
 #include "cache_store/lru_policy.h"
 
-#include "absl/strings/str_cat.h"
 #include "cache_store/log.h"
 
 namespace kvtier {
 
 LruPolicy::LruPolicy(uint32_t capacity)
-    : prev_(capacity, kNil), next_(capacity, kNil), present_(capacity, false) {}
+    : prev_(capacity, kNil), next_(capacity, kNil), resident_(capacity, 0), linked_(capacity, 0) {}
 
-void LruPolicy::Insert(uint32_t handle) {
-  KVTIER_CHECK(handle < present_.size() && !present_[handle]) << "handle " << handle;
-  present_[handle] = true;
-  ++size_;
-  PushFront(handle);
+void LruPolicy::OnResident(uint32_t handle, const BlockTraits&) {
+  KVTIER_CHECK(handle < resident_.size() && !resident_[handle]) << "handle " << handle;
+  resident_[handle] = 1;
 }
 
-void LruPolicy::Touch(uint32_t handle) {
-  KVTIER_CHECK(handle < present_.size() && present_[handle]) << "handle " << handle;
+void LruPolicy::OnAccess(uint32_t handle, const BlockTraits&) {
+  KVTIER_CHECK(IsResident(handle)) << "handle " << handle;
+  // A block that is not evictable now (leased, read) is pushed to the front when it
+  // becomes evictable, which is later than this access.
+  if (!linked_[handle]) return;
   Unlink(handle);
   PushFront(handle);
 }
 
-void LruPolicy::Erase(uint32_t handle) {
-  if (handle >= present_.size() || !present_[handle]) return;
-  Unlink(handle);
-  present_[handle] = false;
-  --size_;
+void LruPolicy::SetEvictable(uint32_t handle, bool evictable) {
+  KVTIER_CHECK(IsResident(handle)) << "handle " << handle;
+  if (evictable == static_cast<bool>(linked_[handle])) return;
+  if (evictable) {
+    linked_[handle] = 1;
+    ++size_;
+    PushFront(handle);
+  } else {
+    Unlink(handle);
+    linked_[handle] = 0;
+    --size_;
+  }
 }
 
-bool LruPolicy::Contains(uint32_t handle) const {
-  return handle < present_.size() && present_[handle];
+void LruPolicy::OnLeave(uint32_t handle, bool) {
+  if (!IsResident(handle)) return;
+  if (linked_[handle]) SetEvictable(handle, false);
+  resident_[handle] = 0;
+}
+
+bool LruPolicy::IsResident(uint32_t handle) const {
+  return handle < resident_.size() && resident_[handle];
+}
+
+bool LruPolicy::IsEvictable(uint32_t handle) const {
+  return handle < linked_.size() && linked_[handle];
 }
 
 std::optional<uint32_t> LruPolicy::Victim() const {
@@ -50,13 +67,6 @@ void LruPolicy::PushFront(uint32_t handle) {
   next_[handle] = head_;
   (head_ == kNil ? tail_ : prev_[head_]) = handle;
   head_ = handle;
-}
-
-absl::StatusOr<std::unique_ptr<EvictionPolicy>> MakeEvictionPolicy(std::string_view name,
-                                                                   uint32_t capacity) {
-  if (name == "lru") return std::make_unique<LruPolicy>(capacity);
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown eviction policy \"", std::string(name), "\"; known: lru"));
 }
 
 }  // namespace kvtier

@@ -1,6 +1,7 @@
-// LruPolicy: evicts the evictable block least recently inserted or touched. The baseline
-// that other policies are measured against. An intrusive doubly linked list over arrays
-// indexed by handle: every operation is O(1) and allocates nothing.
+// LruPolicy: evicts the evictable block least recently made resident, accessed or made
+// evictable. The baseline that other policies are measured against; with one block per
+// access it is exactly the LRU of ../shared/tools/trace_oracle.py. An intrusive doubly
+// linked list over arrays indexed by handle: every operation is O(1), nothing allocates.
 #ifndef KVTIER_CACHE_STORE_LRU_POLICY_H_
 #define KVTIER_CACHE_STORE_LRU_POLICY_H_
 
@@ -15,12 +16,16 @@ class LruPolicy final : public EvictionPolicy {
   explicit LruPolicy(uint32_t capacity);
 
   std::string_view name() const override { return "lru"; }
-  void Insert(uint32_t handle) override;
-  void Touch(uint32_t handle) override;
-  void Erase(uint32_t handle) override;
-  bool Contains(uint32_t handle) const override;
+  bool leaves_only() const override { return false; }
+  void OnResident(uint32_t handle, const BlockTraits& traits) override;
+  void OnAccess(uint32_t handle, const BlockTraits& traits) override;
+  void SetEvictable(uint32_t handle, bool evictable) override;
+  void OnLeave(uint32_t handle, bool evicted) override;
+  bool IsResident(uint32_t handle) const override;
+  bool IsEvictable(uint32_t handle) const override;
   std::optional<uint32_t> Victim() const override;
-  size_t size() const override { return size_; }
+  double ReuseScore(uint32_t) const override { return 1.0; }
+  size_t evictable_size() const override { return size_; }
 
  private:
   static constexpr uint32_t kNil = UINT32_MAX;
@@ -30,9 +35,10 @@ class LruPolicy final : public EvictionPolicy {
 
   std::vector<uint32_t> prev_;
   std::vector<uint32_t> next_;
-  std::vector<bool> present_;
-  uint32_t head_ = kNil;  // most recent
-  uint32_t tail_ = kNil;  // least recent
+  std::vector<uint8_t> resident_;
+  std::vector<uint8_t> linked_;  // evictable: in the list
+  uint32_t head_ = kNil;         // most recent
+  uint32_t tail_ = kNil;         // least recent
   size_t size_ = 0;
 };
 

@@ -1,0 +1,202 @@
+#include "cache_store/adaptive_policy.h"
+
+#include <algorithm>
+#include <bit>
+
+#include "absl/strings/str_cat.h"
+#include "cache_store/log.h"
+#include "cache_store/lru_policy.h"
+
+namespace kvtier {
+
+AdaptivePolicy::AdaptivePolicy(uint32_t handles, uint32_t tier_blocks)
+    : tier_blocks_(std::max<uint32_t>(tier_blocks, 1)),
+      resident_(handles, 0),
+      count_(handles, 0),
+      cls_(handles, 0),
+      fingerprint_(handles, 0),
+      prio_(handles, 0.0),
+      last_tick_(handles, 0),
+      heap_pos_(handles, kNil),
+      ghosts_(size_t{tier_blocks_} * kGhostPerBlock) {
+  heap_.reserve(handles);
+  ghost_index_.reserve(ghosts_.size());
+}
+
+int AdaptivePolicy::ClassOf(uint32_t access_count, const BlockTraits& traits) {
+  const int count_bucket = static_cast<int>(std::clamp<uint32_t>(access_count, 1, 4) - 1);
+  const int depth_bucket = std::min(static_cast<int>(std::bit_width(traits.depth)), 7);
+  return count_bucket * 16 + (traits.prompt_tail ? 8 : 0) + depth_bucket;
+}
+
+double AdaptivePolicy::ClassReuseProbability(int cls) const {
+  // Laplace prior: an unseen class counts as a coin flip.
+  return (reuse_[cls] + 1.0) / (trials_[cls] + 2.0);
+}
+
+double AdaptivePolicy::ReuseScore(uint32_t handle) const {
+  KVTIER_CHECK(IsResident(handle)) << "handle " << handle;
+  return ClassReuseProbability(cls_[handle]);
+}
+
+void AdaptivePolicy::Tick() {
+  ++tick_;
+  if (++ops_since_decay_ < uint64_t{tier_blocks_} * kDecayTurnovers) return;
+  ops_since_decay_ = 0;
+  for (int c = 0; c < kClasses; ++c) {
+    reuse_[c] /= 2;
+    trials_[c] /= 2;
+  }
+}
+
+void AdaptivePolicy::Trial(int cls, bool reused) {
+  trials_[cls] += 1;
+  if (reused) reuse_[cls] += 1;
+}
+
+void AdaptivePolicy::Reprioritise(uint32_t handle) {
+  prio_[handle] = static_cast<double>(last_tick_[handle]) +
+                  kBonusTurnovers * tier_blocks_ * ClassReuseProbability(cls_[handle]);
+  if (heap_pos_[handle] != kNil) {
+    SiftUp(heap_pos_[handle]);
+    SiftDown(heap_pos_[handle]);
+  }
+}
+
+void AdaptivePolicy::OnResident(uint32_t handle, const BlockTraits& traits) {
+  KVTIER_CHECK(handle < resident_.size() && !resident_[handle]) << "handle " << handle;
+  Tick();
+  uint32_t count = 1;
+  if (auto it = ghost_index_.find(traits.key_fingerprint); it != ghost_index_.end()) {
+    Ghost& g = ghosts_[it->second];
+    Trial(g.cls, /*reused=*/true);
+    count = std::min<uint32_t>(g.count + 1u, 255);
+    g.valid = false;
+    ghost_index_.erase(it);
+  }
+  resident_[handle] = 1;
+  count_[handle] = static_cast<uint8_t>(count);
+  cls_[handle] = static_cast<uint8_t>(ClassOf(count, traits));
+  fingerprint_[handle] = traits.key_fingerprint;
+  last_tick_[handle] = tick_;
+  Reprioritise(handle);
+}
+
+void AdaptivePolicy::OnAccess(uint32_t handle, const BlockTraits& traits) {
+  KVTIER_CHECK(IsResident(handle)) << "handle " << handle;
+  Tick();
+  Trial(cls_[handle], /*reused=*/true);
+  const uint32_t count = std::min<uint32_t>(count_[handle] + 1u, 255);
+  count_[handle] = static_cast<uint8_t>(count);
+  cls_[handle] = static_cast<uint8_t>(ClassOf(count, traits));
+  last_tick_[handle] = tick_;
+  Reprioritise(handle);
+}
+
+void AdaptivePolicy::SetEvictable(uint32_t handle, bool evictable) {
+  KVTIER_CHECK(IsResident(handle)) << "handle " << handle;
+  const bool in_heap = heap_pos_[handle] != kNil;
+  if (evictable == in_heap) return;
+  if (evictable) {
+    heap_pos_[handle] = static_cast<uint32_t>(heap_.size());
+    heap_.push_back(handle);
+    SiftUp(heap_pos_[handle]);
+  } else {
+    HeapRemove(handle);
+  }
+}
+
+void AdaptivePolicy::OnLeave(uint32_t handle, bool evicted) {
+  if (!IsResident(handle)) return;
+  if (heap_pos_[handle] != kNil) HeapRemove(handle);
+  if (evicted) PushGhost(handle);
+  resident_[handle] = 0;
+}
+
+void AdaptivePolicy::PushGhost(uint32_t handle) {
+  if (ghosts_.empty()) return;
+  Ghost& slot = ghosts_[ghost_next_];
+  if (slot.valid) {  // aged out without coming back: a failed trial
+    Trial(slot.cls, /*reused=*/false);
+    ghost_index_.erase(slot.fingerprint);
+  }
+  // A key evicted twice keeps only its newest record.
+  if (auto it = ghost_index_.find(fingerprint_[handle]); it != ghost_index_.end()) {
+    ghosts_[it->second].valid = false;
+    ghost_index_.erase(it);
+  }
+  slot = Ghost{.fingerprint = fingerprint_[handle],
+               .cls = cls_[handle],
+               .count = count_[handle],
+               .valid = true};
+  ghost_index_[slot.fingerprint] = static_cast<uint32_t>(ghost_next_);
+  ghost_next_ = (ghost_next_ + 1) % ghosts_.size();
+}
+
+bool AdaptivePolicy::IsResident(uint32_t handle) const {
+  return handle < resident_.size() && resident_[handle];
+}
+
+bool AdaptivePolicy::IsEvictable(uint32_t handle) const {
+  return handle < heap_pos_.size() && heap_pos_[handle] != kNil;
+}
+
+std::optional<uint32_t> AdaptivePolicy::Victim() const {
+  if (heap_.empty()) return std::nullopt;
+  return heap_[0];
+}
+
+bool AdaptivePolicy::Less(uint32_t a, uint32_t b) const {
+  if (prio_[a] != prio_[b]) return prio_[a] < prio_[b];
+  return last_tick_[a] < last_tick_[b];
+}
+
+void AdaptivePolicy::SiftUp(uint32_t i) {
+  while (i > 0) {
+    const uint32_t parent = (i - 1) / 2;
+    if (!Less(heap_[i], heap_[parent])) break;
+    std::swap(heap_[i], heap_[parent]);
+    heap_pos_[heap_[i]] = i;
+    heap_pos_[heap_[parent]] = parent;
+    i = parent;
+  }
+}
+
+void AdaptivePolicy::SiftDown(uint32_t i) {
+  const uint32_t n = static_cast<uint32_t>(heap_.size());
+  while (true) {
+    const uint32_t l = 2 * i + 1;
+    const uint32_t r = l + 1;
+    uint32_t best = i;
+    if (l < n && Less(heap_[l], heap_[best])) best = l;
+    if (r < n && Less(heap_[r], heap_[best])) best = r;
+    if (best == i) return;
+    std::swap(heap_[i], heap_[best]);
+    heap_pos_[heap_[i]] = i;
+    heap_pos_[heap_[best]] = best;
+    i = best;
+  }
+}
+
+void AdaptivePolicy::HeapRemove(uint32_t handle) {
+  const uint32_t i = heap_pos_[handle];
+  const uint32_t last = heap_.back();
+  heap_.pop_back();
+  heap_pos_[handle] = kNil;
+  if (last == handle) return;
+  heap_[i] = last;
+  heap_pos_[last] = i;
+  SiftUp(i);
+  SiftDown(heap_pos_[last]);
+}
+
+absl::StatusOr<std::unique_ptr<EvictionPolicy>> MakeEvictionPolicy(std::string_view name,
+                                                                   uint32_t handles,
+                                                                   uint32_t tier_blocks) {
+  if (name == "lru") return std::make_unique<LruPolicy>(handles);
+  if (name == "adaptive") return std::make_unique<AdaptivePolicy>(handles, tier_blocks);
+  return absl::InvalidArgumentError(absl::StrCat("unknown eviction policy \"", std::string(name),
+                                                 "\"; known: adaptive, lru"));
+}
+
+}  // namespace kvtier

@@ -1,0 +1,102 @@
+// AdaptivePolicy ("adaptive", the default): prefix-aware eviction ranked by a reuse
+// probability that is learned online per class of block.
+//
+// Why (docs/policy.md has the measurements):
+//  - A prompt hits only on its longest cached *prefix*. Evicting an interior block makes
+//    every cached descendant useless, so the policy evicts leaves only (leaves_only()).
+//  - KV reuse distances are long compared with a tier, so plain recency throws away blocks
+//    that come back and keeps one-off blocks (long unique documents, partial prompt tails)
+//    for a full cache turnover. Blocks fall into classes by what the store knows when they
+//    are touched: access count (1, 2, 3, 4+), whether the block is a prompt's padded
+//    partial tail, and depth in the prompt (log2 buckets). For each class the policy learns
+//    P(reuse): a trial succeeds when a block of the class is accessed again while resident
+//    or while its key is still in a ghost history of recently evicted keys (4x the tier's
+//    block count; keys only, no payload), and fails when the key ages out of that history.
+//    Counts halve every 8 tier turnovers so the estimate follows the workload.
+//  - Priority = last access tick + kBonusTurnovers x tier_blocks x P(reuse | class): a block
+//    that is sure to return gets kBonusTurnovers more cache turnovers of life than a block
+//    that is sure not to. Lowest priority is evicted first. Ties fall back to LRU.
+//  - A returning key keeps the access count it had when evicted (from the ghost history),
+//    so frequency survives a round trip through eviction.
+//
+// State is arrays indexed by handle and an indexed binary heap: OnAccess, SetEvictable and
+// OnLeave are O(log n), Victim O(1), the ghost history O(1) per operation (hash map + ring),
+// the periodic halving O(classes).
+#ifndef KVTIER_CACHE_STORE_ADAPTIVE_POLICY_H_
+#define KVTIER_CACHE_STORE_ADAPTIVE_POLICY_H_
+
+#include <array>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "cache_store/eviction_policy.h"
+
+namespace kvtier {
+
+class AdaptivePolicy final : public EvictionPolicy {
+ public:
+  static constexpr double kBonusTurnovers = 4.0;
+  static constexpr uint32_t kGhostPerBlock = 4;
+  static constexpr uint32_t kDecayTurnovers = 8;
+  static constexpr int kClasses = 64;
+
+  AdaptivePolicy(uint32_t handles, uint32_t tier_blocks);
+
+  std::string_view name() const override { return "adaptive"; }
+  bool leaves_only() const override { return true; }
+  void OnResident(uint32_t handle, const BlockTraits& traits) override;
+  void OnAccess(uint32_t handle, const BlockTraits& traits) override;
+  void SetEvictable(uint32_t handle, bool evictable) override;
+  void OnLeave(uint32_t handle, bool evicted) override;
+  bool IsResident(uint32_t handle) const override;
+  bool IsEvictable(uint32_t handle) const override;
+  std::optional<uint32_t> Victim() const override;
+  double ReuseScore(uint32_t handle) const override;
+  size_t evictable_size() const override { return heap_.size(); }
+
+  // The learned P(reuse) of a class; for tests and docs.
+  static int ClassOf(uint32_t access_count, const BlockTraits& traits);
+  double ClassReuseProbability(int cls) const;
+
+ private:
+  static constexpr uint32_t kNil = UINT32_MAX;
+  struct Ghost {
+    uint64_t fingerprint = 0;
+    uint8_t cls = 0;
+    uint8_t count = 0;
+    bool valid = false;
+  };
+
+  void Tick();
+  void Trial(int cls, bool reused);
+  void Reprioritise(uint32_t handle);
+  void PushGhost(uint32_t handle);
+  // Indexed min-heap on prio_.
+  bool Less(uint32_t a, uint32_t b) const;
+  void SiftUp(uint32_t i);
+  void SiftDown(uint32_t i);
+  void HeapRemove(uint32_t handle);
+
+  const uint32_t tier_blocks_;
+  uint64_t tick_ = 0;
+  uint64_t ops_since_decay_ = 0;
+  std::array<double, kClasses> reuse_{};
+  std::array<double, kClasses> trials_{};
+
+  std::vector<uint8_t> resident_;
+  std::vector<uint8_t> count_;
+  std::vector<uint8_t> cls_;
+  std::vector<uint64_t> fingerprint_;
+  std::vector<double> prio_;
+  std::vector<uint64_t> last_tick_;
+  std::vector<uint32_t> heap_pos_;
+  std::vector<uint32_t> heap_;
+
+  std::vector<Ghost> ghosts_;
+  size_t ghost_next_ = 0;
+  absl::flat_hash_map<uint64_t, uint32_t> ghost_index_;
+};
+
+}  // namespace kvtier
+
+#endif  // KVTIER_CACHE_STORE_ADAPTIVE_POLICY_H_

@@ -1,0 +1,152 @@
+#include "cache_store/adaptive_policy.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <vector>
+
+namespace kvtier {
+namespace {
+
+BlockTraits Traits(uint64_t fingerprint, uint32_t depth = 0, bool tail = false) {
+  return BlockTraits{.key_fingerprint = fingerprint, .depth = depth, .prompt_tail = tail};
+}
+
+TEST(AdaptivePolicyTest, ClassesSeparateCountTailAndDepth) {
+  EXPECT_NE(AdaptivePolicy::ClassOf(1, Traits(0)), AdaptivePolicy::ClassOf(2, Traits(0)));
+  EXPECT_EQ(AdaptivePolicy::ClassOf(4, Traits(0)), AdaptivePolicy::ClassOf(200, Traits(0)));
+  EXPECT_NE(AdaptivePolicy::ClassOf(1, Traits(0, 0, true)), AdaptivePolicy::ClassOf(1, Traits(0)));
+  EXPECT_NE(AdaptivePolicy::ClassOf(1, Traits(0, 1)), AdaptivePolicy::ClassOf(1, Traits(0, 8)));
+  EXPECT_EQ(AdaptivePolicy::ClassOf(1, Traits(0, 2)), AdaptivePolicy::ClassOf(1, Traits(0, 3)));
+  for (uint32_t count : {1u, 2u, 3u, 4u, 99u}) {
+    for (uint32_t depth : {0u, 1u, 5u, 1000u, 1u << 30}) {
+      const int c = AdaptivePolicy::ClassOf(count, Traits(0, depth, depth % 2 == 1));
+      EXPECT_GE(c, 0);
+      EXPECT_LT(c, AdaptivePolicy::kClasses);
+    }
+  }
+}
+
+TEST(AdaptivePolicyTest, WithoutHistoryItIsLru) {
+  AdaptivePolicy p(8, 8);
+  for (uint32_t h = 0; h < 4; ++h) {
+    p.OnResident(h, Traits(100 + h));
+    p.SetEvictable(h, true);
+  }
+  EXPECT_EQ(p.Victim(), 0u);
+  p.OnAccess(0, Traits(100));  // now class "2 accesses", and most recent
+  EXPECT_EQ(p.Victim(), 1u);
+  p.SetEvictable(1, false);
+  EXPECT_EQ(p.Victim(), 2u);
+  EXPECT_EQ(p.evictable_size(), 3u);
+  p.OnLeave(2, /*evicted=*/true);
+  EXPECT_FALSE(p.IsResident(2));
+  EXPECT_EQ(p.Victim(), 3u);
+}
+
+// Blocks of one class (partial prompt tails) never come back; blocks of another (depth 0)
+// always do. After a while the policy keeps the returning class longer than LRU would.
+TEST(AdaptivePolicyTest, LearnsWhichClassComesBack) {
+  constexpr uint32_t kBlocks = 16;
+  AdaptivePolicy p(kBlocks, kBlocks);
+  uint64_t next_tail_key = 1'000'000;
+  std::vector<uint32_t> free_handles;
+  for (uint32_t h = kBlocks; h-- > 0;) free_handles.push_back(h);
+  std::map<uint64_t, uint32_t> resident;  // fingerprint -> handle
+  auto touch = [&](uint64_t key, bool tail) {
+    if (auto it = resident.find(key); it != resident.end()) {
+      p.OnAccess(it->second, Traits(key, 0, tail));
+      return;
+    }
+    if (free_handles.empty()) {
+      const uint32_t victim = *p.Victim();
+      auto vit = std::find_if(resident.begin(), resident.end(),
+                              [&](const auto& kv) { return kv.second == victim; });
+      resident.erase(vit);
+      p.OnLeave(victim, /*evicted=*/true);
+      free_handles.push_back(victim);
+    }
+    const uint32_t h = free_handles.back();
+    free_handles.pop_back();
+    p.OnResident(h, Traits(key, 0, tail));
+    p.SetEvictable(h, true);
+    resident[key] = h;
+  };
+  // 24 recurring keys cycle through a 16-block tier (LRU would hit none of them), mixed
+  // with a stream of one-off tails.
+  for (int round = 0; round < 200; ++round) {
+    for (uint64_t k = 0; k < 24; ++k) {
+      touch(k, false);
+      touch(next_tail_key++, true);
+    }
+  }
+  const int tail_class = AdaptivePolicy::ClassOf(1, Traits(0, 0, true));
+  const int recurring_class = AdaptivePolicy::ClassOf(4, Traits(0, 0, false));
+  EXPECT_LT(p.ClassReuseProbability(tail_class), 0.2);
+  EXPECT_GT(p.ClassReuseProbability(recurring_class), 0.8);
+  // Most of the tier now holds recurring blocks, not the more recent tails.
+  int recurring = 0;
+  for (const auto& [key, h] : resident) recurring += key < 24 ? 1 : 0;
+  EXPECT_GE(recurring, 12);
+  // And the next victim is a tail.
+  const uint32_t victim = *p.Victim();
+  for (const auto& [key, h] : resident) {
+    if (h == victim) EXPECT_GE(key, 1'000'000u);
+  }
+}
+
+// Against a plain model: the victim is always the evictable block with the smallest
+// priority, whatever sequence of calls leads there (checks the indexed heap).
+TEST(AdaptivePolicyTest, VictimIsAlwaysAnEvictableResidentBlock) {
+  constexpr uint32_t kN = 32;
+  AdaptivePolicy p(kN, kN);
+  std::vector<int> state(kN, 0);  // 0 absent, 1 resident, 2 evictable
+  uint64_t x = 99;
+  for (int step = 0; step < 50000; ++step) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    const uint32_t h = static_cast<uint32_t>((x >> 33) % kN);
+    const uint64_t key = (x >> 40) % 64;
+    switch ((x >> 20) % 5) {
+      case 0:
+        if (state[h] == 0) {
+          p.OnResident(h, Traits(key, static_cast<uint32_t>(key % 9), key % 5 == 0));
+          state[h] = 1;
+        }
+        break;
+      case 1:
+        if (state[h] != 0) p.OnAccess(h, Traits(key, static_cast<uint32_t>(key % 9)));
+        break;
+      case 2:
+        if (state[h] != 0) {
+          p.SetEvictable(h, true);
+          state[h] = 2;
+        }
+        break;
+      case 3:
+        if (state[h] != 0) {
+          p.SetEvictable(h, false);
+          state[h] = 1;
+        }
+        break;
+      case 4:
+        p.OnLeave(h, (x >> 10) % 2 == 0);
+        state[h] = 0;
+        break;
+    }
+    const size_t evictable = std::count(state.begin(), state.end(), 2);
+    ASSERT_EQ(p.evictable_size(), evictable);
+    if (evictable == 0) {
+      ASSERT_FALSE(p.Victim().has_value());
+    } else {
+      ASSERT_EQ(state[*p.Victim()], 2) << "step " << step;
+    }
+    for (uint32_t i = 0; i < kN; ++i) {
+      ASSERT_EQ(p.IsResident(i), state[i] != 0);
+      ASSERT_EQ(p.IsEvictable(i), state[i] == 2);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kvtier
