@@ -25,7 +25,9 @@ AdaptivePolicy::AdaptivePolicy(uint32_t handles, uint32_t tier_blocks)
 
 int AdaptivePolicy::ClassOf(uint32_t access_count, const BlockTraits& traits) {
   const int count_bucket = static_cast<int>(std::clamp<uint32_t>(access_count, 1, 4) - 1);
-  const int depth_bucket = std::min(static_cast<int>(std::bit_width(traits.depth)), 7);
+  // floor(log2(depth + 1)): 0 | 1-2 | 3-6 | 7-14 | ... | 127+
+  const int depth_bucket =
+      std::min(static_cast<int>(std::bit_width(uint64_t{traits.depth} + 1)) - 1, 7);
   return count_bucket * 16 + (traits.prompt_tail ? 8 : 0) + depth_bucket;
 }
 

@@ -58,9 +58,9 @@ struct BlockStoreOptions {
   // T2 is off when t2.directory is empty. Its slot size is T1's.
   SsdTierOptions t2;
   std::string eviction_policy = "adaptive";     // T1
-  std::string t2_eviction_policy = "adaptive";  // T2
+  std::string t2_eviction_policy = "lru";       // T2 (docs/policy.md: why not adaptive)
   // Demote a T1 victim only when the T1 policy's ReuseScore() reaches this (0: always).
-  double t2_admit_min_score = 0.2;
+  double t2_admit_min_score = 0.05;
   absl::Duration default_lease_ttl = absl::Seconds(30);
   absl::Duration max_lease_ttl = absl::Minutes(10);
   absl::Duration default_pin_ttl = absl::Minutes(10);

@@ -154,7 +154,8 @@ absl::StatusOr<PutReply> CacheStoreClient::Put(const KvLayout& layout,
                                                std::span<const uint32_t> tokens,
                                                uint32_t first_block,
                                                std::span<const uint8_t> payload,
-                                               const std::string& salt) {
+                                               const std::string& salt,
+                                               bool last_block_partial) {
   if (absl::Status s = layout.Validate(); !s.ok()) return s;
   const uint64_t block_bytes = layout.BlockBytes();
   if (payload.empty() || payload.size() % block_bytes != 0) {
@@ -168,6 +169,7 @@ absl::StatusOr<PutReply> CacheStoreClient::Put(const KvLayout& layout,
   *h->mutable_layout() = LayoutToProto(layout);
   h->mutable_token_ids()->Add(tokens.begin(), tokens.end());
   h->set_cache_salt(salt);
+  h->set_last_block_partial(last_block_partial);
   h->set_first_block(first_block);
   h->set_num_blocks(num_blocks);
   for (uint32_t b = 0; b < num_blocks; ++b) {

@@ -106,7 +106,7 @@ class CacheStoreClient {
   // concatenated. INVALID_ARGUMENT locally when it is not a whole number of blocks.
   absl::StatusOr<PutReply> Put(const KvLayout& layout, std::span<const uint32_t> tokens,
                                uint32_t first_block, std::span<const uint8_t> payload,
-                               const std::string& salt = "");
+                               const std::string& salt = "", bool last_block_partial = false);
 
   // Fetches into out[i] for block i; out[i] must be at least the block's size.
   absl::StatusOr<FetchReply> Fetch(const FetchTarget& target,

@@ -182,6 +182,18 @@ grpc::ServerUnaryReactor* CacheStoreService::Stats(grpc::CallbackServerContext* 
     t1->set_used_bytes(s.t1_used_bytes);
     t1->set_reserved_blocks(s.t1_reserved_blocks);
     t1->set_locked(s.t1_locked);
+    t1->set_hit_blocks(s.lookup_hit_blocks_t1);
+    if (s.t2_enabled) {
+      v1::TierStats* t2 = response->add_tiers();
+      t2->set_tier(v1::TIER_LOCAL_SSD);
+      t2->set_capacity_bytes(s.t2_capacity_bytes);
+      t2->set_slot_bytes(s.t1_slot_bytes);
+      t2->set_capacity_blocks(s.t2_capacity_blocks);
+      t2->set_used_blocks(s.t2_used_blocks);
+      t2->set_used_bytes(s.t2_used_bytes);
+      t2->set_hit_blocks(s.lookup_hit_blocks_t2);
+      t2->set_direct_io(s.t2_direct_io);
+    }
     response->set_lookups(s.lookups);
     response->set_lookup_requested_blocks(s.lookup_requested_blocks);
     response->set_lookup_hit_blocks(s.lookup_hit_blocks);
@@ -199,6 +211,16 @@ grpc::ServerUnaryReactor* CacheStoreService::Stats(grpc::CallbackServerContext* 
     response->set_active_leases(s.active_leases);
     response->set_pinned_blocks(s.pinned_blocks);
     response->set_eviction_policy(s.eviction_policy);
+    response->set_demoted_blocks(s.demoted_blocks);
+    response->set_demotion_rejected_blocks(s.demotion_rejected_blocks);
+    response->set_promoted_blocks(s.promoted_blocks);
+    response->set_t2_evicted_blocks(s.t2_evicted_blocks);
+    response->set_t2_write_errors(s.t2_write_errors);
+    response->set_t2_read_errors(s.t2_read_errors);
+    response->set_t2_bytes_written(s.t2_bytes_written);
+    response->set_t2_bytes_read(s.t2_bytes_read);
+    response->set_t2_recovered_blocks(s.t2_recovered_blocks);
+    response->set_t2_recovery_drops(s.t2_recovery_drops);
     return absl::OkStatus();
   });
 }

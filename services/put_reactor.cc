@@ -58,7 +58,8 @@ absl::Status PutReactor::HandleMessage() {
                             .tokens = std::span(h.token_ids().data(), h.token_ids().size())},
                  .first_block = h.first_block(),
                  .num_blocks = h.num_blocks(),
-                 .checksums = std::span(h.checksums().data(), h.checksums().size())};
+                 .checksums = std::span(h.checksums().data(), h.checksums().size()),
+                 .last_block_partial = h.last_block_partial()};
     absl::StatusOr<std::unique_ptr<PendingPut>> pending = store_->BeginPut(spec);
     if (!pending.ok()) return pending.status();
     pending_ = *std::move(pending);

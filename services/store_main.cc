@@ -28,7 +28,21 @@ ABSL_FLAG(uint64_t, t1_slot_bytes, uint64_t{2} << 20,
           "Size of one T1 slot; the largest block the store accepts. Rounded up to 4 KiB.");
 ABSL_FLAG(std::string, t1_lock, "best_effort",
           "Pin/lock T1 memory: required | best_effort | none.");
-ABSL_FLAG(std::string, eviction_policy, "lru", "Eviction policy: lru.");
+ABSL_FLAG(std::string, eviction_policy, "adaptive",
+          "T1 eviction policy: adaptive (prefix-aware, learns reuse per block class; "
+          "docs/policy.md) or lru.");
+ABSL_FLAG(std::string, t2_dir, "",
+          "Directory of the T2 (local SSD) slab file kvtier-t2.slab. Empty: no T2. A store "
+          "restarted on the same directory serves the blocks found there.");
+ABSL_FLAG(uint64_t, t2_bytes, uint64_t{16} << 30,
+          "T2 capacity in bytes (payload; headers add 4 KiB per slot). Reserved with "
+          "posix_fallocate at start.");
+ABSL_FLAG(std::string, t2_eviction_policy, "lru",
+          "T2 eviction policy: lru or adaptive (docs/policy.md explains the default).");
+ABSL_FLAG(double, t2_admit_min_score, 0.05,
+          "Demote a block evicted from T1 to T2 only when the T1 policy's estimated reuse "
+          "probability is at least this (0: demote every block).");
+ABSL_FLAG(bool, t2_direct_io, true, "Use O_DIRECT for T2 (falls back if unsupported).");
 ABSL_FLAG(absl::Duration, lease_ttl, absl::Seconds(30),
           "Default lifetime of the lease a Lookup grants.");
 ABSL_FLAG(absl::Duration, max_lease_ttl, absl::Minutes(10), "Longest lease a client may ask.");
@@ -76,6 +90,11 @@ int Run() {
                 .slot_bytes = absl::GetFlag(FLAGS_t1_slot_bytes),
                 .lock_mode = *lock_mode};
   options.eviction_policy = absl::GetFlag(FLAGS_eviction_policy);
+  options.t2 = {.directory = absl::GetFlag(FLAGS_t2_dir),
+                .capacity_bytes = absl::GetFlag(FLAGS_t2_bytes),
+                .direct_io = absl::GetFlag(FLAGS_t2_direct_io)};
+  options.t2_eviction_policy = absl::GetFlag(FLAGS_t2_eviction_policy);
+  options.t2_admit_min_score = absl::GetFlag(FLAGS_t2_admit_min_score);
   options.default_lease_ttl = absl::GetFlag(FLAGS_lease_ttl);
   options.max_lease_ttl = absl::GetFlag(FLAGS_max_lease_ttl);
   options.default_pin_ttl = absl::GetFlag(FLAGS_pin_ttl);
@@ -93,6 +112,13 @@ int Run() {
                    << " bytes (" << stats.t1_capacity_bytes
                    << " bytes), memory lock: " << stats.t1_lock_method
                    << ", policy: " << stats.eviction_policy;
+  if (stats.t2_enabled) {
+    KVTIER_LOG(INFO) << "T2: " << stats.t2_capacity_blocks << " slots in "
+                     << absl::GetFlag(FLAGS_t2_dir) << " (direct I/O: "
+                     << (stats.t2_direct_io ? "yes" : "no") << "), " << stats.t2_recovered_blocks
+                     << " blocks recovered, " << stats.t2_recovery_drops << " dropped, policy "
+                     << stats.t2_eviction_policy;
+  }
 
   std::unique_ptr<TenantAuthenticator> auth;
   if (const std::string path = absl::GetFlag(FLAGS_auth_token_file); !path.empty()) {

@@ -58,23 +58,63 @@ class EngineCollector : public prometheus::Collectable {
         s.fetched_blocks);
     add("kvtier_fetched_bytes_total", "Payload bytes of the blocks opened for Fetch.", T::Counter,
         s.fetched_bytes);
-    add("kvtier_evictions_total", "Blocks evicted to make room, by tier.", T::Counter,
-        s.evicted_blocks, t1);
+    const std::vector<prometheus::ClientMetric::Label> t2 = {{"tier", "t2"}};
+    const bool has_t2 = s.t2_enabled;
+    // Per-tier families: every series of a family is added back to back.
+    auto per_tier = [&](const char* name, const char* help, T type, double v1, double v2) {
+      add(name, help, type, v1, t1);
+      if (has_t2) add(name, help, type, v2, t2);
+    };
+    per_tier("kvtier_evictions_total",
+             "Blocks that left the store from this tier to make room (T1 victims demoted to T2 "
+             "are counted in kvtier_demotions_total instead).",
+             T::Counter, s.evicted_blocks, s.t2_evicted_blocks);
+    per_tier("kvtier_tier_hit_blocks_total", "Lookup matches served by this tier.", T::Counter,
+             s.lookup_hit_blocks_t1, s.lookup_hit_blocks_t2);
     add("kvtier_deleted_blocks_total", "Blocks removed by Delete.", T::Counter, s.deleted_blocks);
-    add("kvtier_checksum_failures_total",
-        "Blocks that failed checksum verification and were dropped.", T::Counter,
-        s.checksum_failures);
-    add("kvtier_tier_capacity_bytes", "Bytes of the tier's arena.", T::Gauge, s.t1_capacity_bytes,
-        t1);
-    add("kvtier_tier_capacity_blocks", "Slots (blocks) the tier can hold.", T::Gauge,
-        s.t1_capacity_blocks, t1);
-    add("kvtier_tier_used_bytes", "Payload bytes of the blocks in the tier.", T::Gauge,
-        s.t1_used_bytes, t1);
-    add("kvtier_tier_blocks", "Committed blocks in the tier.", T::Gauge, s.t1_used_blocks, t1);
-    add("kvtier_tier_reserved_blocks", "Slots reserved by Puts in flight.", T::Gauge,
-        s.t1_reserved_blocks, t1);
+    per_tier("kvtier_checksum_failures_total",
+             "Blocks that failed checksum verification (or could not be read) and were dropped.",
+             T::Counter, s.checksum_failures - s.checksum_failures_t2, s.checksum_failures_t2);
+    per_tier("kvtier_tier_capacity_bytes", "Payload bytes the tier can hold.", T::Gauge,
+             s.t1_capacity_bytes, s.t2_capacity_bytes);
+    per_tier("kvtier_tier_capacity_blocks", "Slots (blocks) the tier can hold.", T::Gauge,
+             s.t1_capacity_blocks, s.t2_capacity_blocks);
+    per_tier("kvtier_tier_used_bytes", "Payload bytes of the blocks in the tier.", T::Gauge,
+             s.t1_used_bytes, s.t2_used_bytes);
+    per_tier("kvtier_tier_blocks", "Committed blocks in the tier.", T::Gauge, s.t1_used_blocks,
+             s.t2_used_blocks);
+    add("kvtier_tier_reserved_blocks", "Slots reserved by Puts and promotions in flight.",
+        T::Gauge, s.t1_reserved_blocks, t1);
     add("kvtier_tier_locked", "1 when the tier's memory is pinned or locked.", T::Gauge,
         s.t1_locked ? 1 : 0, t1);
+    if (has_t2) {
+      add("kvtier_demotions_total", "Blocks moved from T1 to T2 on eviction.", T::Counter,
+          s.demoted_blocks);
+      add("kvtier_demotions_rejected_total",
+          "T1 victims the T2 admission filter kept off the SSD (dropped instead).", T::Counter,
+          s.demotion_rejected_blocks);
+      add("kvtier_promotions_total", "Blocks moved from T2 to T1 when read.", T::Counter,
+          s.promoted_blocks);
+      add("kvtier_t2_io_errors_total", "Failed T2 reads and writes.", T::Counter,
+          s.t2_read_errors, {{"op", "read"}});
+      add("kvtier_t2_io_errors_total", "", T::Counter, s.t2_write_errors, {{"op", "write"}});
+      add("kvtier_t2_ios_total", "T2 block reads and writes.", T::Counter, s.t2_reads,
+          {{"op", "read"}});
+      add("kvtier_t2_ios_total", "", T::Counter, s.t2_writes, {{"op", "write"}});
+      add("kvtier_t2_io_seconds_total",
+          "Time spent in T2 block reads and writes (divide by kvtier_t2_ios_total for the mean "
+          "latency).",
+          T::Counter, s.t2_read_seconds, {{"op", "read"}});
+      add("kvtier_t2_io_seconds_total", "", T::Counter, s.t2_write_seconds, {{"op", "write"}});
+      add("kvtier_t2_io_bytes_total", "Payload bytes read from and written to T2.", T::Counter,
+          s.t2_bytes_read, {{"op", "read"}});
+      add("kvtier_t2_io_bytes_total", "", T::Counter, s.t2_bytes_written, {{"op", "write"}});
+      add("kvtier_t2_recovered_blocks", "Blocks found on T2 at start and served again.",
+          T::Gauge, s.t2_recovered_blocks);
+      add("kvtier_t2_recovery_drops", "T2 records found damaged at start and dropped.",
+          T::Gauge, s.t2_recovery_drops);
+      add("kvtier_t2_direct_io", "1 when T2 uses O_DIRECT.", T::Gauge, s.t2_direct_io ? 1 : 0);
+    }
     add("kvtier_active_leases", "Lookup leases not yet released or expired.", T::Gauge,
         s.active_leases);
     add("kvtier_pinned_blocks", "Blocks pinned against eviction.", T::Gauge, s.pinned_blocks);

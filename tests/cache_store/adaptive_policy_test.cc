@@ -18,9 +18,10 @@ TEST(AdaptivePolicyTest, ClassesSeparateCountTailAndDepth) {
   EXPECT_EQ(AdaptivePolicy::ClassOf(4, Traits(0)), AdaptivePolicy::ClassOf(200, Traits(0)));
   EXPECT_NE(AdaptivePolicy::ClassOf(1, Traits(0, 0, true)), AdaptivePolicy::ClassOf(1, Traits(0)));
   EXPECT_NE(AdaptivePolicy::ClassOf(1, Traits(0, 1)), AdaptivePolicy::ClassOf(1, Traits(0, 8)));
-  EXPECT_EQ(AdaptivePolicy::ClassOf(1, Traits(0, 2)), AdaptivePolicy::ClassOf(1, Traits(0, 3)));
+  EXPECT_EQ(AdaptivePolicy::ClassOf(1, Traits(0, 1)), AdaptivePolicy::ClassOf(1, Traits(0, 2)));
+  EXPECT_NE(AdaptivePolicy::ClassOf(1, Traits(0, 2)), AdaptivePolicy::ClassOf(1, Traits(0, 3)));
   for (uint32_t count : {1u, 2u, 3u, 4u, 99u}) {
-    for (uint32_t depth : {0u, 1u, 5u, 1000u, 1u << 30}) {
+    for (uint32_t depth : {0u, 1u, 5u, 1000u, 1u << 30, UINT32_MAX}) {
       const int c = AdaptivePolicy::ClassOf(count, Traits(0, depth, depth % 2 == 1));
       EXPECT_GE(c, 0);
       EXPECT_LT(c, AdaptivePolicy::kClasses);

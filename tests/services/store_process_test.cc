@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -122,7 +123,10 @@ TEST(StoreProcessTest, DocsListExactlyTheExposedMetrics) {
        it != std::sregex_iterator(); ++it) {
     documented.insert((*it)[1]);
   }
-  auto store = StoreProcess::Start({"--t1_bytes=8388608"});
+  // With T2, so that the T2 families are exposed too.
+  const std::string t2_dir = ::testing::TempDir() + "/kvtier_metrics_t2";
+  std::filesystem::remove_all(t2_dir);
+  auto store = StoreProcess::Start({"--t1_bytes=8388608", "--t2_dir=" + t2_dir, "--t2_bytes=8388608"});
   ASSERT_TRUE(store.ok()) << store.status();
   // An error code child appears on first use; make one so that every family has a sample.
   CacheStoreClient client({.target = (*store)->target()});

@@ -1,0 +1,139 @@
+// kvtier-bench: benchmarks of kvtier. Subcommands:
+//   replay   replay a Mooncake-format trace against the engine in process or a running
+//            kvtier-store, and print the prefix hit rate as one JSON object (bench/replay.h).
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "bench/replay.h"
+#include "bench/trace.h"
+
+ABSL_FLAG(std::string, trace, "", "replay: Mooncake-format JSONL trace.");
+ABSL_FLAG(uint64_t, capacity_blocks, 0, "replay: T1 capacity in blocks.");
+ABSL_FLAG(double, capacity_fraction, 0,
+          "replay: T1 capacity as a fraction of the trace's unique blocks (instead of "
+          "--capacity_blocks; rounded down as trace_oracle.py does).");
+ABSL_FLAG(uint64_t, ssd_capacity_blocks, 0, "replay: T2 capacity in blocks (0: no T2).");
+ABSL_FLAG(double, ssd_capacity_fraction, 0, "replay: T2 capacity as a fraction of unique blocks.");
+ABSL_FLAG(std::string, ssd_dir, "",
+          "replay: T2 directory (default: a fresh temporary directory, removed afterwards).");
+ABSL_FLAG(std::string, policy, "adaptive", "replay: T1 eviction policy (adaptive, lru).");
+ABSL_FLAG(std::string, ssd_policy, "lru", "replay: T2 eviction policy (lru, adaptive).");
+ABSL_FLAG(double, t2_admit_min_score, 0.05, "replay: T2 admission threshold (0: admit all).");
+ABSL_FLAG(std::string, mode, "engine",
+          "replay: engine (BlockStore in process) or grpc (a running kvtier-store; start it "
+          "with --t1_slot_bytes=4096 --t1_bytes=<blocks x 4096>).");
+ABSL_FLAG(std::string, target, "127.0.0.1:50051", "replay --mode=grpc: the store.");
+ABSL_FLAG(std::string, tenant, "replay", "replay --mode=grpc: x-kvtier-tenant to send.");
+ABSL_FLAG(uint64_t, limit_requests, 0, "replay: replay only the first N requests (0: all).");
+
+namespace kvtier::bench {
+namespace {
+
+uint64_t FromFraction(double fraction, uint64_t unique) {
+  return std::max<uint64_t>(1, static_cast<uint64_t>(static_cast<double>(unique) * fraction));
+}
+
+int Fail(const absl::Status& s) {
+  std::cerr << "kvtier-bench: " << s.message() << "\n";
+  return 1;
+}
+
+int RunReplay() {
+  const std::string path = absl::GetFlag(FLAGS_trace);
+  if (path.empty()) return Fail(absl::InvalidArgumentError("replay needs --trace FILE"));
+  absl::StatusOr<std::vector<TraceRequest>> trace = LoadTrace(path);
+  if (!trace.ok()) return Fail(trace.status());
+  const uint64_t unique = UniqueBlocks(*trace);
+
+  uint64_t capacity = absl::GetFlag(FLAGS_capacity_blocks);
+  if (absl::GetFlag(FLAGS_capacity_fraction) > 0) {
+    capacity = FromFraction(absl::GetFlag(FLAGS_capacity_fraction), unique);
+  }
+  uint64_t ssd_capacity = absl::GetFlag(FLAGS_ssd_capacity_blocks);
+  if (absl::GetFlag(FLAGS_ssd_capacity_fraction) > 0) {
+    ssd_capacity = FromFraction(absl::GetFlag(FLAGS_ssd_capacity_fraction), unique);
+  }
+
+  const std::string mode = absl::GetFlag(FLAGS_mode);
+  std::unique_ptr<ReplayBackend> backend;
+  std::string temp_dir;
+  if (mode == "engine") {
+    if (capacity == 0) {
+      return Fail(absl::InvalidArgumentError(
+          "replay --mode=engine needs --capacity_blocks or --capacity_fraction"));
+    }
+    std::string ssd_dir = absl::GetFlag(FLAGS_ssd_dir);
+    if (ssd_capacity > 0 && ssd_dir.empty()) {
+      std::string pattern =
+          (std::filesystem::temp_directory_path() / "kvtier-replay-XXXXXX").string();
+      if (mkdtemp(pattern.data()) == nullptr) {
+        return Fail(absl::InternalError("cannot create a temporary T2 directory"));
+      }
+      ssd_dir = temp_dir = pattern;
+    }
+    absl::StatusOr<std::unique_ptr<ReplayBackend>> b =
+        MakeEngineBackend({.capacity_blocks = capacity,
+                           .ssd_capacity_blocks = ssd_capacity,
+                           .ssd_dir = ssd_dir,
+                           .policy = absl::GetFlag(FLAGS_policy),
+                           .ssd_policy = absl::GetFlag(FLAGS_ssd_policy),
+                           .t2_admit_min_score = absl::GetFlag(FLAGS_t2_admit_min_score)});
+    if (!b.ok()) return Fail(b.status());
+    backend = *std::move(b);
+  } else if (mode == "grpc") {
+    absl::StatusOr<std::unique_ptr<ReplayBackend>> b = MakeGrpcBackend(
+        {.target = absl::GetFlag(FLAGS_target), .tenant = absl::GetFlag(FLAGS_tenant)});
+    if (!b.ok()) return Fail(b.status());
+    backend = *std::move(b);
+    // The server's capacities are the ones measured; a different request is an error
+    // rather than a silently different experiment.
+    absl::StatusOr<ReplayBackend::Counters> server = backend->Stats();
+    if (!server.ok()) return Fail(server.status());
+    if (capacity != 0 && capacity != server->capacity_blocks) {
+      return Fail(absl::FailedPreconditionError(absl::StrCat(
+          "the store at ", absl::GetFlag(FLAGS_target), " holds ", server->capacity_blocks,
+          " T1 blocks but ", capacity, " were asked; start it with --t1_slot_bytes=",
+          kReplaySlotBytes, " --t1_bytes=", capacity * kReplaySlotBytes)));
+    }
+  } else {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("unknown --mode \"", mode, "\"; use engine or grpc")));
+  }
+
+  absl::StatusOr<ReplayResult> result =
+      Replay(*trace, *backend, absl::GetFlag(FLAGS_limit_requests));
+  backend.reset();
+  if (!temp_dir.empty()) std::filesystem::remove_all(temp_dir);
+  if (!result.ok()) return Fail(result.status());
+  result->trace = std::filesystem::path(path).filename().string();
+  result->mode = mode;
+  result->unique_blocks = unique;
+  std::cout << result->ToJson() << std::endl;
+  return 0;
+}
+
+}  // namespace
+}  // namespace kvtier::bench
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "kvtier-bench replay --trace FILE (--capacity_blocks N | --capacity_fraction F) "
+      "[--ssd_capacity_blocks M] [--policy adaptive|lru] [--mode engine|grpc] [--target H:P]");
+  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  if (args.size() != 2) {
+    std::cerr << "usage: " << absl::ProgramUsageMessage() << "\n";
+    return 2;
+  }
+  const std::string command = args[1];
+  if (command == "replay") return kvtier::bench::RunReplay();
+  std::cerr << "kvtier-bench: unknown command \"" << command << "\" (known: replay)\n";
+  return 2;
+}

@@ -1,0 +1,252 @@
+#include "bench/replay.h"
+
+#include <chrono>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "cache_store/block_store.h"
+#include "client/cache_store_client.h"
+
+namespace kvtier::bench {
+
+KvLayout ReplayLayout() {
+  return KvLayout{.model_id = "kvtier-replay",
+                  .num_layers = 1,
+                  .num_kv_heads = 1,
+                  .head_dim = 16,
+                  .dtype = DType::kFp16,
+                  .tokens_per_block = kReplayTokensPerBlock};
+}
+
+std::vector<uint32_t> ReplayTokens(std::span<const uint64_t> hash_ids) {
+  std::vector<uint32_t> tokens;
+  tokens.reserve(hash_ids.size() * kReplayTokensPerBlock);
+  for (uint64_t id : hash_ids) {
+    tokens.push_back(static_cast<uint32_t>(id));
+    tokens.push_back(static_cast<uint32_t>(id >> 32) ^ 0x5eed0000u);
+  }
+  return tokens;
+}
+
+std::vector<uint8_t> ReplayPayload(std::span<const uint64_t> hash_ids, uint32_t first, uint32_t n) {
+  const uint64_t block_bytes = ReplayLayout().BlockBytes();
+  std::vector<uint8_t> out(block_bytes * n);
+  for (uint32_t i = 0; i < n; ++i) {
+    uint64_t x = hash_ids[first + i] * 0x9E3779B97F4A7C15ull + 1;
+    for (uint64_t b = 0; b < block_bytes; b += 8) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      std::memcpy(out.data() + i * block_bytes + b, &x, std::min<uint64_t>(8, block_bytes - b));
+    }
+  }
+  return out;
+}
+
+namespace {
+
+constexpr std::string_view kTenant = "replay";
+
+class EngineBackend final : public ReplayBackend {
+ public:
+  explicit EngineBackend(std::unique_ptr<BlockStore> store)
+      : store_(std::move(store)), layout_(ReplayLayout()) {}
+
+  absl::StatusOr<Hits> LookupFetchRelease(std::span<const uint64_t> hash_ids) override {
+    const std::vector<uint32_t> tokens = ReplayTokens(hash_ids);
+    absl::StatusOr<LookupResult> found =
+        store_->Lookup(PromptRef{.tenant = kTenant, .layout = &layout_, .tokens = tokens}, {});
+    if (!found.ok()) return found.status();
+    Hits hits;
+    for (Tier t : found->tiers) ++(t == Tier::kHostDram ? hits.t1 : hits.t2);
+    if (found->lease_id != 0) {
+      absl::StatusOr<std::unique_ptr<BlockReadHandle>> read =
+          store_->ReadLease(kTenant, found->lease_id);
+      hits.fetch_failed = !read.ok();
+      read = absl::CancelledError();  // the handle is released before the lease
+      if (absl::Status s = store_->Release(kTenant, found->lease_id); !s.ok()) return s;
+    }
+    return hits;
+  }
+
+  absl::Status Put(std::span<const uint64_t> hash_ids, uint32_t first_block,
+                   bool last_block_partial) override {
+    const std::vector<uint32_t> tokens = ReplayTokens(hash_ids);
+    const auto n = static_cast<uint32_t>(hash_ids.size()) - first_block;
+    const std::vector<uint8_t> payload = ReplayPayload(hash_ids, first_block, n);
+    return store_
+        ->Put(PutSpec{.prompt = {.tenant = kTenant, .layout = &layout_, .tokens = tokens},
+                      .first_block = first_block,
+                      .num_blocks = n,
+                      .last_block_partial = last_block_partial},
+              payload)
+        .status();
+  }
+
+  absl::StatusOr<Counters> Stats() override {
+    const BlockStoreStats s = store_->Stats();
+    return Counters{.capacity_blocks = s.t1_capacity_blocks,
+                    .ssd_capacity_blocks = s.t2_capacity_blocks,
+                    .t2_bytes_written = s.t2_bytes_written,
+                    .demoted_blocks = s.demoted_blocks,
+                    .demotion_rejected_blocks = s.demotion_rejected_blocks,
+                    .promoted_blocks = s.promoted_blocks,
+                    .t2_direct_io = s.t2_direct_io,
+                    .policy = s.eviction_policy};
+  }
+
+ private:
+  std::unique_ptr<BlockStore> store_;
+  KvLayout layout_;
+};
+
+class GrpcBackend final : public ReplayBackend {
+ public:
+  explicit GrpcBackend(const ClientOptions& options)
+      : client_(options), layout_(ReplayLayout()) {}
+
+  absl::StatusOr<Hits> LookupFetchRelease(std::span<const uint64_t> hash_ids) override {
+    const std::vector<uint32_t> tokens = ReplayTokens(hash_ids);
+    absl::StatusOr<LookupReply> found = client_.Lookup(layout_, tokens);
+    if (!found.ok()) return found.status();
+    Hits hits;
+    for (v1::Tier t : found->tiers) ++(t == v1::TIER_HOST_DRAM ? hits.t1 : hits.t2);
+    if (found->lease_id != 0) {
+      buffer_.resize(found->matched_blocks * layout_.BlockBytes());
+      std::vector<std::span<uint8_t>> out;
+      for (uint32_t i = 0; i < found->matched_blocks; ++i) {
+        out.emplace_back(buffer_.data() + i * layout_.BlockBytes(), layout_.BlockBytes());
+      }
+      absl::StatusOr<FetchReply> fetched = client_.Fetch({.lease_id = found->lease_id}, out);
+      hits.fetch_failed = !fetched.ok();
+      if (fetched.ok() &&
+          buffer_ != ReplayPayload(hash_ids, 0, found->matched_blocks)) {
+        return absl::DataLossError("the store returned bytes that differ from what was put");
+      }
+      if (absl::Status s = client_.Release(found->lease_id); !s.ok()) return s;
+    }
+    return hits;
+  }
+
+  absl::Status Put(std::span<const uint64_t> hash_ids, uint32_t first_block,
+                   bool last_block_partial) override {
+    const std::vector<uint32_t> tokens = ReplayTokens(hash_ids);
+    const auto n = static_cast<uint32_t>(hash_ids.size()) - first_block;
+    const std::vector<uint8_t> payload = ReplayPayload(hash_ids, first_block, n);
+    return client_.Put(layout_, tokens, first_block, payload, "", last_block_partial).status();
+  }
+
+  absl::StatusOr<Counters> Stats() override {
+    absl::StatusOr<v1::StatsResponse> s = client_.Stats();
+    if (!s.ok()) return s.status();
+    Counters c{.t2_bytes_written = s->t2_bytes_written(),
+               .demoted_blocks = s->demoted_blocks(),
+               .demotion_rejected_blocks = s->demotion_rejected_blocks(),
+               .promoted_blocks = s->promoted_blocks(),
+               .policy = s->eviction_policy()};
+    for (const v1::TierStats& t : s->tiers()) {
+      if (t.tier() == v1::TIER_HOST_DRAM) c.capacity_blocks = t.capacity_blocks();
+      if (t.tier() == v1::TIER_LOCAL_SSD) {
+        c.ssd_capacity_blocks = t.capacity_blocks();
+        c.t2_direct_io = t.direct_io();
+      }
+    }
+    return c;
+  }
+
+ private:
+  CacheStoreClient client_;
+  KvLayout layout_;
+  std::vector<uint8_t> buffer_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ReplayBackend>> MakeEngineBackend(const EngineBackendOptions& o) {
+  if (o.capacity_blocks == 0) return absl::InvalidArgumentError("capacity_blocks must be > 0");
+  BlockStoreOptions options;
+  options.t1 = {.capacity_bytes = o.capacity_blocks * kReplaySlotBytes,
+                .slot_bytes = kReplaySlotBytes,
+                .lock_mode = MemoryLockMode::kNone};
+  options.eviction_policy = o.policy;
+  options.t2_eviction_policy = o.ssd_policy;
+  options.t2_admit_min_score = o.t2_admit_min_score;
+  if (o.ssd_capacity_blocks > 0) {
+    if (o.ssd_dir.empty()) return absl::InvalidArgumentError("a T2 capacity needs a T2 directory");
+    options.t2 = {.directory = o.ssd_dir, .capacity_bytes = o.ssd_capacity_blocks * kReplaySlotBytes};
+  }
+  options.max_active_leases = 1 << 16;
+  absl::StatusOr<std::unique_ptr<BlockStore>> store = BlockStore::Create(options);
+  if (!store.ok()) return store.status();
+  return std::make_unique<EngineBackend>(*std::move(store));
+}
+
+absl::StatusOr<std::unique_ptr<ReplayBackend>> MakeGrpcBackend(const GrpcBackendOptions& o) {
+  ClientOptions options;
+  options.target = o.target;
+  options.tenant = o.tenant;
+  options.auth_token = o.auth_token;
+  auto backend = std::make_unique<GrpcBackend>(options);
+  return backend;
+}
+
+absl::StatusOr<ReplayResult> Replay(const std::vector<TraceRequest>& trace,
+                                    ReplayBackend& backend, size_t limit) {
+  ReplayResult r;
+  const size_t n = limit == 0 ? trace.size() : std::min(limit, trace.size());
+  const auto start = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < n; ++i) {
+    const TraceRequest& req = trace[i];
+    if (req.hash_ids.empty()) {
+      ++r.requests;
+      continue;
+    }
+    absl::StatusOr<ReplayBackend::Hits> hits = backend.LookupFetchRelease(req.hash_ids);
+    if (!hits.ok()) {
+      return absl::Status(hits.status().code(),
+                          absl::StrCat("request ", i, ": lookup: ", hits.status().message()));
+    }
+    const uint32_t matched = hits->t1 + hits->t2;
+    r.hit_blocks += matched;
+    r.t1_hit_blocks += hits->t1;
+    r.t2_hit_blocks += hits->t2;
+    r.fetch_failures += hits->fetch_failed ? 1 : 0;
+    r.blocks += req.hash_ids.size();
+    ++r.requests;
+    if (matched < req.hash_ids.size()) {
+      const bool partial = req.input_length > 0 && req.input_length % kTraceBlockTokens != 0;
+      if (absl::Status s = backend.Put(req.hash_ids, matched, partial); !s.ok()) {
+        return absl::Status(s.code(), absl::StrCat("request ", i, ": put: ", s.message()));
+      }
+    }
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  absl::StatusOr<ReplayBackend::Counters> counters = backend.Stats();
+  if (!counters.ok()) return counters.status();
+  r.counters = *counters;
+  return r;
+}
+
+std::string ReplayResult::ToJson() const {
+  const double total = blocks ? double(blocks) : 1.0;
+  return absl::StrFormat(
+      "{\"trace\": \"%s\", \"mode\": \"%s\", \"requests\": %d, \"blocks\": %d, "
+      "\"unique_blocks\": %d, \"capacity_blocks\": %d, \"capacity_fraction\": %.4f, "
+      "\"ssd_capacity_blocks\": %d, \"policy\": \"%s\", \"hit_rate\": %.6f, "
+      "\"t1_hit_rate\": %.6f, \"t2_hit_rate\": %.6f, \"fetch_failures\": %d, "
+      "\"requests_per_second\": %.1f, \"seconds\": %.3f, \"demoted_blocks\": %d, "
+      "\"demotion_rejected_blocks\": %d, \"promoted_blocks\": %d, "
+      "\"ssd_blocks_written_per_request\": %.3f, \"ssd_bytes_written_per_request\": %.1f, "
+      "\"t2_direct_io\": %s}",
+      trace, mode, requests, blocks, unique_blocks, counters.capacity_blocks,
+      unique_blocks ? double(counters.capacity_blocks) / double(unique_blocks) : 0.0,
+      counters.ssd_capacity_blocks, counters.policy, hit_rate(), t1_hit_blocks / total,
+      t2_hit_blocks / total, fetch_failures, seconds > 0 ? requests / seconds : 0.0, seconds,
+      counters.demoted_blocks, counters.demotion_rejected_blocks, counters.promoted_blocks,
+      requests ? double(counters.demoted_blocks) / double(requests) : 0.0,
+      requests ? double(counters.t2_bytes_written) / double(requests) : 0.0,
+      counters.t2_direct_io ? "true" : "false");
+}
+
+}  // namespace kvtier::bench

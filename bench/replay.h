@@ -1,0 +1,107 @@
+// Trace replay: drives a kvtier store with a Mooncake-format trace exactly as an inference
+// engine would, and measures the prefix hit rate.
+//
+// For each request, in trace order:
+//   1. Lookup the prompt (with a lease): the matched blocks are the hit blocks;
+//   2. Fetch the matched blocks (this is what promotes T2 blocks to T1) and Release;
+//   3. Put the blocks after the matched prefix, as an engine does after prefill. A Put of
+//      a block that is already stored is an access to it, nothing more. The last block is
+//      flagged as a partial tail when input_length is not a multiple of 512 tokens.
+// hit_rate = hit blocks / requested blocks: the prefix semantics of
+// ../shared/tools/trace_oracle.py. With policy lru and no T2 the store evicts exactly as
+// the oracle's LRU does (tests/bench/replay_test.cc holds it to that).
+//
+// Each trace block becomes kReplayTokensPerBlock tokens derived from its hash id, so equal
+// id prefixes give equal chained keys; payloads are small (kReplayLayout) and derived from
+// the id, so every Fetch is verified against real bytes.
+#ifndef KVTIER_BENCH_REPLAY_H_
+#define KVTIER_BENCH_REPLAY_H_
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "bench/trace.h"
+#include "cache_store/kv_layout.h"
+
+namespace kvtier::bench {
+
+inline constexpr uint32_t kReplayTokensPerBlock = 2;
+// 1 layer x 1 KV head x head_dim 16, fp16, 2 tokens: 128-byte blocks.
+KvLayout ReplayLayout();
+// T1/T2 slot size the replay uses (the smallest a slot can be).
+inline constexpr uint64_t kReplaySlotBytes = 4096;
+
+std::vector<uint32_t> ReplayTokens(std::span<const uint64_t> hash_ids);
+// Payload of blocks [first, first + n) of the prompt (deterministic per hash id).
+std::vector<uint8_t> ReplayPayload(std::span<const uint64_t> hash_ids, uint32_t first, uint32_t n);
+
+// What one backend (in-process engine or a kvtier-store over gRPC) does per request.
+class ReplayBackend {
+ public:
+  struct Hits {
+    uint32_t t1 = 0;
+    uint32_t t2 = 0;
+    bool fetch_failed = false;
+  };
+  struct Counters {
+    uint64_t capacity_blocks = 0;
+    uint64_t ssd_capacity_blocks = 0;
+    uint64_t t2_bytes_written = 0;
+    uint64_t demoted_blocks = 0;
+    uint64_t demotion_rejected_blocks = 0;
+    uint64_t promoted_blocks = 0;
+    bool t2_direct_io = false;
+    std::string policy;
+  };
+  virtual ~ReplayBackend() = default;
+  virtual absl::StatusOr<Hits> LookupFetchRelease(std::span<const uint64_t> hash_ids) = 0;
+  virtual absl::Status Put(std::span<const uint64_t> hash_ids, uint32_t first_block,
+                           bool last_block_partial) = 0;
+  virtual absl::StatusOr<Counters> Stats() = 0;
+};
+
+struct EngineBackendOptions {
+  uint64_t capacity_blocks = 0;
+  uint64_t ssd_capacity_blocks = 0;  // 0: no T2
+  std::string ssd_dir;               // required with T2
+  std::string policy = "adaptive";
+  std::string ssd_policy = "lru";
+  double t2_admit_min_score = 0.05;
+};
+absl::StatusOr<std::unique_ptr<ReplayBackend>> MakeEngineBackend(const EngineBackendOptions& o);
+
+struct GrpcBackendOptions {
+  std::string target;
+  std::string tenant = "replay";
+  std::string auth_token;
+};
+absl::StatusOr<std::unique_ptr<ReplayBackend>> MakeGrpcBackend(const GrpcBackendOptions& o);
+
+struct ReplayResult {
+  std::string trace;
+  std::string mode;
+  uint64_t requests = 0;
+  uint64_t blocks = 0;
+  uint64_t unique_blocks = 0;
+  uint64_t hit_blocks = 0;
+  uint64_t t1_hit_blocks = 0;
+  uint64_t t2_hit_blocks = 0;
+  uint64_t fetch_failures = 0;
+  double seconds = 0;
+  ReplayBackend::Counters counters;
+
+  double hit_rate() const { return blocks ? double(hit_blocks) / double(blocks) : 0; }
+  std::string ToJson() const;
+};
+
+// Replays the first `limit` requests (0: all).
+absl::StatusOr<ReplayResult> Replay(const std::vector<TraceRequest>& trace,
+                                    ReplayBackend& backend, size_t limit = 0);
+
+}  // namespace kvtier::bench
+
+#endif  // KVTIER_BENCH_REPLAY_H_

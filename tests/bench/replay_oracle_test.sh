@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The replay on the bundled Mooncake trace, against ../shared/tools/trace_oracle.py:
+#  - --policy lru reproduces the oracle's LRU hit rate to three decimals (5% and 20%);
+#  - the default policy is >= LRU at 2/5/10/20% of unique blocks and >= 1.05x LRU at 5%;
+#  - T1 5% + T2 40% is >= the oracle's LRU of one flat cache of 45%.
+# Exits 77 (ctest: skipped, reported as such) when the trace or the oracle is absent.
+# Usage: replay_oracle_test.sh BUILD_DIR TRACE ORACLE
+set -euo pipefail
+build="$(cd "${1:?usage: replay_oracle_test.sh BUILD_DIR TRACE ORACLE}" && pwd)"
+trace="${2:?}"
+oracle="${3:?}"
+if [ ! -f "$trace" ] || [ ! -f "$oracle" ]; then
+  echo "SKIP: trace ($trace) or oracle ($oracle) not found"
+  exit 77
+fi
+bench="$build/bench/kvtier-bench"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+python3 "$oracle" "$trace" --capacity-fraction 0.02 0.05 0.1 0.2 0.45 >"$work/oracle.jsonl"
+for f in 0.02 0.05 0.1 0.2; do
+  for p in lru adaptive; do
+    "$bench" replay --trace="$trace" --capacity_fraction=$f --policy=$p >>"$work/replay.jsonl"
+  done
+done
+"$bench" replay --trace="$trace" --capacity_fraction=0.05 --ssd_capacity_fraction=0.40 \
+  --ssd_dir="$work/t2" >"$work/tiered.json"
+cat "$work/oracle.jsonl" "$work/replay.jsonl" "$work/tiered.json"
+
+python3 - "$work" <<'PY'
+import json, sys
+work = sys.argv[1]
+oracle = [json.loads(l) for l in open(f"{work}/oracle.jsonl")]
+replay = [json.loads(l) for l in open(f"{work}/replay.jsonl")]
+tiered = json.load(open(f"{work}/tiered.json"))
+by_cap = {o["capacity_blocks"]: o for o in oracle}
+failures = []
+lru = {}
+for r in replay:
+    o = by_cap[r["capacity_blocks"]]
+    if r["policy"] == "lru":
+        lru[r["capacity_blocks"]] = r["hit_rate"]
+        if round(o["capacity_fraction"], 2) in (0.05, 0.2) and round(r["hit_rate"], 3) != round(o["lru"], 3):
+            failures.append(f"lru at {r['capacity_blocks']} blocks: replay {r['hit_rate']} vs oracle {o['lru']}")
+for r in replay:
+    if r["policy"] != "adaptive":
+        continue
+    base = lru[r["capacity_blocks"]]
+    frac = by_cap[r["capacity_blocks"]]["capacity_fraction"]
+    print(f"capacity {frac:.2f}: lru {base:.4f} adaptive {r['hit_rate']:.4f} "
+          f"ratio {r['hit_rate'] / base:.3f} belady {by_cap[r['capacity_blocks']]['belady']}")
+    if r["hit_rate"] < base:
+        failures.append(f"adaptive below lru at {frac}")
+    if round(frac, 2) == 0.05 and r["hit_rate"] < 1.05 * base:
+        failures.append(f"adaptive {r['hit_rate']} < 1.05 x lru {base} at 5%")
+flat = [o for o in oracle if round(o["capacity_fraction"], 2) == 0.45][0]
+print(f"T1 5% + T2 40%: {tiered['hit_rate']:.4f} vs flat LRU 45% {flat['lru']}")
+if tiered["hit_rate"] < flat["lru"]:
+    failures.append(f"tiered {tiered['hit_rate']} below flat LRU {flat['lru']}")
+if failures:
+    print("FAIL:", *failures, sep="\n  ")
+    sys.exit(1)
+print("OK")
+PY

@@ -1,0 +1,179 @@
+// The replay's definition: trace parsing, prefix hit counting, and that with policy lru the
+// engine evicts exactly as a textbook LRU over blocks (the oracle's definition) does.
+#include "bench/replay.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <list>
+#include <random>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+
+namespace kvtier::bench {
+namespace {
+
+TEST(TraceTest, ParsesRecordsAndSkipsUnknownFields) {
+  auto r = ParseTraceLine(
+      R"({"timestamp": 27, "input_length": 1030, "output_length": 4, "note": {"a": [1, "x]"]}, )"
+      R"("hash_ids": [0, 1, 2], "flag": true})");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->timestamp_ms, 27);
+  EXPECT_EQ(r->input_length, 1030);
+  EXPECT_EQ(r->output_length, 4);
+  EXPECT_EQ(r->hash_ids, (std::vector<uint64_t>{0, 1, 2}));
+  auto empty = ParseTraceLine(R"({"hash_ids": []})");
+  ASSERT_TRUE(empty.ok());
+  EXPECT_TRUE(empty->hash_ids.empty());
+}
+
+TEST(TraceTest, BadRecordsAreErrorsThatNameTheProblem) {
+  auto missing = ParseTraceLine(R"({"timestamp": 1})");
+  EXPECT_NE(missing.status().message().find("hash_ids"), std::string_view::npos);
+  auto negative = ParseTraceLine(R"({"hash_ids": [1, -2]})");
+  EXPECT_NE(negative.status().message().find("non-negative"), std::string_view::npos);
+  auto fractional = ParseTraceLine(R"({"input_length": 1.5, "hash_ids": [1]})");
+  EXPECT_NE(fractional.status().message().find("input_length"), std::string_view::npos);
+  EXPECT_FALSE(ParseTraceLine(R"({"hash_ids": [1, 2})").ok());
+  EXPECT_FALSE(ParseTraceLine(R"({"hash_ids": [1]} trailing)").ok());
+  EXPECT_FALSE(ParseTraceLine("not json").ok());
+
+  const std::string path = ::testing::TempDir() + "/kvtier_bad_trace.jsonl";
+  std::ofstream(path) << R"({"hash_ids": [1]})" << "\n\n" << R"({"hash_ids": [x]})" << "\n";
+  auto trace = LoadTrace(path);
+  ASSERT_FALSE(trace.ok());
+  EXPECT_NE(trace.status().message().find("line 3"), std::string_view::npos) << trace.status();
+  EXPECT_EQ(LoadTrace(path + ".missing").status().code(), absl::StatusCode::kNotFound);
+}
+
+// A trace with the structure of KV workloads: shared system prompts, multi-turn sessions
+// that extend their previous prompt, and one-off documents.
+std::vector<TraceRequest> SyntheticTrace(int requests, uint32_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<TraceRequest> out;
+  uint64_t next_id = 0;
+  std::vector<std::vector<uint64_t>> systems(4), sessions;
+  for (auto& s : systems) {
+    for (int i = 0; i < 4; ++i) s.push_back(next_id++);
+  }
+  for (int i = 0; i < requests; ++i) {
+    TraceRequest r;
+    const int kind = static_cast<int>(rng() % 10);
+    if (kind < 5 && !sessions.empty()) {  // continue a session
+      auto& s = sessions[rng() % sessions.size()];
+      for (int k = 0; k < 1 + static_cast<int>(rng() % 3); ++k) s.push_back(next_id++);
+      r.hash_ids = s;
+    } else if (kind < 8) {  // start a session on a system prompt
+      std::vector<uint64_t> s = systems[rng() % systems.size()];
+      for (int k = 0; k < 2 + static_cast<int>(rng() % 6); ++k) s.push_back(next_id++);
+      sessions.push_back(s);
+      r.hash_ids = s;
+    } else {  // one-off document
+      for (int k = 0; k < 5 + static_cast<int>(rng() % 20); ++k) r.hash_ids.push_back(next_id++);
+    }
+    r.input_length = static_cast<int64_t>(r.hash_ids.size()) * 512 - 100;
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+// The oracle's LRU, written out: prefix hits, then every block touched in order.
+double ReferenceLruHitRate(const std::vector<TraceRequest>& trace, size_t capacity) {
+  std::list<uint64_t> order;  // front = most recent
+  absl::flat_hash_map<uint64_t, std::list<uint64_t>::iterator> where;
+  uint64_t hits = 0, total = 0;
+  for (const TraceRequest& r : trace) {
+    size_t k = 0;
+    while (k < r.hash_ids.size() && where.contains(r.hash_ids[k])) ++k;
+    hits += k;
+    total += r.hash_ids.size();
+    for (uint64_t id : r.hash_ids) {
+      if (auto it = where.find(id); it != where.end()) {
+        order.erase(it->second);
+      } else if (where.size() == capacity) {
+        where.erase(order.back());
+        order.pop_back();
+      }
+      order.push_front(id);
+      where[id] = order.begin();
+    }
+  }
+  return double(hits) / double(total);
+}
+
+double InfiniteHitRate(const std::vector<TraceRequest>& trace) {
+  absl::flat_hash_set<uint64_t> seen;
+  uint64_t hits = 0, total = 0;
+  for (const TraceRequest& r : trace) {
+    size_t k = 0;
+    while (k < r.hash_ids.size() && seen.contains(r.hash_ids[k])) ++k;
+    hits += k;
+    total += r.hash_ids.size();
+    seen.insert(r.hash_ids.begin(), r.hash_ids.end());
+  }
+  return double(hits) / double(total);
+}
+
+ReplayResult RunEngine(const std::vector<TraceRequest>& trace, EngineBackendOptions o) {
+  auto backend = MakeEngineBackend(o);
+  EXPECT_TRUE(backend.ok()) << backend.status();
+  auto result = Replay(trace, **backend);
+  EXPECT_TRUE(result.ok()) << result.status();
+  return *result;
+}
+
+TEST(ReplayTest, LruReplayIsExactlyTheReferenceLru) {
+  const std::vector<TraceRequest> trace = SyntheticTrace(1500, 7);
+  const uint64_t unique = UniqueBlocks(trace);
+  for (double fraction : {0.05, 0.2, 0.5}) {
+    const auto capacity = static_cast<uint64_t>(unique * fraction);
+    const ReplayResult r = RunEngine(trace, {.capacity_blocks = capacity, .policy = "lru"});
+    EXPECT_EQ(r.requests, trace.size());
+    EXPECT_DOUBLE_EQ(r.hit_rate(), ReferenceLruHitRate(trace, capacity)) << fraction;
+    EXPECT_EQ(r.t2_hit_blocks, 0u);
+    EXPECT_EQ(r.fetch_failures, 0u);
+  }
+  // A cache that holds everything is the infinite cache.
+  const ReplayResult all = RunEngine(trace, {.capacity_blocks = unique, .policy = "lru"});
+  EXPECT_DOUBLE_EQ(all.hit_rate(), InfiniteHitRate(trace));
+}
+
+TEST(ReplayTest, AdaptiveIsNoWorseThanLruOnKvShapedTraffic) {
+  const std::vector<TraceRequest> trace = SyntheticTrace(3000, 11);
+  const uint64_t unique = UniqueBlocks(trace);
+  for (double fraction : {0.05, 0.1, 0.2}) {
+    const auto capacity = static_cast<uint64_t>(unique * fraction);
+    const double lru = RunEngine(trace, {.capacity_blocks = capacity, .policy = "lru"}).hit_rate();
+    const double adaptive =
+        RunEngine(trace, {.capacity_blocks = capacity, .policy = "adaptive"}).hit_rate();
+    EXPECT_GE(adaptive, lru) << "capacity fraction " << fraction;
+  }
+}
+
+TEST(ReplayTest, TwoTiersServeHitsFromBothAndLoseNothingAgainstOneFlatCache) {
+  const std::vector<TraceRequest> trace = SyntheticTrace(1500, 3);
+  const uint64_t unique = UniqueBlocks(trace);
+  const std::string dir = ::testing::TempDir() + "/kvtier_replay_t2";
+  std::filesystem::remove_all(dir);
+  const auto t1 = static_cast<uint64_t>(unique * 0.05);
+  const auto t2 = static_cast<uint64_t>(unique * 0.4);
+  const ReplayResult r = RunEngine(
+      trace, {.capacity_blocks = t1, .ssd_capacity_blocks = t2, .ssd_dir = dir});
+  EXPECT_GT(r.t1_hit_blocks, 0u);
+  EXPECT_GT(r.t2_hit_blocks, 0u);
+  EXPECT_EQ(r.fetch_failures, 0u);
+  EXPECT_GT(r.counters.demoted_blocks, 0u);
+  EXPECT_GT(r.counters.promoted_blocks, 0u);
+  EXPECT_GE(r.hit_rate(), ReferenceLruHitRate(trace, t1 + t2));
+  const std::string json = r.ToJson();
+  for (const char* field : {"\"hit_rate\"", "\"t1_hit_rate\"", "\"t2_hit_rate\"",
+                            "\"requests_per_second\"", "\"ssd_capacity_blocks\"",
+                            "\"capacity_blocks\"", "\"policy\"", "\"blocks\"", "\"requests\""}) {
+    EXPECT_NE(json.find(field), std::string::npos) << field;
+  }
+}
+
+}  // namespace
+}  // namespace kvtier::bench

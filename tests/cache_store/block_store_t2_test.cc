@@ -1,0 +1,255 @@
+// BlockStore with the SSD tier: demotion, promotion, warm restart, corruption, a full disk.
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+
+#include "cache_store/block_store.h"
+#include "tests/cache_store/test_blocks.h"
+
+namespace kvtier {
+namespace {
+
+using testing::KeysOf;
+using testing::PayloadFor;
+using testing::PutBlocks;
+using testing::SmallLayout;
+using testing::SmallStoreOptions;
+using testing::Tokens;
+
+namespace fs = std::filesystem;
+constexpr std::string_view kTenant = "t";
+constexpr uint32_t kT1Slots = 4;
+constexpr uint32_t kT2Slots = 16;
+
+std::string FreshDir(const std::string& name) {
+  const std::string dir = ::testing::TempDir() + "/kvtier_t2_" + name;
+  fs::remove_all(dir);
+  return dir;
+}
+
+BlockStoreOptions T2Options(const std::string& dir) {
+  BlockStoreOptions o = SmallStoreOptions(kT1Slots);
+  o.eviction_policy = "lru";
+  o.t2 = {.directory = dir, .capacity_bytes = kT2Slots * 4096};
+  o.t2_admit_min_score = 0;
+  return o;
+}
+
+class T2Test : public ::testing::Test {
+ protected:
+  void Open(const BlockStoreOptions& options) {
+    store_.reset();
+    auto s = BlockStore::Create(options);
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = *std::move(s);
+  }
+  LookupResult Lookup(const std::vector<uint32_t>& tokens, bool lease = true) {
+    auto r = store_->Lookup({.tenant = kTenant, .layout = &layout_, .tokens = tokens},
+                            {.lease = lease});
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : LookupResult{};
+  }
+  // Reads the leased blocks and checks every byte.
+  absl::Status ReadAndCheck(const LookupResult& found) {
+    auto read = store_->ReadLease(kTenant, found.lease_id);
+    if (!read.ok()) return read.status();
+    for (const BlockView& v : (*read)->blocks()) {
+      const std::vector<uint8_t> want = PayloadFor(v.key, v.size);
+      EXPECT_EQ(std::memcmp(v.data, want.data(), v.size), 0) << "block " << v.key.ShortHex();
+    }
+    read->reset();
+    return store_->Release(kTenant, found.lease_id);
+  }
+
+  KvLayout layout_ = SmallLayout();
+  std::unique_ptr<BlockStore> store_;
+  std::vector<uint32_t> a_ = Tokens(4 * 4, 1);  // 4 blocks
+  std::vector<uint32_t> b_ = Tokens(4 * 4, 2);
+};
+
+TEST_F(T2Test, EvictedBlocksAreDemotedServedFromT2AndPromotedBack) {
+  Open(T2Options(FreshDir("roundtrip")));
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, a_, 0, 4).ok());
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, b_, 0, 4).ok());  // pushes A to T2
+  BlockStoreStats s = store_->Stats();
+  EXPECT_TRUE(s.t2_enabled);
+  EXPECT_EQ(s.demoted_blocks, 4u);
+  EXPECT_EQ(s.t2_used_blocks, 4u);
+  EXPECT_EQ(s.t1_used_blocks, 4u);
+
+  LookupResult found = Lookup(a_);
+  ASSERT_EQ(found.matched_blocks(), 4u);
+  for (Tier t : found.tiers) EXPECT_EQ(t, Tier::kLocalSsd);
+  ASSERT_TRUE(ReadAndCheck(found).ok());
+  s = store_->Stats();
+  EXPECT_EQ(s.promoted_blocks, 4u);
+  EXPECT_EQ(s.lookup_hit_blocks_t2, 4u);
+  EXPECT_EQ(s.t2_bytes_read, 4 * layout_.BlockBytes());
+
+  // A lives in T1 now and B was demoted to make room; both are still whole.
+  found = Lookup(a_);
+  for (Tier t : found.tiers) EXPECT_EQ(t, Tier::kHostDram);
+  ASSERT_TRUE(ReadAndCheck(found).ok());
+  found = Lookup(b_);
+  ASSERT_EQ(found.matched_blocks(), 4u);
+  for (Tier t : found.tiers) EXPECT_EQ(t, Tier::kLocalSsd);
+  ASSERT_TRUE(ReadAndCheck(found).ok());
+  EXPECT_EQ(store_->Stats().checksum_failures, 0u);
+}
+
+TEST_F(T2Test, ExplicitReadOfAT2BlockListedTwiceIsServedTwice) {
+  Open(T2Options(FreshDir("twice")));
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, a_, 0, 4).ok());
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, b_, 0, 4).ok());
+  const std::vector<BlockKey> keys = KeysOf(kTenant, layout_, a_);
+  const std::vector<BlockKey> twice = {keys[0], keys[0], keys[1]};
+  auto read = store_->ReadBlocks(kTenant, twice);
+  ASSERT_TRUE(read.ok()) << read.status();
+  for (const BlockView& v : (*read)->blocks()) {
+    const std::vector<uint8_t> want = PayloadFor(v.key, v.size);
+    EXPECT_EQ(std::memcmp(v.data, want.data(), v.size), 0);
+  }
+}
+
+TEST_F(T2Test, WarmRestartServesTheBlocksOnDisk) {
+  const std::string dir = FreshDir("restart");
+  Open(T2Options(dir));
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, a_, 0, 4).ok());
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, b_, 0, 4).ok());
+  Open(T2Options(dir));  // a new process on the same directory: T1 starts empty
+  const BlockStoreStats s = store_->Stats();
+  EXPECT_EQ(s.t2_recovered_blocks, 4u);
+  EXPECT_EQ(s.t2_used_blocks, 4u);
+  EXPECT_EQ(s.t1_used_blocks, 0u);
+  LookupResult found = Lookup(a_);
+  ASSERT_EQ(found.matched_blocks(), 4u);
+  ASSERT_TRUE(ReadAndCheck(found).ok());
+  EXPECT_EQ(Lookup(b_).matched_blocks(), 0u);  // B was only in DRAM
+  // Another tenant cannot see the recovered blocks.
+  auto other = store_->Lookup({.tenant = "other", .layout = &layout_, .tokens = a_}, {});
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(other->matched_blocks(), 0u);
+}
+
+TEST_F(T2Test, ABlockCorruptedOnDiskIsDroppedAndCountedNeverServed) {
+  const std::string dir = FreshDir("corrupt");
+  Open(T2Options(dir));
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, a_, 0, 4).ok());
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, b_, 0, 4).ok());
+  store_.reset();
+  {  // Flip a payload byte in every slot: slot i's payload starts at 4096 + i*8192 + 4096.
+    std::fstream f(dir + "/kvtier-t2.slab", std::ios::in | std::ios::out | std::ios::binary);
+    for (uint32_t slot = 0; slot < kT2Slots; ++slot) {
+      f.seekp(4096 + slot * 8192 + 4096 + 17);
+      f.put('\x42');
+    }
+  }
+  Open(T2Options(dir));
+  EXPECT_EQ(store_->Stats().t2_recovered_blocks, 4u);  // headers are intact
+  LookupResult found = Lookup(a_);
+  ASSERT_EQ(found.matched_blocks(), 4u);
+  absl::Status s = ReadAndCheck(found);
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  const BlockStoreStats stats = store_->Stats();
+  EXPECT_EQ(stats.checksum_failures_t2, 4u);
+  EXPECT_EQ(stats.t2_used_blocks, 0u);
+  EXPECT_EQ(Lookup(a_, false).matched_blocks(), 0u);
+  // The store keeps working: the prompt can be stored again and read back.
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, a_, 0, 4).ok());
+  found = Lookup(a_);
+  ASSERT_EQ(found.matched_blocks(), 4u);
+  EXPECT_TRUE(ReadAndCheck(found).ok());
+}
+
+TEST_F(T2Test, ADeletedT2BlockDoesNotComeBackAfterRestart) {
+  const std::string dir = FreshDir("delete");
+  Open(T2Options(dir));
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, a_, 0, 4).ok());
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, b_, 0, 4).ok());
+  const std::vector<BlockKey> keys = KeysOf(kTenant, layout_, a_);
+  auto deleted = store_->Delete(kTenant, keys);
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_EQ(*deleted, 4u);
+  Open(T2Options(dir));
+  EXPECT_EQ(store_->Stats().t2_recovered_blocks, 0u);
+  EXPECT_EQ(Lookup(a_).matched_blocks(), 0u);
+}
+
+TEST_F(T2Test, PromotedBlocksLeaveNoCopyThatARestartWouldRevive) {
+  const std::string dir = FreshDir("promoted");
+  Open(T2Options(dir));
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, a_, 0, 4).ok());
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, b_, 0, 4).ok());
+  ASSERT_TRUE(ReadAndCheck(Lookup(a_)).ok());  // A back to T1, B down to T2
+  const std::vector<BlockKey> keys = KeysOf(kTenant, layout_, a_);
+  ASSERT_TRUE(store_->Delete(kTenant, keys).ok());  // deleted while in T1
+  Open(T2Options(dir));
+  EXPECT_EQ(Lookup(a_).matched_blocks(), 0u);
+  EXPECT_EQ(Lookup(b_).matched_blocks(), 4u);
+}
+
+// RLIMIT_FSIZE stands in for a full disk: writes past it fail with EFBIG.
+class FileSizeLimit {
+ public:
+  explicit FileSizeLimit(rlim_t bytes) {
+    std::signal(SIGXFSZ, SIG_IGN);
+    getrlimit(RLIMIT_FSIZE, &saved_);
+    rlimit lim = saved_;
+    lim.rlim_cur = bytes;
+    setrlimit(RLIMIT_FSIZE, &lim);
+  }
+  ~FileSizeLimit() { setrlimit(RLIMIT_FSIZE, &saved_); }
+
+ private:
+  rlimit saved_{};
+};
+
+TEST_F(T2Test, WhenTheDiskFailsEvictedBlocksAreDroppedAndT1KeepsServing) {
+  Open(T2Options(FreshDir("diskfull")));
+  {
+    FileSizeLimit limit(4096);  // nothing past the superblock can be written
+    ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, a_, 0, 4).ok());
+    ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, b_, 0, 4).ok());
+  }
+  const BlockStoreStats s = store_->Stats();
+  EXPECT_EQ(s.t2_write_errors, 4u);
+  EXPECT_EQ(s.demoted_blocks, 0u);
+  EXPECT_EQ(s.t2_used_blocks, 0u);
+  EXPECT_EQ(Lookup(a_).matched_blocks(), 0u);
+  LookupResult found = Lookup(b_);
+  ASSERT_EQ(found.matched_blocks(), 4u);
+  EXPECT_TRUE(ReadAndCheck(found).ok());
+}
+
+TEST_F(T2Test, TheAdmissionFilterKeepsUnlikelyBlocksOffTheSsd) {
+  BlockStoreOptions o = T2Options(FreshDir("filter"));
+  o.eviction_policy = "adaptive";
+  o.t2_admit_min_score = 1.0;  // no estimate reaches certainty: nothing is admitted
+  Open(o);
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, a_, 0, 4).ok());
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, b_, 0, 4).ok());
+  const BlockStoreStats s = store_->Stats();
+  EXPECT_EQ(s.demotion_rejected_blocks, 4u);
+  EXPECT_EQ(s.demoted_blocks, 0u);
+  EXPECT_EQ(s.t2_bytes_written, 0u);
+  EXPECT_EQ(s.evicted_blocks, 4u);
+}
+
+TEST(T2CreateTest, AnUnusableDirectoryFailsCreateWithItsName) {
+  const std::string file = ::testing::TempDir() + "/kvtier_t2_plainfile";
+  std::ofstream(file) << "x";
+  BlockStoreOptions o = SmallStoreOptions(kT1Slots);
+  o.t2 = {.directory = file + "/t2", .capacity_bytes = 8 * 4096};
+  auto store = BlockStore::Create(o);
+  ASSERT_FALSE(store.ok());
+  EXPECT_NE(store.status().message().find(file), std::string_view::npos) << store.status();
+  o.t2.directory = FreshDir("badscore");
+  o.t2_admit_min_score = 2;
+  EXPECT_EQ(BlockStore::Create(o).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace kvtier
