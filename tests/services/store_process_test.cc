@@ -136,6 +136,73 @@ TEST(StoreProcessTest, DocsListExactlyTheExposedMetrics) {
   EXPECT_EQ(ExposedKvtierMetrics(*exposition), documented);
 }
 
+// The SSD tier as an operator sees it: blocks pushed out of T1 are served from T2, and a
+// store restarted on the same directory serves them again, byte for byte.
+TEST(StoreProcessTest, T2ServesEvictedBlocksAndSurvivesARestart) {
+  const std::string dir = ::testing::TempDir() + "/kvtier_process_t2";
+  std::filesystem::remove_all(dir);
+  const std::vector<std::string> flags = {"--t1_bytes=4194304", "--t1_slot_bytes=65536",
+                                          "--t2_dir=" + dir, "--t2_bytes=16777216",
+                                          "--t2_admit_min_score=0"};
+  const KvLayout layout{.model_id = "tiny", .num_layers = 2, .num_kv_heads = 2, .head_dim = 64,
+                        .dtype = DType::kFp16, .tokens_per_block = 16};  // 16 KiB blocks
+  const uint64_t bb = layout.BlockBytes();
+  // 64 T1 slots; three prompts of 32 blocks each: the first one ends up in T2.
+  std::vector<std::vector<uint32_t>> prompts;
+  std::vector<std::vector<uint8_t>> payloads;
+  for (uint32_t p = 0; p < 3; ++p) {
+    prompts.push_back(Tokens(32 * 16, 100 + p));
+    std::vector<uint8_t> bytes(32 * bb);
+    for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i * 31 + p);
+    payloads.push_back(std::move(bytes));
+  }
+  auto fetch_all = [&](CacheStoreClient& client, uint32_t p, v1::Tier want_tier) {
+    absl::StatusOr<LookupReply> found = client.Lookup(layout, prompts[p]);
+    ASSERT_TRUE(found.ok()) << found.status();
+    ASSERT_EQ(found->matched_blocks, 32u);
+    for (v1::Tier t : found->tiers) EXPECT_EQ(t, want_tier);
+    std::vector<uint8_t> got(32 * bb);
+    std::vector<std::span<uint8_t>> out;
+    for (uint32_t i = 0; i < 32; ++i) out.emplace_back(got.data() + i * bb, bb);
+    ASSERT_TRUE(client.Fetch({.lease_id = found->lease_id}, out).ok());
+    EXPECT_EQ(got, payloads[p]);
+    ASSERT_TRUE(client.Release(found->lease_id).ok());
+  };
+  {
+    auto store = StoreProcess::Start(flags);
+    ASSERT_TRUE(store.ok()) << store.status();
+    CacheStoreClient client({.target = (*store)->target()});
+    for (uint32_t p = 0; p < 3; ++p) {
+      ASSERT_TRUE(client.Put(layout, prompts[p], 0, payloads[p]).ok());
+    }
+    fetch_all(client, 0, v1::TIER_LOCAL_SSD);
+    absl::StatusOr<v1::StatsResponse> stats = client.Stats();
+    ASSERT_TRUE(stats.ok());
+    ASSERT_EQ(stats->tiers_size(), 2);
+    EXPECT_EQ(stats->tiers(1).tier(), v1::TIER_LOCAL_SSD);
+    EXPECT_EQ(stats->tiers(1).hit_blocks(), 32u);
+    EXPECT_GE(stats->demoted_blocks(), 32u);
+    EXPECT_EQ(stats->promoted_blocks(), 32u);
+    absl::StatusOr<std::string> metrics = HttpGet((*store)->metrics_port(), "/metrics");
+    ASSERT_TRUE(metrics.ok());
+    EXPECT_THAT(*metrics, ::testing::HasSubstr("kvtier_promotions_total 32"));
+    EXPECT_THAT(*metrics, ::testing::HasSubstr("kvtier_tier_hit_blocks_total{tier=\"t2\"} 32"));
+    (*store)->Signal(SIGTERM);
+    ASSERT_EQ((*store)->Wait(absl::Seconds(30)), 0);
+  }
+  auto store = StoreProcess::Start(flags);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_THAT((*store)->Log(), ::testing::HasSubstr("blocks recovered"));
+  CacheStoreClient client({.target = (*store)->target()});
+  absl::StatusOr<v1::StatsResponse> stats = client.Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->t2_recovered_blocks(), stats->tiers(1).used_blocks());
+  EXPECT_GE(stats->t2_recovered_blocks(), 32u);
+  // Prompt 0 went back to T1 before the restart (lost with DRAM); 1 had been demoted in
+  // its place and is served from disk now.
+  fetch_all(client, 1, v1::TIER_LOCAL_SSD);
+}
+
 TEST(StoreProcessTest, SigtermWhileStreamingDrainsAndExitsZero) {
   auto store = StoreProcess::Start({"--t1_bytes=67108864", "--drain_timeout=5s"});
   ASSERT_TRUE(store.ok()) << store.status();
