@@ -197,6 +197,8 @@ uint32_t BlockStore::NewHandle() {
 
 void BlockStore::FreeEntry(uint32_t handle) {
   Entry& e = entries_[handle];
+  KVTIER_CHECK(e.t2_reads == 0 && e.retired_t2_slot == kNone)
+      << "freeing block " << e.key.ShortHex() << " while its T2 slot is being read";
   if (e.slot != kNone) {
     if (e.tier == Tier::kHostDram) {
       t1_->Free(e.slot);
@@ -660,6 +662,7 @@ std::unique_ptr<BlockReadHandle> BlockStore::OpenLocked(std::vector<uint32_t> ha
                                         [h](const Promotion& p) { return p.handle == h; });
       std::optional<uint32_t> t1_slot;
       if (!repeated) t1_slot = AllocateT1(demotions);
+      ++entries_[h].t2_reads;
       if (t1_slot) ++reserved_blocks_;
       promotions.push_back(Promotion{.view = i,
                                      .handle = h,
@@ -731,6 +734,15 @@ absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::LoadAndVerify(
         ++counters_.checksum_failures;
       }
     }
+    // This read no longer uses the T2 slots it read from. A slot retired by a promotion
+    // while this read was in flight is released by its last reader.
+    for (const Promotion& p : promotions) {
+      Entry& e = entries_[p.handle];
+      if (--e.t2_reads == 0 && e.retired_t2_slot != kNone) {
+        released_t2_slots.push_back(e.retired_t2_slot);
+        e.retired_t2_slot = kNone;
+      }
+    }
     // Verified T2 blocks move into the T1 slots they were read into.
     for (const Promotion& p : promotions) {
       if (p.t1_slot == kNone) continue;
@@ -753,7 +765,11 @@ absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::LoadAndVerify(
         --used_blocks_[static_cast<int>(Tier::kLocalSsd)];
         used_bytes_[static_cast<int>(Tier::kLocalSsd)] -= e.size;
       }
-      released_t2_slots.push_back(e.slot);
+      if (e.t2_reads == 0) {
+        released_t2_slots.push_back(e.slot);
+      } else {
+        e.retired_t2_slot = e.slot;  // another reader is still reading it
+      }
       e.tier = Tier::kHostDram;
       e.slot = p.t1_slot;
       if (live) {

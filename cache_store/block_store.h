@@ -235,6 +235,10 @@ class BlockStore {
     uint32_t parent_generation = 0;
     uint32_t generation = 0;
     std::array<uint32_t, 3> children{};  // indexed by Tier
+    // Disk reads of this block's T2 slot in flight. When the block is promoted while
+    // others still read the old slot, the slot is retired and released by the last one.
+    uint32_t t2_reads = 0;
+    uint32_t retired_t2_slot = kNone;
   };
 
   // A T1 victim on its way to T2; the T1 slot is still readable until the write ends.

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <filesystem>
 #include <random>
 #include <thread>
 
@@ -20,11 +21,23 @@ using ::kvtier::testing::PutBlocks;
 using ::kvtier::testing::SmallLayout;
 using ::kvtier::testing::SmallStoreOptions;
 
-TEST(BlockStoreConcurrencyTest, MixedOperationsKeepDataAndAccountingCorrect) {
+// Run without and with the SSD tier (demotions and promotions on every few operations).
+class BlockStoreConcurrencyTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(BlockStoreConcurrencyTest, MixedOperationsKeepDataAndAccountingCorrect) {
   constexpr uint32_t kSlots = 24;
+  constexpr uint32_t kT2Slots = 48;
   constexpr int kThreads = 8;
   constexpr int kOpsPerThread = 1500;
-  auto created = BlockStore::Create(SmallStoreOptions(kSlots));
+  const bool with_t2 = GetParam();
+  BlockStoreOptions options = SmallStoreOptions(kSlots);
+  if (with_t2) {
+    const std::string dir = ::testing::TempDir() + "/kvtier_concurrency_t2";
+    std::filesystem::remove_all(dir);
+    options.t2 = {.directory = dir, .capacity_bytes = kT2Slots * 4096};
+    options.t2_admit_min_score = 0;
+  }
+  auto created = BlockStore::Create(options);
   ASSERT_TRUE(created.ok());
   BlockStore& store = **created;
   const KvLayout layout = SmallLayout();
@@ -110,7 +123,16 @@ TEST(BlockStoreConcurrencyTest, MixedOperationsKeepDataAndAccountingCorrect) {
   EXPECT_LE(stats.t1_used_blocks, kSlots);
   EXPECT_EQ(stats.t1_reserved_blocks, 0u);
   EXPECT_EQ(stats.active_leases, 0u);
-  EXPECT_GT(stats.evicted_blocks, 0u);
+  EXPECT_EQ(stats.checksum_failures, 0u);
+  if (with_t2) {
+    EXPECT_LE(stats.t2_used_blocks, kT2Slots);
+    EXPECT_GT(stats.demoted_blocks, 0u);
+    EXPECT_GT(stats.promoted_blocks, 0u);
+    EXPECT_GT(stats.t2_evicted_blocks, 0u);
+    EXPECT_EQ(stats.t2_write_errors + stats.t2_read_errors, 0u);
+  } else {
+    EXPECT_GT(stats.evicted_blocks, 0u);
+  }
   // Every used slot holds a block that still verifies.
   absl::SleepFor(absl::Milliseconds(5));  // let the 1 ms pins lapse
   for (const auto& tokens : prompts) {
@@ -130,6 +152,11 @@ TEST(BlockStoreConcurrencyTest, MixedOperationsKeepDataAndAccountingCorrect) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(store.Stats().t1_used_blocks, kSlots);
 }
+
+INSTANTIATE_TEST_SUITE_P(Tiers, BlockStoreConcurrencyTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "T1AndT2" : "T1Only";
+                         });
 
 }  // namespace
 }  // namespace kvtier
