@@ -28,7 +28,7 @@ format:
 	find cache_store services client tests -name '*.h' -o -name '*.cc' | xargs clang-format -i
 
 lint: build
-	find cache_store services client proto -name '*.cc' | xargs clang-tidy -p $(BUILD_DIR) --quiet
+	find cache_store services client proto bench -name '*.cc' | xargs clang-tidy -p $(BUILD_DIR) --quiet
 	bash scripts/check_thread_safety.sh $(BUILD_DIR)
 
 clean:

@@ -103,8 +103,7 @@ class EngineBackend final : public ReplayBackend {
 
 class GrpcBackend final : public ReplayBackend {
  public:
-  explicit GrpcBackend(const ClientOptions& options)
-      : client_(options), layout_(ReplayLayout()) {}
+  explicit GrpcBackend(const ClientOptions& options) : client_(options), layout_(ReplayLayout()) {}
 
   absl::StatusOr<Hits> LookupFetchRelease(std::span<const uint64_t> hash_ids) override {
     const std::vector<uint32_t> tokens = ReplayTokens(hash_ids);
@@ -120,8 +119,7 @@ class GrpcBackend final : public ReplayBackend {
       }
       absl::StatusOr<FetchReply> fetched = client_.Fetch({.lease_id = found->lease_id}, out);
       hits.fetch_failed = !fetched.ok();
-      if (fetched.ok() &&
-          buffer_ != ReplayPayload(hash_ids, 0, found->matched_blocks)) {
+      if (fetched.ok() && buffer_ != ReplayPayload(hash_ids, 0, found->matched_blocks)) {
         return absl::DataLossError("the store returned bytes that differ from what was put");
       }
       if (absl::Status s = client_.Release(found->lease_id); !s.ok()) return s;
@@ -174,7 +172,8 @@ absl::StatusOr<std::unique_ptr<ReplayBackend>> MakeEngineBackend(const EngineBac
   options.t2_admit_min_score = o.t2_admit_min_score;
   if (o.ssd_capacity_blocks > 0) {
     if (o.ssd_dir.empty()) return absl::InvalidArgumentError("a T2 capacity needs a T2 directory");
-    options.t2 = {.directory = o.ssd_dir, .capacity_bytes = o.ssd_capacity_blocks * kReplaySlotBytes};
+    options.t2 = {.directory = o.ssd_dir,
+                  .capacity_bytes = o.ssd_capacity_blocks * kReplaySlotBytes};
   }
   options.max_active_leases = 1 << 16;
   absl::StatusOr<std::unique_ptr<BlockStore>> store = BlockStore::Create(options);
@@ -191,8 +190,8 @@ absl::StatusOr<std::unique_ptr<ReplayBackend>> MakeGrpcBackend(const GrpcBackend
   return backend;
 }
 
-absl::StatusOr<ReplayResult> Replay(const std::vector<TraceRequest>& trace,
-                                    ReplayBackend& backend, size_t limit) {
+absl::StatusOr<ReplayResult> Replay(const std::vector<TraceRequest>& trace, ReplayBackend& backend,
+                                    size_t limit) {
   ReplayResult r;
   const size_t n = limit == 0 ? trace.size() : std::min(limit, trace.size());
   const auto start = std::chrono::steady_clock::now();

@@ -99,8 +99,8 @@ struct ReplayResult {
 };
 
 // Replays the first `limit` requests (0: all).
-absl::StatusOr<ReplayResult> Replay(const std::vector<TraceRequest>& trace,
-                                    ReplayBackend& backend, size_t limit = 0);
+absl::StatusOr<ReplayResult> Replay(const std::vector<TraceRequest>& trace, ReplayBackend& backend,
+                                    size_t limit = 0);
 
 }  // namespace kvtier::bench
 

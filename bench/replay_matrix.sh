@@ -3,6 +3,7 @@
 # offline optimum and an infinite cache, T1-only and T1+T2, and replay throughput in engine
 # and grpc mode. Usage: bench/replay_matrix.sh [TRACE] [BUILD_DIR]
 set -euo pipefail
+source "$(dirname "$0")/../scripts/store_lib.sh"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 trace="${1:-$root/../shared/data/traces/mooncake_synthetic_trace.jsonl}"
 build="$(cd "${2:-$root/build}" && pwd)"
@@ -29,15 +30,10 @@ done
 # grpc mode: the same replay through a real kvtier-store on loopback.
 unique=$(python3 -c "import json,sys; print(json.loads(open(sys.argv[1]).readline())['unique_blocks'])" "$work/oracle.jsonl")
 cap=$(python3 -c "print(int($unique * 0.05))")
-"$build/services/kvtier-store" --listen=127.0.0.1:0 --metrics_listen= --t1_lock=none \
-  --t1_slot_bytes=4096 --t1_bytes=$((cap * 4096)) >"$work/store.log" 2>&1 &
-pid=$!
-port=""
-for _ in $(seq 1 200); do
-  port=$(sed -n 's/.*serving on .*(port \([0-9]*\)).*/\1/p' "$work/store.log")
-  [ -n "$port" ] && break
-  sleep 0.05
-done
+start_store "$build/services/kvtier-store" "$work/store.log" --metrics_listen= --t1_lock=none \
+  --t1_slot_bytes=4096 --t1_bytes=$((cap * 4096))
+pid=$store_pid
+port=$store_port
 "$bench" replay --trace="$trace" --mode=grpc --target="127.0.0.1:$port" >"$work/grpc.json"
 kill -TERM "$pid"; wait "$pid" || true; pid=""
 

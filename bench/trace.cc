@@ -88,8 +88,9 @@ class Cursor {
     return i_ == s_.size();
   }
   absl::Status Error(std::string_view what) const {
-    return absl::InvalidArgumentError(
-        absl::StrCat(std::string(what), " at column ", i_ + 1, " (near \"", std::string(s_.substr(i_, 20)), "\")"));
+    return absl::InvalidArgumentError(absl::StrCat(std::string(what), " at column ", i_ + 1,
+                                                   " (near \"", std::string(s_.substr(i_, 20)),
+                                                   "\")"));
   }
 
  private:
@@ -99,7 +100,8 @@ class Cursor {
 
 absl::StatusOr<int64_t> WholeNumber(Cursor& c, std::string_view field) {
   absl::StatusOr<double> v = c.Number();
-  if (!v.ok()) return absl::InvalidArgumentError(absl::StrCat(std::string(field), ": ", v.status().message()));
+  if (!v.ok())
+    return absl::InvalidArgumentError(absl::StrCat(std::string(field), ": ", v.status().message()));
   if (*v < 0 || *v != static_cast<double>(static_cast<int64_t>(*v))) {
     return absl::InvalidArgumentError(
         absl::StrCat(std::string(field), " must be a non-negative whole number, got ", *v));
@@ -133,8 +135,9 @@ absl::StatusOr<TraceRequest> ParseTraceLine(std::string_view line) {
       } else if (*key == "timestamp" || *key == "input_length" || *key == "output_length") {
         absl::StatusOr<int64_t> v = WholeNumber(c, *key);
         if (!v.ok()) return v.status();
-        (*key == "timestamp" ? r.timestamp_ms
-                             : *key == "input_length" ? r.input_length : r.output_length) = *v;
+        (*key == "timestamp"      ? r.timestamp_ms
+         : *key == "input_length" ? r.input_length
+                                  : r.output_length) = *v;
       } else if (absl::Status s = c.SkipValue(); !s.ok()) {
         return s;
       }

@@ -197,8 +197,8 @@ absl::StatusOr<std::unique_ptr<EvictionPolicy>> MakeEvictionPolicy(std::string_v
                                                                    uint32_t tier_blocks) {
   if (name == "lru") return std::make_unique<LruPolicy>(handles);
   if (name == "adaptive") return std::make_unique<AdaptivePolicy>(handles, tier_blocks);
-  return absl::InvalidArgumentError(absl::StrCat("unknown eviction policy \"", std::string(name),
-                                                 "\"; known: adaptive, lru"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown eviction policy \"", std::string(name), "\"; known: adaptive, lru"));
 }
 
 }  // namespace kvtier

@@ -110,8 +110,8 @@ void BlockStore::Recover() {
   for (uint32_t h : added) SyncEvictable(h);
   counters_.t2_recovered_blocks = added.size();
   if (!records.empty() || t2_->recovery_drops() > 0) {
-    KVTIER_LOG(INFO) << "T2 " << t2_->path() << ": recovered " << added.size() << " blocks, dropped "
-                     << t2_->recovery_drops() << " damaged records";
+    KVTIER_LOG(INFO) << "T2 " << t2_->path() << ": recovered " << added.size()
+                     << " blocks, dropped " << t2_->recovery_drops() << " damaged records";
   }
 }
 
@@ -138,7 +138,8 @@ absl::Duration BlockStore::ClampTtl(absl::Duration requested, absl::Duration def
 BlockTraits BlockStore::TraitsOf(const Entry& e) {
   uint64_t fingerprint = 0;
   std::memcpy(&fingerprint, e.key.bytes.data(), sizeof(fingerprint));
-  return BlockTraits{.key_fingerprint = fingerprint, .depth = e.depth, .prompt_tail = e.prompt_tail};
+  return BlockTraits{
+      .key_fingerprint = fingerprint, .depth = e.depth, .prompt_tail = e.prompt_tail};
 }
 
 void BlockStore::SyncEvictable(uint32_t handle) {
@@ -664,10 +665,8 @@ std::unique_ptr<BlockReadHandle> BlockStore::OpenLocked(std::vector<uint32_t> ha
       if (!repeated) t1_slot = AllocateT1(demotions);
       ++entries_[h].t2_reads;
       if (t1_slot) ++reserved_blocks_;
-      promotions.push_back(Promotion{.view = i,
-                                     .handle = h,
-                                     .t1_slot = t1_slot.value_or(kNone),
-                                     .t2_slot = e.slot});
+      promotions.push_back(
+          Promotion{.view = i, .handle = h, .t1_slot = t1_slot.value_or(kNone), .t2_slot = e.slot});
     }
     views.push_back(view);
   }
@@ -748,7 +747,8 @@ absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::LoadAndVerify(
       if (p.t1_slot == kNone) continue;
       --reserved_blocks_;
       Entry& e = entries_[p.handle];
-      const bool good = !failed[p.view] && std::find(corrupt.begin(), corrupt.end(), p.view) == corrupt.end();
+      const bool good =
+          !failed[p.view] && std::find(corrupt.begin(), corrupt.end(), p.view) == corrupt.end();
       if (!good) {  // the read fails as a whole; nobody looks at this slot
         t1_->Free(p.t1_slot);
         continue;
@@ -791,15 +791,16 @@ absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::LoadAndVerify(
           corrupt.size(), " of ", read->views_.size(),
           " requested blocks failed their checksum or could not be read and were dropped "
           "(first: block ",
-          corrupt[0], ", key ", read->views_[corrupt[0]].key.ShortHex(), "…); treat them as a miss"));
+          corrupt[0], ", key ", read->views_[corrupt[0]].key.ShortHex(),
+          "…); treat them as a miss"));
     }
   }
-  if (!released_t2_slots.empty()) ReleaseT2Slots(std::move(released_t2_slots));
+  if (!released_t2_slots.empty()) ReleaseT2Slots(released_t2_slots);
   if (!result.ok()) return result;
   return read;
 }
 
-void BlockStore::ReleaseT2Slots(std::vector<uint32_t> slots) {
+void BlockStore::ReleaseT2Slots(const std::vector<uint32_t>& slots) {
   // The header goes first so that a restart cannot bring back a copy of a block that now
   // lives in T1 (and may be deleted there); the slot stays out of the free list meanwhile.
   for (uint32_t slot : slots) {

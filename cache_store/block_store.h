@@ -57,8 +57,8 @@ struct BlockStoreOptions {
   PinnedHostTierOptions t1;
   // T2 is off when t2.directory is empty. Its slot size is T1's.
   SsdTierOptions t2;
-  std::string eviction_policy = "adaptive";     // T1
-  std::string t2_eviction_policy = "lru";       // T2 (docs/policy.md: why not adaptive)
+  std::string eviction_policy = "adaptive";  // T1
+  std::string t2_eviction_policy = "lru";    // T2 (docs/policy.md: why not adaptive)
   // Demote a T1 victim only when the T1 policy's ReuseScore() reaches this (0: always).
   double t2_admit_min_score = 0.05;
   absl::Duration default_lease_ttl = absl::Seconds(30);
@@ -313,7 +313,7 @@ class BlockStore {
       std::unique_ptr<BlockReadHandle> read, std::vector<Promotion> promotions,
       std::vector<Demotion> demotions) ABSL_LOCKS_EXCLUDED(mu_);
   // Overwrites the headers of T2 slots that no block uses any more, then frees them.
-  void ReleaseT2Slots(std::vector<uint32_t> slots) ABSL_LOCKS_EXCLUDED(mu_);
+  void ReleaseT2Slots(const std::vector<uint32_t>& slots) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Called by PendingPut and BlockReadHandle.
   absl::StatusOr<PutResult> CommitPut(PendingPut& put) ABSL_LOCKS_EXCLUDED(mu_);

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -21,7 +22,9 @@ constexpr uint64_t kRecordMagic = 0x31524354'5245'4954ULL;  // "TIERTCR1"
 constexpr uint32_t kVersion = 1;
 constexpr size_t kCrcOffset = SsdTier::kAlign - 8;
 
-uint64_t RoundUp(uint64_t n) { return (n + SsdTier::kAlign - 1) / SsdTier::kAlign * SsdTier::kAlign; }
+uint64_t RoundUp(uint64_t n) {
+  return (n + SsdTier::kAlign - 1) / SsdTier::kAlign * SsdTier::kAlign;
+}
 
 template <typename T>
 void Put(uint8_t* buf, size_t off, T v) {
@@ -107,7 +110,7 @@ void EncodeRecord(uint8_t* b, const SsdRecord& r) {
   Put(b, 96, r.size);
   Put(b, 104, r.checksum);
   Put<uint32_t>(b, 112, static_cast<uint32_t>(r.tenant.size()));
-  std::memcpy(b + 116, r.tenant.data(), r.tenant.size());
+  std::copy(r.tenant.begin(), r.tenant.end(), b + 116);
   Put(b, kCrcOffset, BlockChecksum(b, kCrcOffset));
 }
 
@@ -141,16 +144,16 @@ absl::StatusOr<std::unique_ptr<SsdTier>> SsdTier::Create(const SsdTierOptions& o
   const uint64_t stride = kAlign + slot_bytes;
   const uint64_t slots64 = options.capacity_bytes / slot_bytes;
   if (slots64 == 0 || slots64 > UINT32_MAX / 2) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "T2 capacity of ", options.capacity_bytes, " bytes must hold between 1 and ",
-        UINT32_MAX / 2, " slots of ", slot_bytes, " bytes"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("T2 capacity of ", options.capacity_bytes, " bytes must hold between 1 and ",
+                     UINT32_MAX / 2, " slots of ", slot_bytes, " bytes"));
   }
   const auto slots = static_cast<uint32_t>(slots64);
   std::error_code ec;
   std::filesystem::create_directories(options.directory, ec);
   if (ec) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cannot create the T2 directory ", options.directory, ": ", ec.message()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create the T2 directory ", options.directory, ": ", ec.message()));
   }
   const std::string path = (std::filesystem::path(options.directory) / "kvtier-t2.slab").string();
   bool direct = options.direct_io;
@@ -168,7 +171,8 @@ absl::StatusOr<std::unique_ptr<SsdTier>> SsdTier::Create(const SsdTierOptions& o
 
   struct stat st {};
   if (fstat(fd, &st) != 0) {
-    return absl::FailedPreconditionError(absl::StrCat("cannot stat ", path, ": ", std::strerror(errno)));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot stat ", path, ": ", std::strerror(errno)));
   }
   const auto file_bytes = static_cast<uint64_t>(st.st_size);
   AlignedBuffer super = AllocAligned(kAlign);
@@ -176,7 +180,8 @@ absl::StatusOr<std::unique_ptr<SsdTier>> SsdTier::Create(const SsdTierOptions& o
   if (file_bytes >= kAlign) {
     if (absl::Status s = PreadAll(fd, super.get(), kAlign, 0, path); !s.ok()) return s;
     const uint8_t* b = super.get();
-    if (Get<uint64_t>(b, 0) == kSuperMagic && Get<uint64_t>(b, kCrcOffset) == BlockChecksum(b, kCrcOffset) &&
+    if (Get<uint64_t>(b, 0) == kSuperMagic &&
+        Get<uint64_t>(b, kCrcOffset) == BlockChecksum(b, kCrcOffset) &&
         Get<uint64_t>(b, 16) == slot_bytes) {
       reuse = true;
     } else {
@@ -187,7 +192,8 @@ absl::StatusOr<std::unique_ptr<SsdTier>> SsdTier::Create(const SsdTierOptions& o
   if (reuse) tier->ScanExisting(file_bytes);
   const uint64_t total = kAlign + uint64_t{slots} * stride;
   if (file_bytes > total && ftruncate(fd, static_cast<off_t>(total)) != 0) {
-    return absl::FailedPreconditionError(absl::StrCat("cannot shrink ", path, ": ", std::strerror(errno)));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot shrink ", path, ": ", std::strerror(errno)));
   }
   if (int err = posix_fallocate(fd, 0, static_cast<off_t>(total)); err != 0) {
     return IoError(absl::StrCat("cannot reserve ", total, " bytes for"), path, err);

@@ -154,8 +154,7 @@ absl::StatusOr<PutReply> CacheStoreClient::Put(const KvLayout& layout,
                                                std::span<const uint32_t> tokens,
                                                uint32_t first_block,
                                                std::span<const uint8_t> payload,
-                                               const std::string& salt,
-                                               bool last_block_partial) {
+                                               const std::string& salt, bool last_block_partial) {
   if (absl::Status s = layout.Validate(); !s.ok()) return s;
   const uint64_t block_bytes = layout.BlockBytes();
   if (payload.empty() || payload.size() % block_bytes != 0) {

@@ -114,10 +114,10 @@ int Run() {
                    << ", policy: " << stats.eviction_policy;
   if (stats.t2_enabled) {
     KVTIER_LOG(INFO) << "T2: " << stats.t2_capacity_blocks << " slots in "
-                     << absl::GetFlag(FLAGS_t2_dir) << " (direct I/O: "
-                     << (stats.t2_direct_io ? "yes" : "no") << "), " << stats.t2_recovered_blocks
-                     << " blocks recovered, " << stats.t2_recovery_drops << " dropped, policy "
-                     << stats.t2_eviction_policy;
+                     << absl::GetFlag(FLAGS_t2_dir)
+                     << " (direct I/O: " << (stats.t2_direct_io ? "yes" : "no") << "), "
+                     << stats.t2_recovered_blocks << " blocks recovered, "
+                     << stats.t2_recovery_drops << " dropped, policy " << stats.t2_eviction_policy;
   }
 
   std::unique_ptr<TenantAuthenticator> auth;

@@ -83,8 +83,8 @@ class EngineCollector : public prometheus::Collectable {
              s.t1_used_bytes, s.t2_used_bytes);
     per_tier("kvtier_tier_blocks", "Committed blocks in the tier.", T::Gauge, s.t1_used_blocks,
              s.t2_used_blocks);
-    add("kvtier_tier_reserved_blocks", "Slots reserved by Puts and promotions in flight.",
-        T::Gauge, s.t1_reserved_blocks, t1);
+    add("kvtier_tier_reserved_blocks", "Slots reserved by Puts and promotions in flight.", T::Gauge,
+        s.t1_reserved_blocks, t1);
     add("kvtier_tier_locked", "1 when the tier's memory is pinned or locked.", T::Gauge,
         s.t1_locked ? 1 : 0, t1);
     if (has_t2) {
@@ -95,8 +95,8 @@ class EngineCollector : public prometheus::Collectable {
           s.demotion_rejected_blocks);
       add("kvtier_promotions_total", "Blocks moved from T2 to T1 when read.", T::Counter,
           s.promoted_blocks);
-      add("kvtier_t2_io_errors_total", "Failed T2 reads and writes.", T::Counter,
-          s.t2_read_errors, {{"op", "read"}});
+      add("kvtier_t2_io_errors_total", "Failed T2 reads and writes.", T::Counter, s.t2_read_errors,
+          {{"op", "read"}});
       add("kvtier_t2_io_errors_total", "", T::Counter, s.t2_write_errors, {{"op", "write"}});
       add("kvtier_t2_ios_total", "T2 block reads and writes.", T::Counter, s.t2_reads,
           {{"op", "read"}});
@@ -109,10 +109,10 @@ class EngineCollector : public prometheus::Collectable {
       add("kvtier_t2_io_bytes_total", "Payload bytes read from and written to T2.", T::Counter,
           s.t2_bytes_read, {{"op", "read"}});
       add("kvtier_t2_io_bytes_total", "", T::Counter, s.t2_bytes_written, {{"op", "write"}});
-      add("kvtier_t2_recovered_blocks", "Blocks found on T2 at start and served again.",
-          T::Gauge, s.t2_recovered_blocks);
-      add("kvtier_t2_recovery_drops", "T2 records found damaged at start and dropped.",
-          T::Gauge, s.t2_recovery_drops);
+      add("kvtier_t2_recovered_blocks", "Blocks found on T2 at start and served again.", T::Gauge,
+          s.t2_recovered_blocks);
+      add("kvtier_t2_recovery_drops", "T2 records found damaged at start and dropped.", T::Gauge,
+          s.t2_recovery_drops);
       add("kvtier_t2_direct_io", "1 when T2 uses O_DIRECT.", T::Gauge, s.t2_direct_io ? 1 : 0);
     }
     add("kvtier_active_leases", "Lookup leases not yet released or expired.", T::Gauge,

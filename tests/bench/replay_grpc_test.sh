@@ -4,6 +4,7 @@
 # policy that serves). Also checks that a capacity mismatch is refused with a clear error.
 # Usage: replay_grpc_test.sh BUILD_DIR
 set -euo pipefail
+source "$(dirname "$0")/../../scripts/store_lib.sh"
 build="$(cd "${1:?usage: replay_grpc_test.sh BUILD_DIR}" && pwd)"
 bench="$build/bench/kvtier-bench"
 store="$build/services/kvtier-store"
@@ -41,17 +42,10 @@ PY
 
 capacity=300
 for policy in lru adaptive; do
-  "$store" --listen=127.0.0.1:0 --metrics_listen= --t1_lock=none --t1_slot_bytes=4096 \
-    --t1_bytes=$((capacity * 4096)) --eviction_policy=$policy >"$work/store.log" 2>&1 &
-  pid=$!
-  port=""
-  for _ in $(seq 1 200); do
-    port=$(sed -n 's/.*serving on .*(port \([0-9]*\)).*/\1/p' "$work/store.log")
-    [ -n "$port" ] && break
-    kill -0 "$pid" 2>/dev/null || fail "store exited at start-up"
-    sleep 0.05
-  done
-  [ -n "$port" ] || fail "store did not start"
+  start_store "$store" "$work/store.log" --metrics_listen= --t1_lock=none --t1_slot_bytes=4096 \
+    --t1_bytes=$((capacity * 4096)) --eviction_policy=$policy || fail "store did not start"
+  pid=$store_pid
+  port=$store_port
 
   if "$bench" replay --trace="$work/trace.jsonl" --mode=grpc --target=127.0.0.1:$port \
       --capacity_blocks=$((capacity + 1)) 2>"$work/err.txt"; then

@@ -41,7 +41,10 @@ TEST(TraceTest, BadRecordsAreErrorsThatNameTheProblem) {
   EXPECT_FALSE(ParseTraceLine("not json").ok());
 
   const std::string path = ::testing::TempDir() + "/kvtier_bad_trace.jsonl";
-  std::ofstream(path) << R"({"hash_ids": [1]})" << "\n\n" << R"({"hash_ids": [x]})" << "\n";
+  std::ofstream(path) << R"({"hash_ids": [1]})"
+                      << "\n\n"
+                      << R"({"hash_ids": [x]})"
+                      << "\n";
   auto trace = LoadTrace(path);
   ASSERT_FALSE(trace.ok());
   EXPECT_NE(trace.status().message().find("line 3"), std::string_view::npos) << trace.status();
@@ -159,8 +162,8 @@ TEST(ReplayTest, TwoTiersServeHitsFromBothAndLoseNothingAgainstOneFlatCache) {
   std::filesystem::remove_all(dir);
   const auto t1 = static_cast<uint64_t>(unique * 0.05);
   const auto t2 = static_cast<uint64_t>(unique * 0.4);
-  const ReplayResult r = RunEngine(
-      trace, {.capacity_blocks = t1, .ssd_capacity_blocks = t2, .ssd_dir = dir});
+  const ReplayResult r =
+      RunEngine(trace, {.capacity_blocks = t1, .ssd_capacity_blocks = t2, .ssd_dir = dir});
   EXPECT_GT(r.t1_hit_blocks, 0u);
   EXPECT_GT(r.t2_hit_blocks, 0u);
   EXPECT_EQ(r.fetch_failures, 0u);

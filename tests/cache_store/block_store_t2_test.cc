@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "cache_store/block_store.h"
+#include "tests/cache_store/file_size_limit.h"
 #include "tests/cache_store/test_blocks.h"
 
 namespace kvtier {
@@ -20,6 +21,7 @@ using testing::SmallStoreOptions;
 using testing::Tokens;
 
 namespace fs = std::filesystem;
+using ::kvtier::testing::FileSizeLimit;
 constexpr std::string_view kTenant = "t";
 constexpr uint32_t kT1Slots = 4;
 constexpr uint32_t kT2Slots = 16;
@@ -47,8 +49,8 @@ class T2Test : public ::testing::Test {
     store_ = *std::move(s);
   }
   LookupResult Lookup(const std::vector<uint32_t>& tokens, bool lease = true) {
-    auto r = store_->Lookup({.tenant = kTenant, .layout = &layout_, .tokens = tokens},
-                            {.lease = lease});
+    auto r =
+        store_->Lookup({.tenant = kTenant, .layout = &layout_, .tokens = tokens}, {.lease = lease});
     EXPECT_TRUE(r.ok()) << r.status();
     return r.ok() ? *r : LookupResult{};
   }
@@ -190,22 +192,6 @@ TEST_F(T2Test, PromotedBlocksLeaveNoCopyThatARestartWouldRevive) {
   EXPECT_EQ(Lookup(a_).matched_blocks(), 0u);
   EXPECT_EQ(Lookup(b_).matched_blocks(), 4u);
 }
-
-// RLIMIT_FSIZE stands in for a full disk: writes past it fail with EFBIG.
-class FileSizeLimit {
- public:
-  explicit FileSizeLimit(rlim_t bytes) {
-    std::signal(SIGXFSZ, SIG_IGN);
-    getrlimit(RLIMIT_FSIZE, &saved_);
-    rlimit lim = saved_;
-    lim.rlim_cur = bytes;
-    setrlimit(RLIMIT_FSIZE, &lim);
-  }
-  ~FileSizeLimit() { setrlimit(RLIMIT_FSIZE, &saved_); }
-
- private:
-  rlimit saved_{};
-};
 
 TEST_F(T2Test, WhenTheDiskFailsEvictedBlocksAreDroppedAndT1KeepsServing) {
   Open(T2Options(FreshDir("diskfull")));

@@ -11,11 +11,13 @@
 #include <fstream>
 
 #include "cache_store/checksum.h"
+#include "tests/cache_store/file_size_limit.h"
 
 namespace kvtier {
 namespace {
 
 namespace fs = std::filesystem;
+using ::kvtier::testing::FileSizeLimit;
 
 std::string FreshDir(const std::string& name) {
   const std::string dir = ::testing::TempDir() + "/kvtier_ssd_" + name;
@@ -51,7 +53,8 @@ TEST(SsdTierTest, WritesReadsAndRecoversRecordsAcrossReopen) {
   for (size_t i = 0; i < kSlot; ++i) data.p[i] = static_cast<uint8_t>(i * 7 + 1);
   const uint64_t size = 5000;  // not a multiple of 4 KiB
   {
-    auto tier = SsdTier::Create({.directory = dir, .capacity_bytes = 4 * kSlot, .slot_bytes = kSlot});
+    auto tier =
+        SsdTier::Create({.directory = dir, .capacity_bytes = 4 * kSlot, .slot_bytes = kSlot});
     ASSERT_TRUE(tier.ok()) << tier.status();
     EXPECT_EQ((*tier)->capacity_slots(), 4u);
     EXPECT_TRUE((*tier)->TakeRecovered().empty());
@@ -90,7 +93,8 @@ TEST(SsdTierTest, DamagedHeaderAndTruncatedSlabAreCountedDrops) {
   Aligned data(kSlot);
   std::memset(data.p, 0x5a, kSlot);
   {
-    auto tier = SsdTier::Create({.directory = dir, .capacity_bytes = 3 * kSlot, .slot_bytes = kSlot});
+    auto tier =
+        SsdTier::Create({.directory = dir, .capacity_bytes = 3 * kSlot, .slot_bytes = kSlot});
     ASSERT_TRUE(tier.ok());
     for (uint8_t tag = 1; tag <= 3; ++tag) {
       ASSERT_TRUE((*tier)->Write(*(*tier)->Allocate(), RecordFor(tag, data, kSlot), data.p).ok());
@@ -131,29 +135,15 @@ TEST(SsdTierTest, UnusableDirectoryIsAClearError) {
   const std::string dir = FreshDir("notadir");
   fs::create_directories(fs::path(dir).parent_path());
   std::ofstream(dir) << "a file where the directory should be";
-  auto tier = SsdTier::Create({.directory = dir + "/sub", .capacity_bytes = 8192, .slot_bytes = 4096});
+  auto tier =
+      SsdTier::Create({.directory = dir + "/sub", .capacity_bytes = 8192, .slot_bytes = 4096});
   ASSERT_FALSE(tier.ok());
   EXPECT_EQ(tier.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(tier.status().message().find(dir), std::string_view::npos) << tier.status();
-  auto zero = SsdTier::Create({.directory = FreshDir("zero"), .capacity_bytes = 100, .slot_bytes = 4096});
+  auto zero =
+      SsdTier::Create({.directory = FreshDir("zero"), .capacity_bytes = 100, .slot_bytes = 4096});
   EXPECT_EQ(zero.status().code(), absl::StatusCode::kInvalidArgument);
 }
-
-// RLIMIT_FSIZE stands in for a full disk: writes past it fail with EFBIG.
-class FileSizeLimit {
- public:
-  explicit FileSizeLimit(rlim_t bytes) {
-    std::signal(SIGXFSZ, SIG_IGN);
-    getrlimit(RLIMIT_FSIZE, &saved_);
-    rlimit lim = saved_;
-    lim.rlim_cur = bytes;
-    setrlimit(RLIMIT_FSIZE, &lim);
-  }
-  ~FileSizeLimit() { setrlimit(RLIMIT_FSIZE, &saved_); }
-
- private:
-  rlimit saved_{};
-};
 
 TEST(SsdTierTest, NoSpaceForTheSlabIsResourceExhausted) {
   const std::string dir = FreshDir("full");

@@ -4,6 +4,7 @@
 # events, read stats, check health, and see clear errors for bad input.
 # Usage: kvtierctl_test.sh BUILD_DIR
 set -euo pipefail
+source "$(dirname "$0")/../../scripts/store_lib.sh"
 build="$(cd "${1:?usage: kvtierctl_test.sh BUILD_DIR}" && pwd)"
 store="$build/services/kvtier-store"
 ctl="$build/client/kvtierctl"
@@ -18,23 +19,15 @@ fail() { echo "FAIL: $*" >&2; [ -f "$work/store.log" ] && cat "$work/store.log" 
 
 # A config file is a flag file.
 cat >"$work/store.flags" <<FLAGS
---listen=127.0.0.1:0
 --metrics_listen=
 --t1_bytes=33554432
 --t1_slot_bytes=65536
 --t1_lock=none
 --lease_ttl=5s
 FLAGS
-"$store" --flagfile="$work/store.flags" >"$work/store.log" 2>&1 &
-pid=$!
-port=""
-for _ in $(seq 1 200); do
-  port=$(sed -n 's/.*serving on .*(port \([0-9]*\)).*/\1/p' "$work/store.log")
-  [ -n "$port" ] && break
-  kill -0 "$pid" 2>/dev/null || fail "store exited at start-up"
-  sleep 0.05
-done
-[ -n "$port" ] || fail "store did not start"
+start_store "$store" "$work/store.log" --flagfile="$work/store.flags" || fail "store did not start"
+pid=$store_pid
+port=$store_port
 grep -q "512 slots of 65536 bytes" "$work/store.log" || fail "flag file not applied"
 
 # Small layout: 2 layers x 2 heads x 64 dims x fp16 x 16 tokens x K,V = 16 KiB blocks.

@@ -126,7 +126,8 @@ TEST(StoreProcessTest, DocsListExactlyTheExposedMetrics) {
   // With T2, so that the T2 families are exposed too.
   const std::string t2_dir = ::testing::TempDir() + "/kvtier_metrics_t2";
   std::filesystem::remove_all(t2_dir);
-  auto store = StoreProcess::Start({"--t1_bytes=8388608", "--t2_dir=" + t2_dir, "--t2_bytes=8388608"});
+  auto store =
+      StoreProcess::Start({"--t1_bytes=8388608", "--t2_dir=" + t2_dir, "--t2_bytes=8388608"});
   ASSERT_TRUE(store.ok()) << store.status();
   // An error code child appears on first use; make one so that every family has a sample.
   CacheStoreClient client({.target = (*store)->target()});
@@ -144,8 +145,12 @@ TEST(StoreProcessTest, T2ServesEvictedBlocksAndSurvivesARestart) {
   const std::vector<std::string> flags = {"--t1_bytes=4194304", "--t1_slot_bytes=65536",
                                           "--t2_dir=" + dir, "--t2_bytes=16777216",
                                           "--t2_admit_min_score=0"};
-  const KvLayout layout{.model_id = "tiny", .num_layers = 2, .num_kv_heads = 2, .head_dim = 64,
-                        .dtype = DType::kFp16, .tokens_per_block = 16};  // 16 KiB blocks
+  const KvLayout layout{.model_id = "tiny",
+                        .num_layers = 2,
+                        .num_kv_heads = 2,
+                        .head_dim = 64,
+                        .dtype = DType::kFp16,
+                        .tokens_per_block = 16};  // 16 KiB blocks
   const uint64_t bb = layout.BlockBytes();
   // 64 T1 slots; three prompts of 32 blocks each: the first one ends up in T2.
   std::vector<std::vector<uint32_t>> prompts;
