@@ -3,6 +3,7 @@
 //            kvtier-store, and print the prefix hit rate as one JSON object (bench/replay.h).
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -123,7 +124,26 @@ int RunReplay() {
 }  // namespace
 }  // namespace kvtier::bench
 
+// Accepts --capacity-blocks as well as --capacity_blocks: flag names are spelled with
+// underscores in absl, with hyphens in the issue tracker and most shells' habits.
+std::vector<std::string> NormaliseFlagNames(int argc, char** argv) {
+  std::vector<std::string> out(argv, argv + argc);
+  for (size_t i = 1; i < out.size(); ++i) {
+    std::string& a = out[i];
+    if (a == "--") break;
+    if (a.rfind("--", 0) != 0) continue;
+    const size_t end = std::min(a.find('='), a.size());
+    std::replace(a.begin() + 2, a.begin() + static_cast<std::ptrdiff_t>(end), '-', '_');
+  }
+  return out;
+}
+
 int main(int argc, char** argv) {
+  std::vector<std::string> normalised = NormaliseFlagNames(argc, argv);
+  std::vector<char*> normalised_argv;
+  for (std::string& a : normalised) normalised_argv.push_back(a.data());
+  argc = static_cast<int>(normalised_argv.size());
+  argv = normalised_argv.data();
   absl::SetProgramUsageMessage(
       "kvtier-bench replay --trace FILE (--capacity_blocks N | --capacity_fraction F) "
       "[--ssd_capacity_blocks M] [--policy adaptive|lru] [--mode engine|grpc] [--target H:P]");

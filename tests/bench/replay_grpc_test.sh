@@ -55,7 +55,8 @@ for policy in lru adaptive; do
 
   "$bench" replay --trace="$work/trace.jsonl" --mode=grpc --target=127.0.0.1:$port \
     >"$work/grpc.json" || fail "grpc replay ($policy)"
-  "$bench" replay --trace="$work/trace.jsonl" --capacity_blocks=$capacity --policy=$policy \
+  # The spelling: hyphens, space-separated values.
+  "$bench" replay --trace "$work/trace.jsonl" --capacity-blocks $capacity --policy $policy \
     >"$work/engine.json" || fail "engine replay ($policy)"
   kill -TERM "$pid"; wait "$pid" || true; pid=""
   cat "$work/grpc.json" "$work/engine.json"
