@@ -3,9 +3,7 @@
 #include <algorithm>
 #include <bit>
 
-#include "absl/strings/str_cat.h"
 #include "cache_store/log.h"
-#include "cache_store/lru_policy.h"
 
 namespace kvtier {
 
@@ -190,15 +188,6 @@ void AdaptivePolicy::HeapRemove(uint32_t handle) {
   heap_pos_[last] = i;
   SiftUp(i);
   SiftDown(heap_pos_[last]);
-}
-
-absl::StatusOr<std::unique_ptr<EvictionPolicy>> MakeEvictionPolicy(std::string_view name,
-                                                                   uint32_t handles,
-                                                                   uint32_t tier_blocks) {
-  if (name == "lru") return std::make_unique<LruPolicy>(handles);
-  if (name == "adaptive") return std::make_unique<AdaptivePolicy>(handles, tier_blocks);
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown eviction policy \"", std::string(name), "\"; known: adaptive, lru"));
 }
 
 }  // namespace kvtier
