@@ -189,7 +189,12 @@ absl::StatusOr<std::unique_ptr<SsdTier>> SsdTier::Create(const SsdTierOptions& o
                           << " byte slots; its contents are discarded";
     }
   }
-  if (reuse) tier->ScanExisting(file_bytes);
+  if (reuse) {
+    tier->ScanExisting(file_bytes);
+  } else if (file_bytes > 0 && ftruncate(fd, 0) != 0) {  // no old header may survive
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot clear ", path, ": ", std::strerror(errno)));
+  }
   const uint64_t total = kAlign + uint64_t{slots} * stride;
   if (file_bytes > total && ftruncate(fd, static_cast<off_t>(total)) != 0) {
     return absl::FailedPreconditionError(

@@ -126,9 +126,18 @@ TEST(SsdTierTest, AnotherSlotSizeDiscardsTheOldSlab) {
     ASSERT_TRUE(tier.ok());
     ASSERT_TRUE((*tier)->Write(*(*tier)->Allocate(), RecordFor(1, data, 8192), data.p).ok());
   }
-  auto tier = SsdTier::Create({.directory = dir, .capacity_bytes = 16384, .slot_bytes = 4096});
-  ASSERT_TRUE(tier.ok());
-  EXPECT_TRUE((*tier)->TakeRecovered().empty());
+  {
+    auto tier = SsdTier::Create({.directory = dir, .capacity_bytes = 16384, .slot_bytes = 4096});
+    ASSERT_TRUE(tier.ok());
+    EXPECT_TRUE((*tier)->TakeRecovered().empty());
+  }
+  // Nothing of the old slab comes back later either, whatever the geometry.
+  for (uint64_t slot_bytes : {uint64_t{4096}, uint64_t{8192}}) {
+    auto tier =
+        SsdTier::Create({.directory = dir, .capacity_bytes = 16384, .slot_bytes = slot_bytes});
+    ASSERT_TRUE(tier.ok());
+    EXPECT_TRUE((*tier)->TakeRecovered().empty()) << slot_bytes;
+  }
 }
 
 TEST(SsdTierTest, UnusableDirectoryIsAClearError) {
