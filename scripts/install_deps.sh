@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build ccache pkg-config curl python3
+  build-essential cmake ninja-build ccache pkg-config curl python3 python3-numpy
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev libxxhash-dev libssl-dev
   libgtest-dev libgmock-dev

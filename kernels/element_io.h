@@ -1,0 +1,74 @@
+// Reading and writing rows of fp32/fp16/bf16/fp8/int8 elements as float (host code).
+#ifndef KVTIER_KERNELS_ELEMENT_IO_H_
+#define KVTIER_KERNELS_ELEMENT_IO_H_
+
+#include <cstdint>
+#include <cstring>
+
+#include "cache_store/kv_layout.h"
+#include "kernels/numeric.h"
+
+namespace kvtier::kernels {
+
+// out[i] = element i of the row at `src` (dtype) times `scale`.
+inline void LoadRow(const void* src, DType dtype, uint32_t n, float scale, float* out) {
+  switch (dtype) {
+    case DType::kFp32: {
+      std::memcpy(out, src, n * sizeof(float));
+      if (scale != 1.0f) {
+        for (uint32_t i = 0; i < n; ++i) out[i] *= scale;
+      }
+      return;
+    }
+    case DType::kFp16: {
+      const auto* p = static_cast<const uint16_t*>(src);
+      for (uint32_t i = 0; i < n; ++i) out[i] = HalfToFloat(p[i]) * scale;
+      return;
+    }
+    case DType::kBf16: {
+      const auto* p = static_cast<const uint16_t*>(src);
+      for (uint32_t i = 0; i < n; ++i) out[i] = Bf16ToFloat(p[i]) * scale;
+      return;
+    }
+    case DType::kFp8E4M3: {
+      const auto* p = static_cast<const uint8_t*>(src);
+      for (uint32_t i = 0; i < n; ++i) out[i] = E4m3ToFloat(p[i]) * scale;
+      return;
+    }
+    case DType::kInt8: {
+      const auto* p = static_cast<const int8_t*>(src);
+      for (uint32_t i = 0; i < n; ++i) out[i] = static_cast<float>(p[i]) * scale;
+      return;
+    }
+  }
+}
+
+// Writes n floats as fp32/fp16/bf16.
+inline void StoreRow(const float* in, uint32_t n, DType dtype, void* dst) {
+  switch (dtype) {
+    case DType::kFp32:
+      std::memcpy(dst, in, n * sizeof(float));
+      return;
+    case DType::kFp16: {
+      auto* p = static_cast<uint16_t*>(dst);
+      for (uint32_t i = 0; i < n; ++i) p[i] = FloatToHalf(in[i]);
+      return;
+    }
+    case DType::kBf16: {
+      auto* p = static_cast<uint16_t*>(dst);
+      for (uint32_t i = 0; i < n; ++i) p[i] = FloatToBf16(in[i]);
+      return;
+    }
+    default:
+      return;  // callers validate the dtype first
+  }
+}
+
+inline bool IsActivationType(DType d) {
+  return d == DType::kFp32 || d == DType::kFp16 || d == DType::kBf16;
+}
+inline bool IsQuantized(DType d) { return d == DType::kFp8E4M3 || d == DType::kInt8; }
+
+}  // namespace kvtier::kernels
+
+#endif  // KVTIER_KERNELS_ELEMENT_IO_H_

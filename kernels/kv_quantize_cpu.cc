@@ -1,0 +1,110 @@
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cpu_parallel.h"
+#include "kernels/element_io.h"
+#include "kernels/kv_quantize.h"
+
+namespace kvtier::kernels {
+namespace {
+
+absl::Status CheckShape(const KvPageShape& s) {
+  if (s.num_layers == 0 || s.tokens_per_page == 0 || s.num_kv_heads == 0 || s.head_dim == 0) {
+    return absl::InvalidArgumentError(
+        "the page shape needs num_layers, tokens_per_page, num_kv_heads and head_dim > 0");
+  }
+  return absl::OkStatus();
+}
+
+// Element index of (page, layer, kv, token, head, 0).
+uint64_t RowIndex(const KvPageShape& s, uint64_t page, uint32_t layer, uint32_t kv, uint32_t token,
+                  uint32_t head) {
+  return ((((page * s.num_layers + layer) * 2 + kv) * s.tokens_per_page + token) * s.num_kv_heads +
+          head) *
+         s.head_dim;
+}
+
+}  // namespace
+
+absl::Status QuantizeKvCpu(const void* src, DType src_dtype, const KvPageShape& shape,
+                           DType dst_dtype, void* dst, float* scales, int threads) {
+  if (absl::Status s = CheckShape(shape); !s.ok()) return s;
+  if (!IsActivationType(src_dtype) || !IsQuantized(dst_dtype)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("quantize goes from fp32/fp16/bf16 to fp8/int8 (got ", DTypeName(src_dtype),
+                     " to ", DTypeName(dst_dtype), ")"));
+  }
+  if (shape.num_pages == 0) return absl::OkStatus();
+  if (src == nullptr || dst == nullptr || scales == nullptr) {
+    return absl::InvalidArgumentError("src, dst and scales are required");
+  }
+  const uint64_t in_bytes = DTypeBytes(src_dtype);
+  const float qmax = dst_dtype == DType::kInt8 ? 127.0f : kE4m3Max;
+  ParallelFor(shape.Scales(), threads, [&](size_t index) {
+    const uint32_t head = static_cast<uint32_t>(index % shape.num_kv_heads);
+    const uint64_t rest = index / shape.num_kv_heads;
+    const uint32_t kv = static_cast<uint32_t>(rest % 2);
+    const uint32_t layer = static_cast<uint32_t>((rest / 2) % shape.num_layers);
+    const uint64_t page = rest / 2 / shape.num_layers;
+    std::vector<float> row(shape.head_dim);
+    float amax = 0;
+    for (uint32_t t = 0; t < shape.tokens_per_page; ++t) {
+      const uint64_t r = RowIndex(shape, page, layer, kv, t, head);
+      LoadRow(static_cast<const uint8_t*>(src) + r * in_bytes, src_dtype, shape.head_dim, 1.0f,
+              row.data());
+      for (float x : row) amax = std::max(amax, std::fabs(x));
+    }
+    const float scale = amax > 0 ? amax / qmax : 1.0f;
+    scales[index] = scale;
+    for (uint32_t t = 0; t < shape.tokens_per_page; ++t) {
+      const uint64_t r = RowIndex(shape, page, layer, kv, t, head);
+      LoadRow(static_cast<const uint8_t*>(src) + r * in_bytes, src_dtype, shape.head_dim, 1.0f,
+              row.data());
+      auto* out = static_cast<uint8_t*>(dst) + r;
+      for (uint32_t d = 0; d < shape.head_dim; ++d) {
+        const float x = row[d] / scale;
+        if (dst_dtype == DType::kInt8) {
+          const float q = std::clamp(std::nearbyint(x), -127.0f, 127.0f);
+          out[d] = static_cast<uint8_t>(static_cast<int8_t>(q));
+        } else {
+          out[d] = FloatToE4m3(x);
+        }
+      }
+    }
+  });
+  return absl::OkStatus();
+}
+
+absl::Status DequantizeKvCpu(const void* src, DType src_dtype, const float* scales,
+                             const KvPageShape& shape, DType dst_dtype, void* dst, int threads) {
+  if (absl::Status s = CheckShape(shape); !s.ok()) return s;
+  if (!IsQuantized(src_dtype) || !IsActivationType(dst_dtype)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dequantize goes from fp8/int8 to fp32/fp16/bf16 (got ", DTypeName(src_dtype),
+                     " to ", DTypeName(dst_dtype), ")"));
+  }
+  if (shape.num_pages == 0) return absl::OkStatus();
+  if (src == nullptr || dst == nullptr || scales == nullptr) {
+    return absl::InvalidArgumentError("src, dst and scales are required");
+  }
+  const uint64_t out_bytes = DTypeBytes(dst_dtype);
+  ParallelFor(shape.Scales(), threads, [&](size_t index) {
+    const uint32_t head = static_cast<uint32_t>(index % shape.num_kv_heads);
+    const uint64_t rest = index / shape.num_kv_heads;
+    const uint32_t kv = static_cast<uint32_t>(rest % 2);
+    const uint32_t layer = static_cast<uint32_t>((rest / 2) % shape.num_layers);
+    const uint64_t page = rest / 2 / shape.num_layers;
+    std::vector<float> row(shape.head_dim);
+    for (uint32_t t = 0; t < shape.tokens_per_page; ++t) {
+      const uint64_t r = RowIndex(shape, page, layer, kv, t, head);
+      LoadRow(static_cast<const uint8_t*>(src) + r, src_dtype, shape.head_dim, scales[index],
+              row.data());
+      StoreRow(row.data(), shape.head_dim, dst_dtype, static_cast<uint8_t*>(dst) + r * out_bytes);
+    }
+  });
+  return absl::OkStatus();
+}
+
+}  // namespace kvtier::kernels
