@@ -1,0 +1,44 @@
+// Page gather/scatter: many (page, offset, length) fragments between the page pool and a
+// contiguous buffer in one call, for the cases where one DMA per fragment is slow (a
+// restore of many partial layers, an offload of scattered blocks).
+//
+//   gather:  dst = fragment_0 ‖ fragment_1 ‖ ...      (pages → contiguous)
+//   scatter: fragment_i = the next length_i bytes of src (contiguous → pages)
+//
+// Fragments lie inside one page each. Scatter fragments must not overlap (checked).
+// Errors name the bad fragment; nothing is copied unless every fragment is valid.
+#ifndef KVTIER_KERNELS_PAGE_COPY_H_
+#define KVTIER_KERNELS_PAGE_COPY_H_
+
+#include <cstdint>
+#include <span>
+
+#include "absl/status/status.h"
+
+namespace kvtier::kernels {
+
+struct CopyFragment {
+  uint32_t page = 0;
+  uint64_t offset = 0;  // within the page
+  uint64_t length = 0;
+};
+
+struct PagePoolBytes {
+  void* pages = nullptr;
+  uint64_t page_bytes = 0;
+  uint32_t num_pages = 0;
+};
+
+// Checks every fragment against the pool and the total against `buffer_bytes`.
+absl::Status ValidateFragments(const PagePoolBytes& pool, std::span<const CopyFragment> fragments,
+                               uint64_t buffer_bytes, bool for_scatter);
+
+absl::Status GatherPagesCpu(const PagePoolBytes& pool, std::span<const CopyFragment> fragments,
+                            void* dst, uint64_t dst_bytes, int threads = 0);
+absl::Status ScatterPagesCpu(const void* src, uint64_t src_bytes,
+                             std::span<const CopyFragment> fragments, const PagePoolBytes& pool,
+                             int threads = 0);
+
+}  // namespace kvtier::kernels
+
+#endif  // KVTIER_KERNELS_PAGE_COPY_H_
