@@ -1,6 +1,8 @@
 // kvtier-bench: benchmarks of kvtier. Subcommands:
 //   replay   replay a Mooncake-format trace against the engine in process or a running
 //            kvtier-store, and print the prefix hit rate as one JSON object (bench/replay.h).
+//   attention  CPU paged decode attention: K/V GB/s against memcpy in the same run
+//            (bench/attention_bench.h).
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +15,9 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "bench/attention_bench.h"
 #include "bench/replay.h"
 #include "bench/trace.h"
 
@@ -34,6 +39,10 @@ ABSL_FLAG(std::string, mode, "engine",
 ABSL_FLAG(std::string, target, "127.0.0.1:50051", "replay --mode=grpc: the store.");
 ABSL_FLAG(std::string, tenant, "replay", "replay --mode=grpc: x-kvtier-tenant to send.");
 ABSL_FLAG(uint64_t, limit_requests, 0, "replay: replay only the first N requests (0: all).");
+ABSL_FLAG(std::string, batches, "1,16", "attention: batch sizes (comma-separated).");
+ABSL_FLAG(std::string, contexts, "1024,4096", "attention: context lengths in tokens.");
+ABSL_FLAG(int32_t, threads, 0, "attention: CPU threads (0: all cores).");
+ABSL_FLAG(int32_t, iterations, 3, "attention: runs per shape; the best is reported.");
 
 namespace kvtier::bench {
 namespace {
@@ -121,6 +130,36 @@ int RunReplay() {
   return 0;
 }
 
+absl::StatusOr<std::vector<uint32_t>> ParseList(const std::string& flag, const std::string& text) {
+  std::vector<uint32_t> out;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    uint32_t v = 0;
+    if (!absl::SimpleAtoi(part, &v) || v == 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--", flag, " takes positive integers separated by commas, got \"", text, "\""));
+    }
+    out.push_back(v);
+  }
+  return out;
+}
+
+int RunAttention() {
+  absl::StatusOr<std::vector<uint32_t>> batches =
+      ParseList("batches", absl::GetFlag(FLAGS_batches));
+  if (!batches.ok()) return Fail(batches.status());
+  absl::StatusOr<std::vector<uint32_t>> contexts =
+      ParseList("contexts", absl::GetFlag(FLAGS_contexts));
+  if (!contexts.ok()) return Fail(contexts.status());
+  absl::StatusOr<std::vector<std::string>> lines =
+      RunAttentionBench({.batches = *batches,
+                         .contexts = *contexts,
+                         .threads = absl::GetFlag(FLAGS_threads),
+                         .iterations = absl::GetFlag(FLAGS_iterations)});
+  if (!lines.ok()) return Fail(lines.status());
+  for (const std::string& line : *lines) std::cout << line << std::endl;
+  return 0;
+}
+
 }  // namespace
 }  // namespace kvtier::bench
 
@@ -154,6 +193,7 @@ int main(int argc, char** argv) {
   }
   const std::string command = args[1];
   if (command == "replay") return kvtier::bench::RunReplay();
-  std::cerr << "kvtier-bench: unknown command \"" << command << "\" (known: replay)\n";
+  if (command == "attention") return kvtier::bench::RunAttention();
+  std::cerr << "kvtier-bench: unknown command \"" << command << "\" (known: replay, attention)\n";
   return 2;
 }

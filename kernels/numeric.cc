@@ -11,27 +11,36 @@ namespace {
 // Rounds a non-negative value to the nearest integer, ties to even.
 float RoundHalfEven(float x) { return std::nearbyint(x); }  // default FE_TONEAREST
 
-std::array<float, 256> MakeE4m3Table() {
+constexpr float Pow2(int e) {
+  float v = 1.0f;
+  for (; e > 0; --e) v *= 2.0f;
+  for (; e < 0; ++e) v *= 0.5f;
+  return v;
+}
+
+constexpr std::array<float, 256> MakeE4m3Table() {
   std::array<float, 256> t{};
   for (int v = 0; v < 256; ++v) {
     const int e = (v >> 3) & 0xF;
     const int m = v & 7;
-    float mag;
+    float mag = 0;
     if (e == 15 && m == 7) {
       mag = std::numeric_limits<float>::quiet_NaN();
     } else if (e == 0) {
-      mag = std::ldexp(static_cast<float>(m) / 8.0f, -6);
+      mag = static_cast<float>(m) / 8.0f * Pow2(-6);
     } else {
-      mag = std::ldexp(1.0f + static_cast<float>(m) / 8.0f, e - 7);
+      mag = (1.0f + static_cast<float>(m) / 8.0f) * Pow2(e - 7);
     }
     t[v] = (v & 0x80) ? -mag : mag;
   }
   return t;
 }
 
+constexpr std::array<float, 256> kE4m3Values = MakeE4m3Table();
+
 }  // namespace
 
-float HalfToFloat(uint16_t h) {
+float HalfToFloatSlow(uint16_t h) {
   const uint32_t sign = (h & 0x8000u) << 16;
   const uint32_t exp = (h >> 10) & 0x1F;
   const uint32_t mant = h & 0x3FF;
@@ -65,8 +74,6 @@ uint16_t FloatToHalf(float f) {
   return sign | static_cast<uint16_t>(((exp + 15) << 10) | static_cast<uint16_t>(mant));
 }
 
-float Bf16ToFloat(uint16_t b) { return std::bit_cast<float>(static_cast<uint32_t>(b) << 16); }
-
 uint16_t FloatToBf16(float f) {
   uint32_t bits = std::bit_cast<uint32_t>(f);
   if (std::isnan(f)) return static_cast<uint16_t>((bits >> 16) | 0x40);
@@ -74,10 +81,7 @@ uint16_t FloatToBf16(float f) {
   return static_cast<uint16_t>(bits >> 16);
 }
 
-float E4m3ToFloat(uint8_t v) {
-  static const std::array<float, 256> kTable = MakeE4m3Table();
-  return kTable[v];
-}
+const std::array<float, 256>& kE4m3Table = kE4m3Values;
 
 uint8_t FloatToE4m3(float f) {
   if (std::isnan(f)) return 0x7F;

@@ -88,6 +88,17 @@ struct Partial {
   std::vector<float> acc;
 };
 
+// Eight independent partial sums, so the compiler can vectorise without reassociating a
+// single floating-point reduction. REQUIRES: n % 8 == 0 (head dims are 64, 128, 256).
+inline float Dot(const float* a, const float* b, uint32_t n) {
+  float lanes[8] = {};
+  for (uint32_t d = 0; d < n; d += 8) {
+    for (int l = 0; l < 8; ++l) lanes[l] += a[d + l] * b[d + l];
+  }
+  return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+         ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+}
+
 void MergeInto(Partial& into, const Partial& from) {
   if (from.sum == 0) return;
   if (into.sum == 0) {
@@ -165,9 +176,7 @@ absl::Status PagedDecodeAttentionCpu(const KvPagePool& pool, const DecodeAttenti
       LoadRow(layer + pool.tokens_per_page * pool.RowBytes() + row, pool.dtype, dim, v_scale,
               v.data());
       for (uint32_t j = 0; j < group; ++j) {
-        const float* qj = &q[uint64_t{j} * dim];
-        float score = 0;
-        for (uint32_t d = 0; d < dim; ++d) score += qj[d] * k[d];
+        const float score = Dot(&q[uint64_t{j} * dim], k.data(), dim);
         Partial& p = out[j];
         if (score > p.max) {
           const float correction = std::exp(p.max - score);  // exp(-inf) = 0 at the start
