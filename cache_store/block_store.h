@@ -272,6 +272,7 @@ class BlockStore {
     return tier == Tier::kHostDram ? t1_policy_.get() : t2_policy_.get();
   }
   static BlockTraits TraitsOf(const Entry& e);
+  static BlockEvent EventFor(const Entry& e, BlockEvent::Type type, BlockEvent::Reason reason);
   // Expires leases and pins whose time has come. Every locked operation starts with it,
   // so within one operation a pin is either live or already swept.
   void Sweep(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -9,7 +9,10 @@ cd "$(dirname "$0")/.."
 files=()
 for f in $(grep -l -E "absl::Mutex|ABSL_(PT_)?GUARDED_BY|ABSL_EXCLUSIVE_LOCKS_REQUIRED" \
              cache_store/*.h cache_store/*.cc services/*.h services/*.cc client/*.h client/*.cc); do
-  cc="${f%.h}.cc"
+  case "$f" in
+    *.h) cc="${f%.h}.cc" ;;
+    *) cc="$f" ;;
+  esac
   [ -f "$cc" ] && files+=("$cc")
 done
 mapfile -t files < <(printf '%s\n' "${files[@]}" | sort -u)

@@ -1,0 +1,337 @@
+// BlockStore: moving blocks between T1 and T2. Eviction from T1 with demotion to T2
+// (AllocateT1 and the Demotion steps), reads that load T2 blocks and promote them to T1
+// (OpenLocked, LoadAndVerify), and rebuilding the T2 index at start (Recover). Disk I/O
+// runs between two locked sections, never under the mutex (block_store.h).
+#include <algorithm>
+#include <cstdlib>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "cache_store/block_store.h"
+#include "cache_store/checksum.h"
+#include "cache_store/log.h"
+
+namespace kvtier {
+
+// ---------------------------------------------------------------------------------------
+// Warm restart
+
+void BlockStore::Recover() {
+  if (!t2_) return;
+  std::vector<std::pair<uint32_t, SsdRecord>> records = t2_->TakeRecovered();
+  absl::MutexLock lock(&mu_);
+  counters_.t2_recovery_drops = t2_->recovery_drops();
+  std::vector<uint32_t> added;
+  for (auto& [slot, r] : records) {
+    if (index_.Find(r.key)) {  // a stale second copy of a block
+      t2_->Free(slot);
+      continue;
+    }
+    const uint32_t h = NewHandle();
+    Entry& e = entries_[h];
+    e.state = Entry::State::kLive;
+    e.tier = Tier::kLocalSsd;
+    e.slot = slot;
+    e.key = r.key;
+    e.parent = r.parent;
+    e.tenant = std::move(r.tenant);
+    e.layout_fingerprint = r.layout_fingerprint;
+    e.num_layers = r.num_layers;
+    e.depth = r.depth;
+    e.size = r.size;
+    e.checksum = r.checksum;
+    index_.Insert(e.key, h);
+    ++used_blocks_[static_cast<int>(Tier::kLocalSsd)];
+    used_bytes_[static_cast<int>(Tier::kLocalSsd)] += e.size;
+    t2_policy_->OnResident(h, TraitsOf(e));
+    added.push_back(h);
+  }
+  // Parents are linked once every recovered block is indexed; shallow blocks first, so
+  // the policy sees the same tree a live store would have built.
+  std::vector<std::pair<uint32_t, uint32_t>> by_depth;  // (depth, handle)
+  by_depth.reserve(added.size());
+  for (uint32_t h : added) by_depth.emplace_back(entries_[h].depth, h);
+  std::sort(by_depth.begin(), by_depth.end());
+  for (auto [depth, h] : by_depth) LinkParent(h);
+  for (uint32_t h : added) SyncEvictable(h);
+  counters_.t2_recovered_blocks = added.size();
+  if (!records.empty() || t2_->recovery_drops() > 0) {
+    KVTIER_LOG(INFO) << "T2 " << t2_->path() << ": recovered " << added.size()
+                     << " blocks, dropped " << t2_->recovery_drops() << " damaged records";
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Eviction and demotion
+
+std::optional<uint32_t> BlockStore::AllocateT2() {
+  if (std::optional<uint32_t> slot = t2_->Allocate()) return slot;
+  std::optional<uint32_t> victim = t2_policy_->Victim();
+  if (!victim) return std::nullopt;
+  RemoveEntry(*victim, BlockEvent::Reason::kEvicted);
+  ++counters_.t2_evicted_blocks;
+  return t2_->Allocate();  // the victim had no references, so its slot is free now
+}
+
+std::optional<uint32_t> BlockStore::AllocateT1(std::vector<Demotion>& demotions) {
+  if (std::optional<uint32_t> slot = t1_->Allocate()) return slot;
+  std::optional<uint32_t> victim = t1_policy_->Victim();
+  if (!victim) return std::nullopt;
+  const uint32_t h = *victim;
+  Entry& e = entries_[h];
+  if (t2_ == nullptr) {
+    RemoveEntry(h, BlockEvent::Reason::kEvicted);
+    ++counters_.evicted_blocks;
+    return t1_->Allocate();
+  }
+  if (t1_policy_->ReuseScore(h) < options_.t2_admit_min_score) {
+    ++counters_.demotion_rejected_blocks;
+    RemoveEntry(h, BlockEvent::Reason::kEvicted);
+    ++counters_.evicted_blocks;
+    return t1_->Allocate();
+  }
+  std::optional<uint32_t> t2_slot = AllocateT2();
+  if (!t2_slot) {  // every T2 block is protected
+    RemoveEntry(h, BlockEvent::Reason::kEvicted);
+    ++counters_.evicted_blocks;
+    return t1_->Allocate();
+  }
+  // Out of the index and the T1 policy while the bytes travel; the T1 slot goes to the
+  // caller, who writes into it only after RunDemotions.
+  index_.Erase(e.key);
+  t1_policy_->OnLeave(h, /*evicted=*/true);
+  UnlinkParent(h);
+  --used_blocks_[static_cast<int>(Tier::kHostDram)];
+  used_bytes_[static_cast<int>(Tier::kHostDram)] -= e.size;
+  e.state = Entry::State::kMoving;
+  const uint32_t t1_slot = e.slot;
+  e.slot = kNone;
+  demotions.push_back(Demotion{.handle = h,
+                               .t1_slot = t1_slot,
+                               .t2_slot = *t2_slot,
+                               .record = SsdRecord{.key = e.key,
+                                                   .parent = e.parent,
+                                                   .tenant = e.tenant,
+                                                   .layout_fingerprint = e.layout_fingerprint,
+                                                   .num_layers = e.num_layers,
+                                                   .depth = e.depth,
+                                                   .size = e.size,
+                                                   .checksum = e.checksum}});
+  return t1_slot;
+}
+
+void BlockStore::RunDemotions(std::vector<Demotion>& demotions) {
+  for (Demotion& d : demotions) {
+    const absl::Time start = absl::Now();
+    d.status = t2_->Write(d.t2_slot, d.record, t1_->SlotData(d.t1_slot));
+    d.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  }
+}
+
+void BlockStore::FinishDemotions(std::vector<Demotion>& demotions) {
+  for (Demotion& d : demotions) {
+    Entry& e = entries_[d.handle];
+    ++counters_.t2_writes;
+    counters_.t2_write_seconds += d.seconds;
+    const bool duplicate = index_.Find(e.key).has_value();  // re-Put while it travelled
+    if (d.status.ok() && !duplicate) {
+      counters_.t2_bytes_written += e.size;
+      e.tier = Tier::kLocalSsd;
+      e.slot = d.t2_slot;
+      AddResident(d.handle);
+      ++counters_.demoted_blocks;
+      continue;
+    }
+    if (!d.status.ok() && !absl::IsAborted(d.status)) {
+      ++counters_.t2_write_errors;
+      KVTIER_LOG(ERROR) << "demotion of block " << e.key.ShortHex()
+                        << " to T2 failed; the block is dropped: " << d.status;
+    }
+    t2_->Free(d.t2_slot);
+    ++counters_.evicted_blocks;
+    events_.Append(EventFor(e, BlockEvent::Type::kRemoved, BlockEvent::Reason::kEvicted));
+    e.slot = kNone;
+    FreeEntry(d.handle);
+  }
+  demotions.clear();
+}
+
+// ---------------------------------------------------------------------------------------
+// Reads and promotion
+
+std::unique_ptr<BlockReadHandle> BlockStore::OpenLocked(std::vector<uint32_t> handles,
+                                                        std::vector<Promotion>& promotions,
+                                                        std::vector<Demotion>& demotions) {
+  std::vector<BlockView> views;
+  views.reserve(handles.size());
+  absl::flat_hash_set<uint32_t> promoting;
+  for (size_t i = 0; i < handles.size(); ++i) {
+    const uint32_t h = handles[i];
+    Ref(h);
+    const Entry& e = entries_[h];
+    BlockView view{.key = e.key,
+                   .data = nullptr,
+                   .size = e.size,
+                   .checksum = e.checksum,
+                   .tier = e.tier,
+                   .num_layers = e.num_layers,
+                   .layout_fingerprint = e.layout_fingerprint};
+    if (e.tier == Tier::kHostDram) {
+      view.data = t1_->SlotData(e.slot);
+    } else {
+      // Reserve a T1 slot to read the block into; it becomes the block's home once
+      // verified. Without room in T1, or for a block listed twice, the block is read into
+      // a staging buffer.
+      // The first listing of a block is promoted; later listings only read it.
+      std::optional<uint32_t> t1_slot;
+      if (promoting.insert(h).second) t1_slot = AllocateT1(demotions);
+      ++entries_[h].t2_reads;
+      if (t1_slot) ++reserved_blocks_;
+      promotions.push_back(
+          Promotion{.view = i, .handle = h, .t1_slot = t1_slot.value_or(kNone), .t2_slot = e.slot});
+    }
+    views.push_back(view);
+  }
+  return std::unique_ptr<BlockReadHandle>(
+      new BlockReadHandle(this, std::move(handles), std::move(views)));
+}
+
+void BlockReadHandle::FreeDeleter::operator()(uint8_t* p) const { std::free(p); }
+
+absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::LoadAndVerify(
+    std::unique_ptr<BlockReadHandle> read, std::vector<Promotion> promotions,
+    std::vector<Demotion> demotions) {
+  // Demotions first: they empty the T1 slots that promotions read into.
+  RunDemotions(demotions);
+  for (Promotion& p : promotions) {
+    BlockView& v = read->views_[p.view];
+    uint8_t* dst = nullptr;
+    if (p.t1_slot != kNone) {
+      dst = t1_->SlotData(p.t1_slot);
+    } else {
+      const uint64_t rounded = (v.size + SsdTier::kAlign - 1) / SsdTier::kAlign * SsdTier::kAlign;
+      dst = static_cast<uint8_t*>(std::aligned_alloc(SsdTier::kAlign, rounded));
+      KVTIER_CHECK(dst != nullptr) << "out of memory for a " << rounded << " byte staging buffer";
+      read->staging_.emplace_back(dst);
+    }
+    const absl::Time start = absl::Now();
+    p.status = t2_->Read(p.t2_slot, v.size, dst);
+    p.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+    v.data = dst;
+  }
+  // Hash outside the lock: the references keep the bytes in place and unchanged.
+  // bad[i]: block i could not be read or failed its checksum.
+  std::vector<bool> bad(read->views_.size(), false);
+  for (const Promotion& p : promotions) {
+    if (!p.status.ok()) bad[p.view] = true;
+  }
+  std::vector<size_t> corrupt;
+  for (size_t i = 0; i < read->views_.size(); ++i) {
+    const BlockView& v = read->views_[i];
+    if (!bad[i] && BlockChecksum(v.data, v.size) != v.checksum) bad[i] = true;
+    if (bad[i]) corrupt.push_back(i);
+  }
+  std::vector<uint32_t> released_t2_slots;
+  absl::Status result = absl::OkStatus();
+  {
+    absl::MutexLock lock(&mu_);
+    FinishDemotions(demotions);
+    for (const Promotion& p : promotions) {
+      ++counters_.t2_reads;
+      counters_.t2_read_seconds += p.seconds;
+      if (!p.status.ok()) {
+        ++counters_.t2_read_errors;
+        KVTIER_LOG(ERROR) << "T2 read failed: " << p.status;
+      } else {
+        counters_.t2_bytes_read += read->views_[p.view].size;
+      }
+    }
+    for (size_t i : corrupt) {
+      const uint32_t h = read->handles_[i];
+      Entry& e = entries_[h];
+      if (e.state == Entry::State::kLive) {
+        KVTIER_LOG(ERROR) << "block " << e.key.ShortHex() << " in " << TierName(e.tier)
+                          << " failed its checksum or could not be read; dropped";
+        if (e.tier == Tier::kLocalSsd) ++counters_.checksum_failures_t2;
+        RemoveEntry(h, BlockEvent::Reason::kCorrupted);
+        ++counters_.checksum_failures;
+      }
+    }
+    // This read no longer uses the T2 slots it read from. A slot retired by a promotion
+    // while this read was in flight is released by its last reader.
+    for (const Promotion& p : promotions) {
+      Entry& e = entries_[p.handle];
+      if (--e.t2_reads == 0 && e.retired_t2_slot != kNone) {
+        released_t2_slots.push_back(e.retired_t2_slot);
+        e.retired_t2_slot = kNone;
+      }
+    }
+    // Verified T2 blocks move into the T1 slots they were read into.
+    for (const Promotion& p : promotions) {
+      if (p.t1_slot == kNone) continue;
+      --reserved_blocks_;
+      Entry& e = entries_[p.handle];
+      if (bad[p.view]) {  // the read fails as a whole; nobody looks at this slot
+        t1_->Free(p.t1_slot);
+        continue;
+      }
+      if (e.tier != Tier::kLocalSsd || e.slot != p.t2_slot) {
+        // A concurrent reader promoted it first: this copy serves this reader only.
+        read->owned_t1_slots_.push_back(p.t1_slot);
+        continue;
+      }
+      const bool live = e.state == Entry::State::kLive;
+      if (live) {
+        t2_policy_->OnLeave(p.handle, /*evicted=*/false);
+        UnlinkParent(p.handle);
+        --used_blocks_[static_cast<int>(Tier::kLocalSsd)];
+        used_bytes_[static_cast<int>(Tier::kLocalSsd)] -= e.size;
+      }
+      if (e.t2_reads == 0) {
+        released_t2_slots.push_back(e.slot);
+      } else {
+        e.retired_t2_slot = e.slot;  // another reader is still reading it
+      }
+      e.tier = Tier::kHostDram;
+      e.slot = p.t1_slot;
+      if (live) {
+        ++used_blocks_[static_cast<int>(Tier::kHostDram)];
+        used_bytes_[static_cast<int>(Tier::kHostDram)] += e.size;
+        t1_policy_->OnResident(p.handle, TraitsOf(e));
+        LinkParent(p.handle);
+        SyncEvictable(p.handle);
+        ++counters_.promoted_blocks;
+      }
+    }
+    if (corrupt.empty()) {
+      counters_.fetched_blocks += read->views_.size();
+      for (const BlockView& v : read->views_) counters_.fetched_bytes += v.size;
+    } else {
+      for (uint32_t h : read->handles_) Unref(h);
+      read->handles_.clear();
+      result = absl::DataLossError(absl::StrCat(
+          corrupt.size(), " of ", read->views_.size(),
+          " requested blocks failed their checksum or could not be read and were dropped "
+          "(first: block ",
+          corrupt[0], ", key ", read->views_[corrupt[0]].key.ShortHex(),
+          "…); treat them as a miss"));
+    }
+  }
+  if (!released_t2_slots.empty()) ReleaseT2Slots(released_t2_slots);
+  if (!result.ok()) return result;
+  return read;
+}
+
+void BlockStore::ReleaseT2Slots(const std::vector<uint32_t>& slots) {
+  // The header goes first so that a restart cannot bring back a copy of a block that now
+  // lives in T1 (and may be deleted there); the slot stays out of the free list meanwhile.
+  for (uint32_t slot : slots) {
+    if (absl::Status s = t2_->Invalidate(slot); !s.ok()) {
+      KVTIER_LOG(ERROR) << "cannot invalidate T2 slot " << slot << ": " << s;
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  for (uint32_t slot : slots) t2_->Free(slot);
+}
+
+}  // namespace kvtier
