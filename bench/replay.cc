@@ -53,32 +53,29 @@ class EngineBackend final : public ReplayBackend {
   explicit EngineBackend(std::unique_ptr<BlockStore> store)
       : store_(std::move(store)), layout_(ReplayLayout()) {}
 
-  absl::StatusOr<Hits> LookupFetchRelease(std::span<const uint64_t> hash_ids) override {
-    const std::vector<uint32_t> tokens = ReplayTokens(hash_ids);
-    absl::StatusOr<LookupResult> found =
-        store_->Lookup(PromptRef{.tenant = kTenant, .layout = &layout_, .tokens = tokens}, {});
+  absl::StatusOr<Hits> LookupFetchRelease(const ReplayPrompt& prompt) override {
+    absl::StatusOr<LookupResult> found = store_->Lookup(
+        PromptRef{.tenant = kTenant, .layout = &layout_, .tokens = prompt.tokens}, {});
     if (!found.ok()) return found.status();
     Hits hits;
     for (Tier t : found->tiers) ++(t == Tier::kHostDram ? hits.t1 : hits.t2);
     if (found->lease_id != 0) {
-      absl::StatusOr<std::unique_ptr<BlockReadHandle>> read =
-          store_->ReadLease(kTenant, found->lease_id);
-      hits.fetch_failed = !read.ok();
-      read = absl::CancelledError();  // the handle is released before the lease
+      {  // the read handle goes before the lease
+        absl::StatusOr<std::unique_ptr<BlockReadHandle>> read =
+            store_->ReadLease(kTenant, found->lease_id);
+        hits.fetch_failed = !read.ok();
+      }
       if (absl::Status s = store_->Release(kTenant, found->lease_id); !s.ok()) return s;
     }
     return hits;
   }
 
-  absl::Status Put(std::span<const uint64_t> hash_ids, uint32_t first_block,
-                   bool last_block_partial) override {
-    const std::vector<uint32_t> tokens = ReplayTokens(hash_ids);
-    const auto n = static_cast<uint32_t>(hash_ids.size()) - first_block;
-    const std::vector<uint8_t> payload = ReplayPayload(hash_ids, first_block, n);
+  absl::Status Put(const ReplayPrompt& prompt, uint32_t first_block,
+                   std::span<const uint8_t> payload, bool last_block_partial) override {
     return store_
-        ->Put(PutSpec{.prompt = {.tenant = kTenant, .layout = &layout_, .tokens = tokens},
+        ->Put(PutSpec{.prompt = {.tenant = kTenant, .layout = &layout_, .tokens = prompt.tokens},
                       .first_block = first_block,
-                      .num_blocks = n,
+                      .num_blocks = static_cast<uint32_t>(payload.size() / layout_.BlockBytes()),
                       .last_block_partial = last_block_partial},
               payload)
         .status();
@@ -105,9 +102,8 @@ class GrpcBackend final : public ReplayBackend {
  public:
   explicit GrpcBackend(const ClientOptions& options) : client_(options), layout_(ReplayLayout()) {}
 
-  absl::StatusOr<Hits> LookupFetchRelease(std::span<const uint64_t> hash_ids) override {
-    const std::vector<uint32_t> tokens = ReplayTokens(hash_ids);
-    absl::StatusOr<LookupReply> found = client_.Lookup(layout_, tokens);
+  absl::StatusOr<Hits> LookupFetchRelease(const ReplayPrompt& prompt) override {
+    absl::StatusOr<LookupReply> found = client_.Lookup(layout_, prompt.tokens);
     if (!found.ok()) return found.status();
     Hits hits;
     for (v1::Tier t : found->tiers) ++(t == v1::TIER_HOST_DRAM ? hits.t1 : hits.t2);
@@ -119,7 +115,7 @@ class GrpcBackend final : public ReplayBackend {
       }
       absl::StatusOr<FetchReply> fetched = client_.Fetch({.lease_id = found->lease_id}, out);
       hits.fetch_failed = !fetched.ok();
-      if (fetched.ok() && buffer_ != ReplayPayload(hash_ids, 0, found->matched_blocks)) {
+      if (fetched.ok() && buffer_ != ReplayPayload(prompt.hash_ids, 0, found->matched_blocks)) {
         return absl::DataLossError("the store returned bytes that differ from what was put");
       }
       if (absl::Status s = client_.Release(found->lease_id); !s.ok()) return s;
@@ -127,12 +123,10 @@ class GrpcBackend final : public ReplayBackend {
     return hits;
   }
 
-  absl::Status Put(std::span<const uint64_t> hash_ids, uint32_t first_block,
-                   bool last_block_partial) override {
-    const std::vector<uint32_t> tokens = ReplayTokens(hash_ids);
-    const auto n = static_cast<uint32_t>(hash_ids.size()) - first_block;
-    const std::vector<uint8_t> payload = ReplayPayload(hash_ids, first_block, n);
-    return client_.Put(layout_, tokens, first_block, payload, "", last_block_partial).status();
+  absl::Status Put(const ReplayPrompt& prompt, uint32_t first_block,
+                   std::span<const uint8_t> payload, bool last_block_partial) override {
+    return client_.Put(layout_, prompt.tokens, first_block, payload, "", last_block_partial)
+        .status();
   }
 
   absl::StatusOr<Counters> Stats() override {
@@ -201,7 +195,8 @@ absl::StatusOr<ReplayResult> Replay(const std::vector<TraceRequest>& trace, Repl
       ++r.requests;
       continue;
     }
-    absl::StatusOr<ReplayBackend::Hits> hits = backend.LookupFetchRelease(req.hash_ids);
+    const ReplayPrompt prompt{.hash_ids = req.hash_ids, .tokens = ReplayTokens(req.hash_ids)};
+    absl::StatusOr<ReplayBackend::Hits> hits = backend.LookupFetchRelease(prompt);
     if (!hits.ok()) {
       return absl::Status(hits.status().code(),
                           absl::StrCat("request ", i, ": lookup: ", hits.status().message()));
@@ -215,7 +210,9 @@ absl::StatusOr<ReplayResult> Replay(const std::vector<TraceRequest>& trace, Repl
     ++r.requests;
     if (matched < req.hash_ids.size()) {
       const bool partial = req.input_length > 0 && req.input_length % kTraceBlockTokens != 0;
-      if (absl::Status s = backend.Put(req.hash_ids, matched, partial); !s.ok()) {
+      const auto n = static_cast<uint32_t>(req.hash_ids.size()) - matched;
+      const std::vector<uint8_t> payload = ReplayPayload(req.hash_ids, matched, n);
+      if (absl::Status s = backend.Put(prompt, matched, payload, partial); !s.ok()) {
         return absl::Status(s.code(), absl::StrCat("request ", i, ": put: ", s.message()));
       }
     }

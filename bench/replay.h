@@ -39,6 +39,12 @@ std::vector<uint32_t> ReplayTokens(std::span<const uint64_t> hash_ids);
 // Payload of blocks [first, first + n) of the prompt (deterministic per hash id).
 std::vector<uint8_t> ReplayPayload(std::span<const uint64_t> hash_ids, uint32_t first, uint32_t n);
 
+// One trace request as the backends see it: its hash ids and the tokens derived from them.
+struct ReplayPrompt {
+  std::span<const uint64_t> hash_ids;
+  std::vector<uint32_t> tokens;  // ReplayTokens(hash_ids)
+};
+
 // What one backend (in-process engine or a kvtier-store over gRPC) does per request.
 class ReplayBackend {
  public:
@@ -58,9 +64,10 @@ class ReplayBackend {
     std::string policy;
   };
   virtual ~ReplayBackend() = default;
-  virtual absl::StatusOr<Hits> LookupFetchRelease(std::span<const uint64_t> hash_ids) = 0;
-  virtual absl::Status Put(std::span<const uint64_t> hash_ids, uint32_t first_block,
-                           bool last_block_partial) = 0;
+  virtual absl::StatusOr<Hits> LookupFetchRelease(const ReplayPrompt& prompt) = 0;
+  // Puts blocks [first_block, first_block + payload.size() / block size) of the prompt.
+  virtual absl::Status Put(const ReplayPrompt& prompt, uint32_t first_block,
+                           std::span<const uint8_t> payload, bool last_block_partial) = 0;
   virtual absl::StatusOr<Counters> Stats() = 0;
 };
 
