@@ -180,6 +180,7 @@ std::vector<std::string> NormaliseFlagNames(int argc, char** argv) {
 int main(int argc, char** argv) {
   std::vector<std::string> normalised = NormaliseFlagNames(argc, argv);
   std::vector<char*> normalised_argv;
+  normalised_argv.reserve(normalised.size());
   for (std::string& a : normalised) normalised_argv.push_back(a.data());
   argc = static_cast<int>(normalised_argv.size());
   argv = normalised_argv.data();
