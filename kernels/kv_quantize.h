@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "cache_store/kv_layout.h"
+#include "kernels/backend.h"
 
 namespace kvtier::kernels {
 
@@ -27,6 +28,12 @@ struct KvPageShape {
   uint64_t Scales() const { return uint64_t{num_pages} * num_layers * 2 * num_kv_heads; }
 };
 
+// The checks both implementations make: a non-empty shape, the dtype pair, the pointers.
+absl::Status ValidateQuantizeKv(const void* src, DType src_dtype, const KvPageShape& shape,
+                                DType dst_dtype, const void* dst, const float* scales);
+absl::Status ValidateDequantizeKv(const void* src, DType src_dtype, const float* scales,
+                                  const KvPageShape& shape, DType dst_dtype, const void* dst);
+
 // src: Elements() values of src_dtype (fp32/fp16/bf16); dst: Elements() bytes;
 // scales: Scales() floats.
 absl::Status QuantizeKvCpu(const void* src, DType src_dtype, const KvPageShape& shape,
@@ -34,6 +41,15 @@ absl::Status QuantizeKvCpu(const void* src, DType src_dtype, const KvPageShape& 
 // The inverse: src of src_dtype (fp8/int8) with its scales, to dst_dtype (fp32/fp16/bf16).
 absl::Status DequantizeKvCpu(const void* src, DType src_dtype, const float* scales,
                              const KvPageShape& shape, DType dst_dtype, void* dst, int threads = 0);
+
+// GPU kernels (kv_quantize_cuda.cu), bit-identical to the CPU ones: same scales, same
+// rounding (nearest even; fp8 saturating). All pointers are device memory. Asynchronous.
+absl::Status QuantizeKvCuda(const void* src, DType src_dtype, const KvPageShape& shape,
+                            DType dst_dtype, void* dst, float* scales,
+                            const CudaOptions& options = {});
+absl::Status DequantizeKvCuda(const void* src, DType src_dtype, const float* scales,
+                              const KvPageShape& shape, DType dst_dtype, void* dst,
+                              const CudaOptions& options = {});
 
 }  // namespace kvtier::kernels
 

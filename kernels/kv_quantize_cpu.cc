@@ -2,21 +2,12 @@
 #include <cmath>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
 #include "kernels/cpu_parallel.h"
 #include "kernels/element_io.h"
 #include "kernels/kv_quantize.h"
 
 namespace kvtier::kernels {
 namespace {
-
-absl::Status CheckShape(const KvPageShape& s) {
-  if (s.num_layers == 0 || s.tokens_per_page == 0 || s.num_kv_heads == 0 || s.head_dim == 0) {
-    return absl::InvalidArgumentError(
-        "the page shape needs num_layers, tokens_per_page, num_kv_heads and head_dim > 0");
-  }
-  return absl::OkStatus();
-}
 
 // One (page, layer, K or V, KV head): the unit that shares a scale. Scale `index` in the
 // layout [page][layer][kv][head].
@@ -45,15 +36,9 @@ uint64_t RowIndex(const KvPageShape& s, const HeadOfPage& at, uint32_t token) {
 
 absl::Status QuantizeKvCpu(const void* src, DType src_dtype, const KvPageShape& shape,
                            DType dst_dtype, void* dst, float* scales, int threads) {
-  if (absl::Status s = CheckShape(shape); !s.ok()) return s;
-  if (!IsActivationType(src_dtype) || !IsQuantized(dst_dtype)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("quantize goes from fp32/fp16/bf16 to fp8/int8 (got ", DTypeName(src_dtype),
-                     " to ", DTypeName(dst_dtype), ")"));
-  }
-  if (shape.num_pages == 0) return absl::OkStatus();
-  if (src == nullptr || dst == nullptr || scales == nullptr) {
-    return absl::InvalidArgumentError("src, dst and scales are required");
+  if (absl::Status s = ValidateQuantizeKv(src, src_dtype, shape, dst_dtype, dst, scales);
+      !s.ok() || shape.num_pages == 0) {
+    return s;
   }
   const uint64_t in_bytes = DTypeBytes(src_dtype);
   const float qmax = dst_dtype == DType::kInt8 ? 127.0f : kE4m3Max;
@@ -90,15 +75,9 @@ absl::Status QuantizeKvCpu(const void* src, DType src_dtype, const KvPageShape& 
 
 absl::Status DequantizeKvCpu(const void* src, DType src_dtype, const float* scales,
                              const KvPageShape& shape, DType dst_dtype, void* dst, int threads) {
-  if (absl::Status s = CheckShape(shape); !s.ok()) return s;
-  if (!IsQuantized(src_dtype) || !IsActivationType(dst_dtype)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("dequantize goes from fp8/int8 to fp32/fp16/bf16 (got ", DTypeName(src_dtype),
-                     " to ", DTypeName(dst_dtype), ")"));
-  }
-  if (shape.num_pages == 0) return absl::OkStatus();
-  if (src == nullptr || dst == nullptr || scales == nullptr) {
-    return absl::InvalidArgumentError("src, dst and scales are required");
+  if (absl::Status s = ValidateDequantizeKv(src, src_dtype, scales, shape, dst_dtype, dst);
+      !s.ok() || shape.num_pages == 0) {
+    return s;
   }
   const uint64_t out_bytes = DTypeBytes(dst_dtype);
   ParallelFor(shape.Scales(), threads, [&](size_t index) {

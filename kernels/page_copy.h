@@ -12,8 +12,10 @@
 
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "kernels/backend.h"
 
 namespace kvtier::kernels {
 
@@ -29,15 +31,27 @@ struct PagePoolBytes {
   uint32_t num_pages = 0;
 };
 
-// Checks every fragment against the pool and the total against `buffer_bytes`.
+// Checks every fragment against the pool and the total against the buffer.
 absl::Status ValidateFragments(const PagePoolBytes& pool, std::span<const CopyFragment> fragments,
-                               uint64_t buffer_bytes, bool for_scatter);
+                               const void* buffer, uint64_t buffer_bytes,
+                               bool for_scatter);
+// Where each fragment starts in the contiguous buffer: the lengths before it, summed.
+std::vector<uint64_t> FragmentOffsets(std::span<const CopyFragment> fragments);
 
 absl::Status GatherPagesCpu(const PagePoolBytes& pool, std::span<const CopyFragment> fragments,
                             void* dst, uint64_t dst_bytes, int threads = 0);
 absl::Status ScatterPagesCpu(const void* src, uint64_t src_bytes,
                              std::span<const CopyFragment> fragments, const PagePoolBytes& pool,
                              int threads = 0);
+
+// GPU kernels (page_copy_cuda.cu): pool.pages and the buffer are device memory or mapped
+// pinned host memory (a restore reads pinned staging directly); the fragment list is a host
+// array. One launch copies every fragment. Asynchronous (kernels/backend.h).
+absl::Status GatherPagesCuda(const PagePoolBytes& pool, std::span<const CopyFragment> fragments,
+                             void* dst, uint64_t dst_bytes, const CudaOptions& options = {});
+absl::Status ScatterPagesCuda(const void* src, uint64_t src_bytes,
+                              std::span<const CopyFragment> fragments, const PagePoolBytes& pool,
+                              const CudaOptions& options = {});
 
 }  // namespace kvtier::kernels
 

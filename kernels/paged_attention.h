@@ -1,7 +1,7 @@
 // Paged decode attention: one new query token per sequence against that sequence's K/V
 // pages, one layer at a time. This header is the interface; paged_attention_cpu.cc is the
 // multithreaded CPU implementation (the reference the GPU kernel is tested against, and
-// the path used on machines without a GPU).
+// the path used on machines without a GPU); paged_attention_cuda.cu is the GPU kernel.
 //
 // Page layout (DESIGN.md §2): a page is one block payload, layer-major:
 //   page = for layer in [0, num_layers): K[tokens_per_page][num_kv_heads][head_dim],
@@ -21,7 +21,8 @@
 // value = stored * scale.
 //
 // Errors: a clear INVALID_ARGUMENT / OUT_OF_RANGE naming the problem; nothing is written
-// to out or lse unless the arguments are valid.
+// to out or lse unless the arguments are valid. The CPU and CUDA implementations take the
+// same arguments and accept the same inputs (ValidateDecodeAttention).
 #ifndef KVTIER_KERNELS_PAGED_ATTENTION_H_
 #define KVTIER_KERNELS_PAGED_ATTENTION_H_
 
@@ -29,6 +30,7 @@
 
 #include "absl/status/status.h"
 #include "cache_store/kv_layout.h"
+#include "kernels/backend.h"
 
 namespace kvtier::kernels {
 
@@ -62,11 +64,6 @@ struct DecodeAttentionArgs {
   const uint32_t* seq_lens = nullptr;      // [num_seqs]
 };
 
-struct CpuOptions {
-  int threads = 0;               // 0: hardware concurrency
-  uint32_t split_tokens = 2048;  // KV tokens per work item (split-KV)
-};
-
 // Head dims the kernels are built for.
 bool SupportedHeadDim(uint32_t head_dim);
 
@@ -75,6 +72,12 @@ absl::Status ValidateDecodeAttention(const KvPagePool& pool, const DecodeAttenti
 
 absl::Status PagedDecodeAttentionCpu(const KvPagePool& pool, const DecodeAttentionArgs& args,
                                      const CpuOptions& options = {});
+
+// The GPU kernel (paged_attention_cuda.cu). pool.pages, pool.scales, q, out and lse are
+// device memory; page_indptr, page_indices and seq_lens are host arrays (validated there and
+// uploaded). REQUIRES pool.pages 16-byte aligned. Asynchronous (kernels/backend.h).
+absl::Status PagedDecodeAttentionCuda(const KvPagePool& pool, const DecodeAttentionArgs& args,
+                                      const CudaOptions& options = {});
 
 }  // namespace kvtier::kernels
 
