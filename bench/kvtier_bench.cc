@@ -1,8 +1,11 @@
 // kvtier-bench: benchmarks of kvtier. Subcommands:
 //   replay   replay a Mooncake-format trace against the engine in process or a running
 //            kvtier-store, and print the prefix hit rate as one JSON object (bench/replay.h).
-//   attention  CPU paged decode attention: K/V GB/s against memcpy in the same run
-//            (bench/attention_bench.h).
+//   attention  paged decode attention: K/V GB/s against a plain copy in the same run
+//            (memcpy on the CPU, device-to-device on the GPU; bench/attention_bench.h).
+//   copy     the restore copy, staging → scattered pages, against one plain copy of the
+//            same bytes (bench/copy_bench.h).
+// attention and copy run on --backend: auto (the GPU when there is one), cpu or cuda.
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,8 +21,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "bench/attention_bench.h"
+#include "bench/copy_bench.h"
 #include "bench/replay.h"
 #include "bench/trace.h"
+#include "kernels/dispatch.h"
 
 ABSL_FLAG(std::string, trace, "", "replay: Mooncake-format JSONL trace.");
 ABSL_FLAG(uint64_t, capacity_blocks, 0, "replay: T1 capacity in blocks.");
@@ -41,8 +46,15 @@ ABSL_FLAG(std::string, tenant, "replay", "replay --mode=grpc: x-kvtier-tenant to
 ABSL_FLAG(uint64_t, limit_requests, 0, "replay: replay only the first N requests (0: all).");
 ABSL_FLAG(std::string, batches, "1,16", "attention: batch sizes (comma-separated).");
 ABSL_FLAG(std::string, contexts, "1024,4096", "attention: context lengths in tokens.");
-ABSL_FLAG(int32_t, threads, 0, "attention: CPU threads (0: all cores).");
-ABSL_FLAG(int32_t, iterations, 3, "attention: runs per shape; the best is reported.");
+ABSL_FLAG(int32_t, threads, 0, "attention, copy: CPU threads (0: all cores).");
+ABSL_FLAG(int32_t, iterations, 3,
+          "attention, copy: runs per measurement (CPU: the best is reported; GPU: the mean "
+          "after one warm-up).");
+ABSL_FLAG(std::string, backend, "auto",
+          "attention, copy: auto (cuda when a GPU is present), cpu or cuda.");
+ABSL_FLAG(uint32_t, pages, 128, "copy: 2 MiB pages (Llama-3-8B blocks) to restore.");
+ABSL_FLAG(uint64_t, fragment_bytes, 65536,
+          "copy: bytes per fragment (65536: one layer of one page); must divide 2 MiB.");
 
 namespace kvtier::bench {
 namespace {
@@ -143,7 +155,32 @@ absl::StatusOr<std::vector<uint32_t>> ParseList(const std::string& flag, const s
   return out;
 }
 
+absl::StatusOr<kernels::Backend> BackendFlag() {
+  kernels::KernelContext context;
+  if (absl::Status s = kernels::ContextFromName(absl::GetFlag(FLAGS_backend), &context);
+      !s.ok()) {
+    return s;
+  }
+  return context.backend;
+}
+
+int RunCopy() {
+  absl::StatusOr<kernels::Backend> backend = BackendFlag();
+  if (!backend.ok()) return Fail(backend.status());
+  absl::StatusOr<std::vector<std::string>> lines =
+      RunCopyBench({.backend = *backend,
+                    .pages = absl::GetFlag(FLAGS_pages),
+                    .fragment_bytes = absl::GetFlag(FLAGS_fragment_bytes),
+                    .threads = absl::GetFlag(FLAGS_threads),
+                    .iterations = absl::GetFlag(FLAGS_iterations)});
+  if (!lines.ok()) return Fail(lines.status());
+  for (const std::string& line : *lines) std::cout << line << std::endl;
+  return 0;
+}
+
 int RunAttention() {
+  absl::StatusOr<kernels::Backend> backend = BackendFlag();
+  if (!backend.ok()) return Fail(backend.status());
   absl::StatusOr<std::vector<uint32_t>> batches =
       ParseList("batches", absl::GetFlag(FLAGS_batches));
   if (!batches.ok()) return Fail(batches.status());
@@ -151,7 +188,8 @@ int RunAttention() {
       ParseList("contexts", absl::GetFlag(FLAGS_contexts));
   if (!contexts.ok()) return Fail(contexts.status());
   absl::StatusOr<std::vector<std::string>> lines =
-      RunAttentionBench({.batches = *batches,
+      RunAttentionBench({.backend = *backend,
+                         .batches = *batches,
                          .contexts = *contexts,
                          .threads = absl::GetFlag(FLAGS_threads),
                          .iterations = absl::GetFlag(FLAGS_iterations)});
@@ -195,6 +233,8 @@ int main(int argc, char** argv) {
   const std::string command = args[1];
   if (command == "replay") return kvtier::bench::RunReplay();
   if (command == "attention") return kvtier::bench::RunAttention();
-  std::cerr << "kvtier-bench: unknown command \"" << command << "\" (known: replay, attention)\n";
+  if (command == "copy") return kvtier::bench::RunCopy();
+  std::cerr << "kvtier-bench: unknown command \"" << command
+            << "\" (known: replay, attention, copy)\n";
   return 2;
 }
