@@ -90,8 +90,8 @@ std::string Line(const char* device, int threads, uint32_t batch, uint32_t conte
       attention_seconds, gbs, reference, reference_gbs, reference, gbs / reference_gbs);
 }
 
-absl::StatusOr<std::string> RunCpu(const AttentionBenchOptions& o, uint32_t batch,
-                                   uint32_t context, Problem& p) {
+absl::StatusOr<std::string> RunCpu(const AttentionBenchOptions& o, uint32_t batch, uint32_t context,
+                                   Problem& p) {
   const kernels::DecodeAttentionArgs args = p.Args(p.q.data(), p.out.data());
   double best_attention = 1e30, best_memcpy = 1e30;
   std::vector<uint8_t> copy(p.kv_bytes);

@@ -43,8 +43,8 @@ absl::StatusOr<Layout> MakeLayout(const CopyBenchOptions& o) {
   return l;
 }
 
-std::string Line(const char* device, const char* method, const CopyBenchOptions& o,
-                 const Layout& l, double seconds, const char* reference, double reference_s) {
+std::string Line(const char* device, const char* method, const CopyBenchOptions& o, const Layout& l,
+                 double seconds, const char* reference, double reference_s) {
   return absl::StrFormat(
       "{\"bench\": \"copy\", \"device\": \"%s\", \"method\": \"%s\", \"pages\": %d, "
       "\"fragment_bytes\": %d, \"fragments\": %d, \"bytes\": %d, \"seconds\": %.6f, "
@@ -60,8 +60,8 @@ absl::StatusOr<double> BestOf(int iterations, Fn&& fn) {
   for (int i = 0; i < std::max(1, iterations); ++i) {
     const auto start = std::chrono::steady_clock::now();
     if (absl::Status s = fn(); !s.ok()) return s;
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-                              .count());
+    best = std::min(
+        best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   return best;
 }
@@ -82,9 +82,8 @@ absl::StatusOr<std::vector<std::string>> RunCpu(const CopyBenchOptions& o, const
   for (const auto* r : {&reference, &scatter, &gather}) {
     if (!r->ok()) return r->status();
   }
-  return std::vector<std::string>{
-      Line("cpu", "scatter", o, l, *scatter, "memcpy", *reference),
-      Line("cpu", "gather", o, l, *gather, "memcpy", *reference)};
+  return std::vector<std::string>{Line("cpu", "scatter", o, l, *scatter, "memcpy", *reference),
+                                  Line("cpu", "gather", o, l, *gather, "memcpy", *reference)};
 }
 
 absl::StatusOr<std::vector<std::string>> RunCuda(const CopyBenchOptions& o, const Layout& l) {

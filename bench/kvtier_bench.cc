@@ -157,8 +157,7 @@ absl::StatusOr<std::vector<uint32_t>> ParseList(const std::string& flag, const s
 
 absl::StatusOr<kernels::Backend> BackendFlag() {
   kernels::KernelContext context;
-  if (absl::Status s = kernels::ContextFromName(absl::GetFlag(FLAGS_backend), &context);
-      !s.ok()) {
+  if (absl::Status s = kernels::ContextFromName(absl::GetFlag(FLAGS_backend), &context); !s.ok()) {
     return s;
   }
   return context.backend;

@@ -25,8 +25,8 @@ absl::Status PagedDecodeAttentionCuda(const KvPagePool&, const DecodeAttentionAr
                                       const CudaOptions&) {
   return NotBuilt();
 }
-absl::Status GatherPagesCuda(const PagePoolBytes&, std::span<const CopyFragment>, void*,
-                             uint64_t, const CudaOptions&) {
+absl::Status GatherPagesCuda(const PagePoolBytes&, std::span<const CopyFragment>, void*, uint64_t,
+                             const CudaOptions&) {
   return NotBuilt();
 }
 absl::Status ScatterPagesCuda(const void*, uint64_t, std::span<const CopyFragment>,
@@ -55,12 +55,12 @@ uint64_t CudaWorkspace::device_bytes() const { return 0; }
 absl::StatusOr<CudaBuffer> CudaBuffer::Allocate(uint64_t, Kind) { return NotBuilt(); }
 CudaBuffer::CudaBuffer(CudaBuffer&& other) noexcept = default;
 CudaBuffer& CudaBuffer::operator=(CudaBuffer&& other) noexcept = default;
-CudaBuffer::~CudaBuffer() = default;
+CudaBuffer::~CudaBuffer() {}  // NOLINT(modernize-use-equals-default): matches the CUDA build
 void CudaBuffer::Free() {}
 absl::StatusOr<CudaStream> CudaStream::Create() { return NotBuilt(); }
 CudaStream::CudaStream(CudaStream&& other) noexcept = default;
 CudaStream& CudaStream::operator=(CudaStream&& other) noexcept = default;
-CudaStream::~CudaStream() = default;
+CudaStream::~CudaStream() {}  // NOLINT(modernize-use-equals-default): matches the CUDA build
 absl::Status CudaCopy(void*, const void*, uint64_t) { return NotBuilt(); }
 absl::Status CudaCopyAsync(void*, const void*, uint64_t, void*) { return NotBuilt(); }
 absl::Status CudaFill(void*, uint8_t, uint64_t) { return NotBuilt(); }

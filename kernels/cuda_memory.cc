@@ -14,8 +14,8 @@ absl::StatusOr<CudaBuffer> CudaBuffer::Allocate(uint64_t bytes, Kind kind) {
   if (kind == Kind::kDevice) {
     if (absl::Status s = CudaStatus(cudaMalloc(&p, bytes), "cudaMalloc"); !s.ok()) return s;
   } else {
-    if (absl::Status s = CudaStatus(cudaHostAlloc(&p, bytes, cudaHostAllocMapped),
-                                    "cudaHostAlloc(mapped)");
+    if (absl::Status s =
+            CudaStatus(cudaHostAlloc(&p, bytes, cudaHostAllocMapped), "cudaHostAlloc(mapped)");
         !s.ok()) {
       return s;
     }

@@ -16,8 +16,8 @@ namespace kvtier::kernels {
 class CudaBuffer {
  public:
   enum class Kind {
-    kDevice,       // cudaMalloc
-    kPinnedHost,   // cudaHostAlloc(mapped): host memory the kernels can read and write
+    kDevice,      // cudaMalloc
+    kPinnedHost,  // cudaHostAlloc(mapped): host memory the kernels can read and write
   };
 
   static absl::StatusOr<CudaBuffer> Allocate(uint64_t bytes, Kind kind = Kind::kDevice);

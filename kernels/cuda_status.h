@@ -15,9 +15,8 @@ namespace kvtier::kernels {
 // memory is RESOURCE_EXHAUSTED, a missing driver or device UNAVAILABLE, the rest INTERNAL.
 inline absl::Status CudaStatus(cudaError_t error, std::string_view what) {
   if (error == cudaSuccess) return absl::OkStatus();
-  const std::string message =
-      absl::StrCat(std::string(what), ": ", cudaGetErrorName(error), " (",
-                   cudaGetErrorString(error), ")");
+  const std::string message = absl::StrCat(std::string(what), ": ", cudaGetErrorName(error), " (",
+                                           cudaGetErrorString(error), ")");
   switch (error) {
     case cudaErrorMemoryAllocation:
       return absl::ResourceExhaustedError(message);

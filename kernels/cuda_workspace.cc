@@ -33,17 +33,17 @@ CudaWorkspace::~CudaWorkspace() {
 uint64_t CudaWorkspace::device_bytes() const { return state_->device_bytes; }
 
 absl::StatusOr<CudaWorkspace::Reservation> CudaWorkspace::Reserve(uint64_t upload_bytes,
-                                                                   uint64_t scratch_bytes,
-                                                                   void* stream) {
+                                                                  uint64_t scratch_bytes,
+                                                                  void* stream) {
   State& s = *state_;
   if (s.uploaded == nullptr) {
-    if (absl::Status st = CudaStatus(
-            cudaEventCreateWithFlags(&s.uploaded, cudaEventDisableTiming), "cudaEventCreate");
+    if (absl::Status st = CudaStatus(cudaEventCreateWithFlags(&s.uploaded, cudaEventDisableTiming),
+                                     "cudaEventCreate");
         !st.ok()) {
       return st;
     }
-    if (absl::Status st = CudaStatus(
-            cudaEventCreateWithFlags(&s.finished, cudaEventDisableTiming), "cudaEventCreate");
+    if (absl::Status st = CudaStatus(cudaEventCreateWithFlags(&s.finished, cudaEventDisableTiming),
+                                     "cudaEventCreate");
         !st.ok()) {
       return st;
     }

@@ -22,9 +22,9 @@ namespace kvtier::kernels {
 class CudaWorkspace {
  public:
   struct Reservation {
-    uint8_t* host = nullptr;    // pinned staging for the upload
-    uint8_t* device = nullptr;  // the upload's device copy
-    uint8_t* scratch = nullptr; // device-only scratch
+    uint8_t* host = nullptr;     // pinned staging for the upload
+    uint8_t* device = nullptr;   // the upload's device copy
+    uint8_t* scratch = nullptr;  // device-only scratch
   };
 
   CudaWorkspace();
@@ -34,8 +34,7 @@ class CudaWorkspace {
 
   // Room for `upload_bytes` of staged control data and `scratch_bytes` of scratch, for
   // work about to be queued on `stream`.
-  absl::StatusOr<Reservation> Reserve(uint64_t upload_bytes, uint64_t scratch_bytes,
-                                      void* stream);
+  absl::StatusOr<Reservation> Reserve(uint64_t upload_bytes, uint64_t scratch_bytes, void* stream);
   // Queues the copy of the first `bytes` of staging to the device on `stream`.
   absl::Status Upload(uint64_t bytes, void* stream);
   // Marks the end of the call's kernels on `stream` (the point a later reuse waits for).

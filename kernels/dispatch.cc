@@ -64,8 +64,7 @@ absl::Status DequantizeKv(const KernelContext& context, const void* src, DType s
                           void* dst) {
   return context.backend == Backend::kCuda
              ? DequantizeKvCuda(src, src_dtype, scales, shape, dst_dtype, dst, context.cuda)
-             : DequantizeKvCpu(src, src_dtype, scales, shape, dst_dtype, dst,
-                               context.cpu.threads);
+             : DequantizeKvCpu(src, src_dtype, scales, shape, dst_dtype, dst, context.cpu.threads);
 }
 
 absl::Status Synchronize(const KernelContext& context) {

@@ -1,7 +1,8 @@
 // Argument validation shared by the CPU and CUDA implementations of K/V quantization.
+#include "kernels/kv_quantize.h"
+
 #include "absl/strings/str_cat.h"
 #include "kernels/element_io.h"
-#include "kernels/kv_quantize.h"
 
 namespace kvtier::kernels {
 namespace {

@@ -19,7 +19,7 @@ namespace {
 constexpr int kThreads = 256;
 
 struct Unit {
-  uint64_t first_row;  // element index of token 0's row, divided by head_dim
+  uint64_t first_row;   // element index of token 0's row, divided by head_dim
   uint64_t row_stride;  // rows between consecutive tokens of the unit (num_kv_heads)
 };
 
@@ -33,8 +33,8 @@ __device__ __forceinline__ Unit UnitAt(uint64_t index, uint32_t tokens, uint32_t
 
 // grid: Scales(); block: kThreads.
 __global__ void __launch_bounds__(kThreads)
-    QuantizeKernel(const void* src, DType src_dtype, uint32_t tokens, uint32_t heads,
-                   uint32_t dim, DType dst_dtype, uint8_t* dst, float* scales) {
+    QuantizeKernel(const void* src, DType src_dtype, uint32_t tokens, uint32_t heads, uint32_t dim,
+                   DType dst_dtype, uint8_t* dst, float* scales) {
   __shared__ float warp_max[kThreads / 32];
   const Unit u = UnitAt(blockIdx.x, tokens, heads);
   const uint32_t n = tokens * dim;
@@ -92,8 +92,7 @@ absl::Status CheckGrid(const KvPageShape& shape) {
 }  // namespace
 
 absl::Status QuantizeKvCuda(const void* src, DType src_dtype, const KvPageShape& shape,
-                            DType dst_dtype, void* dst, float* scales,
-                            const CudaOptions& options) {
+                            DType dst_dtype, void* dst, float* scales, const CudaOptions& options) {
   if (absl::Status s = ValidateQuantizeKv(src, src_dtype, shape, dst_dtype, dst, scales);
       !s.ok() || shape.num_pages == 0) {
     return s;

@@ -12,7 +12,9 @@
 namespace kvtier::kernels {
 
 // Decoding runs once per K/V element in the CPU kernels, so it is inline.
-inline float Bf16ToFloat(uint16_t b) { return std::bit_cast<float>(static_cast<uint32_t>(b) << 16); }
+inline float Bf16ToFloat(uint16_t b) {
+  return std::bit_cast<float>(static_cast<uint32_t>(b) << 16);
+}
 float HalfToFloatSlow(uint16_t h);  // subnormals, infinities, NaN
 inline float HalfToFloat(uint16_t h) {
   const uint32_t exp = (h >> 10) & 0x1F;

@@ -1,16 +1,16 @@
 // Fragment validation and placement shared by the CPU and CUDA page copies.
+#include "kernels/page_copy.h"
+
 #include <algorithm>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "kernels/page_copy.h"
 
 namespace kvtier::kernels {
 
 absl::Status ValidateFragments(const PagePoolBytes& pool, std::span<const CopyFragment> fragments,
-                               const void* buffer, uint64_t buffer_bytes,
-                               bool for_scatter) {
+                               const void* buffer, uint64_t buffer_bytes, bool for_scatter) {
   uint64_t total = 0;
   for (size_t i = 0; i < fragments.size(); ++i) {
     const CopyFragment& f = fragments[i];

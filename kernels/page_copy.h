@@ -33,8 +33,7 @@ struct PagePoolBytes {
 
 // Checks every fragment against the pool and the total against the buffer.
 absl::Status ValidateFragments(const PagePoolBytes& pool, std::span<const CopyFragment> fragments,
-                               const void* buffer, uint64_t buffer_bytes,
-                               bool for_scatter);
+                               const void* buffer, uint64_t buffer_bytes, bool for_scatter);
 // Where each fragment starts in the contiguous buffer: the lengths before it, summed.
 std::vector<uint64_t> FragmentOffsets(std::span<const CopyFragment> fragments);
 

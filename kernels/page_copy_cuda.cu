@@ -32,7 +32,8 @@ struct Piece {
 __global__ void __launch_bounds__(kThreads) CopyPiecesKernel(const Piece* pieces) {
   const Piece piece = pieces[blockIdx.x];
   const bool vector = ((reinterpret_cast<uintptr_t>(piece.src) |
-                        reinterpret_cast<uintptr_t>(piece.dst) | piece.length) & 15) == 0;
+                        reinterpret_cast<uintptr_t>(piece.dst) | piece.length) &
+                       15) == 0;
   if (vector) {
     const auto* src = reinterpret_cast<const uint4*>(piece.src);
     auto* dst = reinterpret_cast<uint4*>(piece.dst);

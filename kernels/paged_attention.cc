@@ -1,9 +1,10 @@
 // Argument validation shared by the CPU and CUDA implementations of paged decode attention.
+#include "kernels/paged_attention.h"
+
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/element_io.h"
-#include "kernels/paged_attention.h"
 
 namespace kvtier::kernels {
 

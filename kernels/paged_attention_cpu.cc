@@ -64,7 +64,7 @@ absl::Status PagedDecodeAttentionCpu(const KvPagePool& pool, const DecodeAttenti
     uint32_t seq, kv_head, first, last;
   };
   std::vector<Item> items;
-  std::vector<size_t> first_item(args.num_seqs * kv_heads + 1, 0);
+  std::vector<size_t> first_item(uint64_t{args.num_seqs} * kv_heads + 1, 0);
   for (uint32_t s = 0; s < args.num_seqs; ++s) {
     for (uint32_t g = 0; g < kv_heads; ++g) {
       first_item[s * kv_heads + g] = items.size();
@@ -73,7 +73,7 @@ absl::Status PagedDecodeAttentionCpu(const KvPagePool& pool, const DecodeAttenti
       }
     }
   }
-  first_item[args.num_seqs * kv_heads] = items.size();
+  first_item[uint64_t{args.num_seqs} * kv_heads] = items.size();
   std::vector<std::vector<Partial>> partials(items.size());
 
   ParallelFor(items.size(), options.threads, [&](size_t i) {

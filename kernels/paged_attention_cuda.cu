@@ -124,8 +124,8 @@ __global__ void __launch_bounds__(kThreads) DecodeAttentionKernel(const Params p
     float k[kVec], v[kVec];
     if (valid) {
       const uint8_t* layer = p.pages + page * p.page_bytes + p.layer_offset;
-      const uint64_t at = (t % p.tokens_per_page) * p.row_bytes +
-                          (uint64_t{kv_head} * kDim + col) * sizeof(KV);
+      const uint64_t at =
+          (t % p.tokens_per_page) * p.row_bytes + (uint64_t{kv_head} * kDim + col) * sizeof(KV);
       cuda::Load8(reinterpret_cast<const KV*>(layer + at), k);
       cuda::Load8(reinterpret_cast<const KV*>(layer + p.v_offset + at), v);
       if (p.scales != nullptr) {
@@ -190,7 +190,8 @@ __global__ void __launch_bounds__(kThreads) DecodeAttentionKernel(const Params p
     const float lse2 = m == -INFINITY ? -INFINITY : m + log2f(sum);
     const uint32_t head = head0 + h;
     if (it.chunks == 1) {
-      cuda::StoreActivation(p.out, p.out_dtype, (uint64_t{it.seq} * p.num_q_heads + head) * kDim + d, o);
+      cuda::StoreActivation(p.out, p.out_dtype,
+                            (uint64_t{it.seq} * p.num_q_heads + head) * kDim + d, o);
       if (d == 0 && p.lse != nullptr) {
         p.lse[uint64_t{it.seq} * p.num_q_heads + head] = lse2 * kLn2;
       }
@@ -355,8 +356,7 @@ absl::Status PagedDecodeAttentionCuda(const KvPagePool& pool, const DecodeAttent
 
   std::vector<uint8_t> blob;
   const uint64_t indptr_at = Append(blob, args.page_indptr, args.num_seqs + 1);
-  const uint64_t indices_at =
-      Append(blob, args.page_indices, args.page_indptr[args.num_seqs]);
+  const uint64_t indices_at = Append(blob, args.page_indices, args.page_indptr[args.num_seqs]);
   const uint64_t items_at = Append(blob, items.data(), items.size());
   const uint64_t merges_at = Append(blob, merges.data(), merges.size());
   const uint64_t partial_rows = uint64_t{partials} * args.num_q_heads;
@@ -406,10 +406,9 @@ absl::Status PagedDecodeAttentionCuda(const KvPagePool& pool, const DecodeAttent
     return s;
   }
   if (!merges.empty()) {
-    MergeChunksKernel<<<dim3(static_cast<uint32_t>(merges.size()), args.num_q_heads),
-                        pool.head_dim, 0, stream>>>(p, pool.head_dim);
-    if (absl::Status s = CudaStatus(cudaGetLastError(), "launching the split-KV merge");
-        !s.ok()) {
+    MergeChunksKernel<<<dim3(static_cast<uint32_t>(merges.size()), args.num_q_heads), pool.head_dim,
+                        0, stream>>>(p, pool.head_dim);
+    if (absl::Status s = CudaStatus(cudaGetLastError(), "launching the split-KV merge"); !s.ok()) {
       return s;
     }
   }

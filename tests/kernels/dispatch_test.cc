@@ -37,7 +37,7 @@ TEST(DispatchTest, BackendNames) {
 TEST(DispatchTest, CpuContextRunsTheCpuKernels) {
   const testing::Batch b =
       testing::MakeBatch({33, 1, 0}, 8, 2, 64, 16, DType::kBf16, DType::kBf16, 1, 21);
-  std::vector<float> direct(3 * 8 * 64), dispatched(3 * 8 * 64, -1.0f);
+  std::vector<float> direct(size_t{3} * 8 * 64), dispatched(size_t{3} * 8 * 64, -1.0f);
   DecodeAttentionArgs args{.q = b.q.data(),
                            .q_dtype = b.q_dtype,
                            .out = direct.data(),
@@ -58,9 +58,8 @@ TEST(DispatchTest, CpuContextRunsTheCpuKernels) {
 
 TEST(DispatchTest, CudaEntryPointsWithoutADeviceAreErrors) {
   if (CudaDeviceAvailable()) GTEST_SKIP() << "a CUDA device is present";
-  const testing::Batch b =
-      testing::MakeBatch({20}, 4, 1, 64, 16, DType::kFp16, DType::kFp32, 1, 2);
-  std::vector<float> out(4 * 64, 5.0f);
+  const testing::Batch b = testing::MakeBatch({20}, 4, 1, 64, 16, DType::kFp16, DType::kFp32, 1, 2);
+  std::vector<float> out(size_t{4} * 64, 5.0f);
   const DecodeAttentionArgs args{.q = b.q.data(),
                                  .q_dtype = b.q_dtype,
                                  .out = out.data(),
@@ -73,7 +72,7 @@ TEST(DispatchTest, CudaEntryPointsWithoutADeviceAreErrors) {
                                  .seq_lens = b.lens.data()};
   const absl::Status s = PagedDecodeAttentionCuda(b.pool, args);
   EXPECT_FALSE(s.ok());
-  EXPECT_EQ(out, std::vector<float>(4 * 64, 5.0f));
+  EXPECT_EQ(out, std::vector<float>(size_t{4} * 64, 5.0f));
   std::vector<uint8_t> dst(64);
   const CopyFragment one{0, 0, 64};
   EXPECT_FALSE(GatherPagesCuda({const_cast<void*>(b.pool.pages), b.pool.PageBytes(), 1}, {&one, 1},

@@ -27,11 +27,11 @@ using testing::Reference;
 
 constexpr uint32_t kPage = 16;
 
-#define SKIP_WITHOUT_CUDA()                                                 \
-  do {                                                                      \
-    if (!CudaDeviceAvailable()) {                                           \
+#define SKIP_WITHOUT_CUDA()                                                      \
+  do {                                                                           \
+    if (!CudaDeviceAvailable()) {                                                \
       GTEST_SKIP() << "no CUDA device here (" << CudaDeviceDescription() << ")"; \
-    }                                                                       \
+    }                                                                            \
   } while (0)
 
 CudaBuffer ToDevice(const void* data, uint64_t bytes) {
@@ -147,8 +147,8 @@ class PagedAttentionCudaTest : public ::testing::TestWithParam<Shape> {};
 
 std::string ShapeName(const ::testing::TestParamInfo<Shape>& info) {
   const auto [kv, out, group, dim] = info.param;
-  std::string name = absl::StrCat("kv_", DTypeName(kv), "_out_", DTypeName(out), "_group", group,
-                                  "_dim", dim);
+  std::string name =
+      absl::StrCat("kv_", DTypeName(kv), "_out_", DTypeName(out), "_group", group, "_dim", dim);
   for (char& c : name) {
     if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
   }
@@ -159,10 +159,9 @@ TEST_P(PagedAttentionCudaTest, MatchesCpu) {
   SKIP_WITHOUT_CUDA();
   const auto [kv, out, group, dim] = GetParam();
   const uint32_t kv_heads = 2;
-  const Batch b =
-      MakeBatch({1, kPage - 1, kPage, kPage + 1, 3 * kPage + 5, 0, 700}, kv_heads * group,
-                kv_heads, dim, kPage, kv, kv == DType::kFp32 ? DType::kFp32 : DType::kBf16, 2,
-                11 + dim + group);
+  const Batch b = MakeBatch({1, kPage - 1, kPage, kPage + 1, 3 * kPage + 5, 0, 700},
+                            kv_heads * group, kv_heads, dim, kPage, kv,
+                            kv == DType::kFp32 ? DType::kFp32 : DType::kBf16, 2, 11 + dim + group);
   // One chunk per sequence (direct write), then chunks of 64 tokens (split-KV merge).
   for (uint32_t split : {100000u, 64u}) {
     auto [cpu, gpu] = RunBoth(b, out, /*layer=*/1, split);
@@ -267,8 +266,7 @@ TEST(KvQuantizeCudaTest, BitIdenticalToCpu) {
     for (DType q : {DType::kFp8E4M3, DType::kInt8}) {
       std::vector<uint8_t> cpu_q(shape.Elements());
       std::vector<float> cpu_scales(shape.Scales());
-      ASSERT_TRUE(
-          QuantizeKvCpu(in.data(), src, shape, q, cpu_q.data(), cpu_scales.data(), 2).ok());
+      ASSERT_TRUE(QuantizeKvCpu(in.data(), src, shape, q, cpu_q.data(), cpu_scales.data(), 2).ok());
       absl::StatusOr<CudaBuffer> d_q = CudaBuffer::Allocate(shape.Elements());
       absl::StatusOr<CudaBuffer> d_scales = CudaBuffer::Allocate(shape.Scales() * sizeof(float));
       ASSERT_TRUE(d_q.ok() && d_scales.ok());
@@ -281,9 +279,9 @@ TEST(KvQuantizeCudaTest, BitIdenticalToCpu) {
       EXPECT_EQ(std::memcmp(scale_bytes.data(), cpu_scales.data(), scale_bytes.size()), 0);
       for (DType back : {DType::kFp32, DType::kFp16, DType::kBf16}) {
         std::vector<uint8_t> cpu_back(shape.Elements() * DTypeBytes(back));
-        ASSERT_TRUE(DequantizeKvCpu(cpu_q.data(), q, cpu_scales.data(), shape, back,
-                                    cpu_back.data(), 2)
-                        .ok());
+        ASSERT_TRUE(
+            DequantizeKvCpu(cpu_q.data(), q, cpu_scales.data(), shape, back, cpu_back.data(), 2)
+                .ok());
         absl::StatusOr<CudaBuffer> d_back = CudaBuffer::Allocate(cpu_back.size());
         ASSERT_TRUE(d_back.ok());
         ASSERT_TRUE(DequantizeKvCuda(d_q->data(), q, static_cast<const float*>(d_scales->data()),
@@ -300,9 +298,8 @@ TEST(KvQuantizeCudaTest, BitIdenticalToCpu) {
 
 // Fragments of every alignment, one longer than a copy piece, one empty.
 std::vector<CopyFragment> MixedFragments(uint64_t page_bytes) {
-  return {{3, 0, page_bytes},     {0, 16, 4096},    {7, 1, 333},
-          {2, 200000, 70000},     {5, page_bytes - 5, 5}, {1, 64, 0},
-          {6, 4096, 65536 + 48}};
+  return {{3, 0, page_bytes},     {0, 16, 4096}, {7, 1, 333},          {2, 200000, 70000},
+          {5, page_bytes - 5, 5}, {1, 64, 0},    {6, 4096, 65536 + 48}};
 }
 
 TEST(PageCopyCudaTest, GatherAndScatterMatchCpu) {
@@ -336,9 +333,9 @@ TEST(PageCopyCudaTest, GatherAndScatterMatchCpu) {
   for (uint8_t& x : src) x = static_cast<uint8_t>(rng());
   std::memcpy(pinned->data(), src.data(), total);
   std::vector<uint8_t> want_pages(host_pages.size(), 0);
-  ASSERT_TRUE(ScatterPagesCpu(src.data(), total, fragments,
-                              {want_pages.data(), page_bytes, num_pages}, 2)
-                  .ok());
+  ASSERT_TRUE(
+      ScatterPagesCpu(src.data(), total, fragments, {want_pages.data(), page_bytes, num_pages}, 2)
+          .ok());
   ASSERT_TRUE(CudaFill(d_pages.data(), 0, d_pages.size()).ok());
   ASSERT_TRUE(ScatterPagesCuda(pinned->data(), total, fragments, pool).ok());
   ASSERT_TRUE(CudaSynchronize().ok());
