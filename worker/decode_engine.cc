@@ -1,0 +1,294 @@
+#include "worker/decode_engine.h"
+
+#include <chrono>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "cache_store/log.h"
+#include "kernels/cuda_memory.h"
+
+namespace kvtier::worker {
+namespace {
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<DecodeEngine>> DecodeEngine::Create(
+    std::shared_ptr<const LlamaWeights> weights, std::shared_ptr<CacheStoreClient> store,
+    const DecodeEngineOptions& options) {
+  if (weights == nullptr) return absl::InvalidArgumentError("no model weights");
+  if (absl::Status s = weights->config.Validate(); !s.ok()) return s;
+  if (options.kernels.backend != kernels::Backend::kCpu) {
+    return absl::UnimplementedError(
+        "the reference decoder computes on the CPU; run the worker with --backend=cpu");
+  }
+  absl::StatusOr<std::unique_ptr<PagePool>> pool =
+      PagePool::Create(weights->config.Layout(), options.pages, options.kernels.backend);
+  if (!pool.ok()) return pool.status();
+  return std::unique_ptr<DecodeEngine>(
+      new DecodeEngine(std::move(weights), std::move(store), *std::move(pool), options));
+}
+
+DecodeEngine::DecodeEngine(std::shared_ptr<const LlamaWeights> weights,
+                           std::shared_ptr<CacheStoreClient> store, std::unique_ptr<PagePool> pool,
+                           const DecodeEngineOptions& options)
+    : weights_(weights),
+      store_(std::move(store)),
+      pool_(std::move(pool)),
+      options_(options),
+      namespace_key_(NamespaceKey(options.tenant, pool_->layout().Fingerprint(), options.salt)),
+      decoder_(std::move(weights), options.kernels) {
+  if (store_ != nullptr) {
+    offloader_ = std::make_unique<KvOffloader>(store_, pool_.get(), options.salt);
+  }
+}
+
+DecodeEngine::~DecodeEngine() {
+  offloader_.reset();  // finishes queued offloads while the pool still exists
+}
+
+absl::Status DecodeEngine::EnsurePages(Sequence& seq, uint32_t end) {
+  const uint32_t tpb = pool_->layout().tokens_per_block;
+  while (seq.pages.size() * tpb < end) {
+    absl::StatusOr<uint32_t> page = pool_->Allocate();
+    if (!page.ok()) return page.status();
+    seq.pages.push_back(*page);
+  }
+  return absl::OkStatus();
+}
+
+void DecodeEngine::ReleasePages(Sequence& seq) {
+  for (uint32_t page : seq.pages) pool_->Release(page);
+  seq.pages.clear();
+}
+
+absl::StatusOr<std::vector<float>> DecodeEngine::RunTokens(Sequence& seq,
+                                                           std::span<const uint32_t> tokens) {
+  const uint32_t first = static_cast<uint32_t>(seq.tokens.size());
+  if (absl::Status s = EnsurePages(seq, first + static_cast<uint32_t>(tokens.size())); !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<std::vector<float>> logits = decoder_.Prefill(tokens, first, seq.pages, *pool_);
+  if (!logits.ok()) return logits;
+  seq.tokens.insert(seq.tokens.end(), tokens.begin(), tokens.end());
+  stats_.computed_tokens += tokens.size();
+  return logits;
+}
+
+uint32_t DecodeEngine::RestoreFromStore(std::span<const uint32_t> prompt,
+                                        std::span<const BlockKey> keys, uint32_t have,
+                                        std::vector<uint32_t>& pages) {
+  const auto start = std::chrono::steady_clock::now();
+  absl::StatusOr<LookupReply> found =
+      store_->Lookup(pool_->layout(), prompt, {.salt = options_.salt, .lease = true});
+  if (!found.ok()) {
+    ++stats_.restore_failures;
+    KVTIER_LOG(WARNING) << "store lookup failed, recomputing: " << found.status();
+    return 0;
+  }
+  uint32_t matched = std::min<uint32_t>(found->matched_blocks, static_cast<uint32_t>(keys.size()));
+  // The store derives keys from the same tenant, layout and salt; stop at any disagreement.
+  for (uint32_t b = have; b < matched; ++b) {
+    if (b >= found->keys.size() || !(found->keys[b] == keys[b])) {
+      matched = b;
+      break;
+    }
+  }
+  uint32_t restored = 0;
+  if (matched > have) {
+    const uint32_t n = matched - have;
+    const uint64_t block_bytes = pool_->page_bytes();
+    std::vector<uint8_t> staging(block_bytes * n);
+    std::vector<std::span<uint8_t>> out;
+    for (uint32_t i = 0; i < n; ++i)
+      out.emplace_back(staging.data() + i * block_bytes, block_bytes);
+    FetchTarget target;
+    target.keys.assign(keys.begin() + have, keys.begin() + matched);
+    absl::StatusOr<FetchReply> fetched = store_->Fetch(target, out);
+    if (!fetched.ok()) {
+      ++stats_.restore_failures;
+      KVTIER_LOG(WARNING) << "store fetch failed, recomputing: " << fetched.status();
+    } else {
+      for (uint32_t i = 0; i < n; ++i) {
+        absl::StatusOr<uint32_t> page = pool_->Allocate();
+        if (!page.ok()) {
+          ++stats_.restore_failures;
+          break;
+        }
+        absl::Status copied = absl::OkStatus();
+        if (pool_->backend() == kernels::Backend::kCuda) {
+          copied = kernels::CudaCopy(pool_->PageData(*page), out[i].data(), block_bytes);
+        } else {
+          std::memcpy(pool_->PageData(*page), out[i].data(), block_bytes);
+        }
+        if (!copied.ok()) {
+          pool_->Release(*page);
+          ++stats_.restore_failures;
+          break;
+        }
+        // Already in the store: safe to evict whenever it is not in use.
+        pool_->Publish(*page, keys[have + i], /*safe=*/true);
+        pages.push_back(*page);
+        ++restored;
+      }
+      stats_.restored_bytes += uint64_t{restored} * block_bytes;
+    }
+  }
+  if (found->lease_id != 0) (void)store_->Release(found->lease_id);
+  stats_.restore_seconds += SecondsSince(start);
+  return restored;
+}
+
+absl::StatusOr<DecodeEngine::Opened> DecodeEngine::Open(std::span<const uint32_t> prompt) {
+  if (prompt.empty()) return absl::InvalidArgumentError("the prompt is empty");
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    if (prompt[i] >= config().vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("prompt token ", i, " (", prompt[i],
+                                                     ") is outside the vocabulary of ",
+                                                     config().vocab_size));
+    }
+  }
+  const auto start = std::chrono::steady_clock::now();
+  absl::MutexLock lock(&mu_);
+  const uint32_t tpb = pool_->layout().tokens_per_block;
+  const uint32_t n = static_cast<uint32_t>(prompt.size());
+  // The last prompt token always runs: its logits choose the first new token.
+  const std::vector<BlockKey> keys = ChainBlockKeys(namespace_key_, prompt, tpb, (n - 1) / tpb);
+  Sequence seq;
+  uint32_t local = 0;
+  for (const BlockKey& key : keys) {
+    std::optional<uint32_t> page = pool_->Acquire(key);
+    if (!page.has_value()) break;
+    seq.pages.push_back(*page);
+    ++local;
+  }
+  uint32_t from_store = 0;
+  if (store_ != nullptr && local < keys.size()) {
+    from_store = RestoreFromStore(prompt, keys, local, seq.pages);
+  }
+  const uint32_t reused = (local + from_store) * tpb;
+  seq.tokens.assign(prompt.begin(), prompt.begin() + reused);
+  absl::StatusOr<std::vector<float>> logits = RunTokens(seq, prompt.subspan(reused));
+  if (!logits.ok()) {
+    ReleasePages(seq);
+    return logits.status();
+  }
+  Opened opened;
+  opened.id = next_id_++;
+  opened.prompt_tokens = n;
+  opened.local_tokens = local * tpb;
+  opened.store_tokens = from_store * tpb;
+  opened.computed_tokens = n - reused;
+  opened.next_token = ReferenceDecoder::Greedy(*logits);
+  opened.logits = *std::move(logits);
+  opened.seconds = SecondsSince(start);
+  seq.next_token = opened.next_token;
+  stats_.local_tokens += opened.local_tokens;
+  stats_.store_tokens += opened.store_tokens;
+  sequences_.emplace(opened.id, std::move(seq));
+  return opened;
+}
+
+absl::StatusOr<std::vector<float>> DecodeEngine::Append(uint64_t id,
+                                                        std::span<const uint32_t> tokens) {
+  if (tokens.empty()) return absl::InvalidArgumentError("no tokens to append");
+  for (uint32_t t : tokens) {
+    if (t >= config().vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("token ", t, " is outside the vocabulary"));
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  auto it = sequences_.find(id);
+  if (it == sequences_.end()) return absl::NotFoundError(absl::StrCat("no open sequence ", id));
+  absl::StatusOr<std::vector<float>> logits = RunTokens(it->second, tokens);
+  if (logits.ok()) it->second.next_token = ReferenceDecoder::Greedy(*logits);
+  return logits;
+}
+
+absl::StatusOr<std::vector<uint32_t>> DecodeEngine::Step(std::span<const uint64_t> ids) {
+  const auto start = std::chrono::steady_clock::now();
+  absl::MutexLock lock(&mu_);
+  std::vector<Sequence*> seqs;
+  for (uint64_t id : ids) {
+    auto it = sequences_.find(id);
+    if (it == sequences_.end()) return absl::NotFoundError(absl::StrCat("no open sequence ", id));
+    for (Sequence* other : seqs) {
+      if (other == &it->second) {
+        return absl::InvalidArgumentError(absl::StrCat("sequence ", id, " twice in one step"));
+      }
+    }
+    seqs.push_back(&it->second);
+  }
+  std::vector<ReferenceDecoder::Step> batch;
+  for (Sequence* seq : seqs) {
+    const uint32_t position = static_cast<uint32_t>(seq->tokens.size());
+    if (absl::Status s = EnsurePages(*seq, position + 1); !s.ok()) return s;
+    batch.push_back({seq->next_token, position, seq->pages});
+  }
+  absl::StatusOr<std::vector<std::vector<float>>> logits = decoder_.Run(batch, *pool_);
+  if (!logits.ok()) return logits.status();
+  std::vector<uint32_t> next;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    seqs[i]->tokens.push_back(seqs[i]->next_token);
+    seqs[i]->next_token = ReferenceDecoder::Greedy((*logits)[i]);
+    next.push_back(seqs[i]->next_token);
+  }
+  ++stats_.decode_steps;
+  stats_.decoded_tokens += seqs.size();
+  stats_.decode_seconds += SecondsSince(start);
+  return next;
+}
+
+absl::StatusOr<std::vector<uint32_t>> DecodeEngine::Tokens(uint64_t id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = sequences_.find(id);
+  if (it == sequences_.end()) return absl::NotFoundError(absl::StrCat("no open sequence ", id));
+  return it->second.tokens;
+}
+
+absl::Status DecodeEngine::Close(uint64_t id) {
+  absl::MutexLock lock(&mu_);
+  auto it = sequences_.find(id);
+  if (it == sequences_.end()) return absl::NotFoundError(absl::StrCat("no open sequence ", id));
+  Sequence& seq = it->second;
+  const uint32_t tpb = pool_->layout().tokens_per_block;
+  const std::vector<BlockKey> keys = ChainBlockKeys(namespace_key_, seq.tokens, tpb);
+  // Publish every full block; runs of blocks new to the cache go to the store.
+  std::vector<KvOffloader::Job> jobs;
+  for (uint32_t b = 0; b < keys.size(); ++b) {
+    const bool fresh = !pool_->IsKeyed(seq.pages[b]);
+    const bool safe = offloader_ == nullptr;
+    if (!fresh || !pool_->Publish(seq.pages[b], keys[b], safe) || safe) continue;
+    if (jobs.empty() || jobs.back().first_block + jobs.back().pages.size() != b) {
+      jobs.push_back({.first_block = b});
+    }
+    jobs.back().pages.push_back(seq.pages[b]);
+    jobs.back().keys.push_back(keys[b]);
+  }
+  for (KvOffloader::Job& job : jobs) {
+    const uint32_t end = (job.first_block + static_cast<uint32_t>(job.pages.size())) * tpb;
+    job.tokens.assign(seq.tokens.begin(), seq.tokens.begin() + end);
+    offloader_->Enqueue(std::move(job));
+  }
+  ReleasePages(seq);
+  sequences_.erase(it);
+  return absl::OkStatus();
+}
+
+void DecodeEngine::FlushOffloads() {
+  if (offloader_ != nullptr) offloader_->Flush();
+}
+
+DecodeEngine::Stats DecodeEngine::stats() const {
+  absl::MutexLock lock(&mu_);
+  Stats s = stats_;
+  s.open_sequences = sequences_.size();
+  s.pages = pool_->counts();
+  if (offloader_ != nullptr) s.offload = offloader_->counts();
+  return s;
+}
+
+}  // namespace kvtier::worker

@@ -1,0 +1,131 @@
+// DecodeEngine: the decode worker's core. It owns the page pool, the reference decoder and
+// the open sequences, restores known prefixes from the store, and offloads new full blocks.
+//
+// Opening a sequence for prompt P (its K/V must cover P[0, n-1) before the last token runs,
+// so at most floor((n-1) / tokens_per_block) blocks are reused):
+//   1. local hits: pages of the pool's prefix cache, by block key (same keys as the store:
+//      tenant, layout and salt are part of them, so tenants never share pages);
+//   2. store hits: Lookup (with a lease) for the rest of the prefix, Fetch into host
+//      staging (every block's XXH3 verified by the client), copy into fresh pages, Release;
+//   3. the remaining tokens are computed by the decoder, one position at a time.
+// Any store failure (unreachable, past its deadline, a block that fails its checksum,
+// pool full) costs recomputation, never a wrong or failed answer; it is counted.
+//
+// Closing a sequence publishes its full blocks in the prefix cache and hands those the store
+// does not have yet to the offloader; the pages stay until the store has them.
+//
+// Thread-safe: calls are serialised by one mutex (the reference decoder runs one step at a
+// time); the offloader runs on its own thread.
+#ifndef KVTIER_WORKER_DECODE_ENGINE_H_
+#define KVTIER_WORKER_DECODE_ENGINE_H_
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "client/cache_store_client.h"
+#include "kernels/dispatch.h"
+#include "worker/kv_offloader.h"
+#include "worker/page_pool.h"
+#include "worker/reference_decoder.h"
+
+namespace kvtier::worker {
+
+struct DecodeEngineOptions {
+  uint32_t pages = 256;            // page pool capacity, in blocks
+  std::string tenant = "default";  // must match the store client's tenant
+  std::string salt;
+  kernels::KernelContext kernels;
+};
+
+class DecodeEngine {
+ public:
+  struct Opened {
+    uint64_t id = 0;
+    uint32_t prompt_tokens = 0;
+    uint32_t local_tokens = 0;     // from the worker's pages
+    uint32_t store_tokens = 0;     // restored from the store
+    uint32_t computed_tokens = 0;  // run through the model
+    std::vector<float> logits;     // after the last prompt token
+    uint32_t next_token = 0;       // greedy choice from logits
+    double seconds = 0;            // time to first token
+  };
+  struct Stats {
+    uint64_t open_sequences = 0;
+    uint64_t local_tokens = 0, store_tokens = 0, computed_tokens = 0;
+    uint64_t restored_bytes = 0;
+    double restore_seconds = 0;
+    uint64_t restore_failures = 0;  // store trouble that cost a recompute
+    uint64_t decode_steps = 0, decoded_tokens = 0;
+    double decode_seconds = 0;
+    PagePool::Counts pages;
+    KvOffloader::Counts offload;
+  };
+
+  // `store` may be null: then nothing is restored or offloaded.
+  static absl::StatusOr<std::unique_ptr<DecodeEngine>> Create(
+      std::shared_ptr<const LlamaWeights> weights, std::shared_ptr<CacheStoreClient> store,
+      const DecodeEngineOptions& options);
+  ~DecodeEngine();
+
+  absl::StatusOr<Opened> Open(std::span<const uint32_t> prompt);
+  // Runs `tokens` as further input of the sequence (its pending greedy token is discarded)
+  // and returns the logits after the last of them.
+  absl::StatusOr<std::vector<float>> Append(uint64_t id, std::span<const uint32_t> tokens);
+  // One batched decode step: each sequence consumes its pending greedy token and produces
+  // the next. Returns the new pending tokens, in the order of `ids`.
+  absl::StatusOr<std::vector<uint32_t>> Step(std::span<const uint64_t> ids);
+  // Every token of the sequence so far (prompt, appended and decoded; not the pending one).
+  absl::StatusOr<std::vector<uint32_t>> Tokens(uint64_t id) const;
+  absl::Status Close(uint64_t id);
+
+  // Waits for queued offloads (tests, shutdown).
+  void FlushOffloads();
+  Stats stats() const;
+  const LlamaConfig& config() const { return weights_->config; }
+  const KvLayout& layout() const { return pool_->layout(); }
+
+ private:
+  struct Sequence {
+    std::vector<uint32_t> tokens;  // K/V computed for these
+    std::vector<uint32_t> pages;   // page of block b
+    uint32_t next_token = 0;
+  };
+
+  DecodeEngine(std::shared_ptr<const LlamaWeights> weights, std::shared_ptr<CacheStoreClient> store,
+               std::unique_ptr<PagePool> pool, const DecodeEngineOptions& options);
+
+  // Restores blocks [have, want) of `keys` from the store into new pages (appended to
+  // `pages`); returns how many it restored. Failures are counted and cost a recompute.
+  uint32_t RestoreFromStore(std::span<const uint32_t> prompt, std::span<const BlockKey> keys,
+                            uint32_t have, std::vector<uint32_t>& pages)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Makes sure `seq` has pages for positions [0, end).
+  absl::Status EnsurePages(Sequence& seq, uint32_t end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::vector<float>> RunTokens(Sequence& seq, std::span<const uint32_t> tokens)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReleasePages(Sequence& seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  std::shared_ptr<const LlamaWeights> weights_;
+  std::shared_ptr<CacheStoreClient> store_;
+  std::unique_ptr<PagePool> pool_;
+  const DecodeEngineOptions options_;
+  const BlockKey namespace_key_;
+  std::unique_ptr<KvOffloader> offloader_;  // null without a store
+
+  mutable absl::Mutex mu_;
+  ReferenceDecoder decoder_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, Sequence> sequences_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  Stats stats_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace kvtier::worker
+
+#endif  // KVTIER_WORKER_DECODE_ENGINE_H_
