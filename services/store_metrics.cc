@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "services/metric_families.h"
+
 namespace kvtier {
 namespace {
 
@@ -20,21 +22,10 @@ class EngineCollector : public prometheus::Collectable {
 
   std::vector<prometheus::MetricFamily> Collect() const override {
     const BlockStoreStats s = store_->Stats();
-    std::vector<prometheus::MetricFamily> out;
+    MetricFamilies out;
     auto add = [&](const char* name, const char* help, prometheus::MetricType type, double value,
-                   std::vector<prometheus::ClientMetric::Label> labels = {}) {
-      prometheus::ClientMetric m;
-      m.label = std::move(labels);
-      if (type == prometheus::MetricType::Counter) {
-        m.counter.value = value;
-      } else {
-        m.gauge.value = value;
-      }
-      if (!out.empty() && out.back().name == name) {
-        out.back().metric.push_back(std::move(m));
-        return;
-      }
-      out.push_back(prometheus::MetricFamily{name, help, type, {std::move(m)}});
+                   MetricFamilies::Labels labels = {}) {
+      out.Add(name, help, type, value, std::move(labels));
     };
     using T = prometheus::MetricType;
     const std::vector<prometheus::ClientMetric::Label> t1 = {{"tier", "t1"}};
@@ -118,7 +109,7 @@ class EngineCollector : public prometheus::Collectable {
     add("kvtier_active_leases", "Lookup leases not yet released or expired.", T::Gauge,
         s.active_leases);
     add("kvtier_pinned_blocks", "Blocks pinned against eviction.", T::Gauge, s.pinned_blocks);
-    return out;
+    return out.Take();
   }
 
  private:

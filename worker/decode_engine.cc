@@ -82,10 +82,12 @@ uint32_t DecodeEngine::RestoreFromStore(std::span<const uint32_t> prompt,
                                         std::span<const BlockKey> keys, uint32_t have,
                                         std::vector<uint32_t>& pages) {
   const auto start = std::chrono::steady_clock::now();
+  ++stats_.restores;
   absl::StatusOr<LookupReply> found =
       store_->Lookup(pool_->layout(), prompt, {.salt = options_.salt, .lease = true});
   if (!found.ok()) {
     ++stats_.restore_failures;
+    stats_.restore_seconds += SecondsSince(start);
     KVTIER_LOG(WARNING) << "store lookup failed, recomputing: " << found.status();
     return 0;
   }
@@ -139,7 +141,8 @@ uint32_t DecodeEngine::RestoreFromStore(std::span<const uint32_t> prompt,
   return restored;
 }
 
-absl::StatusOr<DecodeEngine::Opened> DecodeEngine::Open(std::span<const uint32_t> prompt) {
+absl::StatusOr<DecodeEngine::Opened> DecodeEngine::Open(std::span<const uint32_t> prompt,
+                                                        bool reuse) {
   if (prompt.empty()) return absl::InvalidArgumentError("the prompt is empty");
   for (size_t i = 0; i < prompt.size(); ++i) {
     if (prompt[i] >= config().vocab_size) {
@@ -153,8 +156,10 @@ absl::StatusOr<DecodeEngine::Opened> DecodeEngine::Open(std::span<const uint32_t
   const uint32_t tpb = pool_->layout().tokens_per_block;
   const uint32_t n = static_cast<uint32_t>(prompt.size());
   // The last prompt token always runs: its logits choose the first new token.
-  const std::vector<BlockKey> keys = ChainBlockKeys(namespace_key_, prompt, tpb, (n - 1) / tpb);
+  const std::vector<BlockKey> keys =
+      reuse ? ChainBlockKeys(namespace_key_, prompt, tpb, (n - 1) / tpb) : std::vector<BlockKey>{};
   Sequence seq;
+  seq.cacheable = reuse;
   uint32_t local = 0;
   for (const BlockKey& key : keys) {
     std::optional<uint32_t> page = pool_->Acquire(key);
@@ -252,7 +257,8 @@ absl::Status DecodeEngine::Close(uint64_t id) {
   if (it == sequences_.end()) return absl::NotFoundError(absl::StrCat("no open sequence ", id));
   Sequence& seq = it->second;
   const uint32_t tpb = pool_->layout().tokens_per_block;
-  const std::vector<BlockKey> keys = ChainBlockKeys(namespace_key_, seq.tokens, tpb);
+  const std::vector<BlockKey> keys =
+      seq.cacheable ? ChainBlockKeys(namespace_key_, seq.tokens, tpb) : std::vector<BlockKey>{};
   // Publish every full block; runs of blocks new to the cache go to the store.
   std::vector<KvOffloader::Job> jobs;
   for (uint32_t b = 0; b < keys.size(); ++b) {

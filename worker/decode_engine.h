@@ -61,7 +61,7 @@ class DecodeEngine {
   struct Stats {
     uint64_t open_sequences = 0;
     uint64_t local_tokens = 0, store_tokens = 0, computed_tokens = 0;
-    uint64_t restored_bytes = 0;
+    uint64_t restores = 0, restored_bytes = 0;
     double restore_seconds = 0;
     uint64_t restore_failures = 0;  // store trouble that cost a recompute
     uint64_t decode_steps = 0, decoded_tokens = 0;
@@ -76,7 +76,9 @@ class DecodeEngine {
       const DecodeEngineOptions& options);
   ~DecodeEngine();
 
-  absl::StatusOr<Opened> Open(std::span<const uint32_t> prompt);
+  // reuse = false computes every token (a baseline for time to first token) and leaves the
+  // sequence's blocks out of the caches.
+  absl::StatusOr<Opened> Open(std::span<const uint32_t> prompt, bool reuse = true);
   // Runs `tokens` as further input of the sequence (its pending greedy token is discarded)
   // and returns the logits after the last of them.
   absl::StatusOr<std::vector<float>> Append(uint64_t id, std::span<const uint32_t> tokens);
@@ -98,6 +100,7 @@ class DecodeEngine {
     std::vector<uint32_t> tokens;  // K/V computed for these
     std::vector<uint32_t> pages;   // page of block b
     uint32_t next_token = 0;
+    bool cacheable = true;
   };
 
   DecodeEngine(std::shared_ptr<const LlamaWeights> weights, std::shared_ptr<CacheStoreClient> store,

@@ -19,14 +19,15 @@
 namespace kvtier::testing {
 namespace {
 
-pid_t Spawn(const std::vector<std::string>& flags, const std::string& log_path) {
+pid_t Spawn(const std::string& binary_path, const std::vector<std::string>& flags,
+            const std::string& log_path) {
   pid_t pid = fork();
   if (pid != 0) return pid;
   int fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   dup2(fd, STDOUT_FILENO);
   dup2(fd, STDERR_FILENO);
   std::vector<char*> argv;
-  std::string binary = KVTIER_STORE_BINARY;
+  std::string binary = binary_path;
   argv.push_back(binary.data());
   std::vector<std::string> args = flags;
   for (std::string& a : args) argv.push_back(a.data());
@@ -45,11 +46,16 @@ std::string TempLogPath() {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<StoreProcess>> StoreProcess::Start(std::vector<std::string> flags) {
-  auto p = std::unique_ptr<StoreProcess>(new StoreProcess());
-  p->log_path_ = TempLogPath();
   flags.insert(flags.begin(),
                {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0", "--t1_lock=none"});
-  p->pid_ = Spawn(flags, p->log_path_);
+  return StartBinary(KVTIER_STORE_BINARY, std::move(flags));
+}
+
+absl::StatusOr<std::unique_ptr<StoreProcess>> StoreProcess::StartBinary(
+    const std::string& binary, std::vector<std::string> flags) {
+  auto p = std::unique_ptr<StoreProcess>(new StoreProcess());
+  p->log_path_ = TempLogPath();
+  p->pid_ = Spawn(binary, flags, p->log_path_);
   const std::regex metrics_re(R"(metrics on .*\(port (\d+)\))");
   const std::regex serving_re(R"(serving on .*\(port (\d+)\))");
   const absl::Time deadline = absl::Now() + absl::Seconds(20);
@@ -64,11 +70,11 @@ absl::StatusOr<std::unique_ptr<StoreProcess>> StoreProcess::Start(std::vector<st
     int status;
     if (waitpid(p->pid_, &status, WNOHANG) == p->pid_) {
       p->pid_ = -1;
-      return absl::InternalError(absl::StrCat("kvtier-store exited at start-up:\n", log));
+      return absl::InternalError(absl::StrCat(binary, " exited at start-up:\n", log));
     }
     absl::SleepFor(absl::Milliseconds(20));
   }
-  return absl::DeadlineExceededError(absl::StrCat("kvtier-store did not start:\n", p->Log()));
+  return absl::DeadlineExceededError(absl::StrCat(binary, " did not start:\n", p->Log()));
 }
 
 StoreProcess::~StoreProcess() {
@@ -106,7 +112,7 @@ std::string StoreProcess::Log() const {
 std::pair<int, std::string> StoreProcess::RunToExit(std::vector<std::string> flags) {
   StoreProcess p;
   p.log_path_ = TempLogPath();
-  p.pid_ = Spawn(flags, p.log_path_);
+  p.pid_ = Spawn(KVTIER_STORE_BINARY, flags, p.log_path_);
   std::optional<int> code = p.Wait(absl::Seconds(30));
   return {code.value_or(-1), p.Log()};
 }

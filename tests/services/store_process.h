@@ -19,6 +19,10 @@ class StoreProcess {
  public:
   // Starts the store and waits until it logs that it serves (or exits).
   static absl::StatusOr<std::unique_ptr<StoreProcess>> Start(std::vector<std::string> flags);
+  // Any kvtier server binary that logs "metrics on ... (port N)" and "serving on ...
+  // (port N)" (kvtier-worker); `flags` are passed as they are.
+  static absl::StatusOr<std::unique_ptr<StoreProcess>> StartBinary(const std::string& binary,
+                                                                   std::vector<std::string> flags);
   ~StoreProcess();  // SIGKILLs a process still running
 
   int grpc_port() const { return grpc_port_; }

@@ -1,0 +1,148 @@
+// kvtier-worker: the decode worker (worker/decode_engine.h) behind the DecodeWorker gRPC
+// service, with grpc.health.v1, reflection and Prometheus metrics. SIGTERM/SIGINT drain:
+// health turns NOT_SERVING, calls in flight get --drain_timeout, queued offloads finish.
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/server_builder.h>
+#include <prometheus/exposer.h>
+#include <signal.h>
+
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "cache_store/log.h"
+#include "services/decode_worker_service.h"
+#include "services/worker_metrics.h"
+#include "worker/llama_config.h"
+
+ABSL_FLAG(std::string, listen, "0.0.0.0:50061", "gRPC address to serve on (HOST:PORT).");
+ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9092",
+          "Prometheus /metrics address (HOST:PORT); empty: no metrics endpoint.");
+ABSL_FLAG(std::string, store, "127.0.0.1:50051",
+          "kvtier-store to restore from and offload to; empty: none (local pages only).");
+ABSL_FLAG(std::string, tenant, "default", "Tenant sent to the store (x-kvtier-tenant).");
+ABSL_FLAG(std::string, auth_token, "", "Bearer token for a store with --auth_token_file.");
+ABSL_FLAG(std::string, cache_salt, "", "Extra namespace of every block key (e.g. an adapter).");
+ABSL_FLAG(absl::Duration, store_timeout, absl::Seconds(2),
+          "Deadline of each store call; past it the worker recomputes.");
+ABSL_FLAG(std::string, model, "tiny", "Model dimensions: tiny or llama-3-8b.");
+ABSL_FLAG(std::string, weights, "",
+          "Safetensors file with Hugging Face Llama tensor names; empty: seeded weights.");
+ABSL_FLAG(uint64_t, seed, 1, "Seed of the random weights (without --weights).");
+ABSL_FLAG(uint32_t, pages, 1024, "KV pages (blocks) in the worker's pool: its hard capacity.");
+ABSL_FLAG(int32_t, threads, 0, "CPU threads of the kernels (0: all cores).");
+ABSL_FLAG(int32_t, max_threads, 16, "gRPC server threads.");
+ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(20), "Grace period on SIGTERM.");
+
+namespace kvtier {
+namespace {
+
+int Run() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  worker::LlamaConfig config;
+  const std::string model = absl::GetFlag(FLAGS_model);
+  if (model == "tiny") {
+    config = worker::TinyLlamaConfig();
+  } else if (model == "llama-3-8b") {
+    config = worker::Llama3_8BConfig();
+  } else {
+    KVTIER_LOG(ERROR) << "unknown --model '" << model << "' (tiny or llama-3-8b)";
+    return 2;
+  }
+  absl::StatusOr<worker::LlamaWeights> weights =
+      absl::GetFlag(FLAGS_weights).empty()
+          ? worker::LlamaWeights::FromSeed(config, absl::GetFlag(FLAGS_seed))
+          : worker::LlamaWeights::FromSafetensors(config, absl::GetFlag(FLAGS_weights));
+  if (!weights.ok()) {
+    KVTIER_LOG(ERROR) << "cannot load the model: " << weights.status().message();
+    return 2;
+  }
+  std::shared_ptr<CacheStoreClient> store;
+  if (const std::string target = absl::GetFlag(FLAGS_store); !target.empty()) {
+    ClientOptions o;
+    o.target = target;
+    o.tenant = absl::GetFlag(FLAGS_tenant);
+    o.auth_token = absl::GetFlag(FLAGS_auth_token);
+    o.timeout = absl::GetFlag(FLAGS_store_timeout);
+    store = std::make_shared<CacheStoreClient>(o);
+  }
+  worker::DecodeEngineOptions options;
+  options.pages = absl::GetFlag(FLAGS_pages);
+  options.tenant = absl::GetFlag(FLAGS_tenant);
+  options.salt = absl::GetFlag(FLAGS_cache_salt);
+  options.kernels.cpu.threads = absl::GetFlag(FLAGS_threads);
+  absl::StatusOr<std::unique_ptr<worker::DecodeEngine>> engine = worker::DecodeEngine::Create(
+      std::make_shared<const worker::LlamaWeights>(*std::move(weights)), store, options);
+  if (!engine.ok()) {
+    KVTIER_LOG(ERROR) << "cannot start the worker: " << engine.status().message();
+    return 2;
+  }
+  KVTIER_LOG(INFO) << "model " << config.model_id << " (" << config.ParameterCount()
+                   << " parameters), " << options.pages << " pages of "
+                   << config.Layout().BlockBytes() << " bytes, store "
+                   << (store ? absl::GetFlag(FLAGS_store) : std::string("none"))
+                   << ", kernels: cpu";
+
+  // The exposer holds collectables weakly: this one lives as long as the process.
+  const std::shared_ptr<prometheus::Collectable> metrics = MakeWorkerMetrics(engine->get());
+  std::unique_ptr<prometheus::Exposer> exposer;
+  if (const std::string addr = absl::GetFlag(FLAGS_metrics_listen); !addr.empty()) {
+    try {  // prometheus-cpp reports a busy port by throwing
+      exposer = std::make_unique<prometheus::Exposer>(addr, 2);
+    } catch (const std::exception& e) {
+      KVTIER_LOG(ERROR) << "cannot serve metrics on " << addr << ": " << e.what();
+      return 2;
+    }
+    exposer->RegisterCollectable(metrics);
+    KVTIER_LOG(INFO) << "metrics on http://" << addr << "/metrics (port "
+                     << exposer->GetListeningPorts().front() << ")";
+  }
+
+  DecodeWorkerService service(engine->get(), "cpu");
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  const std::string listen = absl::GetFlag(FLAGS_listen);
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  grpc::ResourceQuota quota("kvtier-worker");
+  quota.SetMaxThreads(absl::GetFlag(FLAGS_max_threads));
+  builder.SetResourceQuota(quota);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) {
+    KVTIER_LOG(ERROR) << "cannot listen on " << listen;
+    return 2;
+  }
+  server->GetHealthCheckService()->SetServingStatus(true);
+  KVTIER_LOG(INFO) << "kvtier-worker serving on " << listen << " (port " << port << ")";
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  const absl::Duration drain = absl::GetFlag(FLAGS_drain_timeout);
+  KVTIER_LOG(INFO) << "signal " << sig << ": draining for up to " << drain;
+  server->GetHealthCheckService()->SetServingStatus(false);
+  server->Shutdown(std::chrono::system_clock::now() + absl::ToChronoSeconds(drain));
+  server->Wait();
+  (*engine)->FlushOffloads();
+  KVTIER_LOG(INFO) << "kvtier-worker stopped";
+  std::_Exit(0);  // as kvtier-store: skip civetweb's slow teardown
+}
+
+}  // namespace
+}  // namespace kvtier
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("kvtier-worker: decode worker with a KV page pool (README)");
+  absl::ParseCommandLine(argc, argv);
+  return kvtier::Run();
+}

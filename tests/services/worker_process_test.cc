@@ -1,0 +1,140 @@
+// The worker's promise, end to end with real processes on loopback: kvtier-store and
+// kvtier-worker. Generate with a cold cache; restart the worker (empty pool); generate the
+// same prompt and a continuation: the prefix comes from the store and the tokens (and the
+// first token's logits) are identical. With the store killed: recomputed, same tokens. The
+// metrics endpoint counts the tokens by source.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <regex>
+
+#include "kvtier/v1/decode_worker.grpc.pb.h"
+#include "tests/services/store_process.h"
+#include "worker/llama_config.h"
+
+namespace kvtier::testing {
+namespace {
+
+struct Result {
+  v1::PrefixSources sources;
+  std::vector<float> logits;
+  std::vector<uint32_t> tokens;
+};
+
+std::vector<uint32_t> Prompt(uint32_t n, uint32_t salt) {
+  std::vector<uint32_t> p(n);
+  for (uint32_t i = 0; i < n; ++i) p[i] = (i * 29 + salt * 13 + 5) % 512;
+  return p;
+}
+
+std::unique_ptr<StoreProcess> StartWorker(const std::string& store_target) {
+  absl::StatusOr<std::unique_ptr<StoreProcess>> w = StoreProcess::StartBinary(
+      KVTIER_WORKER_BINARY,
+      {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0", "--store=" + store_target,
+       "--store_timeout=1s", "--pages=64", "--seed=5", "--tenant=e2e"});
+  EXPECT_TRUE(w.ok()) << w.status();
+  return w.ok() ? *std::move(w) : nullptr;
+}
+
+Result Generate(const StoreProcess& worker, const std::vector<uint32_t>& prompt, uint32_t n) {
+  auto channel = grpc::CreateChannel(worker.target(), grpc::InsecureChannelCredentials());
+  auto stub = v1::DecodeWorker::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  v1::GenerateRequest request;
+  request.mutable_token_ids()->Assign(prompt.begin(), prompt.end());
+  request.set_max_new_tokens(n);
+  request.set_return_first_logits(true);
+  auto reader = stub->Generate(&ctx, request);
+  Result r;
+  v1::GenerateResponse message;
+  bool first = true;
+  while (reader->Read(&message)) {
+    if (first) {
+      r.sources = message.sources();
+      r.logits.assign(message.first_logits().begin(), message.first_logits().end());
+      first = false;
+    }
+    r.tokens.insert(r.tokens.end(), message.token_ids().begin(), message.token_ids().end());
+  }
+  const grpc::Status status = reader->Finish();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return r;
+}
+
+double Metric(const StoreProcess& process, const std::string& series) {
+  absl::StatusOr<std::string> body = HttpGet(process.metrics_port(), "/metrics");
+  EXPECT_TRUE(body.ok());
+  std::smatch m;
+  const std::regex re("\n" + std::regex_replace(series, std::regex(R"([{}"])"), R"(\$&)") +
+                      R"( ([0-9.e+-]+))");
+  if (!body.ok() || !std::regex_search(*body, m, re)) return -1;
+  return std::stod(m[1]);
+}
+
+void ExpectSameLogits(const std::vector<float>& a, const std::vector<float>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  ASSERT_EQ(a.size(), worker::TinyLlamaConfig().vocab_size);
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_NEAR(a[i], b[i], 1e-5) << "logit " << i;
+}
+
+TEST(WorkerProcessTest, RestoredPrefixesDecodeExactlyLikeRecomputedOnes) {
+  absl::StatusOr<std::unique_ptr<StoreProcess>> store =
+      StoreProcess::Start({"--t1_bytes=16777216", "--t1_slot_bytes=16384"});
+  ASSERT_TRUE(store.ok()) << store.status();
+  const std::vector<uint32_t> prompt = Prompt(100, 1);
+
+  auto worker = StartWorker((*store)->target());
+  ASSERT_NE(worker, nullptr);
+  const Result cold = Generate(*worker, prompt, 12);
+  EXPECT_EQ(cold.sources.computed_tokens(), 100u);
+  EXPECT_EQ(cold.tokens.size(), 12u);
+  // SIGTERM drains: the offloads of the closed sequence finish before the exit.
+  worker->Signal(SIGTERM);
+  ASSERT_EQ(worker->Wait(absl::Seconds(30)), 0) << worker->Log();
+
+  worker = StartWorker((*store)->target());  // an empty page pool
+  ASSERT_NE(worker, nullptr);
+  const Result warm = Generate(*worker, prompt, 12);
+  EXPECT_EQ(warm.sources.local_tokens(), 0u);
+  EXPECT_EQ(warm.sources.store_tokens(), 96u);
+  EXPECT_EQ(warm.sources.computed_tokens(), 4u);
+  EXPECT_EQ(warm.tokens, cold.tokens);
+  ExpectSameLogits(warm.logits, cold.logits);
+  EXPECT_EQ(Metric(*worker, R"(kvtier_worker_prefix_tokens_total{source="store"})"), 96);
+  EXPECT_EQ(Metric(*worker, R"(kvtier_worker_prefix_tokens_total{source="computed"})"), 4);
+
+  // The prompt and a continuation, against a worker without a store as the reference.
+  std::vector<uint32_t> longer = prompt;
+  longer.insert(longer.end(), cold.tokens.begin(), cold.tokens.end());
+  for (uint32_t t : Prompt(21, 2)) longer.push_back(t);
+  auto alone = StartWorker("");
+  ASSERT_NE(alone, nullptr);
+  const Result want = Generate(*alone, longer, 8);
+  EXPECT_EQ(want.sources.computed_tokens(), longer.size());
+  worker->Signal(SIGTERM);
+  ASSERT_EQ(worker->Wait(absl::Seconds(30)), 0);
+  worker = StartWorker((*store)->target());
+  ASSERT_NE(worker, nullptr);
+  const Result cont = Generate(*worker, longer, 8);
+  // 100 prompt + 11 decoded tokens had K/V: 6 full blocks in the store.
+  EXPECT_EQ(cont.sources.store_tokens(), 96u);
+  EXPECT_EQ(cont.tokens, want.tokens);
+  ExpectSameLogits(cont.logits, want.logits);
+
+  // The store dies: a fresh worker recomputes and still answers the same.
+  (*store)->Signal(SIGKILL);
+  (*store)->Wait(absl::Seconds(10));
+  worker->Signal(SIGTERM);
+  worker->Wait(absl::Seconds(30));
+  worker = StartWorker((*store)->target());
+  ASSERT_NE(worker, nullptr);
+  const Result alone_again = Generate(*worker, prompt, 12);
+  EXPECT_EQ(alone_again.sources.computed_tokens(), 100u);
+  EXPECT_EQ(alone_again.tokens, cold.tokens);
+  EXPECT_EQ(Metric(*worker, "kvtier_worker_restore_failures_total"), 1);
+}
+
+}  // namespace
+}  // namespace kvtier::testing
