@@ -7,7 +7,10 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <fstream>
 #include <regex>
+#include <set>
+#include <sstream>
 
 #include "kvtier/v1/decode_worker.grpc.pb.h"
 #include "tests/services/store_process.h"
@@ -134,6 +137,30 @@ TEST(WorkerProcessTest, RestoredPrefixesDecodeExactlyLikeRecomputedOnes) {
   EXPECT_EQ(alone_again.sources.computed_tokens(), 100u);
   EXPECT_EQ(alone_again.tokens, cold.tokens);
   EXPECT_EQ(Metric(*worker, "kvtier_worker_restore_failures_total"), 1);
+}
+
+TEST(WorkerProcessTest, DocsListExactlyTheExposedWorkerMetrics) {
+  std::ifstream in(KVTIER_SOURCE_DIR "/docs/metrics.md");
+  ASSERT_TRUE(in) << "docs/metrics.md is missing";
+  std::stringstream doc;
+  doc << in.rdbuf();
+  const std::string text = doc.str();
+  std::set<std::string> documented, exposed;
+  const std::regex row_re(R"(\n\| `(kvtier_worker_\w+)` \|)");
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), row_re);
+       it != std::sregex_iterator(); ++it) {
+    documented.insert((*it)[1]);
+  }
+  auto worker = StartWorker("");
+  ASSERT_NE(worker, nullptr);
+  absl::StatusOr<std::string> body = HttpGet(worker->metrics_port(), "/metrics");
+  ASSERT_TRUE(body.ok());
+  const std::regex type_re(R"(# TYPE (kvtier_\w+) )");
+  for (auto it = std::sregex_iterator(body->begin(), body->end(), type_re);
+       it != std::sregex_iterator(); ++it) {
+    exposed.insert((*it)[1]);
+  }
+  EXPECT_EQ(exposed, documented);
 }
 
 }  // namespace
