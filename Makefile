@@ -25,10 +25,10 @@ run: build
 	@bash scripts/run_demo.sh $(BUILD_DIR)
 
 format:
-	find cache_store kernels services client bench tests -name '*.h' -o -name '*.cc' -o -name '*.cu' -o -name '*.cuh' | xargs clang-format -i
+	find cache_store kernels worker services client bench tests -name '*.h' -o -name '*.cc' -o -name '*.cu' -o -name '*.cuh' | xargs clang-format -i
 
 lint: build
-	find cache_store kernels services client proto bench -name '*.cc' | xargs clang-tidy -p $(BUILD_DIR) --quiet
+	find cache_store kernels worker services client proto bench -name '*.cc' | xargs clang-tidy -p $(BUILD_DIR) --quiet
 	bash scripts/check_thread_safety.sh $(BUILD_DIR)
 
 clean:

@@ -3,6 +3,8 @@
 //            kvtier-store, and print the prefix hit rate as one JSON object (bench/replay.h).
 //   attention  paged decode attention: K/V GB/s against a plain copy in the same run
 //            (memcpy on the CPU, device-to-device on the GPU; bench/attention_bench.h).
+//   ttft     time to first token with the prefix restored from a store vs recomputed,
+//            with the worker's reference decoder (bench/ttft_bench.h).
 //   copy     the restore copy, staging → scattered pages, against one plain copy of the
 //            same bytes (bench/copy_bench.h).
 // attention and copy run on --backend: auto (the GPU when there is one), cpu or cuda.
@@ -24,6 +26,7 @@
 #include "bench/copy_bench.h"
 #include "bench/replay.h"
 #include "bench/trace.h"
+#include "bench/ttft_bench.h"
 #include "kernels/dispatch.h"
 
 ABSL_FLAG(std::string, trace, "", "replay: Mooncake-format JSONL trace.");
@@ -52,6 +55,10 @@ ABSL_FLAG(int32_t, iterations, 3,
           "after one warm-up).");
 ABSL_FLAG(std::string, backend, "auto",
           "attention, copy: auto (cuda when a GPU is present), cpu or cuda.");
+ABSL_FLAG(std::string, prefixes, "1024,8192",
+          "ttft: cached prefix lengths in tokens (multiples of 16; comma-separated).");
+ABSL_FLAG(uint32_t, question_tokens, 16, "ttft: tokens after the cached prefix.");
+ABSL_FLAG(std::string, model, "tiny", "ttft: model dimensions, tiny or llama-3-8b.");
 ABSL_FLAG(uint32_t, pages, 128, "copy: 2 MiB pages (Llama-3-8B blocks) to restore.");
 ABSL_FLAG(uint64_t, fragment_bytes, 65536,
           "copy: bytes per fragment (65536: one layer of one page); must divide 2 MiB.");
@@ -163,6 +170,20 @@ absl::StatusOr<kernels::Backend> BackendFlag() {
   return context.backend;
 }
 
+int RunTtft() {
+  absl::StatusOr<std::vector<uint32_t>> prefixes =
+      ParseList("prefixes", absl::GetFlag(FLAGS_prefixes));
+  if (!prefixes.ok()) return Fail(prefixes.status());
+  absl::StatusOr<std::vector<std::string>> lines =
+      RunTtftBench({.prefixes = *prefixes,
+                    .question_tokens = absl::GetFlag(FLAGS_question_tokens),
+                    .model = absl::GetFlag(FLAGS_model),
+                    .threads = absl::GetFlag(FLAGS_threads)});
+  if (!lines.ok()) return Fail(lines.status());
+  for (const std::string& line : *lines) std::cout << line << std::endl;
+  return 0;
+}
+
 int RunCopy() {
   absl::StatusOr<kernels::Backend> backend = BackendFlag();
   if (!backend.ok()) return Fail(backend.status());
@@ -233,7 +254,8 @@ int main(int argc, char** argv) {
   if (command == "replay") return kvtier::bench::RunReplay();
   if (command == "attention") return kvtier::bench::RunAttention();
   if (command == "copy") return kvtier::bench::RunCopy();
+  if (command == "ttft") return kvtier::bench::RunTtft();
   std::cerr << "kvtier-bench: unknown command \"" << command
-            << "\" (known: replay, attention, copy)\n";
+            << "\" (known: replay, attention, copy, ttft)\n";
   return 2;
 }

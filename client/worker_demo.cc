@@ -89,10 +89,10 @@ int Run() {
     for (size_t i = 0; i < std::min<size_t>(6, cached.tokens.size()); ++i) {
       absl::StrAppendFormat(&head, "%d ", cached.tokens[i]);
     }
-    std::printf("%-5u %8u %8u %8u %9u %14.1f %16.1f  %s...\n", turn,
-                cached.sources.prompt_tokens(), cached.sources.local_tokens(),
-                cached.sources.store_tokens(), cached.sources.computed_tokens(),
-                cached.ttft * 1e3, baseline.ttft * 1e3, head.c_str());
+    std::printf("%-5u %8u %8u %8u %9u %14.1f %16.1f  %s...\n", turn, cached.sources.prompt_tokens(),
+                cached.sources.local_tokens(), cached.sources.store_tokens(),
+                cached.sources.computed_tokens(), cached.ttft * 1e3, baseline.ttft * 1e3,
+                head.c_str());
     conversation.insert(conversation.end(), cached.tokens.begin(), cached.tokens.end());
   }
   return 0;

@@ -8,7 +8,8 @@ build="${1:?usage: check_thread_safety.sh BUILD_DIR}"
 cd "$(dirname "$0")/.."
 files=()
 for f in $(grep -l -E "absl::Mutex|ABSL_(PT_)?GUARDED_BY|ABSL_EXCLUSIVE_LOCKS_REQUIRED" \
-             cache_store/*.h cache_store/*.cc services/*.h services/*.cc client/*.h client/*.cc); do
+             cache_store/*.h cache_store/*.cc services/*.h services/*.cc client/*.h client/*.cc \
+             worker/*.h worker/*.cc); do
   case "$f" in
     *.h) cc="${f%.h}.cc" ;;
     *) cc="$f" ;;

@@ -169,6 +169,46 @@ TEST(DecodeEngineTest, AStoreThatIsGoneCostsARecomputeNotAnError) {
   EXPECT_EQ(Generate(*engine, p, 6).opened.local_tokens, 48u);
 }
 
+TEST(DecodeEngineTest, ABlockThatFailsItsChecksumCostsARecompute) {
+  const std::vector<uint32_t> p = Prompt(80, 6);
+  Generation cold;
+  {
+    auto engine = Engine(Client(Store().target(), "bitflip"), 64, "bitflip");
+    cold = Generate(*engine, p, 4);
+    engine->FlushOffloads();
+  }
+  // Flip one bit of block 2 in the store's memory, as a memory fault would.
+  const KvLayout layout = TinyLlamaConfig().Layout();
+  const std::vector<BlockKey> keys =
+      ChainBlockKeys(NamespaceKey("bitflip", layout.Fingerprint(), ""), p, kTpb);
+  {
+    auto read = Store().store().ReadBlocks("bitflip", std::span(keys).subspan(2, 1));
+    ASSERT_TRUE(read.ok()) << read.status();
+    const_cast<uint8_t*>((*read)->blocks()[0].data)[100] ^= 0x01;
+  }
+  auto engine = Engine(Client(Store().target(), "bitflip"), 64, "bitflip");
+  const Generation got = Generate(*engine, p, 4);
+  EXPECT_EQ(got.opened.store_tokens, 0u) << "the Fetch fails as a whole";
+  EXPECT_EQ(got.opened.computed_tokens, 80u);
+  EXPECT_EQ(got.tokens, cold.tokens);
+  EXPECT_EQ(engine->stats().restore_failures, 1u);
+}
+
+TEST(DecodeEngineTest, AFullStoreDropsOffloadsAndLosesNothingLocally) {
+  // A store with room for two blocks: a 5-block offload cannot fit.
+  testing::TestStoreServer tiny({.t1_bytes = 2 * TinyLlamaConfig().Layout().BlockBytes(),
+                                 .slot_bytes = TinyLlamaConfig().Layout().BlockBytes()});
+  auto engine = Engine(Client(tiny.target(), "full"), 64, "full");
+  const std::vector<uint32_t> p = Prompt(85, 7);
+  const Generation first = Generate(*engine, p, 4);
+  engine->FlushOffloads();
+  EXPECT_EQ(engine->stats().offload.dropped_blocks, 5u);
+  EXPECT_EQ(engine->stats().pages.unsafe, 0u) << "dropped blocks may be evicted";
+  const Generation again = Generate(*engine, p, 4);
+  EXPECT_EQ(again.opened.local_tokens, 80u);
+  EXPECT_EQ(again.tokens, first.tokens);
+}
+
 TEST(DecodeEngineTest, TenantsNeverShareBlocks) {
   const std::vector<uint32_t> p = Prompt(50, 5);
   {

@@ -1,0 +1,34 @@
+// kvtier-bench ttft: time to first token for a prompt whose prefix (--prefixes tokens) is in
+// the store, against the same prompt with everything recomputed, same model, same run.
+//
+// Per prefix length L: a worker engine with an empty pool runs prefix ‖ question A with the
+// store empty (every token computed: the recompute time to first token), closes it (its full
+// blocks are offloaded) and waits for the offload; a second engine, also with an empty pool,
+// runs prefix ‖ question B: the prefix comes from the store, the question is computed (the
+// restored time to first token). The store is a real kvtier-store server in this process on
+// a loopback port (gRPC, checksums and all). Restore bandwidth (bytes restored / restore
+// time) is reported against a memcpy of the same bytes, measured in the same run.
+#ifndef KVTIER_BENCH_TTFT_BENCH_H_
+#define KVTIER_BENCH_TTFT_BENCH_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace kvtier::bench {
+
+struct TtftBenchOptions {
+  std::vector<uint32_t> prefixes = {1024, 8192};
+  uint32_t question_tokens = 16;
+  std::string model = "tiny";  // tiny or llama-3-8b
+  int threads = 0;
+};
+
+// One JSON object per prefix length, one per line.
+absl::StatusOr<std::vector<std::string>> RunTtftBench(const TtftBenchOptions& o);
+
+}  // namespace kvtier::bench
+
+#endif  // KVTIER_BENCH_TTFT_BENCH_H_
