@@ -61,6 +61,7 @@ grpc::ServerUnaryReactor* CacheStoreService::Lookup(grpc::CallbackServerContext*
         prompt,
         {.lease = !request->no_lease(), .lease_ttl = absl::Milliseconds(request->lease_ttl_ms())});
     if (!result.ok()) return result.status();
+    metrics_->ObserveLookup(tenant, result->total_blocks, result->matched_blocks());
     response->set_matched_blocks(result->matched_blocks());
     response->set_matched_tokens(uint64_t{result->matched_blocks()} * layout->tokens_per_block);
     response->set_total_blocks(result->total_blocks);

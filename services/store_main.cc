@@ -58,6 +58,8 @@ ABSL_FLAG(int32_t, max_threads, 64, "Threads gRPC may use (ResourceQuota).");
 ABSL_FLAG(std::string, auth_token_file, "",
           "File of \"TOKEN TENANT\" lines; when set, calls must carry a bearer token. "
           "When empty, the tenant is the x-kvtier-tenant metadata (trusted networks only).");
+ABSL_FLAG(uint32_t, max_tenant_series, 32,
+          "Tenants with their own hit-rate series in /metrics; later ones count as \"other\".");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(20),
           "On SIGTERM, how long calls in flight may take to finish.");
 
@@ -135,7 +137,7 @@ int Run() {
                         << " metadata without authentication";
   }
 
-  StoreMetrics metrics(store->get());
+  StoreMetrics metrics(store->get(), absl::GetFlag(FLAGS_max_tenant_series));
   std::unique_ptr<prometheus::Exposer> exposer;
   if (const std::string addr = absl::GetFlag(FLAGS_metrics_listen); !addr.empty()) {
     try {  // prometheus-cpp reports a busy port by throwing; keep it inside this edge

@@ -124,9 +124,20 @@ const char* StoreRpcName(StoreRpc rpc) {
   return kNames[static_cast<int>(rpc)];
 }
 
-StoreMetrics::StoreMetrics(const BlockStore* store)
+StoreMetrics::StoreMetrics(const BlockStore* store, uint32_t max_tenant_series)
     : registry_(std::make_shared<prometheus::Registry>()),
-      engine_(std::make_shared<EngineCollector>(store)) {
+      engine_(std::make_shared<EngineCollector>(store)),
+      max_tenant_series_(max_tenant_series) {
+  tenant_requested_ = &prometheus::BuildCounter()
+                           .Name("kvtier_tenant_lookup_requested_blocks_total")
+                           .Help(
+                               "Full blocks in looked-up prompts, by tenant (bounded; the "
+                               "rest as tenant=\"other\").")
+                           .Register(*registry_);
+  tenant_hit_ = &prometheus::BuildCounter()
+                     .Name("kvtier_tenant_lookup_hit_blocks_total")
+                     .Help("Looked-up blocks found in the cached prefix, by tenant (bounded).")
+                     .Register(*registry_);
   auto& latency = prometheus::BuildHistogram()
                       .Name("kvtier_rpc_duration_seconds")
                       .Help("Server-side duration of CacheStore RPCs, by method.")
@@ -147,6 +158,29 @@ StoreMetrics::StoreMetrics(const BlockStore* store)
 
 std::vector<std::shared_ptr<prometheus::Collectable>> StoreMetrics::collectables() const {
   return {registry_, engine_};
+}
+
+void StoreMetrics::ObserveLookup(const std::string& tenant, uint32_t requested, uint32_t hit) {
+  TenantCounters counters;
+  {
+    absl::MutexLock lock(&tenants_mu_);
+    auto it = tenants_.find(tenant);
+    if (it == tenants_.end()) {
+      const std::string label = tenants_.size() < max_tenant_series_ ? tenant : "other";
+      auto other = tenants_.find(label);
+      if (other != tenants_.end()) {
+        it = other;
+      } else {
+        it = tenants_
+                 .emplace(label, TenantCounters{&tenant_requested_->Add({{"tenant", label}}),
+                                                &tenant_hit_->Add({{"tenant", label}})})
+                 .first;
+      }
+    }
+    counters = it->second;
+  }
+  counters.requested->Increment(requested);
+  counters.hit->Increment(hit);
 }
 
 void StoreMetrics::ObserveRpc(StoreRpc rpc, grpc::StatusCode code, absl::Duration elapsed) {

@@ -17,6 +17,8 @@
 #include <array>
 #include <memory>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "cache_store/block_store.h"
 
@@ -38,12 +40,16 @@ const char* StoreRpcName(StoreRpc rpc);
 
 class StoreMetrics {
  public:
-  explicit StoreMetrics(const BlockStore* store);
+  // Per-tenant hit counters get their own series for the first `max_tenant_series`
+  // tenants seen; later tenants share the series tenant="other" (bounded cardinality).
+  explicit StoreMetrics(const BlockStore* store, uint32_t max_tenant_series = 32);
 
   // Everything to expose: the RPC registry and the engine collector.
   std::vector<std::shared_ptr<prometheus::Collectable>> collectables() const;
 
   void ObserveRpc(StoreRpc rpc, grpc::StatusCode code, absl::Duration elapsed);
+  // A served Lookup of `requested` full blocks of which `hit` were cached.
+  void ObserveLookup(const std::string& tenant, uint32_t requested, uint32_t hit);
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -51,6 +57,16 @@ class StoreMetrics {
   prometheus::Family<prometheus::Counter>* rpcs_total_;
   std::array<prometheus::Histogram*, kNumStoreRpcs> latency_{};
   std::array<prometheus::Counter*, kNumStoreRpcs> ok_total_{};
+
+  struct TenantCounters {
+    prometheus::Counter* requested;
+    prometheus::Counter* hit;
+  };
+  const uint32_t max_tenant_series_;
+  prometheus::Family<prometheus::Counter>* tenant_requested_;
+  prometheus::Family<prometheus::Counter>* tenant_hit_;
+  absl::Mutex tenants_mu_;
+  absl::flat_hash_map<std::string, TenantCounters> tenants_ ABSL_GUARDED_BY(tenants_mu_);
 };
 
 }  // namespace kvtier

@@ -133,6 +133,9 @@ TEST(StoreProcessTest, DocsListExactlyTheExposedMetrics) {
   // An error code child appears on first use; make one so that every family has a sample.
   CacheStoreClient client({.target = (*store)->target()});
   (void)client.Release(1);
+  // Per-tenant series appear with a tenant's first Lookup.
+  const std::vector<uint32_t> tokens(32, 7);
+  ASSERT_TRUE(client.Lookup(Llama3_8BLayout(), tokens).ok());
   absl::StatusOr<std::string> exposition = HttpGet((*store)->metrics_port(), "/metrics");
   ASSERT_TRUE(exposition.ok());
   EXPECT_EQ(ExposedKvtierMetrics(*exposition), documented);

@@ -1,0 +1,101 @@
+{{/* Names, labels, probes and sizes shared by the templates. */}}
+
+{{- define "kvtier.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "kvtier.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "kvtier.store.fullname" -}}{{ include "kvtier.fullname" . | trunc 57 | trimSuffix "-" }}-store{{- end -}}
+{{- define "kvtier.worker.fullname" -}}{{ include "kvtier.fullname" . | trunc 56 | trimSuffix "-" }}-worker{{- end -}}
+
+{{/* Selector labels of one component: pass (dict "ctx" $ "component" "store"). */}}
+{{- define "kvtier.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "kvtier.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "kvtier.labels" -}}
+{{ include "kvtier.selectorLabels" . }}
+helm.sh/chart: {{ printf "%s-%s" .ctx.Chart.Name .ctx.Chart.Version | replace "+" "_" }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: kvtier
+{{- with .ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "kvtier.image" -}}
+{{- $repo := required "image.repository is required (an image built from the repository's Dockerfile)" .Values.image.repository -}}
+{{- printf "%s:%s" $repo (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* Native gRPC probes on grpc.health.v1: pass (dict "port" N). */}}
+{{- define "kvtier.probes" -}}
+startupProbe:
+  grpc:
+    port: {{ .port }}
+  periodSeconds: 2
+  failureThreshold: 60
+readinessProbe:
+  grpc:
+    port: {{ .port }}
+  periodSeconds: 5
+  failureThreshold: 2
+livenessProbe:
+  grpc:
+    port: {{ .port }}
+  periodSeconds: 10
+  failureThreshold: 3
+{{- end -}}
+
+{{/* A Kubernetes quantity ("4Gi", "512M", "1073741824") in bytes, as an int64. */}}
+{{- define "kvtier.quantityBytes" -}}
+{{- $q := toString . -}}
+{{- $num := regexFind "^[0-9.]+" $q | float64 -}}
+{{- $unit := trimPrefix (regexFind "^[0-9.]+" $q) $q -}}
+{{- $mult := dict "" 1.0 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "K" 1000.0 "k" 1000.0 "M" 1000000.0 "G" 1000000000.0 "T" 1000000000000.0 -}}
+{{- if not (hasKey $mult $unit) -}}
+{{- fail (printf "cannot read the memory quantity %q (use Ki, Mi, Gi, Ti, K, M, G or T)" $q) -}}
+{{- end -}}
+{{- mulf $num (get $mult $unit) | int64 -}}
+{{- end -}}
+
+{{/* T1 bytes: store.t1.bytes, or the memory limit less the headroom. */}}
+{{- define "kvtier.store.t1Bytes" -}}
+{{- if gt (int64 .Values.store.t1.bytes) 0 -}}
+{{- int64 .Values.store.t1.bytes -}}
+{{- else -}}
+{{- $limit := "" -}}
+{{- with .Values.store.resources.limits }}{{ $limit = .memory }}{{ end -}}
+{{- if not $limit -}}
+{{- fail "store.resources.limits.memory is required to derive T1's size (or set store.t1.bytes)" -}}
+{{- end -}}
+{{- $bytes := include "kvtier.quantityBytes" $limit | float64 -}}
+{{- mulf $bytes (subf 1.0 .Values.store.t1.headroomFraction) | int64 -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The store address workers use: worker.storeTarget, or shard 0's stable DNS name. */}}
+{{- define "kvtier.worker.storeTarget" -}}
+{{- if .Values.worker.storeTarget -}}
+{{- .Values.worker.storeTarget -}}
+{{- else if .Values.store.enabled -}}
+{{- printf "%s-0.%s.%s.svc:%v" (include "kvtier.store.fullname" .) (include "kvtier.store.fullname" .) .Release.Namespace .Values.store.port -}}
+{{- else -}}
+{{- fail "worker.storeTarget is required when store.enabled is false" -}}
+{{- end -}}
+{{- end -}}

@@ -1,0 +1,70 @@
+{{/* The worker's pod template, shared by its Deployment and DaemonSet. */}}
+{{- define "kvtier.worker.podTemplate" -}}
+{{- $ctx := dict "ctx" . "component" "worker" -}}
+metadata:
+  labels:
+    {{- include "kvtier.labels" $ctx | nindent 4 }}
+  {{- with .Values.worker.podAnnotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+spec:
+  terminationGracePeriodSeconds: {{ .Values.worker.terminationGracePeriodSeconds }}
+  {{- with .Values.worker.runtimeClassName }}
+  runtimeClassName: {{ . }}
+  {{- end }}
+  {{- with .Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: 10001
+  {{- with .Values.worker.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.worker.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.worker.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  containers:
+    - name: worker
+      image: {{ include "kvtier.image" . }}
+      imagePullPolicy: {{ .Values.image.pullPolicy }}
+      command: ["/usr/local/bin/kvtier-worker"]
+      args:
+        - --listen=0.0.0.0:{{ .Values.worker.port }}
+        - --metrics_listen=0.0.0.0:{{ .Values.worker.metricsPort }}
+        - --store={{ include "kvtier.worker.storeTarget" . }}
+        - --store_timeout={{ .Values.worker.storeTimeout }}
+        - --tenant={{ .Values.worker.tenant }}
+        - --model={{ .Values.worker.model }}
+        - --pages={{ int64 .Values.worker.pages }}
+        {{- range .Values.worker.extraArgs }}
+        - {{ . | quote }}
+        {{- end }}
+      ports:
+        - name: grpc
+          containerPort: {{ .Values.worker.port }}
+        - name: metrics
+          containerPort: {{ .Values.worker.metricsPort }}
+      {{- include "kvtier.probes" (dict "port" .Values.worker.port) | nindent 6 }}
+      resources:
+        {{- $res := deepCopy .Values.worker.resources }}
+        {{- if gt (int .Values.worker.gpus) 0 }}
+        {{- $limits := default dict $res.limits }}
+        {{- $_ := set $limits "nvidia.com/gpu" (int .Values.worker.gpus) }}
+        {{- $_ := set $res "limits" $limits }}
+        {{- end }}
+        {{- toYaml $res | nindent 8 }}
+      securityContext:
+        allowPrivilegeEscalation: false
+        readOnlyRootFilesystem: true
+        capabilities:
+          drop: [ALL]
+{{- end -}}
