@@ -22,6 +22,7 @@ ABSL_FLAG(uint32_t, system_tokens, 300, "Tokens of the shared system prompt.");
 ABSL_FLAG(uint32_t, user_tokens, 40, "Tokens per user message.");
 ABSL_FLAG(uint32_t, answer_tokens, 24, "Tokens generated per turn.");
 ABSL_FLAG(uint32_t, vocab, 512, "Vocabulary size of the worker's model.");
+ABSL_FLAG(uint32_t, conversation, 0, "Which conversation (a different system prompt each).");
 
 namespace kvtier {
 namespace {
@@ -69,11 +70,13 @@ int Run() {
   auto stub = v1::DecodeWorker::NewStub(
       grpc::CreateChannel(absl::GetFlag(FLAGS_worker), grpc::InsecureChannelCredentials()));
   const uint32_t vocab = absl::GetFlag(FLAGS_vocab);
-  std::vector<uint32_t> conversation = Message(absl::GetFlag(FLAGS_system_tokens), 0, vocab);
+  const uint32_t seed = absl::GetFlag(FLAGS_conversation) * 1000;
+  std::vector<uint32_t> conversation = Message(absl::GetFlag(FLAGS_system_tokens), seed, vocab);
   std::printf("%-5s %8s %8s %8s %9s %14s %16s  %s\n", "turn", "prompt", "local", "store",
               "computed", "ttft_ms_cached", "ttft_ms_no_cache", "first answer tokens");
   for (uint32_t turn = 1; turn <= absl::GetFlag(FLAGS_turns); ++turn) {
-    const std::vector<uint32_t> user = Message(absl::GetFlag(FLAGS_user_tokens), turn, vocab);
+    const std::vector<uint32_t> user =
+        Message(absl::GetFlag(FLAGS_user_tokens), seed + turn, vocab);
     conversation.insert(conversation.end(), user.begin(), user.end());
     Turn cached, baseline;
     if (!Generate(*stub, conversation, absl::GetFlag(FLAGS_answer_tokens), false, &cached) ||

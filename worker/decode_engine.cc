@@ -50,10 +50,22 @@ DecodeEngine::~DecodeEngine() {
   offloader_.reset();  // finishes queued offloads while the pool still exists
 }
 
+absl::StatusOr<uint32_t> DecodeEngine::AllocatePage() {
+  absl::StatusOr<uint32_t> page = pool_->Allocate();
+  if (!page.ok() && absl::IsResourceExhausted(page.status()) && offloader_ != nullptr &&
+      pool_->counts().unsafe > 0) {
+    // Pages wait for their offload: let the queued offloads finish (they do not need mu_),
+    // after which those pages may be evicted.
+    offloader_->Flush();
+    page = pool_->Allocate();
+  }
+  return page;
+}
+
 absl::Status DecodeEngine::EnsurePages(Sequence& seq, uint32_t end) {
   const uint32_t tpb = pool_->layout().tokens_per_block;
   while (seq.pages.size() * tpb < end) {
-    absl::StatusOr<uint32_t> page = pool_->Allocate();
+    absl::StatusOr<uint32_t> page = AllocatePage();
     if (!page.ok()) return page.status();
     seq.pages.push_back(*page);
   }
@@ -112,7 +124,7 @@ uint32_t DecodeEngine::RestoreFromStore(std::span<const uint32_t> prompt,
       KVTIER_LOG(WARNING) << "store fetch failed, recomputing: " << fetched.status();
     } else {
       for (uint32_t i = 0; i < n; ++i) {
-        absl::StatusOr<uint32_t> page = pool_->Allocate();
+        absl::StatusOr<uint32_t> page = AllocatePage();
         if (!page.ok()) {
           ++stats_.restore_failures;
           break;

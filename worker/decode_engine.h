@@ -111,6 +111,8 @@ class DecodeEngine {
   uint32_t RestoreFromStore(std::span<const uint32_t> prompt, std::span<const BlockKey> keys,
                             uint32_t have, std::vector<uint32_t>& pages)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A page from the pool; when every page waits for its offload, waits for the offloads.
+  absl::StatusOr<uint32_t> AllocatePage() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Makes sure `seq` has pages for positions [0, end).
   absl::Status EnsurePages(Sequence& seq, uint32_t end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::vector<float>> RunTokens(Sequence& seq, std::span<const uint32_t> tokens)

@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Renders helm/kvtier with the real Helm engine (helm-python-sdk, Helm's Go library) for
+the default values and with every feature on, and checks what comes out: the resources and
+their wiring, clear errors for missing required values, values.schema.json, the built-in
+kinds against Kubernetes' JSON schemas (kubernetes-validate), helm lint, that the
+PrometheusRule carries exactly the rules file promtool tests, and that every metric the
+dashboard and the alerts query is one the servers export (docs/metrics.md).
+
+  check_chart.py REPO_ROOT      (run with scripts/ops_venv.sh's python)
+"""
+import json
+import re
+import sys
+
+import helm_python as helm
+import kubernetes_validate
+import yaml
+
+ROOT = sys.argv[1]
+CHART = f"{ROOT}/helm/kvtier"
+KUBE_VERSION = "1.30.0"
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+        print("FAIL:", what)
+
+
+def render(values, name="kv", namespace="prod"):
+    with helm.Chart.load(CHART) as chart:
+        chart.validate_schema(values)
+        out = chart.render(values, name=name, namespace=namespace)
+    docs = []
+    for path, text in out.items():
+        if path.endswith("NOTES.txt"):
+            continue
+        for doc in yaml.safe_load_all(text):
+            if doc:
+                docs.append(doc)
+    return docs
+
+
+def by_kind(docs, kind):
+    return [d for d in docs if d["kind"] == kind]
+
+
+def validate_builtin(docs, label):
+    for d in docs:
+        if "monitoring.coreos.com" in d["apiVersion"]:
+            continue  # CRDs of the Prometheus Operator: not in Kubernetes' schemas
+        try:
+            kubernetes_validate.validate(d, KUBE_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            check(False, f"{label}: {d['kind']} {d['metadata']['name']} invalid: {e.message}")
+
+
+def container_args(docs, kind):
+    return by_kind(docs, kind)[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def expect_error(values, needle, label):
+    try:
+        render(values)
+    except Exception as e:  # helm_python raises HelmRenderError / schema errors
+        check(needle in str(e), f"{label}: error should mention {needle!r}, got: {e}")
+        return
+    check(False, f"{label}: rendering should have failed")
+
+
+IMAGE = {"image": {"repository": "registry.example/kvtier"}}
+
+# 1. Defaults (plus the one required value).
+docs = render(IMAGE)
+kinds = sorted(d["kind"] for d in docs)
+check(kinds == ["ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "Service",
+                "StatefulSet"], f"default kinds: {kinds}")
+store_args = container_args(docs, "StatefulSet")
+check("--t1_bytes=3435973836" in store_args, f"T1 = 4Gi x 0.8 expected in {store_args}")
+sts = by_kind(docs, "StatefulSet")[0]
+check(sts["spec"]["serviceName"] == "kv-kvtier-store", "StatefulSet behind the headless Service")
+headless = [s for s in by_kind(docs, "Service") if s["metadata"]["name"] == "kv-kvtier-store"]
+check(headless and headless[0]["spec"]["clusterIP"] == "None", "store Service is headless")
+pod = sts["spec"]["template"]["spec"]
+c = pod["containers"][0]
+check(c["readinessProbe"]["grpc"]["port"] == 50051 and c["livenessProbe"]["grpc"]["port"] == 50051,
+      "native gRPC probes on the store")
+check("IPC_LOCK" in c["securityContext"]["capabilities"]["add"], "IPC_LOCK for pinned memory")
+check(pod["terminationGracePeriodSeconds"] > 20, "grace period longer than the 20 s drain")
+check("podAntiAffinity" in pod["affinity"], "anti-affinity across nodes")
+worker_args = container_args(docs, "Deployment")
+check("--store=kv-kvtier-store-0.kv-kvtier-store.prod.svc:50051" in worker_args,
+      f"worker points at shard 0: {worker_args}")
+wres = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["resources"]
+check(wres["limits"].get("nvidia.com/gpu") == 1, "worker requests a GPU")
+cm = by_kind(docs, "ConfigMap")[0]
+check(cm["metadata"]["labels"].get("grafana_dashboard") == "1", "dashboard sidecar label")
+check(json.loads(cm["data"]["kvtier.json"])["uid"] == "kvtier-overview", "dashboard JSON shipped")
+validate_builtin(docs, "defaults")
+
+# 2. Every feature on.
+ALL = {
+    **IMAGE,
+    "store": {"replicas": 3, "antiAffinity": "required",
+              "t2": {"enabled": True, "volume": "pvc", "storageClassName": "local-nvme"},
+              "auth": {"existingSecret": "kvtier-tokens"}, "extraArgs": ["--max_tenant_series=64"]},
+    "worker": {"kind": "DaemonSet", "runtimeClassName": "nvidia",
+               "nodeSelector": {"nvidia.com/gpu.present": "true"},
+               "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]},
+    "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
+                "prometheusRule": {"enabled": True, "labels": {"release": "prom"}}},
+    "dashboards": {"label": "grafana_dashboard", "labelValue": "kvtier",
+                   "annotations": {"grafana_folder": "Inference"}},
+    "networkPolicy": {"enabled": True,
+                      "storeClients": [{"podSelector": {"matchLabels": {"app": "vllm"}}}],
+                      "workerClients": [{"namespaceSelector": {"matchLabels": {"team": "llm"}}}]},
+    "extraObjects": [{"apiVersion": "v1", "kind": "ConfigMap",
+                      "metadata": {"name": "{{ .Release.Name }}-extra"}, "data": {"a": "b"}}],
+}
+docs = render(ALL)
+kinds = sorted(d["kind"] for d in docs)
+for k in ["DaemonSet", "NetworkPolicy", "PrometheusRule", "ServiceMonitor", "StatefulSet"]:
+    check(k in kinds, f"all features: {k} rendered ({kinds})")
+check("Deployment" not in kinds, "DaemonSet replaces the Deployment")
+check(len(by_kind(docs, "ServiceMonitor")) == 2 and len(by_kind(docs, "NetworkPolicy")) == 2,
+      "ServiceMonitor and NetworkPolicy for store and worker")
+check(any(d["metadata"]["name"] == "kv-extra" for d in by_kind(docs, "ConfigMap")),
+      "extraObjects are templated")
+sts = by_kind(docs, "StatefulSet")[0]
+args = sts["spec"]["template"]["spec"]["containers"][0]["args"]
+check("--t2_dir=/var/lib/kvtier/t2" in args and "--auth_token_file=/etc/kvtier/auth/tokens" in args,
+      f"T2 and auth flags: {args}")
+check(sts["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "local-nvme",
+      "T2 on a PVC per shard")
+ds = by_kind(docs, "DaemonSet")[0]["spec"]["template"]["spec"]
+check(ds["runtimeClassName"] == "nvidia" and ds["tolerations"], "GPU scheduling values")
+rule = by_kind(docs, "PrometheusRule")[0]
+with open(f"{CHART}/rules/kvtier-alerts.yaml") as f:
+    rules_file = yaml.safe_load(f)
+check(rule["spec"] == rules_file, "the PrometheusRule is the rules file promtool checks")
+sm = by_kind(docs, "ServiceMonitor")[0]
+check(sm["metadata"]["labels"].get("release") == "prom", "ServiceMonitor labels")
+check(sm["spec"]["targetLabels"] == ["app.kubernetes.io/component"],
+      "component label carried into the metrics (the alerts select on it)")
+validate_builtin(docs, "all features")
+for volume in ["hostPath", "emptyDir"]:
+    docs = render({**IMAGE, "store": {"t2": {"enabled": True, "volume": volume}}})
+    vols = by_kind(docs, "StatefulSet")[0]["spec"]["template"]["spec"]["volumes"]
+    check(any(v["name"] == "t2" and volume in v for v in vols), f"T2 on {volume}")
+    validate_builtin(docs, f"t2 {volume}")
+
+# 3. Missing or bad values: clear errors.
+expect_error({}, "image.repository is required", "no image")
+expect_error({**IMAGE, "store": {"resources": {"limits": None}}},  # null deletes the default
+             "store.resources.limits.memory is required", "no memory limit")
+expect_error({**IMAGE, "store": {"enabled": False}}, "worker.storeTarget is required",
+             "worker without a store")
+expect_error({**IMAGE, "worker": {"kind": "Pod"}}, "kind", "schema: worker.kind")
+expect_error({**IMAGE, "store": {"t1": {"lock": "maybe"}}}, "lock", "schema: t1.lock")
+expect_error({**IMAGE, "stroe": {}}, "stroe", "schema: unknown key")
+expect_error({**IMAGE, "store": {"t1": {"bytes": 0}, "resources": {"limits": {"memory": "4GB"}}}},
+             "cannot read the memory quantity", "bad quantity")
+
+# 4. helm lint.
+lint = helm.lint(CHART, IMAGE)
+check(not lint["errors"], f"helm lint errors: {lint['errors']}")
+for m in lint["messages"]:
+    check(m["severity"] < 2, f"helm lint: {m}")
+
+# 5. Every metric the dashboard and alerts use is exported (docs/metrics.md lists exactly
+# the exported names; tests compare it with the live expositions).
+with open(f"{ROOT}/docs/metrics.md") as f:
+    documented = set(re.findall(r"\n\| `(kvtier_\w+)` \|", f.read()))
+with open(f"{CHART}/dashboards/kvtier.json") as f:
+    dashboard = json.load(f)
+exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+with open(f"{CHART}/rules/kvtier-alerts.yaml") as f:
+    exprs += [r["expr"] for g in yaml.safe_load(f)["groups"] for r in g["rules"]]
+for e in exprs:
+    for name in re.findall(r"\b(kvtier_\w+)", e):
+        base = re.sub(r"_(bucket|sum|count)$", "", name)
+        check(base in documented, f"query uses {name}, which no server exports: {e}")
+
+print(f"check_chart: {len(failures)} failure(s)")
+sys.exit(1 if failures else 0)
