@@ -182,5 +182,44 @@ for e in exprs:
         base = re.sub(r"_(bucket|sum|count)$", "", name)
         check(base in documented, f"query uses {name}, which no server exports: {e}")
 
+# 6. docs/deploy.md lists exactly the documented values, and every value is documented.
+def documented_values(path):
+    keys, stack, commented = set(), [], False
+    for line in open(path).read().splitlines():
+        if re.match(r"^\s*# -- ", line):
+            commented = True
+            continue
+        if re.match(r"^\s*#", line):
+            continue
+        m = re.match(r"^(\s*)([A-Za-z0-9_]+):", line)
+        if m:
+            stack = stack[: len(m.group(1)) // 2] + [m.group(2)]
+            if commented:
+                keys.add(".".join(stack))
+            commented = False
+    return keys
+
+
+def leaves(tree, prefix=""):
+    for k, v in tree.items():
+        path = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            yield from leaves(v, path + ".")
+        else:
+            yield path
+
+
+values_doc = documented_values(f"{CHART}/values.yaml")
+with open(f"{CHART}/values.yaml") as f:
+    tree = yaml.safe_load(f)
+for leaf in leaves(tree):
+    parts = leaf.split(".")
+    check(any(".".join(parts[:i]) in values_doc for i in range(1, len(parts) + 1)),
+          f"values.yaml: {leaf} has no '# --' description")
+with open(f"{ROOT}/docs/deploy.md") as f:
+    table = set(re.findall(r"\n\| `([A-Za-z0-9_.]+)` \|", f.read()))
+check(table == values_doc, f"docs/deploy.md values table differs from values.yaml: "
+                           f"missing {sorted(values_doc - table)}, extra {sorted(table - values_doc)}")
+
 print(f"check_chart: {len(failures)} failure(s)")
 sys.exit(1 if failures else 0)
