@@ -80,6 +80,11 @@ std::shared_ptr<grpc::Channel> MakeStoreChannel(const ClientOptions& options) {
   args.SetMaxSendMessageSize(options.max_message_bytes);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  if (options.tls) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = options.tls_root_certs;
+    return grpc::CreateCustomChannel(options.target, grpc::SslCredentials(ssl), args);
+  }
   return grpc::CreateCustomChannel(options.target, grpc::InsecureChannelCredentials(), args);
 }
 

@@ -47,6 +47,10 @@ struct ClientOptions {
   std::string auth_token;
   // Payload bytes per Put message; must fit the server's max message size.
   uint32_t put_chunk_bytes = 1 << 20;
+  // TLS to the server: `tls`, verified against `tls_root_certs` (PEM contents; empty: the
+  // system's roots).
+  bool tls = false;
+  std::string tls_root_certs;
   // Largest message accepted from the server.
   int max_message_bytes = 16 << 20;
 };

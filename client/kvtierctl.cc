@@ -30,11 +30,15 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "client/cache_store_client.h"
+#include "proto/pem_file.h"
 
 ABSL_FLAG(std::string, target, "127.0.0.1:50051", "Store address, HOST:PORT.");
 ABSL_FLAG(std::string, tenant, "", "Tenant (x-kvtier-tenant) for stores without auth.");
 ABSL_FLAG(std::string, token, "", "Bearer token for stores with an auth token file.");
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10), "Deadline of each call.");
+ABSL_FLAG(bool, tls, false, "Connect over TLS.");
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "PEM CA bundle that verifies the server (implies --tls); empty: system roots.");
 ABSL_FLAG(std::string, model, "llama-3-8b", "Layout: model id.");
 ABSL_FLAG(uint32_t, layers, 32, "Layout: number of layers.");
 ABSL_FLAG(uint32_t, kv_heads, 8, "Layout: number of KV heads.");
@@ -217,6 +221,15 @@ int Main(const std::vector<char*>& args) {
                         .timeout = absl::GetFlag(FLAGS_timeout),
                         .tenant = absl::GetFlag(FLAGS_tenant),
                         .auth_token = absl::GetFlag(FLAGS_token)};
+  if (const std::string ca = absl::GetFlag(FLAGS_tls_ca_file);
+      absl::GetFlag(FLAGS_tls) || !ca.empty()) {
+    options.tls = true;
+    if (!ca.empty()) {
+      absl::StatusOr<std::string> pem = ReadPemFile(ca);
+      if (!pem.ok()) return Fail(pem.status());
+      options.tls_root_certs = *pem;
+    }
+  }
   CacheStoreClient client(options);
   if (command == "stats") {
     absl::StatusOr<v1::StatsResponse> s = client.Stats();

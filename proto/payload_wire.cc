@@ -22,9 +22,8 @@ void AppendTag(std::string& out, uint32_t field, WireType type) {
 // A message made of an owned prefix (small fields, tag and length of the payload field)
 // followed by the referenced payload.
 grpc::ByteBuffer PrefixAndPayload(const std::string& prefix, std::span<const uint8_t> payload) {
-  grpc::Slice slices[2] = {
-      grpc::Slice(prefix),
-      grpc::Slice(payload.data(), payload.size(), grpc::Slice::STATIC_SLICE)};
+  grpc::Slice slices[2] = {grpc::Slice(prefix),
+                           grpc::Slice(payload.data(), payload.size(), grpc::Slice::STATIC_SLICE)};
   return grpc::ByteBuffer(slices, payload.empty() ? 1 : 2);
 }
 
@@ -94,7 +93,8 @@ absl::Status DecodeMessage(const grpc::ByteBuffer& buffer, google::protobuf::Mes
   if (!buffer.Dump(&slices).ok()) return absl::InvalidArgumentError("unreadable message");
   std::string bytes;
   bytes.reserve(buffer.Length());
-  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  for (const grpc::Slice& s : slices)
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
   if (!message->ParseFromString(bytes)) {
     return absl::InvalidArgumentError(
         absl::StrCat("malformed ", message->GetDescriptor()->name(), " message"));
@@ -134,8 +134,7 @@ uint64_t SplitMessage::payload_size() const {
   return n;
 }
 
-absl::StatusOr<SplitMessage> SplitPayload(const grpc::ByteBuffer& buffer,
-                                          uint32_t payload_field) {
+absl::StatusOr<SplitMessage> SplitPayload(const grpc::ByteBuffer& buffer, uint32_t payload_field) {
   SplitMessage out;
   if (!buffer.Dump(&out.slices).ok()) return absl::InvalidArgumentError("unreadable message");
   const absl::Status malformed = absl::InvalidArgumentError("malformed protobuf wire data");

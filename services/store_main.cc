@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "cache_store/block_store.h"
 #include "cache_store/log.h"
+#include "services/server_credentials.h"
 #include "services/store_metrics.h"
 #include "services/store_server.h"
 #include "services/tenant_auth.h"
@@ -60,6 +61,9 @@ ABSL_FLAG(std::string, auth_token_file, "",
           "When empty, the tenant is the x-kvtier-tenant metadata (trusted networks only).");
 ABSL_FLAG(uint32_t, max_tenant_series, 32,
           "Tenants with their own hit-rate series in /metrics; later ones count as \"other\".");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate (chain) to serve gRPC over TLS; with --tls_key_file. Empty: plaintext.");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file.");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(20),
           "On SIGTERM, how long calls in flight may take to finish.");
 
@@ -156,6 +160,13 @@ int Run() {
   server_options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   server_options.max_threads = absl::GetFlag(FLAGS_max_threads);
   server_options.service.default_fetch_chunk_bytes = absl::GetFlag(FLAGS_fetch_chunk_bytes);
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = ServerCredentialsFromFiles(
+      absl::GetFlag(FLAGS_tls_cert_file), absl::GetFlag(FLAGS_tls_key_file));
+  if (!credentials.ok()) {
+    KVTIER_LOG(ERROR) << credentials.status().message();
+    return 2;
+  }
+  server_options.credentials = *credentials;
   absl::StatusOr<std::unique_ptr<StoreServer>> server =
       StoreServer::Start(store->get(), auth.get(), &metrics, server_options);
   if (!server.ok()) {

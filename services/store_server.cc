@@ -22,7 +22,9 @@ absl::StatusOr<std::unique_ptr<StoreServer>> StoreServer::Start(BlockStore* stor
   server->service_ = std::make_unique<CacheStoreService>(store, auth, metrics, options.service);
 
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(
+      options.listen, options.credentials ? options.credentials : grpc::InsecureServerCredentials(),
+      &server->port_);
   builder.RegisterService(server->service_.get());
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);

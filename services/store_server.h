@@ -8,6 +8,7 @@
 #ifndef KVTIER_SERVICES_STORE_SERVER_H_
 #define KVTIER_SERVICES_STORE_SERVER_H_
 
+#include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
 
 #include <memory>
@@ -28,6 +29,8 @@ struct StoreServerOptions {
   absl::Duration keepalive_time = absl::Seconds(30);
   absl::Duration keepalive_timeout = absl::Seconds(10);
   CacheStoreServiceOptions service;
+  // Listening credentials (services/server_credentials.h); null: plaintext.
+  std::shared_ptr<grpc::ServerCredentials> credentials;
 };
 
 class StoreServer {

@@ -15,7 +15,9 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "cache_store/log.h"
+#include "proto/pem_file.h"
 #include "services/decode_worker_service.h"
+#include "services/server_credentials.h"
 #include "services/worker_metrics.h"
 #include "worker/llama_config.h"
 
@@ -27,6 +29,12 @@ ABSL_FLAG(std::string, store, "127.0.0.1:50051",
 ABSL_FLAG(std::string, tenant, "default", "Tenant sent to the store (x-kvtier-tenant).");
 ABSL_FLAG(std::string, auth_token, "", "Bearer token for a store with --auth_token_file.");
 ABSL_FLAG(std::string, cache_salt, "", "Extra namespace of every block key (e.g. an adapter).");
+ABSL_FLAG(std::string, store_tls_ca_file, "",
+          "PEM CA bundle to reach the store over TLS; empty: plaintext (see --store_tls).");
+ABSL_FLAG(bool, store_tls, false, "Reach the store over TLS (system roots unless a CA file).");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate to serve gRPC over TLS; with --tls_key_file. Empty: plaintext.");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file.");
 ABSL_FLAG(absl::Duration, store_timeout, absl::Seconds(2),
           "Deadline of each store call; past it the worker recomputes.");
 ABSL_FLAG(std::string, model, "tiny", "Model dimensions: tiny or llama-3-8b.");
@@ -73,6 +81,18 @@ int Run() {
     o.tenant = absl::GetFlag(FLAGS_tenant);
     o.auth_token = absl::GetFlag(FLAGS_auth_token);
     o.timeout = absl::GetFlag(FLAGS_store_timeout);
+    const std::string ca = absl::GetFlag(FLAGS_store_tls_ca_file);
+    if (absl::GetFlag(FLAGS_store_tls) || !ca.empty()) {
+      o.tls = true;
+      if (!ca.empty()) {
+        absl::StatusOr<std::string> pem = ReadPemFile(ca);
+        if (!pem.ok()) {
+          KVTIER_LOG(ERROR) << pem.status().message();
+          return 2;
+        }
+        o.tls_root_certs = *pem;
+      }
+    }
     store = std::make_shared<CacheStoreClient>(o);
   }
   worker::DecodeEngineOptions options;
@@ -113,7 +133,13 @@ int Run() {
   grpc::ServerBuilder builder;
   int port = 0;
   const std::string listen = absl::GetFlag(FLAGS_listen);
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = ServerCredentialsFromFiles(
+      absl::GetFlag(FLAGS_tls_cert_file), absl::GetFlag(FLAGS_tls_key_file));
+  if (!credentials.ok()) {
+    KVTIER_LOG(ERROR) << credentials.status().message();
+    return 2;
+  }
+  builder.AddListeningPort(listen, *credentials, &port);
   builder.RegisterService(&service);
   grpc::ResourceQuota quota("kvtier-worker");
   quota.SetMaxThreads(absl::GetFlag(FLAGS_max_threads));

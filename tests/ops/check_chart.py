@@ -115,6 +115,7 @@ ALL = {
     "networkPolicy": {"enabled": True,
                       "storeClients": [{"podSelector": {"matchLabels": {"app": "vllm"}}}],
                       "workerClients": [{"namespaceSelector": {"matchLabels": {"team": "llm"}}}]},
+    "tls": {"existingSecret": "kvtier-tls"},
     "extraObjects": [{"apiVersion": "v1", "kind": "ConfigMap",
                       "metadata": {"name": "{{ .Release.Name }}-extra"}, "data": {"a": "b"}}],
 }
@@ -131,6 +132,12 @@ sts = by_kind(docs, "StatefulSet")[0]
 args = sts["spec"]["template"]["spec"]["containers"][0]["args"]
 check("--t2_dir=/var/lib/kvtier/t2" in args and "--auth_token_file=/etc/kvtier/auth/tokens" in args,
       f"T2 and auth flags: {args}")
+check("--tls_cert_file=/etc/kvtier/tls/tls.crt" in args, f"store TLS flags: {args}")
+sc = sts["spec"]["template"]["spec"]["containers"][0]
+check("tcpSocket" in sc["readinessProbe"] and "grpc" not in sc["readinessProbe"],
+      "TCP probes when the port speaks TLS")
+wargs = by_kind(docs, "DaemonSet")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+check("--store_tls_ca_file=/etc/kvtier/tls/ca.crt" in wargs, f"worker verifies the store: {wargs}")
 check(sts["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "local-nvme",
       "T2 on a PVC per shard")
 ds = by_kind(docs, "DaemonSet")[0]["spec"]["template"]["spec"]

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -98,6 +99,39 @@ TEST(StoreProcessTest, MetricsEndpointCountsWhatHappened) {
   absl::StatusOr<std::string> last = HttpGet((*store)->metrics_port(), "/metrics");
   ASSERT_TRUE(last.ok());
   EXPECT_EQ(Sample(*last, "kvtier_rpcs_total{code=\"NOT_FOUND\",method=\"Release\"}"), 1);
+}
+
+// TLS: a store given a certificate serves only TLS clients that trust it; a half-configured
+// store refuses to start and says why.
+TEST(StoreProcessTest, ServesOverTlsWhenGivenACertificate) {
+  const std::string dir = ::testing::TempDir() + "/kvtier_tls";
+  std::filesystem::create_directories(dir);
+  const std::string cert = dir + "/cert.pem", key = dir + "/key.pem";
+  const std::string make_cert =
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -addext "
+      "subjectAltName=IP:127.0.0.1,DNS:localhost -keyout " +
+      key + " -out " + cert + " >/dev/null 2>&1";
+  ASSERT_EQ(std::system(make_cert.c_str()), 0) << "openssl could not make a certificate";
+  auto store = StoreProcess::Start(
+      {"--t1_bytes=4194304", "--tls_cert_file=" + cert, "--tls_key_file=" + key});
+  ASSERT_TRUE(store.ok()) << store.status();
+  std::ifstream in(cert);
+  std::stringstream pem;
+  pem << in.rdbuf();
+  ClientOptions tls{.target = (*store)->target(), .timeout = absl::Seconds(5)};
+  tls.tls = true;
+  tls.tls_root_certs = pem.str();
+  CacheStoreClient secure(tls);
+  EXPECT_TRUE(secure.Stats().ok());
+  CacheStoreClient plain({.target = (*store)->target(), .timeout = absl::Seconds(2)});
+  EXPECT_FALSE(plain.Stats().ok());
+
+  auto [code, log] =
+      StoreProcess::RunToExit({"--listen=127.0.0.1:0", "--metrics_listen=", "--t1_bytes=4194304",
+                               "--t1_lock=none", "--tls_cert_file=" + cert});
+  EXPECT_EQ(code, 2);
+  EXPECT_NE(log.find("TLS needs both --tls_cert_file and --tls_key_file"), std::string::npos)
+      << log;
 }
 
 // Metric family names in the exposition (from "# TYPE" lines) starting with kvtier_.

@@ -43,21 +43,20 @@ app.kubernetes.io/part-of: kvtier
 {{- printf "%s:%s" $repo (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 
-{{/* Native gRPC probes on grpc.health.v1: pass (dict "port" N). */}}
+{{/* Probes: native gRPC probes on grpc.health.v1, or TCP when the port speaks TLS
+(Kubernetes' gRPC probes are plaintext). Pass (dict "port" N "tls" bool). */}}
 {{- define "kvtier.probes" -}}
+{{- $check := ternary (dict "tcpSocket" (dict "port" .port)) (dict "grpc" (dict "port" .port)) .tls -}}
 startupProbe:
-  grpc:
-    port: {{ .port }}
+  {{- toYaml $check | nindent 2 }}
   periodSeconds: 2
   failureThreshold: 60
 readinessProbe:
-  grpc:
-    port: {{ .port }}
+  {{- toYaml $check | nindent 2 }}
   periodSeconds: 5
   failureThreshold: 2
 livenessProbe:
-  grpc:
-    port: {{ .port }}
+  {{- toYaml $check | nindent 2 }}
   periodSeconds: 10
   failureThreshold: 3
 {{- end -}}

@@ -45,6 +45,11 @@ spec:
         - --tenant={{ .Values.worker.tenant }}
         - --model={{ .Values.worker.model }}
         - --pages={{ int64 .Values.worker.pages }}
+        {{- if .Values.tls.existingSecret }}
+        - --store_tls_ca_file=/etc/kvtier/tls/ca.crt
+        - --tls_cert_file=/etc/kvtier/tls/tls.crt
+        - --tls_key_file=/etc/kvtier/tls/tls.key
+        {{- end }}
         {{- range .Values.worker.extraArgs }}
         - {{ . | quote }}
         {{- end }}
@@ -53,7 +58,7 @@ spec:
           containerPort: {{ .Values.worker.port }}
         - name: metrics
           containerPort: {{ .Values.worker.metricsPort }}
-      {{- include "kvtier.probes" (dict "port" .Values.worker.port) | nindent 6 }}
+      {{- include "kvtier.probes" (dict "port" .Values.worker.port "tls" (not (empty .Values.tls.existingSecret))) | nindent 6 }}
       resources:
         {{- $res := deepCopy .Values.worker.resources }}
         {{- if gt (int .Values.worker.gpus) 0 }}
@@ -67,4 +72,14 @@ spec:
         readOnlyRootFilesystem: true
         capabilities:
           drop: [ALL]
+      {{- if .Values.tls.existingSecret }}
+      volumeMounts:
+        - name: tls
+          mountPath: /etc/kvtier/tls
+          readOnly: true
+  volumes:
+    - name: tls
+      secret:
+        secretName: {{ .Values.tls.existingSecret }}
+      {{- end }}
 {{- end -}}
