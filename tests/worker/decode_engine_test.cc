@@ -3,7 +3,11 @@
 // with exact hit counts; a small pool; a store that is gone; tenant isolation.
 #include "worker/decode_engine.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "tests/services/test_store_server.h"
 
@@ -180,6 +184,34 @@ TEST(DecodeEngineTest, AStoreThatIsGoneCostsARecomputeNotAnError) {
   EXPECT_EQ(s.offload.dropped_blocks, 4u);  // (60 + 5) / 16 blocks, deliberately dropped
   // Dropped blocks stay usable locally.
   EXPECT_EQ(Generate(*engine, p, 6).opened.local_tokens, 48u);
+}
+
+TEST(DecodeEngineTest, AStoreSlowerThanTheDeadlineCostsARecompute) {
+  // A port that accepts connections and never answers: every call runs into its deadline.
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(listener, 16), 0);
+  socklen_t len = sizeof(addr);
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  ClientOptions o;
+  o.target = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  o.timeout = absl::Milliseconds(300);
+  const std::vector<uint32_t> p = Prompt(60, 8);
+  auto reference = Engine(nullptr);
+  const Generation want = Generate(*reference, p, 5);
+  auto engine = Engine(std::make_shared<CacheStoreClient>(o));
+  const auto start = absl::Now();
+  const Generation got = Generate(*engine, p, 5);
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5)) << "bounded by the deadline";
+  EXPECT_EQ(got.tokens, want.tokens);
+  EXPECT_EQ(got.opened.computed_tokens, 60u);
+  engine->FlushOffloads();
+  EXPECT_EQ(engine->stats().restore_failures, 1u);
+  EXPECT_EQ(engine->stats().offload.dropped_blocks, 4u);
+  ::close(listener);
 }
 
 TEST(DecodeEngineTest, ABlockThatFailsItsChecksumCostsARecompute) {
