@@ -61,10 +61,17 @@ absl::Status AcceptChunk(const grpc::ByteBuffer& message, std::span<const std::s
   if (b >= reply->blocks.size() || chunk.offset() + size > reply->blocks[b].size_bytes()) {
     return absl::InternalError("the store sent a chunk outside its blocks");
   }
-  uint8_t* dst = out[b].data() + chunk.offset();
+  uint8_t* const start = out[b].data() + chunk.offset();
+  uint8_t* dst = start;
   for (std::span<const uint8_t> part : split->payload) {
     std::memcpy(dst, part.data(), part.size());
     dst += part.size();
+  }
+  // Each chunk is verified on arrival (when the server sends checksums), so on_chunk only
+  // ever reports verified bytes.
+  if (chunk.chunk_checksum() != 0 && BlockChecksum(start, size) != chunk.chunk_checksum()) {
+    return absl::DataLossError(absl::StrCat("chunk [", chunk.offset(), ", ", chunk.offset() + size,
+                                            ") of block ", b, " failed its checksum"));
   }
   (*received)[b] += size;
   reply->bytes += size;

@@ -91,8 +91,9 @@ struct FetchReply {
 struct FetchParams {
   v1::FetchOrder order = v1::FETCH_ORDER_BLOCK_MAJOR;
   uint32_t max_chunk_bytes = 0;  // zero: server default
-  // Called after each chunk lands in the caller's buffer (block, offset, length), e.g. to
-  // start on layer 0 while later layers arrive. Runs on the calling thread.
+  // Called after each chunk lands in the caller's buffer and passes its checksum (block,
+  // offset, length), e.g. to start on layer 0 while later layers arrive. Runs on the
+  // calling thread.
   std::function<void(uint32_t block, uint64_t offset, uint64_t length)> on_chunk;
 };
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "cache_store/checksum.h"
 #include "proto/payload_wire.h"
 #include "services/proto_convert.h"
 
@@ -64,8 +65,10 @@ void FetchReactor::WriteNext() {
   const FetchRange& r = plan_[next_range_];
   const uint64_t n = std::min(chunk_bytes_, r.length - next_offset_);
   const BlockView& view = read_->blocks()[r.block];
-  message_ = EncodeFetchChunk(r.block, r.offset + next_offset_,
-                              std::span(view.data + r.offset + next_offset_, n));
+  const std::span<const uint8_t> data(view.data + r.offset + next_offset_, n);
+  // The block was verified when it was opened; this lets the client verify each chunk.
+  message_ = EncodeFetchChunk(r.block, r.offset + next_offset_, data,
+                              BlockChecksum(data.data(), data.size()));
   next_offset_ += n;
   StartWrite(&message_);
 }
