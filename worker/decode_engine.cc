@@ -90,67 +90,62 @@ absl::StatusOr<std::vector<float>> DecodeEngine::RunTokens(Sequence& seq,
   return logits;
 }
 
-uint32_t DecodeEngine::RestoreFromStore(std::span<const uint32_t> prompt,
-                                        std::span<const BlockKey> keys, uint32_t have,
-                                        std::vector<uint32_t>& pages) {
-  const auto start = std::chrono::steady_clock::now();
+std::unique_ptr<DecodeEngine::Restore> DecodeEngine::StartRestore(std::span<const uint32_t> prompt,
+                                                                  std::span<const BlockKey> keys,
+                                                                  uint32_t have,
+                                                                  std::vector<uint32_t>& pages) {
+  auto restore = std::make_unique<Restore>();
+  restore->start = std::chrono::steady_clock::now();
   ++stats_.restores;
   absl::StatusOr<LookupReply> found =
       store_->Lookup(pool_->layout(), prompt, {.salt = options_.salt, .lease = true});
   if (!found.ok()) {
     ++stats_.restore_failures;
-    stats_.restore_seconds += SecondsSince(start);
+    stats_.restore_seconds += SecondsSince(restore->start);
     KVTIER_LOG(WARNING) << "store lookup failed, recomputing: " << found.status();
-    return 0;
+    return nullptr;
   }
+  restore->lease_id = found->lease_id;
   // The store's keys come from its view of the tenant (which an auth token may decide);
   // they name the same prompt blocks under the same layout, so its bytes are ours.
   const uint32_t matched =
       std::min<uint32_t>({found->matched_blocks, static_cast<uint32_t>(keys.size()),
                           static_cast<uint32_t>(found->keys.size())});
-  uint32_t restored = 0;
-  if (matched > have) {
-    const uint32_t n = matched - have;
-    const uint64_t block_bytes = pool_->page_bytes();
-    std::vector<uint8_t> staging(block_bytes * n);
-    std::vector<std::span<uint8_t>> out;
-    for (uint32_t i = 0; i < n; ++i)
-      out.emplace_back(staging.data() + i * block_bytes, block_bytes);
-    FetchTarget target;
-    target.keys.assign(found->keys.begin() + have, found->keys.begin() + matched);
-    absl::StatusOr<FetchReply> fetched = store_->Fetch(target, out);
-    if (!fetched.ok()) {
-      ++stats_.restore_failures;
-      KVTIER_LOG(WARNING) << "store fetch failed, recomputing: " << fetched.status();
-    } else {
-      for (uint32_t i = 0; i < n; ++i) {
-        absl::StatusOr<uint32_t> page = AllocatePage();
-        if (!page.ok()) {
-          ++stats_.restore_failures;
-          break;
-        }
-        absl::Status copied = absl::OkStatus();
-        if (pool_->backend() == kernels::Backend::kCuda) {
-          copied = kernels::CudaCopy(pool_->PageData(*page), out[i].data(), block_bytes);
-        } else {
-          std::memcpy(pool_->PageData(*page), out[i].data(), block_bytes);
-        }
-        if (!copied.ok()) {
-          pool_->Release(*page);
-          ++stats_.restore_failures;
-          break;
-        }
-        // Already in the store: safe to evict whenever it is not in use.
-        pool_->Publish(*page, keys[have + i], /*safe=*/true);
-        pages.push_back(*page);
-        ++restored;
-      }
-      stats_.restored_bytes += uint64_t{restored} * block_bytes;
-    }
+  std::vector<BlockKey> fetch_keys;
+  std::vector<uint8_t*> page_data;
+  for (uint32_t b = have; b < matched; ++b) {
+    absl::StatusOr<uint32_t> page = AllocatePage();
+    if (!page.ok()) break;  // restore what fits; the rest is computed
+    restore->pages.push_back(*page);
+    restore->keys.push_back(keys[b]);
+    fetch_keys.push_back(found->keys[b]);
+    page_data.push_back(pool_->PageData(*page));
   }
-  if (found->lease_id != 0) (void)store_->Release(found->lease_id);
-  stats_.restore_seconds += SecondsSince(start);
-  return restored;
+  if (restore->pages.empty()) {
+    FinishRestore(*restore, /*ok=*/true);
+    return nullptr;
+  }
+  pages.insert(pages.end(), restore->pages.begin(), restore->pages.end());
+  restore->fetch = std::make_unique<PipelinedRestore>(store_.get(), pool_->layout(),
+                                                      std::move(fetch_keys), std::move(page_data));
+  return restore;
+}
+
+void DecodeEngine::FinishRestore(Restore& restore, bool ok) {
+  if (restore.lease_id != 0) (void)store_->Release(restore.lease_id);
+  if (ok) {
+    // Already in the store: safe to evict whenever they are not in use.
+    for (size_t i = 0; i < restore.pages.size(); ++i) {
+      pool_->Publish(restore.pages[i], restore.keys[i], /*safe=*/true);
+    }
+    stats_.restored_bytes += restore.pages.size() * pool_->page_bytes();
+  } else {
+    ++stats_.restore_failures;
+  }
+  // Lookup to the last verified byte (the computation it overlapped is not counted).
+  const auto end =
+      restore.fetch != nullptr ? restore.fetch->end() : std::chrono::steady_clock::now();
+  stats_.restore_seconds += std::chrono::duration<double>(end - restore.start).count();
 }
 
 absl::StatusOr<DecodeEngine::Opened> DecodeEngine::Open(std::span<const uint32_t> prompt,
@@ -179,13 +174,43 @@ absl::StatusOr<DecodeEngine::Opened> DecodeEngine::Open(std::span<const uint32_t
     seq.pages.push_back(*page);
     ++local;
   }
-  uint32_t from_store = 0;
+  std::unique_ptr<Restore> restore;
   if (store_ != nullptr && local < keys.size()) {
-    from_store = RestoreFromStore(prompt, keys, local, seq.pages);
+    restore = StartRestore(prompt, keys, local, seq.pages);
   }
-  const uint32_t reused = (local + from_store) * tpb;
+  uint32_t from_store = restore ? static_cast<uint32_t>(restore->pages.size()) : 0;
+  uint32_t reused = (local + from_store) * tpb;
   seq.tokens.assign(prompt.begin(), prompt.begin() + reused);
-  absl::StatusOr<std::vector<float>> logits = RunTokens(seq, prompt.subspan(reused));
+  absl::StatusOr<std::vector<float>> logits;
+  if (restore != nullptr) {
+    // The new tokens run layer by layer, each layer as soon as the prefix's layer is in.
+    absl::Status pages = EnsurePages(seq, n);
+    logits = pages.ok() ? decoder_.PrefillLayerMajor(
+                              prompt.subspan(reused), reused, seq.pages, *pool_,
+                              [&](uint32_t l) { return restore->fetch->WaitLayer(l); })
+                        : absl::StatusOr<std::vector<float>>(pages);
+    const absl::Status fetched = restore->fetch->Finish();
+    const bool ok = fetched.ok() && logits.ok();
+    if (!fetched.ok()) {
+      KVTIER_LOG(WARNING) << "store fetch failed, recomputing: " << fetched;
+    }
+    FinishRestore(*restore, ok);
+    if (ok) {
+      seq.tokens.assign(prompt.begin(), prompt.end());
+      stats_.computed_tokens += n - reused;
+    } else {
+      // Drop the restored pages and everything computed on them; start again after the
+      // local prefix.
+      for (size_t i = local; i < seq.pages.size(); ++i) pool_->Release(seq.pages[i]);
+      seq.pages.resize(local);
+      from_store = 0;
+      reused = local * tpb;
+      seq.tokens.assign(prompt.begin(), prompt.begin() + reused);
+      logits = RunTokens(seq, prompt.subspan(reused));
+    }
+  } else {
+    logits = RunTokens(seq, prompt.subspan(reused));
+  }
   if (!logits.ok()) {
     ReleasePages(seq);
     return logits.status();

@@ -5,9 +5,13 @@
 // so at most floor((n-1) / tokens_per_block) blocks are reused):
 //   1. local hits: pages of the pool's prefix cache, by block key (tenant, layout and salt
 //      are part of the key, so tenants never share pages);
-//   2. store hits: Lookup (with a lease) for the rest of the prefix, Fetch into host
-//      staging (every block's XXH3 verified by the client), copy into fresh pages, Release;
-//   3. the remaining tokens are computed by the decoder, one position at a time.
+//   2. store hits: Lookup (with a lease) for the rest of the prefix, then a layer-major Fetch
+//      straight into fresh pages on another thread (PipelinedRestore: every chunk verified
+//      by the client before it counts);
+//   3. the remaining tokens are computed layer by layer, layer l as soon as layer l of the
+//      restored pages is in, so compute overlaps the transfer. If the fetch fails, the
+//      restored pages and what was computed on them are dropped and the prompt is
+//      recomputed after the local prefix.
 // Any store failure (unreachable, past its deadline, a block that fails its checksum,
 // pool full) costs recomputation, never a wrong or failed answer; it is counted.
 //
@@ -19,6 +23,7 @@
 #ifndef KVTIER_WORKER_DECODE_ENGINE_H_
 #define KVTIER_WORKER_DECODE_ENGINE_H_
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -33,6 +38,7 @@
 #include "kernels/dispatch.h"
 #include "worker/kv_offloader.h"
 #include "worker/page_pool.h"
+#include "worker/pipelined_restore.h"
 #include "worker/reference_decoder.h"
 
 namespace kvtier::worker {
@@ -106,11 +112,23 @@ class DecodeEngine {
   DecodeEngine(std::shared_ptr<const LlamaWeights> weights, std::shared_ptr<CacheStoreClient> store,
                std::unique_ptr<PagePool> pool, const DecodeEngineOptions& options);
 
-  // Restores blocks [have, want) of `keys` from the store into new pages (appended to
-  // `pages`); returns how many it restored. Failures are counted and cost a recompute.
-  uint32_t RestoreFromStore(std::span<const uint32_t> prompt, std::span<const BlockKey> keys,
-                            uint32_t have, std::vector<uint32_t>& pages)
+  // A restore in flight: its pages (appended to the sequence's), their keys, its lease.
+  struct Restore {
+    std::chrono::steady_clock::time_point start;
+    uint64_t lease_id = 0;
+    std::vector<uint32_t> pages;
+    std::vector<BlockKey> keys;
+    std::unique_ptr<PipelinedRestore> fetch;
+  };
+  // Looks up the prompt in the store and starts fetching blocks [have, matched) of `keys`
+  // into new pages, appended to `pages`; null when nothing is to be restored.
+  std::unique_ptr<Restore> StartRestore(std::span<const uint32_t> prompt,
+                                        std::span<const BlockKey> keys, uint32_t have,
+                                        std::vector<uint32_t>& pages)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Releases the lease; publishes the pages when `ok`, else counts a failure (the caller
+  // releases them). REQUIRES: restore.fetch finished, if any.
+  void FinishRestore(Restore& restore, bool ok) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A page from the pool; when every page waits for its offload, waits for the offloads.
   absl::StatusOr<uint32_t> AllocatePage() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Makes sure `seq` has pages for positions [0, end).

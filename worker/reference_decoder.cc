@@ -73,8 +73,7 @@ uint32_t ReferenceDecoder::Greedy(std::span<const float> logits) {
   return static_cast<uint32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
 }
 
-absl::StatusOr<std::vector<std::vector<float>>> ReferenceDecoder::Run(std::span<const Step> batch,
-                                                                      PagePool& pool) {
+absl::Status ReferenceDecoder::Check(std::span<const Step> batch, const PagePool& pool) const {
   const LlamaWeights& w = *weights_;
   const LlamaConfig& c = w.config;
   const KvLayout& layout = pool.layout();
@@ -85,7 +84,6 @@ absl::StatusOr<std::vector<std::vector<float>>> ReferenceDecoder::Run(std::span<
       layout.head_dim != c.head_dim) {
     return absl::InvalidArgumentError("the page pool's layout is not the model's");
   }
-  const uint32_t n = static_cast<uint32_t>(batch.size());
   const uint32_t tpb = layout.tokens_per_block;
   for (const Step& s : batch) {
     if (s.token >= c.vocab_size) {
@@ -97,16 +95,52 @@ absl::StatusOr<std::vector<std::vector<float>>> ReferenceDecoder::Run(std::span<
           absl::StrCat("position ", s.position, " is past the sequence's pages"));
     }
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::vector<float>>> ReferenceDecoder::Run(std::span<const Step> batch,
+                                                                      PagePool& pool) {
+  if (absl::Status st = Check(batch, pool); !st.ok()) return st;
+  const LlamaWeights& w = *weights_;
+  const LlamaConfig& c = w.config;
+  const uint32_t n = static_cast<uint32_t>(batch.size());
+  std::vector<float> x(uint64_t{n} * c.hidden);
+  for (uint32_t b = 0; b < n; ++b) {
+    std::copy_n(&w.embed[uint64_t{batch[b].token} * c.hidden], c.hidden,
+                &x[uint64_t{b} * c.hidden]);
+  }
+  for (uint32_t l = 0; l < c.num_layers; ++l) {
+    if (absl::Status st = RunLayer(l, batch, x.data(), pool); !st.ok()) return st;
+  }
+  return Logits(x.data(), n);
+}
+
+std::vector<std::vector<float>> ReferenceDecoder::Logits(const float* x, uint32_t n) const {
+  const LlamaWeights& w = *weights_;
+  const LlamaConfig& c = w.config;
+  std::vector<float> h(c.hidden);
+  std::vector<std::vector<float>> logits(n, std::vector<float>(c.vocab_size));
+  for (uint32_t b = 0; b < n; ++b) {
+    RmsNorm(&x[uint64_t{b} * c.hidden], w.norm, c.rms_eps, c.hidden, h.data());
+    MatVec(w.lm_head, h.data(), c.vocab_size, c.hidden, logits[b].data(), context_.cpu.threads);
+  }
+  return logits;
+}
+
+absl::Status ReferenceDecoder::RunLayer(uint32_t l, std::span<const Step> batch, float* x,
+                                        PagePool& pool) {
+  const LlamaWeights& w = *weights_;
+  const LlamaConfig& c = w.config;
+  const KvLayout& layout = pool.layout();
+  const uint32_t n = static_cast<uint32_t>(batch.size());
+  const uint32_t tpb = layout.tokens_per_block;
   const uint32_t hidden = c.hidden;
   const uint32_t qdim = c.num_q_heads * c.head_dim;
   const uint32_t kvdim = c.num_kv_heads * c.head_dim;
   const int threads = context_.cpu.threads;
-  std::vector<float> x(uint64_t{n} * hidden), h(hidden), q(uint64_t{n} * qdim), k(kvdim), v(kvdim),
-      attn(uint64_t{n} * qdim), o(hidden), gate(c.intermediate), up(c.intermediate);
-  for (uint32_t b = 0; b < n; ++b) {
-    std::copy_n(&w.embed[uint64_t{batch[b].token} * hidden], hidden, &x[uint64_t{b} * hidden]);
-  }
-  // The attention page table of the batch (CSR), the same for every layer.
+  std::vector<float> h(hidden), q(uint64_t{n} * qdim), k(kvdim), v(kvdim), attn(uint64_t{n} * qdim),
+      o(hidden), gate(c.intermediate), up(c.intermediate);
+  // The attention page table of the batch (CSR).
   std::vector<uint32_t> indptr{0}, indices, lens;
   for (const Step& s : batch) {
     const uint32_t pages = s.position / tpb + 1;
@@ -115,62 +149,85 @@ absl::StatusOr<std::vector<std::vector<float>>> ReferenceDecoder::Run(std::span<
     lens.push_back(s.position + 1);
   }
   const uint64_t row_bytes = uint64_t{kvdim} * DTypeBytes(layout.dtype);
-  for (uint32_t l = 0; l < c.num_layers; ++l) {
-    const LlamaLayerWeights& L = w.layers[l];
-    for (uint32_t b = 0; b < n; ++b) {
-      const Step& s = batch[b];
-      RmsNorm(&x[uint64_t{b} * hidden], L.input_norm, c.rms_eps, hidden, h.data());
-      float* qb = &q[uint64_t{b} * qdim];
-      MatVec(L.wq, h.data(), qdim, hidden, qb, threads);
-      MatVec(L.wk, h.data(), kvdim, hidden, k.data(), threads);
-      MatVec(L.wv, h.data(), kvdim, hidden, v.data(), threads);
-      for (uint32_t head = 0; head < c.num_q_heads; ++head) {
-        Rope(qb + uint64_t{head} * c.head_dim, c.head_dim, s.position, inv_freq_);
-      }
-      for (uint32_t head = 0; head < c.num_kv_heads; ++head) {
-        Rope(k.data() + uint64_t{head} * c.head_dim, c.head_dim, s.position, inv_freq_);
-      }
-      uint8_t* layer = pool.PageData(s.page_table[s.position / tpb]) + l * layout.LayerBytes();
-      const uint64_t slot = s.position % tpb;
-      kernels::StoreRow(k.data(), kvdim, layout.dtype, layer + slot * row_bytes);
-      kernels::StoreRow(v.data(), kvdim, layout.dtype, layer + (tpb + slot) * row_bytes);
-    }
-    const kernels::DecodeAttentionArgs args{
-        .q = q.data(),
-        .q_dtype = DType::kFp32,
-        .out = attn.data(),
-        .out_dtype = DType::kFp32,
-        .num_seqs = n,
-        .num_q_heads = c.num_q_heads,
-        .layer = l,
-        .softmax_scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
-        .page_indptr = indptr.data(),
-        .page_indices = indices.data(),
-        .seq_lens = lens.data()};
-    if (absl::Status st = kernels::PagedDecodeAttention(context_, pool.KernelView(), args);
-        !st.ok()) {
-      return st;
-    }
-    for (uint32_t b = 0; b < n; ++b) {
-      float* xb = &x[uint64_t{b} * hidden];
-      MatVec(L.wo, &attn[uint64_t{b} * qdim], hidden, qdim, o.data(), threads);
-      for (uint32_t i = 0; i < hidden; ++i) xb[i] += o[i];
-      RmsNorm(xb, L.post_norm, c.rms_eps, hidden, h.data());
-      MatVec(L.gate, h.data(), c.intermediate, hidden, gate.data(), threads);
-      MatVec(L.up, h.data(), c.intermediate, hidden, up.data(), threads);
-      for (uint32_t i = 0; i < c.intermediate; ++i) {
-        gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];  // SiLU(gate) * up
-      }
-      MatVec(L.down, gate.data(), hidden, c.intermediate, o.data(), threads);
-      for (uint32_t i = 0; i < hidden; ++i) xb[i] += o[i];
-    }
-  }
-  std::vector<std::vector<float>> logits(n, std::vector<float>(c.vocab_size));
+  const LlamaLayerWeights& L = w.layers[l];
   for (uint32_t b = 0; b < n; ++b) {
-    RmsNorm(&x[uint64_t{b} * hidden], w.norm, c.rms_eps, hidden, h.data());
-    MatVec(w.lm_head, h.data(), c.vocab_size, hidden, logits[b].data(), threads);
+    const Step& s = batch[b];
+    RmsNorm(&x[uint64_t{b} * hidden], L.input_norm, c.rms_eps, hidden, h.data());
+    float* qb = &q[uint64_t{b} * qdim];
+    MatVec(L.wq, h.data(), qdim, hidden, qb, threads);
+    MatVec(L.wk, h.data(), kvdim, hidden, k.data(), threads);
+    MatVec(L.wv, h.data(), kvdim, hidden, v.data(), threads);
+    for (uint32_t head = 0; head < c.num_q_heads; ++head) {
+      Rope(qb + uint64_t{head} * c.head_dim, c.head_dim, s.position, inv_freq_);
+    }
+    for (uint32_t head = 0; head < c.num_kv_heads; ++head) {
+      Rope(k.data() + uint64_t{head} * c.head_dim, c.head_dim, s.position, inv_freq_);
+    }
+    uint8_t* layer = pool.PageData(s.page_table[s.position / tpb]) + l * layout.LayerBytes();
+    const uint64_t slot = s.position % tpb;
+    kernels::StoreRow(k.data(), kvdim, layout.dtype, layer + slot * row_bytes);
+    kernels::StoreRow(v.data(), kvdim, layout.dtype, layer + (tpb + slot) * row_bytes);
   }
-  return logits;
+  const kernels::DecodeAttentionArgs args{
+      .q = q.data(),
+      .q_dtype = DType::kFp32,
+      .out = attn.data(),
+      .out_dtype = DType::kFp32,
+      .num_seqs = n,
+      .num_q_heads = c.num_q_heads,
+      .layer = l,
+      .softmax_scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim)),
+      .page_indptr = indptr.data(),
+      .page_indices = indices.data(),
+      .seq_lens = lens.data()};
+  if (absl::Status st = kernels::PagedDecodeAttention(context_, pool.KernelView(), args);
+      !st.ok()) {
+    return st;
+  }
+  for (uint32_t b = 0; b < n; ++b) {
+    float* xb = &x[uint64_t{b} * hidden];
+    MatVec(L.wo, &attn[uint64_t{b} * qdim], hidden, qdim, o.data(), threads);
+    for (uint32_t i = 0; i < hidden; ++i) xb[i] += o[i];
+    RmsNorm(xb, L.post_norm, c.rms_eps, hidden, h.data());
+    MatVec(L.gate, h.data(), c.intermediate, hidden, gate.data(), threads);
+    MatVec(L.up, h.data(), c.intermediate, hidden, up.data(), threads);
+    for (uint32_t i = 0; i < c.intermediate; ++i) {
+      gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];  // SiLU(gate) * up
+    }
+    MatVec(L.down, gate.data(), hidden, c.intermediate, o.data(), threads);
+    for (uint32_t i = 0; i < hidden; ++i) xb[i] += o[i];
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<float>> ReferenceDecoder::PrefillLayerMajor(
+    std::span<const uint32_t> tokens, uint32_t first_position, std::span<const uint32_t> page_table,
+    PagePool& pool, const std::function<absl::Status(uint32_t layer)>& before_layer) {
+  if (tokens.empty()) return absl::InvalidArgumentError("prefill of no tokens");
+  const LlamaConfig& c = weights_->config;
+  std::vector<Step> steps;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    steps.push_back({tokens[i], first_position + static_cast<uint32_t>(i), page_table});
+  }
+  if (absl::Status st = Check(steps, pool); !st.ok()) return st;
+  const uint32_t n = static_cast<uint32_t>(steps.size());
+  std::vector<float> x(uint64_t{n} * c.hidden);
+  for (uint32_t i = 0; i < n; ++i) {
+    std::copy_n(&weights_->embed[uint64_t{steps[i].token} * c.hidden], c.hidden,
+                &x[uint64_t{i} * c.hidden]);
+  }
+  for (uint32_t l = 0; l < c.num_layers; ++l) {
+    if (absl::Status st = before_layer(l); !st.ok()) return st;
+    // Token by token, in order: each one attends to the K/V of the ones before it at this
+    // layer, exactly as when the tokens run one after another through all layers.
+    for (uint32_t i = 0; i < n; ++i) {
+      if (absl::Status st = RunLayer(l, {&steps[i], 1}, &x[uint64_t{i} * c.hidden], pool);
+          !st.ok()) {
+        return st;
+      }
+    }
+  }
+  return std::move(Logits(&x[uint64_t{n - 1} * c.hidden], 1)[0]);
 }
 
 absl::StatusOr<std::vector<float>> ReferenceDecoder::Prefill(std::span<const uint32_t> tokens,

@@ -16,6 +16,7 @@
 #define KVTIER_WORKER_REFERENCE_DECODER_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
@@ -45,12 +46,27 @@ class ReferenceDecoder {
                                              uint32_t first_position,
                                              std::span<const uint32_t> page_table, PagePool& pool);
 
+  // The same as Prefill, run layer by layer over the whole chunk: before_layer(l) is called
+  // before layer l (a restore uses it to wait until layer l of the restored pages has
+  // arrived and verified); an error from it ends the prefill with that error. Results are
+  // bit-for-bit those of Prefill.
+  absl::StatusOr<std::vector<float>> PrefillLayerMajor(
+      std::span<const uint32_t> tokens, uint32_t first_position,
+      std::span<const uint32_t> page_table, PagePool& pool,
+      const std::function<absl::Status(uint32_t layer)>& before_layer);
+
   // The most likely token (the lowest id among equals).
   static uint32_t Greedy(std::span<const float> logits);
 
   const LlamaConfig& config() const { return weights_->config; }
 
  private:
+  absl::Status Check(std::span<const Step> batch, const PagePool& pool) const;
+  // Layer l for every step of the batch; x [batch][hidden] in and out.
+  absl::Status RunLayer(uint32_t l, std::span<const Step> batch, float* x, PagePool& pool);
+  // Final norm and lm_head for n hidden states.
+  std::vector<std::vector<float>> Logits(const float* x, uint32_t n) const;
+
   std::shared_ptr<const LlamaWeights> weights_;
   kernels::KernelContext context_;
   std::vector<float> inv_freq_;  // RoPE frequencies, [head_dim / 2]

@@ -192,6 +192,41 @@ TEST(ReferenceDecoderTest, RestoredPagesDecodeExactlyLikeRecomputedOnes) {
   EXPECT_EQ(got, want);
 }
 
+TEST(ReferenceDecoderTest, LayerMajorPrefillIsBitForBitTheSame) {
+  auto w = Weights();
+  const std::vector<uint32_t> prompt = Prompt(45, 9, w->config.vocab_size);
+  ReferenceDecoder decoder(w, {});
+  auto a = Pool(w->config);
+  const std::vector<uint32_t> pa = Pages(*a, 3);
+  const std::vector<float> want = *decoder.Prefill(prompt, 0, pa, *a);
+  // The first 32 tokens token by token, the last 13 layer by layer on top of them.
+  auto b = Pool(w->config);
+  const std::vector<uint32_t> pb = Pages(*b, 3);
+  ASSERT_TRUE(decoder.Prefill(std::span(prompt).first(32), 0, pb, *b).ok());
+  std::vector<uint32_t> layers_seen;
+  absl::StatusOr<std::vector<float>> got =
+      decoder.PrefillLayerMajor(std::span(prompt).subspan(32), 32, pb, *b, [&](uint32_t l) {
+        layers_seen.push_back(l);
+        return absl::OkStatus();
+      });
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, want);
+  EXPECT_EQ(layers_seen, (std::vector<uint32_t>{0, 1}));
+  for (int p = 0; p < 2; ++p) {  // the full pages (page 2's unused slots hold garbage)
+    EXPECT_EQ(std::memcmp(a->PageData(pa[p]), b->PageData(pb[p]), a->page_bytes()), 0)
+        << "page " << p;
+  }
+  // An error before a layer ends the prefill with it.
+  absl::Status stop = decoder
+                          .PrefillLayerMajor(std::span(prompt).subspan(32), 32, pb, *b,
+                                             [](uint32_t l) {
+                                               return l == 1 ? absl::DataLossError("layer 1 lost")
+                                                             : absl::OkStatus();
+                                             })
+                          .status();
+  EXPECT_EQ(stop.code(), absl::StatusCode::kDataLoss);
+}
+
 TEST(ReferenceDecoderTest, LoadsWeightsFromSafetensors) {
   auto seeded = Weights(11);
   const std::string path =
