@@ -51,7 +51,7 @@ void PipelinedRestore::OnChunk(uint32_t block, uint64_t offset, uint64_t length)
   // Layer-major chunks never cross a layer: a layer is one range of the server's plan.
   const uint64_t layer = offset / layer_bytes_;
   if (block >= keys_.size() || layer >= num_layers_) return;
-  uint64_t& arrived = arrived_[block * num_layers_ + layer];
+  uint64_t& arrived = arrived_[uint64_t{block} * num_layers_ + layer];
   arrived += length;
   if (arrived == layer_bytes_) ++complete_[layer];
 }
