@@ -174,7 +174,26 @@ absl::StatusOr<PutReply> CacheStoreClient::Put(const KvLayout& layout,
                                                    block_bytes, "-byte blocks; got ",
                                                    payload.size(), " bytes"));
   }
-  const uint32_t num_blocks = static_cast<uint32_t>(payload.size() / block_bytes);
+  std::vector<std::span<const uint8_t>> blocks;
+  for (uint64_t off = 0; off < payload.size(); off += block_bytes) {
+    blocks.push_back(payload.subspan(off, block_bytes));
+  }
+  return PutBlocks(layout, tokens, first_block, blocks, salt, last_block_partial);
+}
+
+absl::StatusOr<PutReply> CacheStoreClient::PutBlocks(
+    const KvLayout& layout, std::span<const uint32_t> tokens, uint32_t first_block,
+    std::span<const std::span<const uint8_t>> blocks, const std::string& salt,
+    bool last_block_partial) {
+  if (absl::Status s = layout.Validate(); !s.ok()) return s;
+  const uint64_t block_bytes = layout.BlockBytes();
+  if (blocks.empty()) return absl::InvalidArgumentError("a Put carries at least one block");
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    if (blocks[b].size() != block_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "block ", b, " of the Put has ", blocks[b].size(), " bytes, not ", block_bytes));
+    }
+  }
   v1::PutRequest header;
   v1::PutHeader* h = header.mutable_header();
   *h->mutable_layout() = LayoutToProto(layout);
@@ -182,9 +201,9 @@ absl::StatusOr<PutReply> CacheStoreClient::Put(const KvLayout& layout,
   h->set_cache_salt(salt);
   h->set_last_block_partial(last_block_partial);
   h->set_first_block(first_block);
-  h->set_num_blocks(num_blocks);
-  for (uint32_t b = 0; b < num_blocks; ++b) {
-    h->add_checksums(BlockChecksum(payload.data() + b * block_bytes, block_bytes));
+  h->set_num_blocks(static_cast<uint32_t>(blocks.size()));
+  for (std::span<const uint8_t> block : blocks) {
+    h->add_checksums(BlockChecksum(block.data(), block.size()));
   }
   const grpc::ByteBuffer header_message = EncodeMessage(header);
   v1::PutResponse response;
@@ -192,9 +211,12 @@ absl::StatusOr<PutReply> CacheStoreClient::Put(const KvLayout& layout,
       [&](grpc::ClientContext& ctx) -> grpc::Status {
         RawStreamCall call(generic_, ctx, kPutMethod);
         bool ok = call.Write(header_message);
-        for (uint64_t off = 0; ok && off < payload.size(); off += options_.put_chunk_bytes) {
-          const uint64_t n = std::min<uint64_t>(options_.put_chunk_bytes, payload.size() - off);
-          ok = call.Write(EncodePutData(payload.subspan(off, n)));  // references the payload
+        // The payload is the blocks concatenated; each message references block memory.
+        for (size_t b = 0; ok && b < blocks.size(); ++b) {
+          for (uint64_t off = 0; ok && off < block_bytes; off += options_.put_chunk_bytes) {
+            const uint64_t n = std::min<uint64_t>(options_.put_chunk_bytes, block_bytes - off);
+            ok = call.Write(EncodePutData(blocks[b].subspan(off, n)));
+          }
         }
         grpc::ByteBuffer reply;
         ok = ok && call.WritesDone() && call.Read(&reply);

@@ -113,6 +113,13 @@ class CacheStoreClient {
                                uint32_t first_block, std::span<const uint8_t> payload,
                                const std::string& salt = "", bool last_block_partial = false);
 
+  // The same, with the blocks wherever they are (e.g. pages of a pool): blocks[i] is block
+  // first_block + i, exactly BlockBytes() long. Sent without copying.
+  absl::StatusOr<PutReply> PutBlocks(const KvLayout& layout, std::span<const uint32_t> tokens,
+                                     uint32_t first_block,
+                                     std::span<const std::span<const uint8_t>> blocks,
+                                     const std::string& salt = "", bool last_block_partial = false);
+
   // Fetches into out[i] for block i; out[i] must be at least the block's size.
   absl::StatusOr<FetchReply> Fetch(const FetchTarget& target,
                                    std::span<const std::span<uint8_t>> out,

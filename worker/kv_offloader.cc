@@ -1,7 +1,5 @@
 #include "worker/kv_offloader.h"
 
-#include <cstring>
-
 #include "cache_store/log.h"
 #include "kernels/cuda_memory.h"
 
@@ -60,19 +58,23 @@ void KvOffloader::Loop() {
 
 void KvOffloader::RunJob(const Job& job) {
   const uint64_t block_bytes = pool_->page_bytes();
-  std::vector<uint8_t> payload(block_bytes * job.pages.size());
+  // Host pages go to the wire as they are; device pages are copied to the host first.
+  std::vector<uint8_t> staging;
+  std::vector<std::span<const uint8_t>> blocks;
   absl::Status status;
-  for (size_t i = 0; i < job.pages.size() && status.ok(); ++i) {
-    uint8_t* dst = payload.data() + i * block_bytes;
-    if (pool_->backend() == kernels::Backend::kCuda) {
-      status = kernels::CudaCopy(dst, pool_->PageData(job.pages[i]), block_bytes);
-    } else {
-      std::memcpy(dst, pool_->PageData(job.pages[i]), block_bytes);
+  if (pool_->backend() == kernels::Backend::kCuda) {
+    staging.resize(block_bytes * job.pages.size());
+    for (size_t i = 0; i < job.pages.size() && status.ok(); ++i) {
+      status = kernels::CudaCopy(staging.data() + i * block_bytes, pool_->PageData(job.pages[i]),
+                                 block_bytes);
+      blocks.emplace_back(staging.data() + i * block_bytes, block_bytes);
     }
+  } else {
+    for (uint32_t page : job.pages) blocks.emplace_back(pool_->PageData(page), block_bytes);
   }
   if (status.ok()) {
     absl::StatusOr<PutReply> reply =
-        store_->Put(pool_->layout(), job.tokens, job.first_block, payload, salt_);
+        store_->PutBlocks(pool_->layout(), job.tokens, job.first_block, blocks, salt_);
     status = reply.status();
   }
   // Stored or dropped: either way the pages may now be evicted.
@@ -80,7 +82,7 @@ void KvOffloader::RunJob(const Job& job) {
   absl::MutexLock lock(&mu_);
   if (status.ok()) {
     counts_.blocks += job.pages.size();
-    counts_.bytes += payload.size();
+    counts_.bytes += block_bytes * job.pages.size();
   } else {
     counts_.dropped_blocks += job.pages.size();
     KVTIER_LOG(WARNING) << "offload of " << job.pages.size() << " blocks dropped: " << status;

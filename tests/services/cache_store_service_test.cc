@@ -137,6 +137,29 @@ TEST_F(CacheStoreServiceTest, MultiMiBBlocksRoundTripInBothOrders) {
   EXPECT_EQ(std::memcmp(two.data() + bb, payload.data() + bb, bb), 0);
 }
 
+TEST_F(CacheStoreServiceTest, PutBlocksSendsBlocksFromWhereverTheyAre) {
+  const uint64_t bb = layout_.BlockBytes();
+  const std::vector<uint32_t> tokens = Tokens(3 * 16, 4242);
+  // Three blocks in three separate buffers, as pages of a pool would be.
+  std::vector<std::vector<uint8_t>> pages;
+  for (int i = 0; i < 3; ++i) pages.push_back(RandomBytes(bb, 50 + i));
+  std::vector<std::span<const uint8_t>> blocks(pages.begin(), pages.end());
+  CacheStoreClient client = Client();
+  absl::StatusOr<PutReply> put = client.PutBlocks(layout_, tokens, 0, blocks);
+  ASSERT_TRUE(put.ok()) << put.status();
+  EXPECT_EQ(put->stored_blocks, 3u);
+  std::vector<uint8_t> got(3 * bb);
+  std::vector<std::span<uint8_t>> out = Split(got, bb);
+  ASSERT_TRUE(client.Fetch({.keys = put->keys}, out).ok());
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(std::memcmp(got.data() + i * bb, pages[i].data(), bb), 0) << "block " << i;
+  }
+  blocks[1] = std::span<const uint8_t>(pages[1]).first(bb - 1);
+  absl::Status s = client.PutBlocks(layout_, tokens, 0, blocks).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("block 1 of the Put has"), std::string::npos) << s;
+}
+
 TEST_F(CacheStoreServiceTest, ConcurrentClientsShareAPrefixAndGetTheirOwnBytes) {
   const uint64_t bb = layout_.BlockBytes();
   std::vector<uint32_t> shared = Tokens(2 * 16, 1000);
