@@ -47,6 +47,13 @@ class WorkerCollector : public prometheus::Collectable {
     f.Add("kvtier_worker_offload_dropped_blocks_total",
           "Blocks whose offload failed and that were deliberately dropped.", T::Counter,
           s.offload.dropped_blocks);
+    const char* swap_help =
+        "Idle open sequences that gave up their pages under memory pressure (out) and got them "
+        "back (in).";
+    f.Add("kvtier_worker_swapped_sequences_total", swap_help, T::Counter, s.swapped_out,
+          {{"direction", "out"}});
+    f.Add("kvtier_worker_swapped_sequences_total", swap_help, T::Counter, s.swapped_in,
+          {{"direction", "in"}});
     f.Add("kvtier_worker_decode_steps_total", "Batched decode steps run.", T::Counter,
           s.decode_steps);
     f.Add("kvtier_worker_decoded_tokens_total", "Tokens produced by decode steps.", T::Counter,

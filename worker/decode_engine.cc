@@ -1,5 +1,6 @@
 #include "worker/decode_engine.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -51,15 +52,100 @@ DecodeEngine::~DecodeEngine() {
 }
 
 absl::StatusOr<uint32_t> DecodeEngine::AllocatePage() {
-  absl::StatusOr<uint32_t> page = pool_->Allocate();
-  if (!page.ok() && absl::IsResourceExhausted(page.status()) && offloader_ != nullptr &&
-      pool_->counts().unsafe > 0) {
-    // Pages wait for their offload: let the queued offloads finish (they do not need mu_),
-    // after which those pages may be evicted.
-    offloader_->Flush();
-    page = pool_->Allocate();
+  while (true) {
+    absl::StatusOr<uint32_t> page = pool_->Allocate();
+    if (page.ok() || !absl::IsResourceExhausted(page.status())) return page;
+    if (offloader_ != nullptr && pool_->counts().unsafe > 0) {
+      // Pages wait for their offload: let the queued offloads finish (they do not need
+      // mu_), after which those pages may be evicted.
+      offloader_->Flush();
+      continue;
+    }
+    if (!SwapOutColdest()) return page;
   }
-  return page;
+}
+
+void DecodeEngine::PublishAndOffload(Sequence& seq) {
+  const uint32_t tpb = pool_->layout().tokens_per_block;
+  std::vector<BlockKey> keys =
+      seq.cacheable ? ChainBlockKeys(namespace_key_, seq.tokens, tpb) : std::vector<BlockKey>{};
+  if (keys.size() > seq.pages.size()) keys.resize(seq.pages.size());
+  // Runs of blocks new to the cache go to the store.
+  std::vector<KvOffloader::Job> jobs;
+  for (uint32_t b = 0; b < keys.size(); ++b) {
+    const bool fresh = !pool_->IsKeyed(seq.pages[b]);
+    const bool safe = offloader_ == nullptr;
+    if (!fresh || !pool_->Publish(seq.pages[b], keys[b], safe) || safe) continue;
+    if (jobs.empty() || jobs.back().first_block + jobs.back().pages.size() != b) {
+      jobs.push_back({.first_block = b});
+    }
+    jobs.back().pages.push_back(seq.pages[b]);
+    jobs.back().keys.push_back(keys[b]);
+  }
+  for (KvOffloader::Job& job : jobs) {
+    const uint32_t end = (job.first_block + static_cast<uint32_t>(job.pages.size())) * tpb;
+    job.tokens.assign(seq.tokens.begin(), seq.tokens.begin() + end);
+    offloader_->Enqueue(std::move(job));
+  }
+}
+
+bool DecodeEngine::SwapOutColdest() {
+  Sequence* coldest = nullptr;
+  for (auto& [id, seq] : sequences_) {
+    if (seq.swapped || seq.pages.empty() ||
+        std::find(busy_.begin(), busy_.end(), &seq) != busy_.end()) {
+      continue;
+    }
+    if (coldest == nullptr || seq.last_used < coldest->last_used) coldest = &seq;
+  }
+  if (coldest == nullptr) return false;
+  PublishAndOffload(*coldest);
+  ReleasePages(*coldest);
+  coldest->swapped = true;
+  ++stats_.swapped_out;
+  return true;
+}
+
+absl::Status DecodeEngine::SwapIn(Sequence& seq) {
+  if (!seq.swapped) return absl::OkStatus();
+  const uint32_t tpb = pool_->layout().tokens_per_block;
+  const std::vector<uint32_t> tokens = seq.tokens;
+  const std::vector<BlockKey> keys =
+      seq.cacheable ? ChainBlockKeys(namespace_key_, tokens, tpb) : std::vector<BlockKey>{};
+  uint32_t have = 0;
+  for (const BlockKey& key : keys) {
+    std::optional<uint32_t> page = pool_->Acquire(key);
+    if (!page.has_value()) break;
+    seq.pages.push_back(*page);
+    ++have;
+  }
+  if (store_ != nullptr && have < keys.size()) {
+    if (std::unique_ptr<Restore> restore = StartRestore(tokens, keys, have, seq.pages)) {
+      const bool ok = restore->fetch->Finish().ok();
+      FinishRestore(*restore, ok);
+      if (ok) {
+        have += static_cast<uint32_t>(restore->pages.size());
+      } else {
+        for (size_t i = have; i < seq.pages.size(); ++i) pool_->Release(seq.pages[i]);
+        seq.pages.resize(have);
+      }
+    }
+  }
+  // Recompute what neither the cache nor the store had, from the tokens.
+  seq.tokens.assign(tokens.begin(), tokens.begin() + uint64_t{have} * tpb);
+  seq.swapped = false;
+  if (seq.tokens.size() < tokens.size()) {
+    absl::StatusOr<std::vector<float>> logits =
+        RunTokens(seq, std::span(tokens).subspan(seq.tokens.size()));
+    if (!logits.ok()) {
+      ReleasePages(seq);
+      seq.tokens = tokens;
+      seq.swapped = true;
+      return logits.status();
+    }
+  }
+  ++stats_.swapped_in;
+  return absl::OkStatus();
 }
 
 absl::Status DecodeEngine::EnsurePages(Sequence& seq, uint32_t end) {
@@ -225,6 +311,7 @@ absl::StatusOr<DecodeEngine::Opened> DecodeEngine::Open(std::span<const uint32_t
   opened.logits = *std::move(logits);
   opened.seconds = SecondsSince(start);
   seq.next_token = opened.next_token;
+  seq.last_used = ++use_clock_;
   stats_.local_tokens += opened.local_tokens;
   stats_.store_tokens += opened.store_tokens;
   sequences_.emplace(opened.id, std::move(seq));
@@ -242,8 +329,14 @@ absl::StatusOr<std::vector<float>> DecodeEngine::Append(uint64_t id,
   absl::MutexLock lock(&mu_);
   auto it = sequences_.find(id);
   if (it == sequences_.end()) return absl::NotFoundError(absl::StrCat("no open sequence ", id));
-  absl::StatusOr<std::vector<float>> logits = RunTokens(it->second, tokens);
-  if (logits.ok()) it->second.next_token = ReferenceDecoder::Greedy(*logits);
+  Sequence& seq = it->second;
+  seq.last_used = ++use_clock_;
+  busy_ = {&seq};
+  absl::Status in = SwapIn(seq);
+  absl::StatusOr<std::vector<float>> logits =
+      in.ok() ? RunTokens(seq, tokens) : absl::StatusOr<std::vector<float>>(in);
+  busy_.clear();
+  if (logits.ok()) seq.next_token = ReferenceDecoder::Greedy(*logits);
   return logits;
 }
 
@@ -261,12 +354,23 @@ absl::StatusOr<std::vector<uint32_t>> DecodeEngine::Step(std::span<const uint64_
     }
     seqs.push_back(&it->second);
   }
+  busy_.assign(seqs.begin(), seqs.end());
   std::vector<ReferenceDecoder::Step> batch;
   for (Sequence* seq : seqs) {
+    seq->last_used = ++use_clock_;
     const uint32_t position = static_cast<uint32_t>(seq->tokens.size());
-    if (absl::Status s = EnsurePages(*seq, position + 1); !s.ok()) return s;
-    batch.push_back({seq->next_token, position, seq->pages});
+    absl::Status s = SwapIn(*seq);
+    if (s.ok()) s = EnsurePages(*seq, position + 1);
+    if (!s.ok()) {
+      busy_.clear();
+      return s;
+    }
   }
+  batch.reserve(seqs.size());
+  for (Sequence* seq : seqs) {  // page tables are final only once every sequence has its pages
+    batch.push_back({seq->next_token, static_cast<uint32_t>(seq->tokens.size()), seq->pages});
+  }
+  busy_.clear();
   absl::StatusOr<std::vector<std::vector<float>>> logits = decoder_.Run(batch, *pool_);
   if (!logits.ok()) return logits.status();
   std::vector<uint32_t> next;
@@ -293,26 +397,7 @@ absl::Status DecodeEngine::Close(uint64_t id) {
   auto it = sequences_.find(id);
   if (it == sequences_.end()) return absl::NotFoundError(absl::StrCat("no open sequence ", id));
   Sequence& seq = it->second;
-  const uint32_t tpb = pool_->layout().tokens_per_block;
-  const std::vector<BlockKey> keys =
-      seq.cacheable ? ChainBlockKeys(namespace_key_, seq.tokens, tpb) : std::vector<BlockKey>{};
-  // Publish every full block; runs of blocks new to the cache go to the store.
-  std::vector<KvOffloader::Job> jobs;
-  for (uint32_t b = 0; b < keys.size(); ++b) {
-    const bool fresh = !pool_->IsKeyed(seq.pages[b]);
-    const bool safe = offloader_ == nullptr;
-    if (!fresh || !pool_->Publish(seq.pages[b], keys[b], safe) || safe) continue;
-    if (jobs.empty() || jobs.back().first_block + jobs.back().pages.size() != b) {
-      jobs.push_back({.first_block = b});
-    }
-    jobs.back().pages.push_back(seq.pages[b]);
-    jobs.back().keys.push_back(keys[b]);
-  }
-  for (KvOffloader::Job& job : jobs) {
-    const uint32_t end = (job.first_block + static_cast<uint32_t>(job.pages.size())) * tpb;
-    job.tokens.assign(seq.tokens.begin(), seq.tokens.begin() + end);
-    offloader_->Enqueue(std::move(job));
-  }
+  PublishAndOffload(seq);
   ReleasePages(seq);
   sequences_.erase(it);
   return absl::OkStatus();

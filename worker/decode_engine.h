@@ -16,7 +16,9 @@
 // pool full) costs recomputation, never a wrong or failed answer; it is counted.
 //
 // Closing a sequence publishes its full blocks in the prefix cache and hands those the store
-// does not have yet to the offloader; the pages stay until the store has them.
+// does not have yet to the offloader; the pages stay until the store has them. Under memory
+// pressure an idle open sequence does the same and gives up its pages (swap-out); its next
+// step gets them back from the cache or the store, or recomputes, and decodes identically.
 //
 // Thread-safe: calls are serialised by one mutex (the reference decoder runs one step at a
 // time); the offloader runs on its own thread.
@@ -71,6 +73,7 @@ class DecodeEngine {
     double restore_seconds = 0;
     uint64_t restore_failures = 0;  // store trouble that cost a recompute
     uint64_t decode_steps = 0, decoded_tokens = 0;
+    uint64_t swapped_out = 0, swapped_in = 0;  // idle sequences that gave up their pages
     double decode_seconds = 0;
     PagePool::Counts pages;
     KvOffloader::Counts offload;
@@ -107,6 +110,8 @@ class DecodeEngine {
     std::vector<uint32_t> pages;   // page of block b
     uint32_t next_token = 0;
     bool cacheable = true;
+    bool swapped = false;  // pages given up under memory pressure; SwapIn restores them
+    uint64_t last_used = 0;
   };
 
   DecodeEngine(std::shared_ptr<const LlamaWeights> weights, std::shared_ptr<CacheStoreClient> store,
@@ -129,8 +134,15 @@ class DecodeEngine {
   // Releases the lease; publishes the pages when `ok`, else counts a failure (the caller
   // releases them). REQUIRES: restore.fetch finished, if any.
   void FinishRestore(Restore& restore, bool ok) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A page from the pool; when every page waits for its offload, waits for the offloads.
+  // A page from the pool. Under pressure it first waits for pending offloads, then swaps
+  // out the least recently used idle open sequence (not one in busy_).
   absl::StatusOr<uint32_t> AllocatePage() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Publishes the sequence's full blocks and hands the new ones to the offloader.
+  void PublishAndOffload(Sequence& seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool SwapOutColdest() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Gives a swapped-out sequence its pages back: its own cached pages, then the store, then
+  // recomputation of whatever is left.
+  absl::Status SwapIn(Sequence& seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Makes sure `seq` has pages for positions [0, end).
   absl::Status EnsurePages(Sequence& seq, uint32_t end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::vector<float>> RunTokens(Sequence& seq, std::span<const uint32_t> tokens)
@@ -148,6 +160,8 @@ class DecodeEngine {
   ReferenceDecoder decoder_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, Sequence> sequences_ ABSL_GUARDED_BY(mu_);
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t use_clock_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<const Sequence*> busy_ ABSL_GUARDED_BY(mu_);  // in the current call
   Stats stats_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -155,6 +155,42 @@ TEST(DecodeEngineTest, UnderPagePressureResultsStayIdentical) {
   EXPECT_EQ(s.offload.dropped_blocks, 0u);
 }
 
+TEST(DecodeEngineTest, IdleSequencesSwapOutUnderPressureAndDecodeIdentically) {
+  // 10 pages; three open sequences of 4-5 pages each do not fit at once. Decoding them in
+  // turns swaps the idle ones out (blocks published and offloaded) and back in.
+  for (bool with_store : {true, false}) {
+    SCOPED_TRACE(with_store ? "with a store" : "without a store");
+    auto small = Engine(with_store ? Client(Store().target(), "swap") : nullptr, 10, "swap");
+    auto roomy = Engine(nullptr, 256);
+    std::vector<uint64_t> s_ids, r_ids;
+    std::vector<std::vector<uint32_t>> s_tokens(3), r_tokens(3);
+    for (uint32_t i = 0; i < 3; ++i) {
+      const std::vector<uint32_t> p = Prompt(50 + 5 * i, 60 + i);
+      absl::StatusOr<DecodeEngine::Opened> a = small->Open(p);
+      absl::StatusOr<DecodeEngine::Opened> b = roomy->Open(p);
+      ASSERT_TRUE(a.ok()) << a.status();
+      ASSERT_TRUE(b.ok());
+      EXPECT_EQ(a->next_token, b->next_token);
+      s_ids.push_back(a->id);
+      r_ids.push_back(b->id);
+    }
+    for (int step = 0; step < 20; ++step) {
+      const uint32_t i = step % 3;
+      absl::StatusOr<std::vector<uint32_t>> a = small->Step({&s_ids[i], 1});
+      absl::StatusOr<std::vector<uint32_t>> b = roomy->Step({&r_ids[i], 1});
+      ASSERT_TRUE(a.ok()) << "step " << step << ": " << a.status();
+      ASSERT_TRUE(b.ok());
+      s_tokens[i].push_back((*a)[0]);
+      r_tokens[i].push_back((*b)[0]);
+    }
+    EXPECT_EQ(s_tokens, r_tokens);
+    const DecodeEngine::Stats stats = small->stats();
+    EXPECT_GT(stats.swapped_out, 0u);
+    EXPECT_GT(stats.swapped_in, 0u);
+    for (uint32_t i = 0; i < 3; ++i) EXPECT_TRUE(small->Close(s_ids[i]).ok());
+  }
+}
+
 TEST(DecodeEngineTest, APromptWaitsForPendingOffloadsInsteadOfFailing) {
   // 6 pages; each prompt needs 5. Right after a Close, 4 of them wait for their offload.
   auto engine = Engine(Client(Store().target(), "waits"), 6, "waits");
