@@ -15,34 +15,34 @@ absl::Status CheckShape(const KvPageShape& s) {
   return absl::OkStatus();
 }
 
-}  // namespace
-
-absl::Status ValidateQuantizeKv(const void* src, DType src_dtype, const KvPageShape& shape,
-                                DType dst_dtype, const void* dst, const float* scales) {
+// The checks of one direction: `from` and `to` dtypes of the right kinds, the pointers.
+absl::Status CheckConversion(const char* what, bool dtypes_ok, DType from, DType to,
+                             const KvPageShape& shape, bool pointers_present) {
   if (absl::Status s = CheckShape(shape); !s.ok()) return s;
-  if (!IsActivationType(src_dtype) || !IsQuantized(dst_dtype)) {
+  if (!dtypes_ok) {
     return absl::InvalidArgumentError(
-        absl::StrCat("quantize goes from fp32/fp16/bf16 to fp8/int8 (got ", DTypeName(src_dtype),
-                     " to ", DTypeName(dst_dtype), ")"));
+        absl::StrCat(what, " (got ", DTypeName(from), " to ", DTypeName(to), ")"));
   }
-  if (shape.num_pages > 0 && (src == nullptr || dst == nullptr || scales == nullptr)) {
+  if (shape.num_pages > 0 && !pointers_present) {
     return absl::InvalidArgumentError("src, dst and scales are required");
   }
   return absl::OkStatus();
 }
 
+}  // namespace
+
+absl::Status ValidateQuantizeKv(const void* src, DType src_dtype, const KvPageShape& shape,
+                                DType dst_dtype, const void* dst, const float* scales) {
+  return CheckConversion("quantize goes from fp32/fp16/bf16 to fp8/int8",
+                         IsActivationType(src_dtype) && IsQuantized(dst_dtype), src_dtype,
+                         dst_dtype, shape, src && dst && scales);
+}
+
 absl::Status ValidateDequantizeKv(const void* src, DType src_dtype, const float* scales,
                                   const KvPageShape& shape, DType dst_dtype, const void* dst) {
-  if (absl::Status s = CheckShape(shape); !s.ok()) return s;
-  if (!IsQuantized(src_dtype) || !IsActivationType(dst_dtype)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("dequantize goes from fp8/int8 to fp32/fp16/bf16 (got ", DTypeName(src_dtype),
-                     " to ", DTypeName(dst_dtype), ")"));
-  }
-  if (shape.num_pages > 0 && (src == nullptr || dst == nullptr || scales == nullptr)) {
-    return absl::InvalidArgumentError("src, dst and scales are required");
-  }
-  return absl::OkStatus();
+  return CheckConversion("dequantize goes from fp8/int8 to fp32/fp16/bf16",
+                         IsQuantized(src_dtype) && IsActivationType(dst_dtype), src_dtype,
+                         dst_dtype, shape, src && dst && scales);
 }
 
 }  // namespace kvtier::kernels

@@ -16,6 +16,7 @@
 #include "cache_store/block_store.h"
 #include "cache_store/log.h"
 #include "services/server_credentials.h"
+#include "services/shutdown_signals.h"
 #include "services/store_metrics.h"
 #include "services/store_server.h"
 #include "services/tenant_auth.h"
@@ -80,11 +81,7 @@ absl::StatusOr<MemoryLockMode> ParseLockMode(const std::string& s) {
 
 int Run() {
   // Block the shutdown signals in every thread; the main thread waits for them below.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = BlockShutdownSignals();
 
   absl::StatusOr<MemoryLockMode> lock_mode = ParseLockMode(absl::GetFlag(FLAGS_t1_lock));
   if (!lock_mode.ok()) {
@@ -176,8 +173,7 @@ int Run() {
   KVTIER_LOG(INFO) << "kvtier-store serving on " << server_options.listen << " (port "
                    << (*server)->port() << ")";
 
-  int sig = 0;
-  sigwait(&signals, &sig);
+  const int sig = AwaitShutdownSignal(signals);
   const absl::Duration drain = absl::GetFlag(FLAGS_drain_timeout);
   KVTIER_LOG(INFO) << "signal " << sig << ": draining for up to " << drain;
   (*server)->Shutdown(drain);

@@ -18,6 +18,7 @@
 #include "proto/pem_file.h"
 #include "services/decode_worker_service.h"
 #include "services/server_credentials.h"
+#include "services/shutdown_signals.h"
 #include "services/worker_metrics.h"
 #include "worker/llama_config.h"
 
@@ -50,11 +51,8 @@ namespace kvtier {
 namespace {
 
 int Run() {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // Block the shutdown signals in every thread; the main thread waits for them below.
+  const sigset_t signals = BlockShutdownSignals();
 
   worker::LlamaConfig config;
   const std::string model = absl::GetFlag(FLAGS_model);
@@ -152,8 +150,7 @@ int Run() {
   server->GetHealthCheckService()->SetServingStatus(true);
   KVTIER_LOG(INFO) << "kvtier-worker serving on " << listen << " (port " << port << ")";
 
-  int sig = 0;
-  sigwait(&signals, &sig);
+  const int sig = AwaitShutdownSignal(signals);
   const absl::Duration drain = absl::GetFlag(FLAGS_drain_timeout);
   KVTIER_LOG(INFO) << "signal " << sig << ": draining for up to " << drain;
   server->GetHealthCheckService()->SetServingStatus(false);

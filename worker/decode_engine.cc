@@ -112,13 +112,7 @@ absl::Status DecodeEngine::SwapIn(Sequence& seq) {
   const std::vector<uint32_t> tokens = seq.tokens;
   const std::vector<BlockKey> keys =
       seq.cacheable ? ChainBlockKeys(namespace_key_, tokens, tpb) : std::vector<BlockKey>{};
-  uint32_t have = 0;
-  for (const BlockKey& key : keys) {
-    std::optional<uint32_t> page = pool_->Acquire(key);
-    if (!page.has_value()) break;
-    seq.pages.push_back(*page);
-    ++have;
-  }
+  uint32_t have = AcquireCachedPrefix(keys, seq.pages);
   if (store_ != nullptr && have < keys.size()) {
     if (std::unique_ptr<Restore> restore = StartRestore(tokens, keys, have, seq.pages)) {
       const bool ok = restore->fetch->Finish().ok();
@@ -126,8 +120,7 @@ absl::Status DecodeEngine::SwapIn(Sequence& seq) {
       if (ok) {
         have += static_cast<uint32_t>(restore->pages.size());
       } else {
-        for (size_t i = have; i < seq.pages.size(); ++i) pool_->Release(seq.pages[i]);
-        seq.pages.resize(have);
+        ReleasePagesFrom(seq, have);
       }
     }
   }
@@ -158,9 +151,23 @@ absl::Status DecodeEngine::EnsurePages(Sequence& seq, uint32_t end) {
   return absl::OkStatus();
 }
 
-void DecodeEngine::ReleasePages(Sequence& seq) {
-  for (uint32_t page : seq.pages) pool_->Release(page);
-  seq.pages.clear();
+void DecodeEngine::ReleasePages(Sequence& seq) { ReleasePagesFrom(seq, 0); }
+
+void DecodeEngine::ReleasePagesFrom(Sequence& seq, size_t first) {
+  for (size_t i = first; i < seq.pages.size(); ++i) pool_->Release(seq.pages[i]);
+  seq.pages.resize(std::min(first, seq.pages.size()));
+}
+
+uint32_t DecodeEngine::AcquireCachedPrefix(std::span<const BlockKey> keys,
+                                           std::vector<uint32_t>& pages) {
+  uint32_t n = 0;
+  for (const BlockKey& key : keys) {
+    std::optional<uint32_t> page = pool_->Acquire(key);
+    if (!page.has_value()) break;
+    pages.push_back(*page);
+    ++n;
+  }
+  return n;
 }
 
 absl::StatusOr<std::vector<float>> DecodeEngine::RunTokens(Sequence& seq,
@@ -253,13 +260,7 @@ absl::StatusOr<DecodeEngine::Opened> DecodeEngine::Open(std::span<const uint32_t
       reuse ? ChainBlockKeys(namespace_key_, prompt, tpb, (n - 1) / tpb) : std::vector<BlockKey>{};
   Sequence seq;
   seq.cacheable = reuse;
-  uint32_t local = 0;
-  for (const BlockKey& key : keys) {
-    std::optional<uint32_t> page = pool_->Acquire(key);
-    if (!page.has_value()) break;
-    seq.pages.push_back(*page);
-    ++local;
-  }
+  const uint32_t local = AcquireCachedPrefix(keys, seq.pages);
   std::unique_ptr<Restore> restore;
   if (store_ != nullptr && local < keys.size()) {
     restore = StartRestore(prompt, keys, local, seq.pages);
@@ -287,8 +288,7 @@ absl::StatusOr<DecodeEngine::Opened> DecodeEngine::Open(std::span<const uint32_t
     } else {
       // Drop the restored pages and everything computed on them; start again after the
       // local prefix.
-      for (size_t i = local; i < seq.pages.size(); ++i) pool_->Release(seq.pages[i]);
-      seq.pages.resize(local);
+      ReleasePagesFrom(seq, local);
       from_store = 0;
       reused = local * tpb;
       seq.tokens.assign(prompt.begin(), prompt.begin() + reused);

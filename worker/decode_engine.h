@@ -148,6 +148,11 @@ class DecodeEngine {
   absl::StatusOr<std::vector<float>> RunTokens(Sequence& seq, std::span<const uint32_t> tokens)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReleasePages(Sequence& seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Releases pages [first, end) of the sequence's page table.
+  void ReleasePagesFrom(Sequence& seq, size_t first) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Appends the worker's own pages for the leading `keys` it holds; returns how many.
+  uint32_t AcquireCachedPrefix(std::span<const BlockKey> keys, std::vector<uint32_t>& pages)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   std::shared_ptr<const LlamaWeights> weights_;
   std::shared_ptr<CacheStoreClient> store_;

@@ -138,10 +138,23 @@ absl::Status ReferenceDecoder::RunLayer(uint32_t l, std::span<const Step> batch,
   const uint32_t qdim = c.num_q_heads * c.head_dim;
   const uint32_t kvdim = c.num_kv_heads * c.head_dim;
   const int threads = context_.cpu.threads;
-  std::vector<float> h(hidden), q(uint64_t{n} * qdim), k(kvdim), v(kvdim), attn(uint64_t{n} * qdim),
-      o(hidden), gate(c.intermediate), up(c.intermediate);
+  // Scratch reused from call to call (layer-major prefill calls this per token and layer).
+  Scratch& sc = scratch_;
+  sc.h.resize(hidden);
+  sc.q.resize(uint64_t{n} * qdim);
+  sc.k.resize(kvdim);
+  sc.v.resize(kvdim);
+  sc.attn.resize(uint64_t{n} * qdim);
+  sc.o.resize(hidden);
+  sc.gate.resize(c.intermediate);
+  sc.up.resize(c.intermediate);
+  std::vector<float>&h = sc.h, &q = sc.q, &k = sc.k, &v = sc.v, &attn = sc.attn, &o = sc.o,
+  &gate = sc.gate, &up = sc.up;
   // The attention page table of the batch (CSR).
-  std::vector<uint32_t> indptr{0}, indices, lens;
+  std::vector<uint32_t>&indptr = sc.indptr, &indices = sc.indices, &lens = sc.lens;
+  indptr.assign(1, 0);
+  indices.clear();
+  lens.clear();
   for (const Step& s : batch) {
     const uint32_t pages = s.position / tpb + 1;
     indices.insert(indices.end(), s.page_table.begin(), s.page_table.begin() + pages);

@@ -67,8 +67,14 @@ class ReferenceDecoder {
   // Final norm and lm_head for n hidden states.
   std::vector<std::vector<float>> Logits(const float* x, uint32_t n) const;
 
+  struct Scratch {
+    std::vector<float> h, q, k, v, attn, o, gate, up;
+    std::vector<uint32_t> indptr, indices, lens;
+  };
+
   std::shared_ptr<const LlamaWeights> weights_;
   kernels::KernelContext context_;
+  Scratch scratch_;
   std::vector<float> inv_freq_;  // RoPE frequencies, [head_dim / 2]
 };
 
