@@ -59,6 +59,26 @@ class CudaStream {
   void* stream_ = nullptr;
 };
 
+// An owned cudaEvent_t (timing disabled): marks a point in a stream's work.
+class CudaEvent {
+ public:
+  static absl::StatusOr<CudaEvent> Create();
+  CudaEvent() = default;
+  CudaEvent(CudaEvent&& other) noexcept;
+  CudaEvent& operator=(CudaEvent&& other) noexcept;
+  CudaEvent(const CudaEvent&) = delete;
+  CudaEvent& operator=(const CudaEvent&) = delete;
+  ~CudaEvent();
+  // Marks the end of the work queued on `stream` so far.
+  absl::Status Record(void* stream);
+  // Blocks until the recorded work completed (at once if never recorded).
+  absl::Status Synchronize();
+
+ private:
+  explicit CudaEvent(void* event) : event_(event) {}
+  void* event_ = nullptr;
+};
+
 // cudaMemcpy of any direction (unified addressing); synchronous.
 absl::Status CudaCopy(void* dst, const void* src, uint64_t bytes);
 // The same, queued on `stream`.

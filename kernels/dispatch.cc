@@ -52,6 +52,12 @@ absl::Status ScatterPages(const KernelContext& context, const void* src, uint64_
              : ScatterPagesCpu(src, src_bytes, fragments, pool, context.cpu.threads);
 }
 
+absl::Status MovePages(const KernelContext& context, const PagePoolBytes& from,
+                       const PagePoolBytes& to, std::span<const PageMove> moves) {
+  return context.backend == Backend::kCuda ? MovePagesCuda(from, to, moves, context.cuda)
+                                           : MovePagesCpu(from, to, moves, context.cpu.threads);
+}
+
 absl::Status QuantizeKv(const KernelContext& context, const void* src, DType src_dtype,
                         const KvPageShape& shape, DType dst_dtype, void* dst, float* scales) {
   return context.backend == Backend::kCuda

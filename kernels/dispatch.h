@@ -33,6 +33,8 @@ absl::Status GatherPages(const KernelContext& context, const PagePoolBytes& pool
                          std::span<const CopyFragment> fragments, void* dst, uint64_t dst_bytes);
 absl::Status ScatterPages(const KernelContext& context, const void* src, uint64_t src_bytes,
                           std::span<const CopyFragment> fragments, const PagePoolBytes& pool);
+absl::Status MovePages(const KernelContext& context, const PagePoolBytes& from,
+                       const PagePoolBytes& to, std::span<const PageMove> moves);
 absl::Status QuantizeKv(const KernelContext& context, const void* src, DType src_dtype,
                         const KvPageShape& shape, DType dst_dtype, void* dst, float* scales);
 absl::Status DequantizeKv(const KernelContext& context, const void* src, DType src_dtype,

@@ -35,4 +35,18 @@ absl::Status ScatterPagesCpu(const void* src, uint64_t src_bytes,
   return absl::OkStatus();
 }
 
+absl::Status MovePagesCpu(const PagePoolBytes& from, const PagePoolBytes& to,
+                          std::span<const PageMove> moves, int threads) {
+  if (absl::Status s = ValidateMoves(from, to, moves); !s.ok()) return s;
+  const auto* src = static_cast<const uint8_t*>(from.pages);
+  auto* dst = static_cast<uint8_t*>(to.pages);
+  ParallelFor(moves.size(), threads, [&](size_t i) {
+    const PageMove& m = moves[i];
+    if (m.length == 0) return;
+    std::memcpy(dst + uint64_t{m.dst_page} * to.page_bytes + m.offset,
+                src + uint64_t{m.src_page} * from.page_bytes + m.offset, m.length);
+  });
+  return absl::OkStatus();
+}
+
 }  // namespace kvtier::kernels

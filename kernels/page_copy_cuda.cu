@@ -43,25 +43,8 @@ __global__ void __launch_bounds__(kThreads) CopyPiecesKernel(const Piece* pieces
   }
 }
 
-// pages_to_buffer: gather; otherwise scatter.
-absl::Status CopyFragments(const PagePoolBytes& pool, std::span<const CopyFragment> fragments,
-                           uint8_t* buffer, bool pages_to_buffer, const CudaOptions& options) {
-  const std::vector<uint64_t> at = FragmentOffsets(fragments);
-  std::vector<Piece> pieces;
-  auto* pages = static_cast<uint8_t*>(pool.pages);
-  for (size_t i = 0; i < fragments.size(); ++i) {
-    const CopyFragment& f = fragments[i];
-    uint8_t* page_side = pages + uint64_t{f.page} * pool.page_bytes + f.offset;
-    uint8_t* buffer_side = buffer + at[i];
-    for (uint64_t done = 0; done < f.length; done += kPieceBytes) {
-      const uint64_t n = std::min(kPieceBytes, f.length - done);
-      if (pages_to_buffer) {
-        pieces.push_back({page_side + done, buffer_side + done, n});
-      } else {
-        pieces.push_back({buffer_side + done, page_side + done, n});
-      }
-    }
-  }
+// Queues one launch that copies every piece.
+absl::Status LaunchPieces(const std::vector<Piece>& pieces, const CudaOptions& options) {
   if (pieces.empty()) return absl::OkStatus();
   if (pieces.size() > uint64_t{std::numeric_limits<int32_t>::max()}) {
     return absl::InvalidArgumentError("too many copy pieces for one launch");
@@ -81,6 +64,28 @@ absl::Status CopyFragments(const PagePoolBytes& pool, std::span<const CopyFragme
   return workspace.Finish(options.stream);
 }
 
+// pages_to_buffer: gather; otherwise scatter.
+absl::Status CopyFragments(const PagePoolBytes& pool, std::span<const CopyFragment> fragments,
+                           uint8_t* buffer, bool pages_to_buffer, const CudaOptions& options) {
+  const std::vector<uint64_t> at = FragmentOffsets(fragments);
+  std::vector<Piece> pieces;
+  auto* pages = static_cast<uint8_t*>(pool.pages);
+  for (size_t i = 0; i < fragments.size(); ++i) {
+    const CopyFragment& f = fragments[i];
+    uint8_t* page_side = pages + uint64_t{f.page} * pool.page_bytes + f.offset;
+    uint8_t* buffer_side = buffer + at[i];
+    for (uint64_t done = 0; done < f.length; done += kPieceBytes) {
+      const uint64_t n = std::min(kPieceBytes, f.length - done);
+      if (pages_to_buffer) {
+        pieces.push_back({page_side + done, buffer_side + done, n});
+      } else {
+        pieces.push_back({buffer_side + done, page_side + done, n});
+      }
+    }
+  }
+  return LaunchPieces(pieces, options);
+}
+
 }  // namespace
 
 absl::Status GatherPagesCuda(const PagePoolBytes& pool, std::span<const CopyFragment> fragments,
@@ -96,6 +101,22 @@ absl::Status ScatterPagesCuda(const void* src, uint64_t src_bytes,
   // The kernel only reads through the buffer side in a scatter.
   return CopyFragments(pool, fragments, const_cast<uint8_t*>(static_cast<const uint8_t*>(src)),
                        false, options);
+}
+
+absl::Status MovePagesCuda(const PagePoolBytes& from, const PagePoolBytes& to,
+                           std::span<const PageMove> moves, const CudaOptions& options) {
+  if (absl::Status s = ValidateMoves(from, to, moves); !s.ok()) return s;
+  std::vector<Piece> pieces;
+  const auto* src = static_cast<const uint8_t*>(from.pages);
+  auto* dst = static_cast<uint8_t*>(to.pages);
+  for (const PageMove& m : moves) {
+    const uint8_t* s = src + uint64_t{m.src_page} * from.page_bytes + m.offset;
+    uint8_t* d = dst + uint64_t{m.dst_page} * to.page_bytes + m.offset;
+    for (uint64_t done = 0; done < m.length; done += kPieceBytes) {
+      pieces.push_back({s + done, d + done, std::min(kPieceBytes, m.length - done)});
+    }
+  }
+  return LaunchPieces(pieces, options);
 }
 
 }  // namespace kvtier::kernels

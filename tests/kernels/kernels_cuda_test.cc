@@ -342,6 +342,36 @@ TEST(PageCopyCudaTest, GatherAndScatterMatchCpu) {
   EXPECT_EQ(ToHost(d_pages), want_pages);
 }
 
+// A restore's layer: ranges of the mapped pinned staging blocks into scattered device pages.
+TEST(PageCopyCudaTest, MovesFromPinnedStagingMatchCpu) {
+  SKIP_WITHOUT_CUDA();
+  const uint64_t page_bytes = 200000;
+  const uint32_t staging_pages = 3, device_pages = 5;
+  absl::StatusOr<CudaBuffer> staging =
+      CudaBuffer::Allocate(page_bytes * staging_pages, CudaBuffer::Kind::kPinnedHost);
+  ASSERT_TRUE(staging.ok()) << staging.status();
+  std::mt19937 rng(3);
+  auto* staged = static_cast<uint8_t*>(staging->data());
+  for (uint64_t i = 0; i < staging->size(); ++i) staged[i] = static_cast<uint8_t>(rng());
+  const std::vector<PageMove> moves = {
+      {.src_page = 0, .dst_page = 4, .offset = 0, .length = page_bytes},
+      {.src_page = 1, .dst_page = 1, .offset = 65536, .length = 70001},
+      {.src_page = 2, .dst_page = 0, .offset = 3, .length = 1000},
+      {.src_page = 2, .dst_page = 2, .offset = 7, .length = 0}};
+  std::vector<uint8_t> want(page_bytes * device_pages, 0);
+  ASSERT_TRUE(MovePagesCpu({staged, page_bytes, staging_pages},
+                           {want.data(), page_bytes, device_pages}, moves, 2)
+                  .ok());
+  absl::StatusOr<CudaBuffer> pages = CudaBuffer::Allocate(page_bytes * device_pages);
+  ASSERT_TRUE(pages.ok());
+  ASSERT_TRUE(CudaFill(pages->data(), 0, pages->size()).ok());
+  ASSERT_TRUE(MovePagesCuda({staged, page_bytes, staging_pages},
+                            {pages->data(), page_bytes, device_pages}, moves)
+                  .ok());
+  ASSERT_TRUE(CudaSynchronize().ok());
+  EXPECT_EQ(ToHost(*pages), want);
+}
+
 TEST(PageCopyCudaTest, BadFragmentsAreErrorsAndCopyNothing) {
   SKIP_WITHOUT_CUDA();
   const uint64_t page_bytes = 4096;

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <numeric>
 #include <random>
 
@@ -58,6 +59,46 @@ TEST(PageCopyCpuTest, BadFragmentsAreRejectedAndNothingIsCopied) {
   fails({{0, 0, 100}, {1, 0, 100}, {0, 0, 200}}, "runs past", false);
   fails({{0, 0, 100}, {1, 0, 100}, {1, 0, 100}, {0, 0, 1}}, "buffer has 300", false);
   fails({{0, 10, 20}, {0, 25, 10}}, "overlap", true);
+}
+
+TEST(PageCopyCpuTest, MovesCopyRangesBetweenPagesOfTwoPools) {
+  constexpr uint64_t kPageBytes = 1000;
+  std::vector<uint8_t> from_bytes(4 * kPageBytes), to_bytes(6 * kPageBytes, 0);
+  std::iota(from_bytes.begin(), from_bytes.end(), 0);
+  const PagePoolBytes from{.pages = from_bytes.data(), .page_bytes = kPageBytes, .num_pages = 4};
+  const PagePoolBytes to{.pages = to_bytes.data(), .page_bytes = kPageBytes, .num_pages = 6};
+  // A restore's layer: the same range of each staging block into its (scattered) page.
+  const std::vector<PageMove> moves = {
+      {.src_page = 0, .dst_page = 5, .offset = 250, .length = 250},
+      {.src_page = 1, .dst_page = 2, .offset = 250, .length = 250},
+      {.src_page = 3, .dst_page = 0, .offset = 0, .length = kPageBytes},
+      {.src_page = 2, .dst_page = 4, .offset = 999, .length = 0}};
+  ASSERT_TRUE(MovePagesCpu(from, to, moves, 2).ok());
+  std::vector<uint8_t> want(to_bytes.size(), 0);
+  for (const PageMove& m : moves) {
+    std::memcpy(want.data() + m.dst_page * kPageBytes + m.offset,
+                from_bytes.data() + m.src_page * kPageBytes + m.offset, m.length);
+  }
+  EXPECT_EQ(to_bytes, want);
+  EXPECT_EQ(to_bytes[5 * kPageBytes + 250], from_bytes[250]);  // not a tautology of `want`
+}
+
+TEST(PageCopyCpuTest, BadMovesAreRejectedAndNothingIsCopied) {
+  std::vector<uint8_t> from_bytes(2 * 100, 1), to_bytes(3 * 100, 9);
+  const PagePoolBytes from{.pages = from_bytes.data(), .page_bytes = 100, .num_pages = 2};
+  const PagePoolBytes to{.pages = to_bytes.data(), .page_bytes = 100, .num_pages = 3};
+  auto fails = [&](std::vector<PageMove> moves, std::string_view words) {
+    const absl::Status s = MovePagesCpu(from, to, moves);
+    EXPECT_FALSE(s.ok());
+    EXPECT_NE(std::string(s.message()).find(words), std::string::npos) << s;
+    for (uint8_t b : to_bytes) ASSERT_EQ(b, 9);
+  };
+  fails({{.src_page = 2, .dst_page = 0, .length = 1}}, "source of move 0 names page 2");
+  fails({{.src_page = 0, .dst_page = 3, .length = 1}}, "destination of move 0 names page 3");
+  fails({{.src_page = 0, .dst_page = 0, .offset = 90, .length = 20}}, "runs past a source page");
+  fails({{.src_page = 0, .dst_page = 1, .offset = 0, .length = 50},
+         {.src_page = 1, .dst_page = 1, .offset = 40, .length = 10}},
+        "move destinations overlap");
 }
 
 }  // namespace
