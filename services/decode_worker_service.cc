@@ -46,7 +46,7 @@ grpc::Status DecodeWorkerService::AppendTokens(grpc::ServerContext*,
   absl::StatusOr<std::vector<float>> logits =
       engine_->Append(request->sequence_id(), Tokens(request->token_ids()));
   if (!logits.ok()) return ToGrpcStatus(logits.status());
-  response->set_next_token(worker::ReferenceDecoder::Greedy(*logits));
+  response->set_next_token(worker::Decoder::Greedy(*logits));
   return grpc::Status::OK;
 }
 

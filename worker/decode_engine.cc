@@ -22,26 +22,38 @@ absl::StatusOr<std::unique_ptr<DecodeEngine>> DecodeEngine::Create(
     const DecodeEngineOptions& options) {
   if (weights == nullptr) return absl::InvalidArgumentError("no model weights");
   if (absl::Status s = weights->config.Validate(); !s.ok()) return s;
-  if (options.kernels.backend != kernels::Backend::kCpu) {
-    return absl::UnimplementedError(
-        "the reference decoder computes on the CPU; run the worker with --backend=cpu");
-  }
   absl::StatusOr<std::unique_ptr<PagePool>> pool =
       PagePool::Create(weights->config.Layout(), options.pages, options.kernels.backend);
   if (!pool.ok()) return pool.status();
-  return std::unique_ptr<DecodeEngine>(
-      new DecodeEngine(std::move(weights), std::move(store), *std::move(pool), options));
+  absl::StatusOr<std::unique_ptr<Decoder>> decoder = MakeDecoder(weights, options.kernels);
+  if (!decoder.ok()) return decoder.status();
+  auto engine = std::unique_ptr<DecodeEngine>(new DecodeEngine(
+      std::move(weights), std::move(store), *std::move(pool), *std::move(decoder), options));
+  if (options.kernels.backend == kernels::Backend::kCuda && engine->store_ != nullptr) {
+    // Restores land in pinned staging and are copied to the device on their own stream.
+    // Every restored page comes from the pool, so staging the pool's size always suffices.
+    absl::StatusOr<kernels::CudaBuffer> staging =
+        kernels::CudaBuffer::Allocate(engine->pool_->page_bytes() * engine->pool_->num_pages(),
+                                      kernels::CudaBuffer::Kind::kPinnedHost);
+    if (!staging.ok()) return staging.status();
+    absl::StatusOr<kernels::CudaStream> stream = kernels::CudaStream::Create();
+    if (!stream.ok()) return stream.status();
+    engine->restore_staging_ = *std::move(staging);
+    engine->restore_stream_ = *std::move(stream);
+    engine->restore_workspace_ = std::make_unique<kernels::CudaWorkspace>();
+  }
+  return engine;
 }
 
 DecodeEngine::DecodeEngine(std::shared_ptr<const LlamaWeights> weights,
                            std::shared_ptr<CacheStoreClient> store, std::unique_ptr<PagePool> pool,
-                           const DecodeEngineOptions& options)
-    : weights_(weights),
+                           std::unique_ptr<Decoder> decoder, const DecodeEngineOptions& options)
+    : weights_(std::move(weights)),
       store_(std::move(store)),
       pool_(std::move(pool)),
       options_(options),
       namespace_key_(NamespaceKey(options.tenant, pool_->layout().Fingerprint(), options.salt)),
-      decoder_(std::move(weights), options.kernels) {
+      decoder_(std::move(decoder)) {
   if (store_ != nullptr) {
     offloader_ = std::make_unique<KvOffloader>(store_, pool_.get(), options.salt);
   }
@@ -176,7 +188,7 @@ absl::StatusOr<std::vector<float>> DecodeEngine::RunTokens(Sequence& seq,
   if (absl::Status s = EnsurePages(seq, first + static_cast<uint32_t>(tokens.size())); !s.ok()) {
     return s;
   }
-  absl::StatusOr<std::vector<float>> logits = decoder_.Prefill(tokens, first, seq.pages, *pool_);
+  absl::StatusOr<std::vector<float>> logits = decoder_->Prefill(tokens, first, seq.pages, *pool_);
   if (!logits.ok()) return logits;
   seq.tokens.insert(seq.tokens.end(), tokens.begin(), tokens.end());
   stats_.computed_tokens += tokens.size();
@@ -205,22 +217,44 @@ std::unique_ptr<DecodeEngine::Restore> DecodeEngine::StartRestore(std::span<cons
       std::min<uint32_t>({found->matched_blocks, static_cast<uint32_t>(keys.size()),
                           static_cast<uint32_t>(found->keys.size())});
   std::vector<BlockKey> fetch_keys;
-  std::vector<uint8_t*> page_data;
   for (uint32_t b = have; b < matched; ++b) {
     absl::StatusOr<uint32_t> page = AllocatePage();
     if (!page.ok()) break;  // restore what fits; the rest is computed
     restore->pages.push_back(*page);
     restore->keys.push_back(keys[b]);
     fetch_keys.push_back(found->keys[b]);
-    page_data.push_back(pool_->PageData(*page));
   }
   if (restore->pages.empty()) {
     FinishRestore(*restore, /*ok=*/true);
     return nullptr;
   }
   pages.insert(pages.end(), restore->pages.begin(), restore->pages.end());
-  restore->fetch = std::make_unique<PipelinedRestore>(store_.get(), pool_->layout(),
-                                                      std::move(fetch_keys), std::move(page_data));
+  // Host pages receive the fetch directly; device pages through pinned staging.
+  std::vector<uint8_t*> landing;
+  std::unique_ptr<RestoreUploader> uploader;
+  if (pool_->backend() == kernels::Backend::kCuda) {
+    const uint64_t block_bytes = pool_->page_bytes();
+    auto* staging = static_cast<uint8_t*>(restore_staging_.data());
+    for (size_t i = 0; i < restore->pages.size(); ++i) landing.push_back(staging + i * block_bytes);
+    absl::StatusOr<std::unique_ptr<CudaRestoreUploader>> made = CudaRestoreUploader::Create(
+        {.pages = staging, .page_bytes = block_bytes, .num_pages = pool_->num_pages()},
+        {.pages = pool_->PageData(0), .page_bytes = block_bytes, .num_pages = pool_->num_pages()},
+        restore->pages, pool_->layout().num_layers, restore_stream_.get(),
+        restore_workspace_.get());
+    if (!made.ok()) {
+      KVTIER_LOG(WARNING) << "restore upload unavailable, recomputing: " << made.status();
+      FinishRestore(*restore, /*ok=*/false);
+      pages.resize(pages.size() - restore->pages.size());
+      for (uint32_t page : restore->pages) pool_->Release(page);
+      return nullptr;
+    }
+    uploader = *std::move(made);
+  } else {
+    for (uint32_t page : restore->pages) landing.push_back(pool_->PageData(page));
+  }
+  restore->fetch =
+      std::make_unique<PipelinedRestore>(store_.get(), pool_->layout(), std::move(fetch_keys),
+                                         std::move(landing), std::move(uploader));
   return restore;
 }
 
@@ -272,7 +306,7 @@ absl::StatusOr<DecodeEngine::Opened> DecodeEngine::Open(std::span<const uint32_t
   if (restore != nullptr) {
     // The new tokens run layer by layer, each layer as soon as the prefix's layer is in.
     absl::Status pages = EnsurePages(seq, n);
-    logits = pages.ok() ? decoder_.PrefillLayerMajor(
+    logits = pages.ok() ? decoder_->PrefillLayerMajor(
                               prompt.subspan(reused), reused, seq.pages, *pool_,
                               [&](uint32_t l) { return restore->fetch->WaitLayer(l); })
                         : absl::StatusOr<std::vector<float>>(pages);
@@ -307,7 +341,7 @@ absl::StatusOr<DecodeEngine::Opened> DecodeEngine::Open(std::span<const uint32_t
   opened.local_tokens = local * tpb;
   opened.store_tokens = from_store * tpb;
   opened.computed_tokens = n - reused;
-  opened.next_token = ReferenceDecoder::Greedy(*logits);
+  opened.next_token = Decoder::Greedy(*logits);
   opened.logits = *std::move(logits);
   opened.seconds = SecondsSince(start);
   seq.next_token = opened.next_token;
@@ -336,7 +370,7 @@ absl::StatusOr<std::vector<float>> DecodeEngine::Append(uint64_t id,
   absl::StatusOr<std::vector<float>> logits =
       in.ok() ? RunTokens(seq, tokens) : absl::StatusOr<std::vector<float>>(in);
   busy_.clear();
-  if (logits.ok()) seq.next_token = ReferenceDecoder::Greedy(*logits);
+  if (logits.ok()) seq.next_token = Decoder::Greedy(*logits);
   return logits;
 }
 
@@ -355,7 +389,7 @@ absl::StatusOr<std::vector<uint32_t>> DecodeEngine::Step(std::span<const uint64_
     seqs.push_back(&it->second);
   }
   busy_.assign(seqs.begin(), seqs.end());
-  std::vector<ReferenceDecoder::Step> batch;
+  std::vector<Decoder::Step> batch;
   for (Sequence* seq : seqs) {
     seq->last_used = ++use_clock_;
     const uint32_t position = static_cast<uint32_t>(seq->tokens.size());
@@ -371,12 +405,12 @@ absl::StatusOr<std::vector<uint32_t>> DecodeEngine::Step(std::span<const uint64_
     batch.push_back({seq->next_token, static_cast<uint32_t>(seq->tokens.size()), seq->pages});
   }
   busy_.clear();
-  absl::StatusOr<std::vector<std::vector<float>>> logits = decoder_.Run(batch, *pool_);
+  absl::StatusOr<std::vector<std::vector<float>>> logits = decoder_->Run(batch, *pool_);
   if (!logits.ok()) return logits.status();
   std::vector<uint32_t> next;
   for (size_t i = 0; i < seqs.size(); ++i) {
     seqs[i]->tokens.push_back(seqs[i]->next_token);
-    seqs[i]->next_token = ReferenceDecoder::Greedy((*logits)[i]);
+    seqs[i]->next_token = Decoder::Greedy((*logits)[i]);
     next.push_back(seqs[i]->next_token);
   }
   ++stats_.decode_steps;

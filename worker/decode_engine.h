@@ -1,13 +1,15 @@
-// DecodeEngine: the decode worker's core. It owns the page pool, the reference decoder and
-// the open sequences, restores known prefixes from the store, and offloads new full blocks.
+// DecodeEngine: the decode worker's core. It owns the page pool, the decoder (worker/decoder.h:
+// the reference decoder on the CPU backend, the CUDA decoder on device pages) and the open
+// sequences, restores known prefixes from the store, and offloads new full blocks.
 //
 // Opening a sequence for prompt P (its K/V must cover P[0, n-1) before the last token runs,
 // so at most floor((n-1) / tokens_per_block) blocks are reused):
 //   1. local hits: pages of the pool's prefix cache, by block key (tenant, layout and salt
 //      are part of the key, so tenants never share pages);
 //   2. store hits: Lookup (with a lease) for the rest of the prefix, then a layer-major Fetch
-//      straight into fresh pages on another thread (PipelinedRestore: every chunk verified
-//      by the client before it counts);
+//      on another thread (PipelinedRestore: every chunk verified by the client before it
+//      counts) straight into fresh host pages, or, on the CUDA backend, into pinned staging
+//      from which each verified chunk is copied to its device page asynchronously;
 //   3. the remaining tokens are computed layer by layer, layer l as soon as layer l of the
 //      restored pages is in, so compute overlaps the transfer. If the fetch fails, the
 //      restored pages and what was computed on them are dropped and the prompt is
@@ -20,8 +22,8 @@
 // pressure an idle open sequence does the same and gives up its pages (swap-out); its next
 // step gets them back from the cache or the store, or recomputes, and decodes identically.
 //
-// Thread-safe: calls are serialised by one mutex (the reference decoder runs one step at a
-// time); the offloader runs on its own thread.
+// Thread-safe: calls are serialised by one mutex (the decoder runs one step at a time); the
+// offloader runs on its own thread.
 #ifndef KVTIER_WORKER_DECODE_ENGINE_H_
 #define KVTIER_WORKER_DECODE_ENGINE_H_
 
@@ -37,11 +39,13 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "client/cache_store_client.h"
+#include "kernels/cuda_workspace.h"
 #include "kernels/dispatch.h"
+#include "worker/decoder.h"
 #include "worker/kv_offloader.h"
 #include "worker/page_pool.h"
 #include "worker/pipelined_restore.h"
-#include "worker/reference_decoder.h"
+#include "worker/restore_uploader.h"
 
 namespace kvtier::worker {
 
@@ -115,7 +119,8 @@ class DecodeEngine {
   };
 
   DecodeEngine(std::shared_ptr<const LlamaWeights> weights, std::shared_ptr<CacheStoreClient> store,
-               std::unique_ptr<PagePool> pool, const DecodeEngineOptions& options);
+               std::unique_ptr<PagePool> pool, std::unique_ptr<Decoder> decoder,
+               const DecodeEngineOptions& options);
 
   // A restore in flight: its pages (appended to the sequence's), their keys, its lease.
   struct Restore {
@@ -162,7 +167,12 @@ class DecodeEngine {
   std::unique_ptr<KvOffloader> offloader_;  // null without a store
 
   mutable absl::Mutex mu_;
-  ReferenceDecoder decoder_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<Decoder> decoder_ ABSL_GUARDED_BY(mu_);
+  // CUDA backend: where restores land before their copy to the device (mapped pinned, the
+  // pool's size), the copy stream and its workspace. One restore at a time (under mu_).
+  kernels::CudaBuffer restore_staging_;
+  kernels::CudaStream restore_stream_;
+  std::unique_ptr<kernels::CudaWorkspace> restore_workspace_;
   absl::flat_hash_map<uint64_t, Sequence> sequences_ ABSL_GUARDED_BY(mu_);
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t use_clock_ ABSL_GUARDED_BY(mu_) = 0;

@@ -5,15 +5,18 @@
 namespace kvtier::worker {
 
 PipelinedRestore::PipelinedRestore(CacheStoreClient* store, const KvLayout& layout,
-                                   std::vector<BlockKey> keys, std::vector<uint8_t*> pages)
+                                   std::vector<BlockKey> keys, std::vector<uint8_t*> landing,
+                                   std::unique_ptr<RestoreUploader> uploader)
     : store_(store),
       layer_bytes_(layout.LayerBytes()),
       num_layers_(layout.num_layers),
       keys_(std::move(keys)),
-      pages_(std::move(pages)),
+      landing_(std::move(landing)),
       block_bytes_(layout.BlockBytes()),
+      uploader_(std::move(uploader)),
       arrived_(keys_.size() * num_layers_, 0),
-      complete_(num_layers_, 0) {
+      complete_(num_layers_, 0),
+      ready_(num_layers_, false) {
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -23,7 +26,7 @@ PipelinedRestore::~PipelinedRestore() {
 
 void PipelinedRestore::Run() {
   std::vector<std::span<uint8_t>> out;
-  for (uint8_t* page : pages_) out.emplace_back(page, block_bytes_);
+  for (uint8_t* block : landing_) out.emplace_back(block, block_bytes_);
   FetchTarget target;
   target.keys = keys_;
   absl::StatusOr<FetchReply> reply =
@@ -32,12 +35,16 @@ void PipelinedRestore::Run() {
                      .on_chunk = [this](uint32_t b, uint64_t offset, uint64_t length) {
                        OnChunk(b, offset, length);
                      }});
+  // No copy may still run into the pages once the restore reports its end.
+  const absl::Status drained = uploader_ != nullptr ? uploader_->Drain() : absl::OkStatus();
   end_ = std::chrono::steady_clock::now();
   absl::MutexLock lock(&mu_);
   status_ = reply.status();
+  if (status_.ok()) status_ = upload_status_;
+  if (status_.ok()) status_ = drained;
   if (status_.ok()) {
     for (uint32_t l = 0; l < num_layers_; ++l) {
-      if (complete_[l] != keys_.size()) {
+      if (!ready_[l]) {
         status_ = absl::DataLossError(absl::StrCat("layer ", l, " of the restore is incomplete"));
         break;
       }
@@ -47,24 +54,49 @@ void PipelinedRestore::Run() {
 }
 
 void PipelinedRestore::OnChunk(uint32_t block, uint64_t offset, uint64_t length) {
-  absl::MutexLock lock(&mu_);
   // Layer-major chunks never cross a layer: a layer is one range of the server's plan.
   const uint64_t layer = offset / layer_bytes_;
-  if (block >= keys_.size() || layer >= num_layers_) return;
-  uint64_t& arrived = arrived_[uint64_t{block} * num_layers_ + layer];
-  arrived += length;
-  if (arrived == layer_bytes_) ++complete_[layer];
+  bool layer_complete = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (block >= keys_.size() || layer >= num_layers_ || !upload_status_.ok()) return;
+    uint64_t& arrived = arrived_[uint64_t{block} * num_layers_ + layer];
+    arrived += length;
+    if (arrived == layer_bytes_) layer_complete = ++complete_[layer] == keys_.size();
+    if (uploader_ == nullptr) {
+      if (layer_complete) ready_[layer] = true;
+      return;
+    }
+  }
+  // Chunks arrive on this one thread, so a layer's copies are all queued before its mark.
+  absl::Status s = uploader_->Copy(block, offset, length);
+  if (s.ok() && layer_complete) s = uploader_->LayerQueued(static_cast<uint32_t>(layer));
+  absl::MutexLock lock(&mu_);
+  if (!s.ok()) {
+    upload_status_ = s;
+  } else if (layer_complete) {
+    ready_[layer] = true;
+  }
 }
 
 absl::Status PipelinedRestore::WaitLayer(uint32_t layer) {
-  absl::MutexLock lock(&mu_);
-  auto ready = [this, layer]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return done_ || complete_[layer] == keys_.size();
-  };
-  mu_.Await(absl::Condition(&ready));
-  if (complete_[layer] == keys_.size()) return absl::OkStatus();
-  return status_.ok() ? absl::DataLossError(absl::StrCat("layer ", layer, " never arrived"))
-                      : status_;
+  if (layer >= num_layers_) {
+    return absl::InvalidArgumentError(absl::StrCat("the restore has no layer ", layer));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    auto ready = [this, layer]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return done_ || ready_[layer] || !upload_status_.ok();
+    };
+    mu_.Await(absl::Condition(&ready));
+    if (!ready_[layer]) {
+      if (!upload_status_.ok()) return upload_status_;
+      return status_.ok() ? absl::DataLossError(absl::StrCat("layer ", layer, " never arrived"))
+                          : status_;
+    }
+  }
+  // Verified and queued; with device pages, wait for the copies themselves.
+  return uploader_ != nullptr ? uploader_->WaitLayer(layer) : absl::OkStatus();
 }
 
 absl::Status PipelinedRestore::Finish() {

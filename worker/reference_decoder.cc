@@ -69,10 +69,6 @@ ReferenceDecoder::ReferenceDecoder(std::shared_ptr<const LlamaWeights> weights,
   }
 }
 
-uint32_t ReferenceDecoder::Greedy(std::span<const float> logits) {
-  return static_cast<uint32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-}
-
 absl::Status ReferenceDecoder::Check(std::span<const Step> batch, const PagePool& pool) const {
   const LlamaWeights& w = *weights_;
   const LlamaConfig& c = w.config;
