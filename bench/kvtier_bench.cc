@@ -4,10 +4,11 @@
 //   attention  paged decode attention: K/V GB/s against a plain copy in the same run
 //            (memcpy on the CPU, device-to-device on the GPU; bench/attention_bench.h).
 //   ttft     time to first token with the prefix restored from a store vs recomputed,
-//            with the worker's reference decoder (bench/ttft_bench.h).
+//            with the worker's decoder: the reference decoder on the CPU, the CUDA
+//            decoder on the GPU (bench/ttft_bench.h).
 //   copy     the restore copy, staging → scattered pages, against one plain copy of the
 //            same bytes (bench/copy_bench.h).
-// attention and copy run on --backend: auto (the GPU when there is one), cpu or cuda.
+// attention, copy and ttft run on --backend: auto (the GPU when there is one), cpu or cuda.
 #include <unistd.h>
 
 #include <algorithm>
@@ -54,7 +55,7 @@ ABSL_FLAG(int32_t, iterations, 3,
           "attention, copy: runs per measurement (CPU: the best is reported; GPU: the mean "
           "after one warm-up).");
 ABSL_FLAG(std::string, backend, "auto",
-          "attention, copy: auto (cuda when a GPU is present), cpu or cuda.");
+          "attention, copy, ttft: auto (cuda when a GPU is present), cpu or cuda.");
 ABSL_FLAG(std::string, prefixes, "1024,8192",
           "ttft: cached prefix lengths in tokens (multiples of 16; comma-separated).");
 ABSL_FLAG(uint32_t, question_tokens, 16, "ttft: tokens after the cached prefix.");
@@ -174,11 +175,14 @@ int RunTtft() {
   absl::StatusOr<std::vector<uint32_t>> prefixes =
       ParseList("prefixes", absl::GetFlag(FLAGS_prefixes));
   if (!prefixes.ok()) return Fail(prefixes.status());
+  absl::StatusOr<kernels::Backend> backend = BackendFlag();
+  if (!backend.ok()) return Fail(backend.status());
   absl::StatusOr<std::vector<std::string>> lines =
       RunTtftBench({.prefixes = *prefixes,
                     .question_tokens = absl::GetFlag(FLAGS_question_tokens),
                     .model = absl::GetFlag(FLAGS_model),
-                    .threads = absl::GetFlag(FLAGS_threads)});
+                    .threads = absl::GetFlag(FLAGS_threads),
+                    .backend = *backend});
   if (!lines.ok()) return Fail(lines.status());
   for (const std::string& line : *lines) std::cout << line << std::endl;
   return 0;

@@ -7,7 +7,15 @@
 // runs prefix ‖ question B: the prefix comes from the store, the question is computed (the
 // restored time to first token). The store is a real kvtier-store server in this process on
 // a loopback port (gRPC, checksums and all). Restore bandwidth (bytes restored / restore
-// time) is reported against a memcpy of the same bytes, measured in the same run.
+// time) is reported against a memcpy of the same bytes, measured in the same run, and on
+// the CUDA backend also against a pinned-host→device cudaMemcpy of them (the bound of the
+// restore's last hop).
+//
+// --backend=cuda runs the worker's GPU path: device pages, the CUDA decoder (bf16 GEMMs),
+// restores through pinned staging and asynchronous copies. Its recompute baseline runs
+// prefill attention through the paged decode kernel, one query row at a time (no
+// FlashAttention-style prefill kernel here), so it is slower than a production prefill;
+// the docs say so next to every GPU figure.
 #ifndef KVTIER_BENCH_TTFT_BENCH_H_
 #define KVTIER_BENCH_TTFT_BENCH_H_
 
@@ -16,6 +24,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kernels/backend.h"
 
 namespace kvtier::bench {
 
@@ -24,6 +33,7 @@ struct TtftBenchOptions {
   uint32_t question_tokens = 16;
   std::string model = "tiny";  // tiny or llama-3-8b
   int threads = 0;
+  kernels::Backend backend = kernels::Backend::kCpu;
 };
 
 // One JSON object per prefix length, one per line.

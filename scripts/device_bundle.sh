@@ -16,7 +16,8 @@ fi
 rm -rf .device
 mkdir -p .device/lib .device/bin
 for b in tests/kernels/kernels_cuda_test tests/kernels/paged_attention_cpu_test \
-         bench/kvtier-bench; do
+         tests/kernels/decoder_ops_cuda_test tests/worker/cuda_decoder_test \
+         tests/worker/pipelined_restore_test bench/kvtier-bench; do
   strip -o ".device/bin/$(basename "$b")" "$build/$b"
 done
 for b in .device/bin/*; do

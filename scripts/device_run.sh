@@ -13,11 +13,18 @@ nvidia-smi -L | tee "$out/device.log"
 
 echo "== GPU tests"
 "$bin/kernels_cuda_test" 2>&1 | tail -n 40 | tee "$out/kernels_cuda_test.log"
+"$bin/decoder_ops_cuda_test" 2>&1 | tail -n 40 | tee "$out/decoder_ops_cuda_test.log"
+"$bin/cuda_decoder_test" 2>&1 | tail -n 40 | tee "$out/cuda_decoder_test.log"
+"$bin/pipelined_restore_test" 2>&1 | tail -n 20 | tee "$out/pipelined_restore_test.log"
 
 echo "== compute-sanitizer (memcheck) over a cross-section of the GPU tests"
 compute-sanitizer --tool memcheck --error-exitcode 9 "$bin/kernels_cuda_test" \
   --gtest_filter='*group4_dim128*:*group12_dim64*:*Errors*:*Copy*:*Quantize*:*TwoStreams*' \
   2>&1 | tail -n 20 | tee "$out/sanitizer.log"
+compute-sanitizer --tool memcheck --error-exitcode 9 "$bin/decoder_ops_cuda_test" \
+  2>&1 | tail -n 20 | tee -a "$out/sanitizer.log"
+compute-sanitizer --tool memcheck --error-exitcode 9 "$bin/cuda_decoder_test" \
+  --gtest_filter='*Batching*:*BadInput*' 2>&1 | tail -n 20 | tee -a "$out/sanitizer.log"
 
 echo "== benchmarks"
 "$bin/kvtier-bench" attention --backend=cuda --batches=1,16,64 --contexts=1024,4096,32768 \
@@ -27,3 +34,6 @@ python3 bench/attention_torch.py --device=cuda --batches=1,16,64 --contexts=1024
 "$bin/kvtier-bench" copy --backend=cuda --pages=512 --iterations=10 | tee "$out/copy_cuda.jsonl"
 "$bin/kvtier-bench" copy --backend=cuda --pages=512 --fragment-bytes=4096 --iterations=5 \
   | tee -a "$out/copy_cuda.jsonl"
+echo "== time to first token on the GPU (Llama-3-8B dimensions, random weights)"
+"$bin/kvtier-bench" ttft --backend=cuda --model=llama-3-8b --prefixes=1024,8192,32768 \
+  | tee "$out/ttft_cuda.jsonl"

@@ -15,6 +15,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "cache_store/log.h"
+#include "kernels/dispatch.h"
 #include "proto/pem_file.h"
 #include "services/decode_worker_service.h"
 #include "services/server_credentials.h"
@@ -43,6 +44,9 @@ ABSL_FLAG(std::string, weights, "",
           "Safetensors file with Hugging Face Llama tensor names; empty: seeded weights.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed of the random weights (without --weights).");
 ABSL_FLAG(uint32_t, pages, 1024, "KV pages (blocks) in the worker's pool: its hard capacity.");
+ABSL_FLAG(std::string, backend, "auto",
+          "Where the decoder and its pages live: cpu (host pages, the reference decoder), cuda "
+          "(device pages, the CUDA decoder) or auto (cuda when a GPU is present).");
 ABSL_FLAG(int32_t, threads, 0, "CPU threads of the kernels (0: all cores).");
 ABSL_FLAG(int32_t, max_threads, 16, "gRPC server threads.");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(20), "Grace period on SIGTERM.");
@@ -97,6 +101,11 @@ int Run() {
   options.pages = absl::GetFlag(FLAGS_pages);
   options.tenant = absl::GetFlag(FLAGS_tenant);
   options.salt = absl::GetFlag(FLAGS_cache_salt);
+  if (absl::Status s = kernels::ContextFromName(absl::GetFlag(FLAGS_backend), &options.kernels);
+      !s.ok()) {
+    KVTIER_LOG(ERROR) << "--backend: " << s.message();
+    return 2;
+  }
   options.kernels.cpu.threads = absl::GetFlag(FLAGS_threads);
   absl::StatusOr<std::unique_ptr<worker::DecodeEngine>> engine = worker::DecodeEngine::Create(
       std::make_shared<const worker::LlamaWeights>(*std::move(weights)), store, options);
@@ -108,7 +117,7 @@ int Run() {
                    << " parameters), " << options.pages << " pages of "
                    << config.Layout().BlockBytes() << " bytes, store "
                    << (store ? absl::GetFlag(FLAGS_store) : std::string("none"))
-                   << ", kernels: cpu";
+                   << ", kernels: " << kernels::BackendName(options.kernels.backend);
 
   // The exposer holds collectables weakly: this one lives as long as the process.
   const std::shared_ptr<prometheus::Collectable> metrics = MakeWorkerMetrics(engine->get());

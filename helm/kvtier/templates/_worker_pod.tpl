@@ -44,6 +44,7 @@ spec:
         - --store_timeout={{ .Values.worker.storeTimeout }}
         - --tenant={{ .Values.worker.tenant }}
         - --model={{ .Values.worker.model }}
+        - --backend={{ .Values.worker.backend }}
         - --pages={{ int64 .Values.worker.pages }}
         {{- if .Values.tls.existingSecret }}
         - --store_tls_ca_file=/etc/kvtier/tls/ca.crt
