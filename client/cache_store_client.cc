@@ -47,10 +47,41 @@ absl::Status AcceptBlockList(const grpc::ByteBuffer& message,
   return absl::OkStatus();
 }
 
+// Same-node delivery: ranges the store wrote into the caller's buffers (shared memory),
+// each verified in place before it is reported.
+absl::Status AcceptShmChunks(const v1::FetchResponse& message,
+                             std::span<const std::span<uint8_t>> out, const FetchParams& params,
+                             FetchReply* reply, std::vector<uint64_t>* received) {
+  for (const v1::ShmChunk& chunk : message.shm_chunks()) {
+    const uint32_t b = chunk.block();
+    if (b >= reply->blocks.size() || chunk.offset() > reply->blocks[b].size_bytes() ||
+        chunk.length() > reply->blocks[b].size_bytes() - chunk.offset()) {
+      return absl::InternalError("the store reported a shared-memory range outside its blocks");
+    }
+    const uint8_t* start = out[b].data() + chunk.offset();
+    if (BlockChecksum(start, chunk.length()) != chunk.checksum()) {
+      return absl::DataLossError(absl::StrCat("shared-memory range [", chunk.offset(), ", ",
+                                              chunk.offset() + chunk.length(), ") of block ", b,
+                                              " failed its checksum"));
+    }
+    (*received)[b] += chunk.length();
+    reply->bytes += chunk.length();
+    if (params.on_chunk) params.on_chunk(b, chunk.offset(), chunk.length());
+  }
+  return absl::OkStatus();
+}
+
 // A chunk: its payload goes from the received slices straight into the caller's buffer.
 absl::Status AcceptChunk(const grpc::ByteBuffer& message, std::span<const std::span<uint8_t>> out,
                          const FetchParams& params, FetchReply* reply,
                          std::vector<uint64_t>* received) {
+  if (params.shm != nullptr) {
+    v1::FetchResponse shm;
+    if (!DecodeMessage(message, &shm).ok()) {
+      return absl::InternalError("the store sent a malformed FetchResponse");
+    }
+    return AcceptShmChunks(shm, out, params, reply, received);
+  }
   absl::StatusOr<SplitMessage> split = SplitPayload(message, kFetchResponseDataField);
   v1::FetchResponse chunk;
   if (!split.ok() || !chunk.ParseFromString(split->rest)) {
@@ -245,6 +276,18 @@ absl::StatusOr<FetchReply> CacheStoreClient::Fetch(const FetchTarget& target,
   KeysToProto(target.keys, request.mutable_block_keys());
   request.set_order(params.order);
   request.set_max_chunk_bytes(params.max_chunk_bytes);
+  if (params.shm != nullptr) {
+    v1::SharedMemoryTarget* shm = request.mutable_shm();
+    shm->set_name(params.shm->name());
+    for (size_t b = 0; b < out.size(); ++b) {
+      const int64_t offset = params.shm->OffsetOf(out[b]);
+      if (offset < 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("buffer ", b, " of a shared-memory fetch is not inside the region"));
+      }
+      shm->add_offsets(static_cast<uint64_t>(offset));
+    }
+  }
   const grpc::ByteBuffer request_message = EncodeMessage(request);
   FetchReply reply;
   // A problem with what arrived (not the call) is reported as is and never retried.

@@ -30,6 +30,7 @@
 #include "absl/time/time.h"
 #include "cache_store/block_key.h"
 #include "cache_store/kv_layout.h"
+#include "client/shared_memory_region.h"
 #include "kvtier/v1/cache_store.grpc.pb.h"
 
 namespace kvtier {
@@ -95,6 +96,10 @@ struct FetchParams {
   // offset, length), e.g. to start on layer 0 while later layers arrive. Runs on the
   // calling thread.
   std::function<void(uint32_t block, uint64_t offset, uint64_t length)> on_chunk;
+  // Same-node delivery: every `out` buffer lies in this region, and the store (started with
+  // --shm_dir naming the region's directory) writes the blocks into it directly. Chunks are
+  // verified in place before on_chunk, blocks whole at the end, exactly as over the wire.
+  const SharedMemoryRegion* shm = nullptr;
 };
 
 class CacheStoreClient {

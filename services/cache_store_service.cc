@@ -117,7 +117,18 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* CacheStoreService::Fetch(
   if (!read.ok()) return reject(read.status());
   const uint32_t chunk =
       fetch.max_chunk_bytes() != 0 ? fetch.max_chunk_bytes() : options_.default_fetch_chunk_bytes;
-  return new FetchReactor(*std::move(read), fetch.order(), chunk, std::move(timer));
+  if (!fetch.has_shm()) {
+    return new FetchReactor(*std::move(read), fetch.order(), chunk, std::move(timer));
+  }
+  absl::StatusOr<std::unique_ptr<ShmWriter>> shm =
+      ShmWriter::Open(options_.shm_dir, fetch.shm().name());
+  if (!shm.ok()) return reject(shm.status());
+  std::vector<uint64_t> offsets(fetch.shm().offsets().begin(), fetch.shm().offsets().end());
+  if (absl::Status s = (*shm)->CheckPlacement(offsets, (*read)->blocks()); !s.ok()) {
+    return reject(s);
+  }
+  return new FetchReactor(*std::move(read), fetch.order(), chunk, std::move(timer), *std::move(shm),
+                          std::move(offsets));
 }
 
 grpc::ServerUnaryReactor* CacheStoreService::Release(grpc::CallbackServerContext* ctx,

@@ -12,6 +12,7 @@
 #define KVTIER_SERVICES_CACHE_STORE_SERVICE_H_
 
 #include <cstdint>
+#include <string>
 
 #include "cache_store/block_store.h"
 #include "kvtier/v1/cache_store.grpc.pb.h"
@@ -26,6 +27,9 @@ struct CacheStoreServiceOptions {
   uint32_t max_fetch_chunk_bytes = 4 << 20;
   // Events per WatchEvents message at most.
   uint32_t max_events_per_message = 256;
+  // Same-node delivery (services/shm_writer.h): the directory whose files clients may name
+  // in FetchRequest.shm; empty: off.
+  std::string shm_dir;
 };
 
 using CacheStoreServiceBase = v1::CacheStore::WithRawCallbackMethod_Put<

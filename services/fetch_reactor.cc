@@ -27,11 +27,14 @@ std::vector<FetchRange> PlanFetch(std::span<const BlockView> blocks, v1::FetchOr
 }
 
 FetchReactor::FetchReactor(std::unique_ptr<BlockReadHandle> read, v1::FetchOrder order,
-                           uint32_t chunk_bytes, RpcTimer timer)
+                           uint32_t chunk_bytes, RpcTimer timer, std::unique_ptr<ShmWriter> shm,
+                           std::vector<uint64_t> shm_offsets)
     : read_(std::move(read)),
       plan_(PlanFetch(read_->blocks(), order)),
       chunk_bytes_(chunk_bytes),
-      timer_(std::move(timer)) {
+      timer_(std::move(timer)),
+      shm_(std::move(shm)),
+      shm_offsets_(std::move(shm_offsets)) {
   v1::FetchResponse first;
   for (const BlockView& v : read_->blocks()) {
     v1::FetchedBlock* b = first.add_blocks();
@@ -53,7 +56,37 @@ void FetchReactor::OnWriteDone(bool ok) {
   WriteNext();
 }
 
+bool FetchReactor::NextShmMessage() {
+  v1::FetchResponse message;
+  uint64_t bytes = 0;
+  while (next_range_ < plan_.size() && bytes < kShmMessageBytes) {
+    const FetchRange& r = plan_[next_range_++];
+    const BlockView& view = read_->blocks()[r.block];
+    const std::span<const uint8_t> data(view.data + r.offset, r.length);
+    if (absl::Status s = shm_->Write(shm_offsets_[r.block] + r.offset, data); !s.ok()) {
+      Finish(timer_.Finish(grpc::Status(grpc::StatusCode::INTERNAL, std::string(s.message()))));
+      return false;
+    }
+    v1::ShmChunk* chunk = message.add_shm_chunks();
+    chunk->set_block(r.block);
+    chunk->set_offset(r.offset);
+    chunk->set_length(r.length);
+    chunk->set_checksum(BlockChecksum(data.data(), data.size()));
+    bytes += r.length;
+  }
+  message_ = EncodeMessage(message);
+  return true;
+}
+
 void FetchReactor::WriteNext() {
+  if (shm_ != nullptr) {
+    if (next_range_ == plan_.size()) {
+      Finish(timer_.Finish(grpc::Status::OK));
+    } else if (NextShmMessage()) {
+      StartWrite(&message_);
+    }
+    return;
+  }
   while (next_range_ < plan_.size() && next_offset_ >= plan_[next_range_].length) {
     ++next_range_;
     next_offset_ = 0;

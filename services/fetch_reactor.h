@@ -7,6 +7,11 @@
 // Block-major order sends each block whole in turn; layer-major order sends layer l of every block
 // before layer l+1. One write is in flight at a time (gRPC flow control paces it). Deletes itself
 // in OnDone.
+//
+// Same-node delivery (a ShmWriter): the same ranges in the same order are written into the
+// client's shared-memory file instead, and each message lists the ranges written since the
+// last one (ShmChunk: block, offset, length, XXH3), about kShmMessageBytes of payload per
+// message, so the stream carries a few small messages rather than the bytes.
 #ifndef KVTIER_SERVICES_FETCH_REACTOR_H_
 #define KVTIER_SERVICES_FETCH_REACTOR_H_
 
@@ -16,6 +21,7 @@
 #include "cache_store/block_store.h"
 #include "kvtier/v1/cache_store.grpc.pb.h"
 #include "services/rpc_timer.h"
+#include "services/shm_writer.h"
 
 namespace kvtier {
 
@@ -32,14 +38,21 @@ std::vector<FetchRange> PlanFetch(std::span<const BlockView> blocks, v1::FetchOr
 
 class FetchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
+  static constexpr uint64_t kShmMessageBytes = 4 << 20;
+
+  // `shm` (may be null) with one offset per block, already checked (CheckPlacement).
   FetchReactor(std::unique_ptr<BlockReadHandle> read, v1::FetchOrder order, uint32_t chunk_bytes,
-               RpcTimer timer);
+               RpcTimer timer, std::unique_ptr<ShmWriter> shm = nullptr,
+               std::vector<uint64_t> shm_offsets = {});
 
   void OnWriteDone(bool ok) override;
   void OnDone() override { delete this; }
 
  private:
   void WriteNext();
+  // The next message of same-node delivery, after writing its ranges; false on a failed
+  // write (the call is finished).
+  bool NextShmMessage();
 
   std::unique_ptr<BlockReadHandle> read_;
   std::vector<FetchRange> plan_;
@@ -48,6 +61,8 @@ class FetchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   size_t next_range_ = 0;
   uint64_t next_offset_ = 0;  // within plan_[next_range_]
   grpc::ByteBuffer message_;
+  std::unique_ptr<ShmWriter> shm_;
+  std::vector<uint64_t> shm_offsets_;
 };
 
 }  // namespace kvtier

@@ -56,6 +56,10 @@ ABSL_FLAG(uint64_t, event_log_capacity, 1 << 16,
           "Events kept for WatchEvents; slower watchers are told how many they lost.");
 ABSL_FLAG(int32_t, max_message_bytes, 16 << 20, "Largest gRPC message received or sent.");
 ABSL_FLAG(uint32_t, fetch_chunk_bytes, 1 << 20, "Default payload bytes per Fetch message.");
+ABSL_FLAG(std::string, shm_dir, "",
+          "Same-node delivery: a shared-memory directory (e.g. /dev/shm) in which clients on "
+          "this node may name a file for the store to write fetched blocks into, instead of "
+          "sending them over the socket. Empty: off.");
 ABSL_FLAG(int32_t, max_threads, 64, "Threads gRPC may use (ResourceQuota).");
 ABSL_FLAG(std::string, auth_token_file, "",
           "File of \"TOKEN TENANT\" lines; when set, calls must carry a bearer token. "
@@ -157,6 +161,7 @@ int Run() {
   server_options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   server_options.max_threads = absl::GetFlag(FLAGS_max_threads);
   server_options.service.default_fetch_chunk_bytes = absl::GetFlag(FLAGS_fetch_chunk_bytes);
+  server_options.service.shm_dir = absl::GetFlag(FLAGS_shm_dir);
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = ServerCredentialsFromFiles(
       absl::GetFlag(FLAGS_tls_cert_file), absl::GetFlag(FLAGS_tls_key_file));
   if (!credentials.ok()) {

@@ -24,6 +24,7 @@ TestStoreServer::TestStoreServer(const TestStoreOptions& options) {
   metrics_ = std::make_unique<StoreMetrics>(store_.get());
   StoreServerOptions so;
   so.listen = "127.0.0.1:0";
+  so.service.shm_dir = options.shm_dir;
   absl::StatusOr<std::unique_ptr<StoreServer>> server =
       StoreServer::Start(store_.get(), auth_.get(), metrics_.get(), so);
   KVTIER_CHECK(server.ok()) << server.status();

@@ -18,6 +18,7 @@ struct TestStoreOptions {
   uint64_t t1_bytes = uint64_t{64} << 20;
   uint64_t slot_bytes = uint64_t{2} << 20;
   std::string auth_token_file;  // empty: insecure (x-kvtier-tenant)
+  std::string shm_dir;          // same-node delivery; empty: off
 };
 
 class TestStoreServer {
