@@ -81,6 +81,13 @@ CudaBuffer::CudaBuffer(CudaBuffer&& other) noexcept = default;
 CudaBuffer& CudaBuffer::operator=(CudaBuffer&& other) noexcept = default;
 CudaBuffer::~CudaBuffer() {}  // NOLINT(modernize-use-equals-default): matches the CUDA build
 void CudaBuffer::Free() {}
+absl::StatusOr<CudaHostRegistration> CudaHostRegistration::Register(void*, uint64_t) {
+  return NotBuilt();
+}
+CudaHostRegistration::CudaHostRegistration(CudaHostRegistration&& other) noexcept = default;
+CudaHostRegistration& CudaHostRegistration::operator=(CudaHostRegistration&& other) noexcept =
+    default;
+CudaHostRegistration::~CudaHostRegistration() {}  // NOLINT(modernize-use-equals-default)
 absl::StatusOr<CudaStream> CudaStream::Create() { return NotBuilt(); }
 CudaStream::CudaStream(CudaStream&& other) noexcept = default;
 CudaStream& CudaStream::operator=(CudaStream&& other) noexcept = default;

@@ -51,6 +51,31 @@ void CudaBuffer::Free() {
   size_ = 0;
 }
 
+absl::StatusOr<CudaHostRegistration> CudaHostRegistration::Register(void* data, uint64_t bytes) {
+  if (absl::Status s = CudaStatus(
+          cudaHostRegister(data, bytes, cudaHostRegisterMapped | cudaHostRegisterPortable),
+          "cudaHostRegister");
+      !s.ok()) {
+    return s;
+  }
+  return CudaHostRegistration(data);
+}
+
+CudaHostRegistration::CudaHostRegistration(CudaHostRegistration&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)) {}
+
+CudaHostRegistration& CudaHostRegistration::operator=(CudaHostRegistration&& other) noexcept {
+  if (this != &other) {
+    if (data_ != nullptr) cudaHostUnregister(data_);
+    data_ = std::exchange(other.data_, nullptr);
+  }
+  return *this;
+}
+
+CudaHostRegistration::~CudaHostRegistration() {
+  if (data_ != nullptr) cudaHostUnregister(data_);
+}
+
 absl::StatusOr<CudaStream> CudaStream::Create() {
   cudaStream_t stream = nullptr;
   if (absl::Status s =

@@ -42,6 +42,24 @@ class CudaBuffer {
   Kind kind_ = Kind::kDevice;
 };
 
+// Existing host memory (e.g. a shared-memory mapping) registered with CUDA as pinned and
+// mapped while this lives (cudaHostRegister / cudaHostUnregister), so copies and kernels
+// use it like a kPinnedHost buffer.
+class CudaHostRegistration {
+ public:
+  static absl::StatusOr<CudaHostRegistration> Register(void* data, uint64_t bytes);
+  CudaHostRegistration() = default;
+  CudaHostRegistration(CudaHostRegistration&& other) noexcept;
+  CudaHostRegistration& operator=(CudaHostRegistration&& other) noexcept;
+  CudaHostRegistration(const CudaHostRegistration&) = delete;
+  CudaHostRegistration& operator=(const CudaHostRegistration&) = delete;
+  ~CudaHostRegistration();
+
+ private:
+  explicit CudaHostRegistration(void* data) : data_(data) {}
+  void* data_ = nullptr;
+};
+
 // An owned cudaStream_t (non-blocking with respect to the legacy default stream).
 class CudaStream {
  public:

@@ -15,6 +15,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "cache_store/log.h"
+#include "client/shared_memory_region.h"
 #include "kernels/dispatch.h"
 #include "proto/pem_file.h"
 #include "services/decode_worker_service.h"
@@ -48,6 +49,10 @@ ABSL_FLAG(std::string, backend, "auto",
           "Where the decoder and its pages live: cpu (host pages, the reference decoder), cuda "
           "(device pages, the CUDA decoder) or auto (cuda when a GPU is present).");
 ABSL_FLAG(int32_t, threads, 0, "CPU threads of the kernels (0: all cores).");
+ABSL_FLAG(std::string, shm_dir, "",
+          "Same-node delivery: a shared-memory directory (e.g. /dev/shm) that a store on this "
+          "node also serves (its --shm_dir); restores land there, written by the store "
+          "directly. Empty: over the socket.");
 ABSL_FLAG(int32_t, max_threads, 16, "gRPC server threads.");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(20), "Grace period on SIGTERM.");
 
@@ -107,6 +112,7 @@ int Run() {
     return 2;
   }
   options.kernels.cpu.threads = absl::GetFlag(FLAGS_threads);
+  options.shm_dir = absl::GetFlag(FLAGS_shm_dir);
   absl::StatusOr<std::unique_ptr<worker::DecodeEngine>> engine = worker::DecodeEngine::Create(
       std::make_shared<const worker::LlamaWeights>(*std::move(weights)), store, options);
   if (!engine.ok()) {
@@ -166,6 +172,7 @@ int Run() {
   server->Shutdown(std::chrono::system_clock::now() + absl::ToChronoSeconds(drain));
   server->Wait();
   (*engine)->FlushOffloads();
+  UnlinkSharedMemoryRegions();  // _Exit skips the destructors that would
   KVTIER_LOG(INFO) << "kvtier-worker stopped";
   std::_Exit(0);  // as kvtier-store: skip civetweb's slow teardown
 }

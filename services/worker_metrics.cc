@@ -36,6 +36,9 @@ class WorkerCollector : public prometheus::Collectable {
           "Time spent restoring from the store (Lookup, Fetch, copy into pages).", T::Counter,
           s.restore_seconds);
     f.Add("kvtier_worker_restores_total", "Store restores attempted.", T::Counter, s.restores);
+    f.Add("kvtier_worker_shm_restores_total",
+          "Restores the store delivered into the worker's shared memory (same node).", T::Counter,
+          s.shm_restores);
     f.Add("kvtier_worker_restore_failures_total",
           "Restores that failed (store unreachable, late, full, or a bad checksum) and cost a "
           "recompute.",

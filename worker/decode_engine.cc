@@ -23,7 +23,8 @@ absl::StatusOr<std::unique_ptr<DecodeEngine>> DecodeEngine::Create(
   if (weights == nullptr) return absl::InvalidArgumentError("no model weights");
   if (absl::Status s = weights->config.Validate(); !s.ok()) return s;
   absl::StatusOr<std::unique_ptr<PagePool>> pool =
-      PagePool::Create(weights->config.Layout(), options.pages, options.kernels.backend);
+      PagePool::Create(weights->config.Layout(), options.pages, options.kernels.backend,
+                       store != nullptr ? options.shm_dir : "");
   if (!pool.ok()) return pool.status();
   absl::StatusOr<std::unique_ptr<Decoder>> decoder = MakeDecoder(weights, options.kernels);
   if (!decoder.ok()) return decoder.status();
@@ -32,13 +33,28 @@ absl::StatusOr<std::unique_ptr<DecodeEngine>> DecodeEngine::Create(
   if (options.kernels.backend == kernels::Backend::kCuda && engine->store_ != nullptr) {
     // Restores land in pinned staging and are copied to the device on their own stream.
     // Every restored page comes from the pool, so staging the pool's size always suffices.
-    absl::StatusOr<kernels::CudaBuffer> staging =
-        kernels::CudaBuffer::Allocate(engine->pool_->page_bytes() * engine->pool_->num_pages(),
-                                      kernels::CudaBuffer::Kind::kPinnedHost);
-    if (!staging.ok()) return staging.status();
+    // With shm_dir the staging is a shared-memory region, registered with CUDA, that a store
+    // on this node writes into directly.
+    const uint64_t bytes = engine->pool_->page_bytes() * engine->pool_->num_pages();
+    if (options.shm_dir.empty()) {
+      absl::StatusOr<kernels::CudaBuffer> staging =
+          kernels::CudaBuffer::Allocate(bytes, kernels::CudaBuffer::Kind::kPinnedHost);
+      if (!staging.ok()) return staging.status();
+      engine->restore_staging_ = *std::move(staging);
+      engine->staging_ = static_cast<uint8_t*>(engine->restore_staging_.data());
+    } else {
+      absl::StatusOr<std::unique_ptr<SharedMemoryRegion>> region =
+          SharedMemoryRegion::Create(options.shm_dir, bytes);
+      if (!region.ok()) return region.status();
+      absl::StatusOr<kernels::CudaHostRegistration> registered =
+          kernels::CudaHostRegistration::Register((*region)->data(), bytes);
+      if (!registered.ok()) return registered.status();
+      engine->staging_region_ = *std::move(region);
+      engine->staging_registration_ = *std::move(registered);
+      engine->staging_ = engine->staging_region_->data();
+    }
     absl::StatusOr<kernels::CudaStream> stream = kernels::CudaStream::Create();
     if (!stream.ok()) return stream.status();
-    engine->restore_staging_ = *std::move(staging);
     engine->restore_stream_ = *std::move(stream);
     engine->restore_workspace_ = std::make_unique<kernels::CudaWorkspace>();
   }
@@ -234,7 +250,7 @@ std::unique_ptr<DecodeEngine::Restore> DecodeEngine::StartRestore(std::span<cons
   std::unique_ptr<RestoreUploader> uploader;
   if (pool_->backend() == kernels::Backend::kCuda) {
     const uint64_t block_bytes = pool_->page_bytes();
-    auto* staging = static_cast<uint8_t*>(restore_staging_.data());
+    uint8_t* staging = staging_;
     for (size_t i = 0; i < restore->pages.size(); ++i) landing.push_back(staging + i * block_bytes);
     absl::StatusOr<std::unique_ptr<CudaRestoreUploader>> made = CudaRestoreUploader::Create(
         {.pages = staging, .page_bytes = block_bytes, .num_pages = pool_->num_pages()},
@@ -252,9 +268,13 @@ std::unique_ptr<DecodeEngine::Restore> DecodeEngine::StartRestore(std::span<cons
   } else {
     for (uint32_t page : restore->pages) landing.push_back(pool_->PageData(page));
   }
+  const SharedMemoryRegion* shm =
+      shm_refused_ ? nullptr
+                   : (uploader != nullptr ? staging_region_.get() : pool_->shared_memory());
+  restore->shm = shm != nullptr;
   restore->fetch =
       std::make_unique<PipelinedRestore>(store_.get(), pool_->layout(), std::move(fetch_keys),
-                                         std::move(landing), std::move(uploader));
+                                         std::move(landing), std::move(uploader), shm);
   return restore;
 }
 
@@ -266,6 +286,14 @@ void DecodeEngine::FinishRestore(Restore& restore, bool ok) {
       pool_->Publish(restore.pages[i], restore.keys[i], /*safe=*/true);
     }
     stats_.restored_bytes += restore.pages.size() * pool_->page_bytes();
+    if (restore.fetch != nullptr && restore.fetch->delivered_by_shm()) {
+      ++stats_.shm_restores;
+    } else if (restore.shm && !shm_refused_) {
+      shm_refused_ = true;
+      KVTIER_LOG(WARNING) << "the store does not deliver into this worker's shared memory "
+                             "(--shm_dir on both, same node, same directory?); restores use "
+                             "the socket from now on";
+    }
   } else {
     ++stats_.restore_failures;
   }

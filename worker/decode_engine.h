@@ -56,6 +56,10 @@ struct DecodeEngineOptions {
   std::string tenant = "default";
   std::string salt;
   kernels::KernelContext kernels;
+  // Same-node delivery from the store (its --shm_dir, e.g. /dev/shm; empty: off): restores
+  // land in a shared-memory region there (the host pages on the CPU backend, the pinned
+  // staging on CUDA) written by the store directly.
+  std::string shm_dir;
 };
 
 class DecodeEngine {
@@ -74,6 +78,7 @@ class DecodeEngine {
     uint64_t open_sequences = 0;
     uint64_t local_tokens = 0, store_tokens = 0, computed_tokens = 0;
     uint64_t restores = 0, restored_bytes = 0;
+    uint64_t shm_restores = 0;  // delivered into shared memory by a store on this node
     double restore_seconds = 0;
     uint64_t restore_failures = 0;  // store trouble that cost a recompute
     uint64_t decode_steps = 0, decoded_tokens = 0;
@@ -129,6 +134,7 @@ class DecodeEngine {
     std::vector<uint32_t> pages;
     std::vector<BlockKey> keys;
     std::unique_ptr<PipelinedRestore> fetch;
+    bool shm = false;  // asked for same-node delivery
   };
   // Looks up the prompt in the store and starts fetching blocks [have, matched) of `keys`
   // into new pages, appended to `pages`; null when nothing is to be restored.
@@ -171,6 +177,12 @@ class DecodeEngine {
   // CUDA backend: where restores land before their copy to the device (mapped pinned, the
   // pool's size), the copy stream and its workspace. One restore at a time (under mu_).
   kernels::CudaBuffer restore_staging_;
+  // ... or, with shm_dir, a shared-memory region registered with CUDA.
+  std::unique_ptr<SharedMemoryRegion> staging_region_;
+  kernels::CudaHostRegistration staging_registration_;
+  uint8_t* staging_ = nullptr;  // whichever of the two
+  // Set when the store refused same-node delivery once: later restores use the socket.
+  bool shm_refused_ ABSL_GUARDED_BY(mu_) = false;
   kernels::CudaStream restore_stream_;
   std::unique_ptr<kernels::CudaWorkspace> restore_workspace_;
   absl::flat_hash_map<uint64_t, Sequence> sequences_ ABSL_GUARDED_BY(mu_);

@@ -8,13 +8,21 @@
 namespace kvtier::worker {
 absl::StatusOr<std::unique_ptr<PagePool>> PagePool::Create(const KvLayout& layout,
                                                            uint32_t num_pages,
-                                                           kernels::Backend backend) {
+                                                           kernels::Backend backend,
+                                                           const std::string& shm_dir) {
   if (absl::Status s = layout.Validate(); !s.ok()) return s;
   if (num_pages == 0) return absl::InvalidArgumentError("the page pool needs at least one page");
   const uint64_t bytes = layout.BlockBytes() * num_pages;
   uint8_t* base = nullptr;
   kernels::CudaBuffer device;
-  if (backend == kernels::Backend::kCuda) {
+  std::unique_ptr<SharedMemoryRegion> region;
+  if (!shm_dir.empty() && backend == kernels::Backend::kCpu) {
+    absl::StatusOr<std::unique_ptr<SharedMemoryRegion>> r =
+        SharedMemoryRegion::Create(shm_dir, bytes);
+    if (!r.ok()) return r.status();
+    region = *std::move(r);
+    base = region->data();
+  } else if (backend == kernels::Backend::kCuda) {
     absl::StatusOr<kernels::CudaBuffer> buffer = kernels::CudaBuffer::Allocate(bytes);
     if (!buffer.ok()) return buffer.status();
     device = *std::move(buffer);
@@ -27,24 +35,26 @@ absl::StatusOr<std::unique_ptr<PagePool>> PagePool::Create(const KvLayout& layou
     }
   }
   return std::unique_ptr<PagePool>(
-      new PagePool(layout, num_pages, backend, base, std::move(device)));
+      new PagePool(layout, num_pages, backend, base, std::move(device), std::move(region)));
 }
 
 PagePool::PagePool(const KvLayout& layout, uint32_t num_pages, kernels::Backend backend,
-                   uint8_t* base, kernels::CudaBuffer device)
+                   uint8_t* base, kernels::CudaBuffer device,
+                   std::unique_ptr<SharedMemoryRegion> region)
     : layout_(layout),
       num_pages_(num_pages),
       page_bytes_(layout.BlockBytes()),
       backend_(backend),
       base_(base),
       device_(std::move(device)),
+      region_(std::move(region)),
       pages_(num_pages) {
   free_.reserve(num_pages);
   for (uint32_t p = num_pages; p > 0; --p) free_.push_back(p - 1);
 }
 
 PagePool::~PagePool() {
-  if (backend_ == kernels::Backend::kCpu) std::free(base_);
+  if (backend_ == kernels::Backend::kCpu && region_ == nullptr) std::free(base_);
 }
 
 kernels::KvPagePool PagePool::KernelView() const {

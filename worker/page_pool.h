@@ -1,7 +1,9 @@
 // PagePool: the worker's KV memory. A fixed number of pages, each holding one block payload
 // (the layer-major layout of kernels/paged_attention.h), allocated once at start: device
-// memory on the CUDA backend, 64-byte-aligned host memory on the CPU backend. The capacity
-// is hard: when no page can be had, Allocate fails with RESOURCE_EXHAUSTED.
+// memory on the CUDA backend, 64-byte-aligned host memory on the CPU backend (optionally a
+// SharedMemoryRegion, so that a store on the same node writes restored blocks straight into
+// the pages). The capacity is hard: when no page can be had, Allocate fails with
+// RESOURCE_EXHAUSTED.
 //
 // States of a page:
 //   free    unused.
@@ -19,6 +21,7 @@
 #include <list>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -27,6 +30,7 @@
 #include "absl/synchronization/mutex.h"
 #include "cache_store/block_key.h"
 #include "cache_store/kv_layout.h"
+#include "client/shared_memory_region.h"
 #include "kernels/backend.h"
 #include "kernels/cuda_memory.h"
 #include "kernels/paged_attention.h"
@@ -40,9 +44,12 @@ class PagePool {
     uint64_t evictions = 0;
   };
 
+  // `shm_dir` (CPU backend only; empty: private memory): the pages live in a shared-memory
+  // region created there.
   static absl::StatusOr<std::unique_ptr<PagePool>> Create(const KvLayout& layout,
                                                           uint32_t num_pages,
-                                                          kernels::Backend backend);
+                                                          kernels::Backend backend,
+                                                          const std::string& shm_dir = "");
   ~PagePool();
 
   // A page for new K/V, with refcount 1: a free one, else the least recently released
@@ -67,6 +74,8 @@ class PagePool {
   kernels::Backend backend() const { return backend_; }
   uint32_t num_pages() const { return num_pages_; }
   uint64_t page_bytes() const { return page_bytes_; }
+  // The region holding the pages, or null.
+  const SharedMemoryRegion* shared_memory() const { return region_.get(); }
   Counts counts() const;
 
  private:
@@ -80,7 +89,7 @@ class PagePool {
   };
 
   PagePool(const KvLayout& layout, uint32_t num_pages, kernels::Backend backend, uint8_t* base,
-           kernels::CudaBuffer device);
+           kernels::CudaBuffer device, std::unique_ptr<SharedMemoryRegion> region);
   void Forget(uint32_t page) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const KvLayout layout_;
@@ -88,7 +97,8 @@ class PagePool {
   const uint64_t page_bytes_;
   const kernels::Backend backend_;
   uint8_t* const base_;
-  kernels::CudaBuffer device_;  // owns base_ on the CUDA backend
+  kernels::CudaBuffer device_;                  // owns base_ on the CUDA backend
+  std::unique_ptr<SharedMemoryRegion> region_;  // owns base_ when the pages are shared
 
   mutable absl::Mutex mu_;
   std::vector<Page> pages_ ABSL_GUARDED_BY(mu_);

@@ -1,12 +1,14 @@
 #include "worker/pipelined_restore.h"
 
 #include "absl/strings/str_cat.h"
+#include "cache_store/log.h"
 
 namespace kvtier::worker {
 
 PipelinedRestore::PipelinedRestore(CacheStoreClient* store, const KvLayout& layout,
                                    std::vector<BlockKey> keys, std::vector<uint8_t*> landing,
-                                   std::unique_ptr<RestoreUploader> uploader)
+                                   std::unique_ptr<RestoreUploader> uploader,
+                                   const SharedMemoryRegion* shm)
     : store_(store),
       layer_bytes_(layout.LayerBytes()),
       num_layers_(layout.num_layers),
@@ -14,6 +16,7 @@ PipelinedRestore::PipelinedRestore(CacheStoreClient* store, const KvLayout& layo
       landing_(std::move(landing)),
       block_bytes_(layout.BlockBytes()),
       uploader_(std::move(uploader)),
+      shm_(shm),
       arrived_(keys_.size() * num_layers_, 0),
       complete_(num_layers_, 0),
       ready_(num_layers_, false) {
@@ -29,12 +32,20 @@ void PipelinedRestore::Run() {
   for (uint8_t* block : landing_) out.emplace_back(block, block_bytes_);
   FetchTarget target;
   target.keys = keys_;
-  absl::StatusOr<FetchReply> reply =
-      store_->Fetch(target, out,
-                    {.order = v1::FETCH_ORDER_LAYER_MAJOR,
-                     .on_chunk = [this](uint32_t b, uint64_t offset, uint64_t length) {
-                       OnChunk(b, offset, length);
-                     }});
+  auto fetch = [&](const SharedMemoryRegion* shm) {
+    return store_->Fetch(target, out,
+                         {.order = v1::FETCH_ORDER_LAYER_MAJOR,
+                          .on_chunk = [this](uint32_t b, uint64_t offset,
+                                             uint64_t length) { OnChunk(b, offset, length); },
+                          .shm = shm});
+  };
+  absl::StatusOr<FetchReply> reply = fetch(shm_);
+  delivered_by_shm_ = shm_ != nullptr && reply.ok();
+  if (shm_ != nullptr && !reply.ok() && NothingArrived()) {
+    KVTIER_LOG(WARNING) << "same-node delivery failed, fetching over the socket: "
+                        << reply.status();
+    reply = fetch(nullptr);
+  }
   // No copy may still run into the pages once the restore reports its end.
   const absl::Status drained = uploader_ != nullptr ? uploader_->Drain() : absl::OkStatus();
   end_ = std::chrono::steady_clock::now();
@@ -77,6 +88,14 @@ void PipelinedRestore::OnChunk(uint32_t block, uint64_t offset, uint64_t length)
   } else if (layer_complete) {
     ready_[layer] = true;
   }
+}
+
+bool PipelinedRestore::NothingArrived() {
+  absl::MutexLock lock(&mu_);
+  for (uint64_t bytes : arrived_) {
+    if (bytes != 0) return false;
+  }
+  return true;
 }
 
 absl::Status PipelinedRestore::WaitLayer(uint32_t layer) {

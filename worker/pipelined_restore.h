@@ -36,10 +36,12 @@ namespace kvtier::worker {
 class PipelinedRestore {
  public:
   // Starts fetching `keys` into `landing` (one block each, host memory): the pages
-  // themselves when `uploader` is null, else the staging the uploader copies from.
+  // themselves when `uploader` is null, else the staging the uploader copies from. `shm`:
+  // the shared-memory region `landing` lies in, for same-node delivery (may be null).
   PipelinedRestore(CacheStoreClient* store, const KvLayout& layout, std::vector<BlockKey> keys,
                    std::vector<uint8_t*> landing,
-                   std::unique_ptr<RestoreUploader> uploader = nullptr);
+                   std::unique_ptr<RestoreUploader> uploader = nullptr,
+                   const SharedMemoryRegion* shm = nullptr);
   ~PipelinedRestore();  // joins
 
   // Blocks until layer `layer` of every block is verified and in its page, or the restore
@@ -50,10 +52,14 @@ class PipelinedRestore {
   absl::Status Finish();
   // When the fetch ended (valid after Finish).
   std::chrono::steady_clock::time_point end() const { return end_; }
+  // Whether the bytes came by same-node delivery (valid after Finish). A store that
+  // refuses it (no --shm_dir, another node's /dev/shm) is asked again over the socket.
+  bool delivered_by_shm() const { return delivered_by_shm_; }
 
  private:
   void Run();
   void OnChunk(uint32_t block, uint64_t offset, uint64_t length);
+  bool NothingArrived();
 
   CacheStoreClient* const store_;
   const uint64_t layer_bytes_;
@@ -62,6 +68,7 @@ class PipelinedRestore {
   const std::vector<uint8_t*> landing_;
   const uint64_t block_bytes_;
   const std::unique_ptr<RestoreUploader> uploader_;  // null: landing_ are the pages
+  const SharedMemoryRegion* const shm_;
 
   absl::Mutex mu_;
   std::vector<uint64_t> arrived_ ABSL_GUARDED_BY(mu_);   // [block][layer] bytes verified
@@ -72,6 +79,7 @@ class PipelinedRestore {
   bool done_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status status_ ABSL_GUARDED_BY(mu_);
   std::chrono::steady_clock::time_point end_;  // written by the thread before it ends
+  bool delivered_by_shm_ = false;              // likewise
   std::thread thread_;
 };
 

@@ -6,7 +6,9 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -31,11 +33,12 @@ std::vector<uint32_t> Prompt(uint32_t n, uint32_t salt) {
   return p;
 }
 
-std::unique_ptr<StoreProcess> StartWorker(const std::string& store_target) {
+std::unique_ptr<StoreProcess> StartWorker(const std::string& store_target,
+                                          const std::string& shm_dir = "") {
   absl::StatusOr<std::unique_ptr<StoreProcess>> w = StoreProcess::StartBinary(
       KVTIER_WORKER_BINARY,
       {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0", "--store=" + store_target,
-       "--store_timeout=1s", "--pages=64", "--seed=5", "--tenant=e2e"});
+       "--store_timeout=1s", "--pages=64", "--seed=5", "--tenant=e2e", "--shm_dir=" + shm_dir});
   EXPECT_TRUE(w.ok()) << w.status();
   return w.ok() ? *std::move(w) : nullptr;
 }
@@ -137,6 +140,35 @@ TEST(WorkerProcessTest, RestoredPrefixesDecodeExactlyLikeRecomputedOnes) {
   EXPECT_EQ(alone_again.sources.computed_tokens(), 100u);
   EXPECT_EQ(alone_again.tokens, cold.tokens);
   EXPECT_EQ(Metric(*worker, "kvtier_worker_restore_failures_total"), 1);
+}
+
+// Same-node delivery between the real processes: the store writes the restored blocks into
+// the worker's shared-memory page pool; the tokens are those of the cold run.
+TEST(WorkerProcessTest, SameNodeDeliveryRestoresIdentically) {
+  std::string dir = (std::filesystem::temp_directory_path() / "kvtier-e2e-shm-XXXXXX").string();
+  ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+  absl::StatusOr<std::unique_ptr<StoreProcess>> store =
+      StoreProcess::Start({"--t1_bytes=16777216", "--t1_slot_bytes=16384", "--shm_dir=" + dir});
+  ASSERT_TRUE(store.ok()) << store.status();
+  const std::vector<uint32_t> prompt = Prompt(100, 3);
+  auto worker = StartWorker((*store)->target(), dir);
+  ASSERT_NE(worker, nullptr);
+  const Result cold = Generate(*worker, prompt, 8);
+  worker->Signal(SIGTERM);
+  ASSERT_EQ(worker->Wait(absl::Seconds(30)), 0) << worker->Log();
+  worker = StartWorker((*store)->target(), dir);
+  ASSERT_NE(worker, nullptr);
+  const Result warm = Generate(*worker, prompt, 8);
+  EXPECT_EQ(warm.sources.store_tokens(), 96u);
+  EXPECT_EQ(warm.tokens, cold.tokens);
+  ExpectSameLogits(warm.logits, cold.logits);
+  EXPECT_EQ(Metric(*worker, "kvtier_worker_shm_restores_total"), 1);
+  EXPECT_EQ(Metric(*worker, "kvtier_worker_restore_failures_total"), 0);
+  worker->Signal(SIGTERM);
+  ASSERT_EQ(worker->Wait(absl::Seconds(30)), 0);
+  // The worker's region is gone with it.
+  EXPECT_TRUE(std::filesystem::is_empty(dir)) << "a shared-memory file outlived its worker";
+  std::filesystem::remove_all(dir);
 }
 
 TEST(WorkerProcessTest, DocsListExactlyTheExposedWorkerMetrics) {

@@ -9,6 +9,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <filesystem>
+
 #include "tests/services/test_store_server.h"
 
 namespace kvtier::worker {
@@ -301,6 +304,60 @@ TEST(DecodeEngineTest, TenantsNeverShareBlocks) {
   EXPECT_EQ(Generate(*b, p, 3).opened.store_tokens, 0u);
   auto a2 = Engine(Client(Store().target(), "tenant-a"), 64, "tenant-a");
   EXPECT_EQ(Generate(*a2, p, 3).opened.store_tokens, 48u);
+}
+
+std::string ShmDir() {
+  std::string dir = (std::filesystem::temp_directory_path() / "kvtier-engine-shm-XXXXXX").string();
+  EXPECT_NE(::mkdtemp(dir.data()), nullptr);
+  return dir;
+}
+
+// Same-node delivery: the store writes restored blocks straight into the worker's pages (a
+// shared-memory region), with the same result as over the socket.
+TEST(DecodeEngineTest, SameNodeDeliveryRestoresIntoThePagesIdentically) {
+  const std::string dir = ShmDir();
+  {
+    testing::TestStoreServer store(
+        {.slot_bytes = TinyLlamaConfig().Layout().BlockBytes(), .shm_dir = dir});
+    const DecodeEngineOptions options{.pages = 64, .tenant = "t1", .shm_dir = dir};
+    const std::vector<uint32_t> p = Prompt(100, 21);
+    Generation cold;
+    {
+      auto engine = *DecodeEngine::Create(Weights(), Client(store.target(), "t1"), options);
+      cold = Generate(*engine, p, 6);
+      engine->FlushOffloads();
+    }
+    auto engine = *DecodeEngine::Create(Weights(), Client(store.target(), "t1"), options);
+    const Generation warm = Generate(*engine, p, 6);
+    EXPECT_EQ(warm.opened.store_tokens, 96u);
+    EXPECT_EQ(warm.tokens, cold.tokens);
+    EXPECT_EQ(warm.opened.logits, cold.opened.logits);
+    EXPECT_EQ(engine->stats().shm_restores, 1u);
+    EXPECT_EQ(engine->stats().restore_failures, 0u);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+// A worker set up for same-node delivery whose store does not offer it (no --shm_dir, or
+// another node) restores over the socket instead, and stops asking.
+TEST(DecodeEngineTest, AStoreWithoutSharedMemoryIsAskedOverTheSocket) {
+  const std::string dir = ShmDir();
+  const DecodeEngineOptions options{.pages = 64, .tenant = "t1", .shm_dir = dir};
+  const std::vector<uint32_t> p = Prompt(100, 22);
+  Generation cold;
+  {
+    auto engine = *DecodeEngine::Create(Weights(), Client(Store().target(), "t1"), options);
+    cold = Generate(*engine, p, 6);
+    engine->FlushOffloads();
+  }
+  auto engine = *DecodeEngine::Create(Weights(), Client(Store().target(), "t1"), options);
+  const Generation warm = Generate(*engine, p, 6);
+  EXPECT_EQ(warm.opened.store_tokens, 96u);
+  EXPECT_EQ(warm.tokens, cold.tokens);
+  EXPECT_EQ(engine->stats().shm_restores, 0u);
+  EXPECT_EQ(engine->stats().restore_failures, 0u);
+  engine.reset();
+  std::filesystem::remove_all(dir);
 }
 
 TEST(DecodeEngineTest, BadRequestsAreErrors) {
