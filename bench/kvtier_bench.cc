@@ -8,6 +8,8 @@
 //            decoder on the GPU (bench/ttft_bench.h).
 //   copy     the restore copy, staging → scattered pages, against one plain copy of the
 //            same bytes (bench/copy_bench.h).
+//   fetch    the restore's Fetch over loopback gRPC from an in-process store, against a
+//            memcpy of the same bytes (bench/fetch_bench.h).
 // attention, copy and ttft run on --backend: auto (the GPU when there is one), cpu or cuda.
 #include <unistd.h>
 
@@ -25,6 +27,7 @@
 #include "absl/strings/str_split.h"
 #include "bench/attention_bench.h"
 #include "bench/copy_bench.h"
+#include "bench/fetch_bench.h"
 #include "bench/replay.h"
 #include "bench/trace.h"
 #include "bench/ttft_bench.h"
@@ -61,6 +64,12 @@ ABSL_FLAG(std::string, prefixes, "1024,8192",
 ABSL_FLAG(uint32_t, question_tokens, 16, "ttft: tokens after the cached prefix.");
 ABSL_FLAG(std::string, model, "tiny", "ttft: model dimensions, tiny or llama-3-8b.");
 ABSL_FLAG(uint32_t, pages, 128, "copy: 2 MiB pages (Llama-3-8B blocks) to restore.");
+ABSL_FLAG(uint32_t, blocks, 256, "fetch: blocks (Llama-3-8B layout) to fetch.");
+ABSL_FLAG(uint32_t, tokens_per_block, 16, "fetch: tokens per block (16: 2 MiB blocks).");
+ABSL_FLAG(std::string, order, "layer-major", "fetch: layer-major (a restore) or block-major.");
+ABSL_FLAG(std::string, shm_dir, "",
+          "fetch, ttft: same-node delivery through a shared-memory file in this directory "
+          "(e.g. /dev/shm); empty: over the socket.");
 ABSL_FLAG(uint64_t, fragment_bytes, 65536,
           "copy: bytes per fragment (65536: one layer of one page); must divide 2 MiB.");
 
@@ -182,9 +191,26 @@ int RunTtft() {
                     .question_tokens = absl::GetFlag(FLAGS_question_tokens),
                     .model = absl::GetFlag(FLAGS_model),
                     .threads = absl::GetFlag(FLAGS_threads),
-                    .backend = *backend});
+                    .backend = *backend,
+                    .shm_dir = absl::GetFlag(FLAGS_shm_dir)});
   if (!lines.ok()) return Fail(lines.status());
   for (const std::string& line : *lines) std::cout << line << std::endl;
+  return 0;
+}
+
+int RunFetch() {
+  const std::string order = absl::GetFlag(FLAGS_order);
+  if (order != "layer-major" && order != "block-major") {
+    return Fail(absl::InvalidArgumentError("--order must be layer-major or block-major"));
+  }
+  absl::StatusOr<std::string> line =
+      RunFetchBench({.blocks = absl::GetFlag(FLAGS_blocks),
+                     .tokens_per_block = absl::GetFlag(FLAGS_tokens_per_block),
+                     .layer_major = order == "layer-major",
+                     .shm_dir = absl::GetFlag(FLAGS_shm_dir),
+                     .iterations = absl::GetFlag(FLAGS_iterations)});
+  if (!line.ok()) return Fail(line.status());
+  std::cout << *line << std::endl;
   return 0;
 }
 
@@ -259,7 +285,8 @@ int main(int argc, char** argv) {
   if (command == "attention") return kvtier::bench::RunAttention();
   if (command == "copy") return kvtier::bench::RunCopy();
   if (command == "ttft") return kvtier::bench::RunTtft();
+  if (command == "fetch") return kvtier::bench::RunFetch();
   std::cerr << "kvtier-bench: unknown command \"" << command
-            << "\" (known: replay, attention, copy, ttft)\n";
+            << "\" (known: replay, attention, copy, ttft, fetch)\n";
   return 2;
 }

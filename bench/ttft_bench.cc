@@ -4,11 +4,8 @@
 #include <cstring>
 
 #include "absl/strings/str_format.h"
-#include "cache_store/block_store.h"
+#include "bench/local_store.h"
 #include "kernels/cuda_memory.h"
-#include "services/store_metrics.h"
-#include "services/store_server.h"
-#include "services/tenant_auth.h"
 #include "worker/decode_engine.h"
 
 namespace kvtier::bench {
@@ -19,39 +16,6 @@ std::vector<uint32_t> Tokens(uint32_t n, uint32_t salt, uint32_t vocab) {
   for (uint32_t i = 0; i < n; ++i) t[i] = (i * 2654435761u + salt * 40503u) % vocab;
   return t;
 }
-
-// A kvtier-store in this process, serving on a loopback port.
-class LocalStore {
- public:
-  static absl::StatusOr<std::unique_ptr<LocalStore>> Start(uint64_t block_bytes, uint64_t blocks) {
-    auto s = std::unique_ptr<LocalStore>(new LocalStore());
-    BlockStoreOptions o;
-    o.t1 = {.capacity_bytes = block_bytes * blocks,
-            .slot_bytes = block_bytes,
-            .lock_mode = MemoryLockMode::kNone};
-    absl::StatusOr<std::unique_ptr<BlockStore>> store = BlockStore::Create(o);
-    if (!store.ok()) return store.status();
-    s->store_ = *std::move(store);
-    s->auth_ = TenantAuthenticator::Insecure();
-    s->metrics_ = std::make_unique<StoreMetrics>(s->store_.get());
-    StoreServerOptions so;
-    so.listen = "127.0.0.1:0";
-    absl::StatusOr<std::unique_ptr<StoreServer>> server =
-        StoreServer::Start(s->store_.get(), s->auth_.get(), s->metrics_.get(), so);
-    if (!server.ok()) return server.status();
-    s->server_ = *std::move(server);
-    return s;
-  }
-  ~LocalStore() { server_->Shutdown(absl::Seconds(1)); }
-  std::string target() const { return absl::StrFormat("127.0.0.1:%d", server_->port()); }
-
- private:
-  LocalStore() = default;
-  std::unique_ptr<BlockStore> store_;
-  std::unique_ptr<TenantAuthenticator> auth_;
-  std::unique_ptr<StoreMetrics> metrics_;
-  std::unique_ptr<StoreServer> server_;
-};
 
 // Best of three synchronous copies of `bytes` from pinned host memory to the device.
 absl::StatusOr<double> PinnedToDeviceSeconds(uint64_t bytes) {
@@ -94,7 +58,8 @@ absl::StatusOr<std::vector<std::string>> RunTtftBench(const TtftBenchOptions& o)
           absl::StrFormat("prefix lengths must be positive multiples of %d tokens", tpb));
     }
     const uint32_t pages = (prefix_len + o.question_tokens) / tpb + 2;
-    absl::StatusOr<std::unique_ptr<LocalStore>> store = LocalStore::Start(block_bytes, pages);
+    absl::StatusOr<std::unique_ptr<LocalStore>> store =
+        LocalStore::Start(block_bytes, pages, o.shm_dir);
     if (!store.ok()) return store.status();
     ClientOptions co;
     co.target = (*store)->target();
@@ -102,6 +67,7 @@ absl::StatusOr<std::vector<std::string>> RunTtftBench(const TtftBenchOptions& o)
     auto client = std::make_shared<CacheStoreClient>(co);
     worker::DecodeEngineOptions eo{.pages = pages};
     eo.kernels.backend = o.backend;
+    eo.shm_dir = o.shm_dir;
     eo.kernels.cpu.threads = o.threads;
     const std::vector<uint32_t> prefix = Tokens(prefix_len, 1, config.vocab_size);
     std::vector<uint32_t> a = prefix, b = prefix;
@@ -148,16 +114,17 @@ absl::StatusOr<std::vector<std::string>> RunTtftBench(const TtftBenchOptions& o)
                             restore_gbs / (ws.restored_bytes / *seconds / 1e9));
     }
     lines.push_back(absl::StrFormat(
-        "{\"bench\": \"ttft\", \"device\": \"%s\", \"model\": \"%s\", \"prefix_tokens\": %d, "
+        "{\"bench\": \"ttft\", \"device\": \"%s\", \"delivery\": \"%s\", \"model\": \"%s\", "
+        "\"prefix_tokens\": %d, "
         "\"question_tokens\": %d, \"offloaded_blocks\": %d, \"store_tokens\": %d, "
         "\"computed_tokens_restored\": %d, \"ttft_recomputed_s\": %.4f, "
         "\"ttft_restored_s\": %.4f, \"ratio_restored_to_recomputed\": %.4f, "
         "\"restored_bytes\": %d, \"restore_s\": %.4f, \"restore_gb_per_s\": %.3f, "
         "\"memcpy_gb_per_s\": %.3f%s}",
-        device, config.model_id, prefix_len, o.question_tokens, offloaded, restored->store_tokens,
-        restored->computed_tokens, recomputed->seconds, restored->seconds,
-        restored->seconds / recomputed->seconds, ws.restored_bytes, ws.restore_seconds, restore_gbs,
-        memcpy_gbs, h2d));
+        device, ws.shm_restores > 0 ? "shared-memory" : "socket", config.model_id, prefix_len,
+        o.question_tokens, offloaded, restored->store_tokens, restored->computed_tokens,
+        recomputed->seconds, restored->seconds, restored->seconds / recomputed->seconds,
+        ws.restored_bytes, ws.restore_seconds, restore_gbs, memcpy_gbs, h2d));
   }
   return lines;
 }

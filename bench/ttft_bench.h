@@ -11,6 +11,9 @@
 // the CUDA backend also against a pinned-host→device cudaMemcpy of them (the bound of the
 // restore's last hop).
 //
+// --shm_dir makes the restore same-node delivery: the store writes the blocks into the
+// worker's shared-memory pages (or staging) instead of sending them.
+//
 // --backend=cuda runs the worker's GPU path: device pages, the CUDA decoder (bf16 GEMMs),
 // restores through pinned staging and asynchronous copies. Its recompute baseline runs
 // prefill attention through the paged decode kernel, one query row at a time (no
@@ -34,6 +37,7 @@ struct TtftBenchOptions {
   std::string model = "tiny";  // tiny or llama-3-8b
   int threads = 0;
   kernels::Backend backend = kernels::Backend::kCpu;
+  std::string shm_dir;  // same-node delivery of the restore; empty: over the socket
 };
 
 // One JSON object per prefix length, one per line.

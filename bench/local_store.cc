@@ -1,0 +1,33 @@
+#include "bench/local_store.h"
+
+#include "absl/strings/str_format.h"
+
+namespace kvtier::bench {
+
+absl::StatusOr<std::unique_ptr<LocalStore>> LocalStore::Start(uint64_t block_bytes, uint64_t blocks,
+                                                              const std::string& shm_dir) {
+  auto s = std::unique_ptr<LocalStore>(new LocalStore());
+  BlockStoreOptions o;
+  o.t1 = {.capacity_bytes = block_bytes * blocks,
+          .slot_bytes = block_bytes,
+          .lock_mode = MemoryLockMode::kNone};
+  absl::StatusOr<std::unique_ptr<BlockStore>> store = BlockStore::Create(o);
+  if (!store.ok()) return store.status();
+  s->store_ = *std::move(store);
+  s->auth_ = TenantAuthenticator::Insecure();
+  s->metrics_ = std::make_unique<StoreMetrics>(s->store_.get());
+  StoreServerOptions so;
+  so.listen = "127.0.0.1:0";
+  so.service.shm_dir = shm_dir;
+  absl::StatusOr<std::unique_ptr<StoreServer>> server =
+      StoreServer::Start(s->store_.get(), s->auth_.get(), s->metrics_.get(), so);
+  if (!server.ok()) return server.status();
+  s->server_ = *std::move(server);
+  return s;
+}
+
+LocalStore::~LocalStore() { server_->Shutdown(absl::Seconds(1)); }
+
+std::string LocalStore::target() const { return absl::StrFormat("127.0.0.1:%d", server_->port()); }
+
+}  // namespace kvtier::bench
