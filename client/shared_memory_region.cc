@@ -69,23 +69,24 @@ absl::StatusOr<std::unique_ptr<SharedMemoryRegion>> SharedMemoryRegion::Create(
   const uint64_t lo = (uint64_t{entropy()} << 32) | entropy();
   const std::string name = absl::StrFormat("kvtier-%d-%016x%016x", ::getpid(), hi, lo);
   const std::string path = absl::StrCat(dir, "/", name);
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  // Built under a name the sweep of other processes ignores, and renamed once locked: a
+  // sweep never sees a kvtier-* file whose owner has not locked it yet.
+  const std::string building = absl::StrCat(dir, "/.", name);
+  const int fd = ::open(building.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) {
-    return absl::UnavailableError(absl::StrCat("cannot create ", path, ": ", std::strerror(errno)));
+    return absl::UnavailableError(
+        absl::StrCat("cannot create ", building, ": ", std::strerror(errno)));
   }
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    const int err = errno;
-    ::close(fd);
-    ::unlink(path.c_str());
-    return absl::UnavailableError(absl::StrCat("cannot lock ", path, ": ", std::strerror(err)));
-  }
+  void* p = MAP_FAILED;
   auto fail = [&](const char* what) {
     const int err = errno;
+    if (p != MAP_FAILED) ::munmap(p, bytes);
     ::close(fd);
-    ::unlink(path.c_str());
+    ::unlink(building.c_str());
     return absl::ResourceExhaustedError(
-        absl::StrCat(what, " ", bytes, " bytes in ", path, ": ", std::strerror(err)));
+        absl::StrCat(what, " ", bytes, " bytes in ", building, ": ", std::strerror(err)));
   };
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) return fail("cannot lock");
   // posix_fallocate reserves the pages now, so a full tmpfs fails here rather than with a
   // SIGBUS on first touch.
   if (::ftruncate(fd, static_cast<off_t>(bytes)) != 0) return fail("cannot size");
@@ -93,8 +94,9 @@ absl::StatusOr<std::unique_ptr<SharedMemoryRegion>> SharedMemoryRegion::Create(
     errno = err;
     return fail("cannot reserve");
   }
-  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (p == MAP_FAILED) return fail("cannot map");
+  if (::rename(building.c_str(), path.c_str()) != 0) return fail("cannot publish");
   {
     absl::MutexLock lock(&registry_mu);
     Registry().insert(path);

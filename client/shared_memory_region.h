@@ -11,7 +11,8 @@
 // CUDA, as pinned restore staging. Not copyable; thread-compatible.
 //
 // Files never outlive their owner for long: the region holds an exclusive flock on its file
-// for its whole life, and Create first removes every kvtier-* file of the directory whose
+// for its whole life (taken before the file gets its kvtier-* name: it is built as
+// .kvtier-*, then renamed), and Create first removes every kvtier-* file of the directory whose
 // lock is free (its owner died: SIGKILL, a crash, a container restart), so a restarted
 // worker reclaims what a dead one left. UnlinkSharedMemoryRegions() removes this
 // process's files at once, for servers that exit without running destructors.

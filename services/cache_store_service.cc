@@ -1,6 +1,7 @@
 #include "services/cache_store_service.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "proto/payload_wire.h"
@@ -34,7 +35,7 @@ uint32_t ToMillis(absl::Duration d) {
 
 CacheStoreService::CacheStoreService(BlockStore* store, const TenantAuthenticator* auth,
                                      StoreMetrics* metrics, CacheStoreServiceOptions options)
-    : store_(store), auth_(auth), metrics_(metrics), options_(options) {}
+    : store_(store), auth_(auth), metrics_(metrics), options_(std::move(options)) {}
 
 template <typename Body>
 grpc::ServerUnaryReactor* CacheStoreService::Unary(grpc::CallbackServerContext* ctx, StoreRpc rpc,
