@@ -170,34 +170,6 @@ absl::Status CudaDecoder::EnsureRows(uint32_t rows) {
   return s;
 }
 
-absl::Status CudaDecoder::Check(std::span<const Step> rows, const PagePool& pool) const {
-  const LlamaConfig& c = config();
-  const KvLayout& layout = pool.layout();
-  if (pool.backend() != kernels::Backend::kCuda) {
-    return absl::FailedPreconditionError("the CUDA decoder runs on a device (CUDA-backend) pool");
-  }
-  if (layout.num_layers != c.num_layers || layout.num_kv_heads != c.num_kv_heads ||
-      layout.head_dim != c.head_dim) {
-    return absl::InvalidArgumentError("the page pool's layout is not the model's");
-  }
-  const uint32_t tpb = layout.tokens_per_block;
-  for (const Step& s : rows) {
-    if (s.token >= c.vocab_size) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("token ", s.token, " is outside the vocabulary of ", c.vocab_size));
-    }
-    if (s.page_table.size() <= s.position / tpb) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("position ", s.position, " is past the sequence's pages"));
-    }
-    if (s.page_table[s.position / tpb] >= pool.num_pages()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("page ", s.page_table[s.position / tpb], " is outside the pool"));
-    }
-  }
-  return absl::OkStatus();
-}
-
 absl::Status CudaDecoder::QueueLayer(uint32_t l, uint32_t first, uint32_t count,
                                      const ChunkTable& table, PagePool& pool) {
   const LlamaConfig& c = config();
@@ -283,7 +255,11 @@ absl::Status CudaDecoder::QueueLogits(uint32_t first, uint32_t count,
 absl::StatusOr<std::vector<std::vector<float>>> CudaDecoder::Forward(
     std::span<const Step> rows, PagePool& pool, uint32_t first_logit_row,
     const std::function<absl::Status(uint32_t layer)>* before_layer) {
-  if (absl::Status s = Check(rows, pool); !s.ok()) return s;
+  if (absl::Status s =
+          CheckBatch(config(), rows, pool, kernels::Backend::kCuda, "the CUDA decoder");
+      !s.ok()) {
+    return s;
+  }
   const LlamaConfig& c = config();
   const uint32_t n = static_cast<uint32_t>(rows.size());
   const uint32_t tpb = pool.layout().tokens_per_block;

@@ -74,7 +74,6 @@ class CudaDecoder final : public Decoder {
 
   explicit CudaDecoder(std::shared_ptr<const LlamaWeights> weights);
   absl::Status Upload();
-  absl::Status Check(std::span<const Step> rows, const PagePool& pool) const;
   absl::Status EnsureRows(uint32_t rows);
   // Runs `rows` through the model; logits of rows [first_logit_row, rows.size()).
   absl::StatusOr<std::vector<std::vector<float>>> Forward(

@@ -58,6 +58,13 @@ class Decoder {
 
   // The most likely token (the lowest id among equals).
   static uint32_t Greedy(std::span<const float> logits);
+
+ protected:
+  // What both decoders require of a batch: a pool of `backend` (FAILED_PRECONDITION naming
+  // `who` otherwise) with the model's layout, tokens in the vocabulary, and page tables that
+  // cover each position with a page of the pool (INVALID_ARGUMENT naming the problem).
+  static absl::Status CheckBatch(const LlamaConfig& config, std::span<const Step> batch,
+                                 const PagePool& pool, kernels::Backend backend, const char* who);
 };
 
 // The decoder for context.backend: ReferenceDecoder on kCpu, CudaDecoder on kCuda (which

@@ -69,34 +69,12 @@ ReferenceDecoder::ReferenceDecoder(std::shared_ptr<const LlamaWeights> weights,
   }
 }
 
-absl::Status ReferenceDecoder::Check(std::span<const Step> batch, const PagePool& pool) const {
-  const LlamaWeights& w = *weights_;
-  const LlamaConfig& c = w.config;
-  const KvLayout& layout = pool.layout();
-  if (pool.backend() != kernels::Backend::kCpu) {
-    return absl::FailedPreconditionError("the reference decoder runs on a host (CPU) page pool");
-  }
-  if (layout.num_layers != c.num_layers || layout.num_kv_heads != c.num_kv_heads ||
-      layout.head_dim != c.head_dim) {
-    return absl::InvalidArgumentError("the page pool's layout is not the model's");
-  }
-  const uint32_t tpb = layout.tokens_per_block;
-  for (const Step& s : batch) {
-    if (s.token >= c.vocab_size) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("token ", s.token, " is outside the vocabulary of ", c.vocab_size));
-    }
-    if (s.page_table.size() <= s.position / tpb) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("position ", s.position, " is past the sequence's pages"));
-    }
-  }
-  return absl::OkStatus();
-}
-
 absl::StatusOr<std::vector<std::vector<float>>> ReferenceDecoder::Run(std::span<const Step> batch,
                                                                       PagePool& pool) {
-  if (absl::Status st = Check(batch, pool); !st.ok()) return st;
+  if (absl::Status st =
+          CheckBatch(config(), batch, pool, kernels::Backend::kCpu, "the reference decoder");
+      !st.ok())
+    return st;
   const LlamaWeights& w = *weights_;
   const LlamaConfig& c = w.config;
   const uint32_t n = static_cast<uint32_t>(batch.size());
@@ -218,7 +196,10 @@ absl::StatusOr<std::vector<float>> ReferenceDecoder::PrefillLayerMajor(
   for (size_t i = 0; i < tokens.size(); ++i) {
     steps.push_back({tokens[i], first_position + static_cast<uint32_t>(i), page_table});
   }
-  if (absl::Status st = Check(steps, pool); !st.ok()) return st;
+  if (absl::Status st =
+          CheckBatch(config(), steps, pool, kernels::Backend::kCpu, "the reference decoder");
+      !st.ok())
+    return st;
   const uint32_t n = static_cast<uint32_t>(steps.size());
   std::vector<float> x(uint64_t{n} * c.hidden);
   for (uint32_t i = 0; i < n; ++i) {

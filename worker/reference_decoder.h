@@ -39,7 +39,6 @@ class ReferenceDecoder final : public Decoder {
   const LlamaConfig& config() const override { return weights_->config; }
 
  private:
-  absl::Status Check(std::span<const Step> batch, const PagePool& pool) const;
   // Layer l for every step of the batch; x [batch][hidden] in and out.
   absl::Status RunLayer(uint32_t l, std::span<const Step> batch, float* x, PagePool& pool);
   // Final norm and lm_head for n hidden states.

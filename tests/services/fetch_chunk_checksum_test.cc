@@ -11,63 +11,44 @@
 #include "client/cache_store_client.h"
 #include "kvtier/v1/cache_store.grpc.pb.h"
 #include "proto/payload_wire.h"
+#include "tests/services/scripted_fetch_store.h"
 #include "tests/services/test_store_server.h"
 
 namespace kvtier {
 namespace {
 
-// A CacheStore whose Fetch sends one 64-byte block in two chunks; the second chunk's bytes
-// are damaged in transit (its checksum is that of the right bytes).
-class DamagingStore final
-    : public v1::CacheStore::WithRawCallbackMethod_Fetch<v1::CacheStore::CallbackService> {
- public:
-  grpc::ServerWriteReactor<grpc::ByteBuffer>* Fetch(grpc::CallbackServerContext*,
-                                                    const grpc::ByteBuffer*) override {
-    class Reactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
-     public:
-      Reactor() {
-        for (int i = 0; i < 64; ++i) good_[i] = static_cast<uint8_t>(i * 7);
-        std::memcpy(bad_, good_, 64);
-        bad_[40] ^= 1;
-        v1::FetchResponse head;
-        v1::FetchedBlock* b = head.add_blocks();
-        b->set_key(std::string(32, 'k'));
-        b->set_size_bytes(64);
-        b->set_checksum(BlockChecksum(good_, 64));
-        messages_.push_back(EncodeMessage(head));
-        messages_.push_back(EncodeFetchChunk(0, 0, {good_, 32}, BlockChecksum(good_, 32)));
-        messages_.push_back(
-            EncodeFetchChunk(0, 32, {bad_ + 32, 32}, BlockChecksum(good_ + 32, 32)));
-        Next();
-      }
-      void OnWriteDone(bool ok) override {
-        if (!ok) return Finish(grpc::Status::CANCELLED);
-        Next();
-      }
-      void OnDone() override { delete this; }
-
-     private:
-      void Next() {
-        if (next_ == messages_.size()) return Finish(grpc::Status::OK);
-        StartWrite(&messages_[next_++]);
-      }
-      uint8_t good_[64], bad_[64];
-      std::vector<grpc::ByteBuffer> messages_;
-      size_t next_ = 0;
-    };
-    return new Reactor();
-  }
-};
+// One 64-byte block in two chunks; the second chunk's bytes are damaged in transit (its
+// checksum is that of the right bytes).
+std::vector<grpc::ByteBuffer> DamagedChunkScript() {
+  uint8_t good[64], bad[64];
+  for (int i = 0; i < 64; ++i) good[i] = static_cast<uint8_t>(i * 7);
+  std::memcpy(bad, good, 64);
+  bad[40] ^= 1;
+  v1::FetchResponse head;
+  v1::FetchedBlock* b = head.add_blocks();
+  b->set_key(std::string(32, 'k'));
+  b->set_size_bytes(64);
+  b->set_checksum(BlockChecksum(good, 64));
+  std::vector<grpc::ByteBuffer> messages;
+  messages.push_back(EncodeMessage(head));
+  // EncodeFetchChunk references the payload: copy it into a message of its own.
+  auto owned = [](const grpc::ByteBuffer& referencing) {
+    std::vector<grpc::Slice> slices;
+    (void)referencing.Dump(&slices);
+    std::string bytes;
+    for (const grpc::Slice& s : slices)
+      bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    grpc::Slice slice(bytes);
+    return grpc::ByteBuffer(&slice, 1);
+  };
+  messages.push_back(owned(EncodeFetchChunk(0, 0, {good, 32}, BlockChecksum(good, 32))));
+  messages.push_back(owned(EncodeFetchChunk(0, 32, {bad + 32, 32}, BlockChecksum(good + 32, 32))));
+  return messages;
+}
 
 TEST(FetchChunkChecksumTest, TheClientRejectsADamagedChunkBeforeReportingIt) {
-  DamagingStore service;
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  ASSERT_NE(port, 0);
-  CacheStoreClient client({.target = "127.0.0.1:" + std::to_string(port)});
+  testing::ScriptedFetchStore store(DamagedChunkScript());
+  CacheStoreClient client({.target = store.target()});
   std::vector<uint8_t> buffer(64);
   std::vector<std::span<uint8_t>> out{buffer};
   std::vector<uint64_t> reported;
@@ -79,7 +60,6 @@ TEST(FetchChunkChecksumTest, TheClientRejectsADamagedChunkBeforeReportingIt) {
             std::string::npos)
       << r.status();
   EXPECT_EQ(reported, std::vector<uint64_t>{0}) << "only the verified chunk was reported";
-  server->Shutdown();
 }
 
 TEST(FetchChunkChecksumTest, TheStoreSendsAChecksumWithEveryChunk) {

@@ -19,6 +19,7 @@
 #include "client/shared_memory_region.h"
 #include "proto/payload_wire.h"
 #include "services/shm_writer.h"
+#include "tests/services/scripted_fetch_store.h"
 #include "tests/services/test_store_server.h"
 
 namespace kvtier {
@@ -182,58 +183,23 @@ TEST(SharedMemoryRegionTest, StaleFilesAreReclaimedAndLiveOnesKept) {
 
 // A store that reports a range it never wrote: the client checks the bytes in place and
 // refuses before reporting them.
-class LyingStore final
-    : public v1::CacheStore::WithRawCallbackMethod_Fetch<v1::CacheStore::CallbackService> {
- public:
-  grpc::ServerWriteReactor<grpc::ByteBuffer>* Fetch(grpc::CallbackServerContext*,
-                                                    const grpc::ByteBuffer*) override {
-    class Reactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
-     public:
-      Reactor() {
-        uint8_t good[64];
-        for (int i = 0; i < 64; ++i) good[i] = static_cast<uint8_t>(i + 1);
-        v1::FetchResponse head;
-        v1::FetchedBlock* b = head.add_blocks();
-        b->set_key(std::string(32, 'k'));
-        b->set_size_bytes(64);
-        b->set_checksum(BlockChecksum(good, 64));
-        messages_.push_back(EncodeMessage(head));
-        v1::FetchResponse claim;
-        v1::ShmChunk* c = claim.add_shm_chunks();
-        c->set_block(0);
-        c->set_offset(0);
-        c->set_length(64);
-        c->set_checksum(BlockChecksum(good, 64));
-        messages_.push_back(EncodeMessage(claim));
-        Next();
-      }
-      void OnWriteDone(bool ok) override {
-        if (!ok) return Finish(grpc::Status::CANCELLED);
-        Next();
-      }
-      void OnDone() override { delete this; }
-
-     private:
-      void Next() {
-        if (next_ == messages_.size()) return Finish(grpc::Status::OK);
-        StartWrite(&messages_[next_++]);
-      }
-      std::vector<grpc::ByteBuffer> messages_;
-      size_t next_ = 0;
-    };
-    return new Reactor();
-  }
-};
-
 TEST(ShmFetchLyingStoreTest, RangesAreVerifiedInPlaceBeforeTheyAreReported) {
-  LyingStore service;
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  uint8_t good[64];
+  for (int i = 0; i < 64; ++i) good[i] = static_cast<uint8_t>(i + 1);
+  v1::FetchResponse head;
+  v1::FetchedBlock* b = head.add_blocks();
+  b->set_key(std::string(32, 'k'));
+  b->set_size_bytes(64);
+  b->set_checksum(BlockChecksum(good, 64));
+  v1::FetchResponse claim;
+  v1::ShmChunk* c = claim.add_shm_chunks();
+  c->set_block(0);
+  c->set_offset(0);
+  c->set_length(64);
+  c->set_checksum(BlockChecksum(good, 64));
+  testing::ScriptedFetchStore store({EncodeMessage(head), EncodeMessage(claim)});
   ClientOptions o;
-  o.target = "127.0.0.1:" + std::to_string(port);
+  o.target = store.target();
   CacheStoreClient client(o);
   const std::string dir = TempDir();
   auto region = *SharedMemoryRegion::Create(dir, 64);
@@ -244,7 +210,6 @@ TEST(ShmFetchLyingStoreTest, RangesAreVerifiedInPlaceBeforeTheyAreReported) {
       {.on_chunk = [&](uint32_t, uint64_t, uint64_t) { reported = true; }, .shm = region.get()});
   EXPECT_EQ(reply.status().code(), absl::StatusCode::kDataLoss) << reply.status();
   EXPECT_FALSE(reported);
-  server->Shutdown();
   region.reset();
   std::filesystem::remove_all(dir);
 }

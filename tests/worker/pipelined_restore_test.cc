@@ -130,6 +130,29 @@ class AsyncHostUploader final : public RestoreUploader {
   std::thread thread_;
 };
 
+// Host staging and "device" pages of n blocks, and the pointer lists the restore takes.
+struct Staged {
+  Staged(uint32_t n, uint64_t block_bytes)
+      : staging(n, std::vector<uint8_t>(block_bytes)),
+        pages(n, std::vector<uint8_t>(block_bytes)) {}
+  std::vector<uint8_t*> landing() {
+    std::vector<uint8_t*> v;
+    for (auto& s : staging) v.push_back(s.data());
+    return v;
+  }
+  std::vector<const uint8_t*> staged() {
+    std::vector<const uint8_t*> v;
+    for (auto& s : staging) v.push_back(s.data());
+    return v;
+  }
+  std::vector<uint8_t*> device() {
+    std::vector<uint8_t*> v;
+    for (auto& p : pages) v.push_back(p.data());
+    return v;
+  }
+  std::vector<std::vector<uint8_t>> staging, pages;
+};
+
 class PipelinedRestoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -183,20 +206,12 @@ TEST_F(PipelinedRestoreTest, HostPagesReceiveTheFetchDirectly) {
 
 TEST_F(PipelinedRestoreTest, StagedPagesAreUsableOnlyOnceTheirCopiesCompleted) {
   const KvLayout layout = Layout();
-  std::vector<std::vector<uint8_t>> staging(kBlocks, std::vector<uint8_t>(layout.BlockBytes()));
-  std::vector<std::vector<uint8_t>> pages(kBlocks, std::vector<uint8_t>(layout.BlockBytes(), 0));
-  std::vector<uint8_t*> landing;
-  std::vector<const uint8_t*> staged;
-  std::vector<uint8_t*> device;
-  for (uint32_t b = 0; b < kBlocks; ++b) {
-    landing.push_back(staging[b].data());
-    staged.push_back(staging[b].data());
-    device.push_back(pages[b].data());
-  }
-  auto uploader =
-      std::make_unique<AsyncHostUploader>(staged, device, layout.num_layers, layout.LayerBytes());
+  Staged buffers(kBlocks, layout.BlockBytes());
+  std::vector<std::vector<uint8_t>>& pages = buffers.pages;
+  auto uploader = std::make_unique<AsyncHostUploader>(buffers.staged(), buffers.device(),
+                                                      layout.num_layers, layout.LayerBytes());
   AsyncHostUploader* u = uploader.get();
-  PipelinedRestore restore(client_.get(), layout, keys_, landing, std::move(uploader));
+  PipelinedRestore restore(client_.get(), layout, keys_, buffers.landing(), std::move(uploader));
   for (uint32_t l = 0; l < layout.num_layers; ++l) {
     ASSERT_TRUE(restore.WaitLayer(l).ok());
     // Every byte of the layer is in the pages the moment WaitLayer returns.
@@ -219,20 +234,13 @@ TEST_F(PipelinedRestoreTest, StagedPagesAreUsableOnlyOnceTheirCopiesCompleted) {
 
 TEST_F(PipelinedRestoreTest, AFailedCopyFailsItsLayerAndTheRestore) {
   const KvLayout layout = Layout();
-  std::vector<std::vector<uint8_t>> staging(kBlocks, std::vector<uint8_t>(layout.BlockBytes()));
-  std::vector<std::vector<uint8_t>> pages(kBlocks, std::vector<uint8_t>(layout.BlockBytes(), 0));
-  std::vector<uint8_t*> landing;
-  std::vector<const uint8_t*> staged;
-  std::vector<uint8_t*> device;
-  for (uint32_t b = 0; b < kBlocks; ++b) {
-    landing.push_back(staging[b].data());
-    staged.push_back(staging[b].data());
-    device.push_back(pages[b].data());
-  }
-  auto uploader = std::make_unique<AsyncHostUploader>(staged, device, layout.num_layers,
-                                                      layout.LayerBytes(), /*fail_at_layer=*/2);
+  Staged buffers(kBlocks, layout.BlockBytes());
+  std::vector<std::vector<uint8_t>>& pages = buffers.pages;
+  auto uploader =
+      std::make_unique<AsyncHostUploader>(buffers.staged(), buffers.device(), layout.num_layers,
+                                          layout.LayerBytes(), /*fail_at_layer=*/2);
   AsyncHostUploader* u = uploader.get();
-  PipelinedRestore restore(client_.get(), layout, keys_, landing, std::move(uploader));
+  PipelinedRestore restore(client_.get(), layout, keys_, buffers.landing(), std::move(uploader));
   EXPECT_TRUE(restore.WaitLayer(0).ok());
   EXPECT_TRUE(restore.WaitLayer(1).ok());
   const absl::Status layer2 = restore.WaitLayer(2);
