@@ -116,6 +116,7 @@ ALL = {
                       "storeClients": [{"podSelector": {"matchLabels": {"app": "vllm"}}}],
                       "workerClients": [{"namespaceSelector": {"matchLabels": {"team": "llm"}}}]},
     "tls": {"existingSecret": "kvtier-tls"},
+    "sameNode": {"enabled": True},
     "extraObjects": [{"apiVersion": "v1", "kind": "ConfigMap",
                       "metadata": {"name": "{{ .Release.Name }}-extra"}, "data": {"a": "b"}}],
 }
@@ -138,6 +139,14 @@ check("tcpSocket" in sc["readinessProbe"] and "grpc" not in sc["readinessProbe"]
       "TCP probes when the port speaks TLS")
 wargs = by_kind(docs, "DaemonSet")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
 check("--store_tls_ca_file=/etc/kvtier/tls/ca.crt" in wargs, f"worker verifies the store: {wargs}")
+check("--shm_dir=/var/run/kvtier-shm" in args and "--shm_dir=/var/run/kvtier-shm" in wargs,
+      f"same-node delivery on both sides: {args} {wargs}")
+for pod in [sts["spec"]["template"]["spec"], by_kind(docs, "DaemonSet")[0]["spec"]["template"]["spec"]]:
+    check(any(v["name"] == "shm" and v.get("hostPath", {}).get("path") == "/dev/shm/kvtier"
+              for v in pod["volumes"]) and
+          any(m["name"] == "shm" and m["mountPath"] == "/var/run/kvtier-shm"
+              for m in pod["containers"][0]["volumeMounts"]),
+          "the same host directory mounted in the store and the worker")
 check(sts["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] == "local-nvme",
       "T2 on a PVC per shard")
 ds = by_kind(docs, "DaemonSet")[0]["spec"]["template"]["spec"]

@@ -51,6 +51,9 @@ spec:
         - --tls_cert_file=/etc/kvtier/tls/tls.crt
         - --tls_key_file=/etc/kvtier/tls/tls.key
         {{- end }}
+        {{- if .Values.sameNode.enabled }}
+        - --shm_dir=/var/run/kvtier-shm
+        {{- end }}
         {{- range .Values.worker.extraArgs }}
         - {{ . | quote }}
         {{- end }}
@@ -73,14 +76,28 @@ spec:
         readOnlyRootFilesystem: true
         capabilities:
           drop: [ALL]
-      {{- if .Values.tls.existingSecret }}
+      {{- if or .Values.tls.existingSecret .Values.sameNode.enabled }}
       volumeMounts:
+        {{- if .Values.tls.existingSecret }}
         - name: tls
           mountPath: /etc/kvtier/tls
           readOnly: true
+        {{- end }}
+        {{- if .Values.sameNode.enabled }}
+        - name: shm
+          mountPath: /var/run/kvtier-shm
+        {{- end }}
   volumes:
+    {{- if .Values.tls.existingSecret }}
     - name: tls
       secret:
         secretName: {{ .Values.tls.existingSecret }}
+    {{- end }}
+    {{- if .Values.sameNode.enabled }}
+    - name: shm
+      hostPath:
+        path: {{ .Values.sameNode.hostPath }}
+        type: DirectoryOrCreate
+    {{- end }}
       {{- end }}
 {{- end -}}
