@@ -313,6 +313,12 @@ absl::StatusOr<FetchReply> CacheStoreClient::Fetch(const FetchTarget& target,
           return grpc::Status::OK;
         }
         grpc::Status status = call.Finish();
+        if (!status.ok() && reply.bytes > 0 && params.on_chunk) {
+          // The caller may already be using what on_chunk reported: a retry would rewrite
+          // those bytes under it, so the error stands.
+          local_error = FromGrpcStatus(status);
+          return grpc::Status::OK;
+        }
         if (!status.ok()) return status;
         if (first) return grpc::Status(grpc::StatusCode::INTERNAL, "empty fetch stream");
         for (size_t b = 0; b < reply.blocks.size(); ++b) {

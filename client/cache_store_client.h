@@ -94,7 +94,8 @@ struct FetchParams {
   uint32_t max_chunk_bytes = 0;  // zero: server default
   // Called after each chunk lands in the caller's buffer and passes its checksum (block,
   // offset, length), e.g. to start on layer 0 while later layers arrive. Runs on the
-  // calling thread.
+  // calling thread. Once it has reported a chunk, a Fetch that breaks is not retried (the
+  // caller may be using those bytes): its error is returned.
   std::function<void(uint32_t block, uint64_t offset, uint64_t length)> on_chunk;
   // Same-node delivery: every `out` buffer lies in this region, and the store (started with
   // --shm_dir naming the region's directory) writes the blocks into it directly. Chunks are

@@ -62,6 +62,30 @@ TEST(FetchChunkChecksumTest, TheClientRejectsADamagedChunkBeforeReportingIt) {
   EXPECT_EQ(reported, std::vector<uint64_t>{0}) << "only the verified chunk was reported";
 }
 
+// A stream that breaks (UNAVAILABLE) after a verified chunk was reported is not retried:
+// the caller may already be using those bytes. Without on_chunk the client retries.
+TEST(FetchChunkChecksumTest, AFetchThatReportedChunksIsNotRetried) {
+  std::vector<grpc::ByteBuffer> script = DamagedChunkScript();
+  script.pop_back();  // the block list and the first (good) chunk, then the stream breaks
+  testing::ScriptedFetchStore store(std::move(script),
+                                    grpc::Status(grpc::StatusCode::UNAVAILABLE, "went away"));
+  ClientOptions o;
+  o.target = store.target();
+  o.timeout = absl::Seconds(2);
+  CacheStoreClient client(o);
+  std::vector<uint8_t> buffer(64);
+  std::vector<std::span<uint8_t>> out{buffer};
+  int reported = 0;
+  absl::StatusOr<FetchReply> r = client.Fetch(
+      {.keys = {BlockKey{}}}, out, {.on_chunk = [&](uint32_t, uint64_t, uint64_t) { ++reported; }});
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  EXPECT_EQ(reported, 1);
+  EXPECT_EQ(store.calls(), 1) << "retried after reporting a chunk";
+  r = client.Fetch({.keys = {BlockKey{}}}, out);
+  EXPECT_FALSE(r.ok());
+  EXPECT_GT(store.calls(), 2) << "without on_chunk a broken stream is retried";
+}
+
 TEST(FetchChunkChecksumTest, TheStoreSendsAChecksumWithEveryChunk) {
   testing::TestStoreServer store;
   const KvLayout layout = Llama3_8BLayout();
