@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cache_store/checksum.h"
+#include "cache_store/file_io.h"
 #include "cache_store/log.h"
 
 namespace kvtier {
@@ -46,47 +47,6 @@ AlignedBuffer AllocAligned(size_t bytes) {
   KVTIER_CHECK(p != nullptr) << "out of memory for a " << bytes << " byte I/O buffer";
   std::memset(p, 0, RoundUp(bytes));
   return AlignedBuffer(p);
-}
-
-absl::Status IoError(const std::string& what, const std::string& path, int err) {
-  const std::string msg = absl::StrCat(what, " ", path, ": ", std::strerror(err));
-  if (err == ENOSPC || err == EFBIG || err == EDQUOT) return absl::ResourceExhaustedError(msg);
-  return absl::UnavailableError(msg);
-}
-
-// Full-length positional I/O; a short transfer is an error (EIO for a short read: the file
-// was truncated under us).
-absl::Status PwriteAll(int fd, const uint8_t* p, size_t n, uint64_t off, const std::string& path) {
-  while (n > 0) {
-    ssize_t w = pwrite(fd, p, n, static_cast<off_t>(off));
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return IoError("cannot write", path, errno);
-    }
-    if (w == 0) return IoError("cannot write", path, ENOSPC);
-    p += w;
-    n -= static_cast<size_t>(w);
-    off += static_cast<uint64_t>(w);
-  }
-  return absl::OkStatus();
-}
-
-absl::Status PreadAll(int fd, uint8_t* p, size_t n, uint64_t off, const std::string& path) {
-  while (n > 0) {
-    ssize_t r = pread(fd, p, n, static_cast<off_t>(off));
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return IoError("cannot read", path, errno);
-    }
-    if (r == 0) {
-      return absl::DataLossError(
-          absl::StrCat("short read at offset ", off, " of ", path, ": the slab was truncated"));
-    }
-    p += r;
-    n -= static_cast<size_t>(r);
-    off += static_cast<uint64_t>(r);
-  }
-  return absl::OkStatus();
 }
 
 void EncodeSuper(uint8_t* b, uint64_t slot_bytes, uint32_t slots) {

@@ -47,26 +47,44 @@ absl::Status AcceptBlockList(const grpc::ByteBuffer& message,
   return absl::OkStatus();
 }
 
+// A range [offset, offset + length) of block b now in the caller's buffer: checked against
+// the block's bounds and its checksum (when the store sent one), then counted and reported.
+// So on_chunk only ever reports verified bytes, whichever way they came.
+absl::Status AcceptRange(uint32_t b, uint64_t offset, uint64_t length, uint64_t checksum,
+                         std::span<const std::span<uint8_t>> out, const FetchParams& params,
+                         FetchReply* reply, std::vector<uint64_t>* received) {
+  const uint8_t* start = out[b].data() + offset;
+  if (checksum != 0 && BlockChecksum(start, length) != checksum) {
+    return absl::DataLossError(absl::StrCat("chunk [", offset, ", ", offset + length, ") of block ",
+                                            b, " failed its checksum"));
+  }
+  (*received)[b] += length;
+  reply->bytes += length;
+  if (params.on_chunk) params.on_chunk(b, offset, length);
+  return absl::OkStatus();
+}
+
+bool InsideBlock(const FetchReply& reply, uint32_t b, uint64_t offset, uint64_t length) {
+  return b < reply.blocks.size() && offset <= reply.blocks[b].size_bytes() &&
+         length <= reply.blocks[b].size_bytes() - offset;
+}
+
 // Same-node delivery: ranges the store wrote into the caller's buffers (shared memory),
-// each verified in place before it is reported.
+// each verified in place. A range without a checksum is refused: nothing else vouches for
+// bytes that did not come through the stream.
 absl::Status AcceptShmChunks(const v1::FetchResponse& message,
                              std::span<const std::span<uint8_t>> out, const FetchParams& params,
                              FetchReply* reply, std::vector<uint64_t>* received) {
   for (const v1::ShmChunk& chunk : message.shm_chunks()) {
-    const uint32_t b = chunk.block();
-    if (b >= reply->blocks.size() || chunk.offset() > reply->blocks[b].size_bytes() ||
-        chunk.length() > reply->blocks[b].size_bytes() - chunk.offset()) {
-      return absl::InternalError("the store reported a shared-memory range outside its blocks");
+    if (!InsideBlock(*reply, chunk.block(), chunk.offset(), chunk.length()) ||
+        chunk.checksum() == 0) {
+      return absl::InternalError("the store reported a bad shared-memory range");
     }
-    const uint8_t* start = out[b].data() + chunk.offset();
-    if (BlockChecksum(start, chunk.length()) != chunk.checksum()) {
-      return absl::DataLossError(absl::StrCat("shared-memory range [", chunk.offset(), ", ",
-                                              chunk.offset() + chunk.length(), ") of block ", b,
-                                              " failed its checksum"));
+    if (absl::Status s = AcceptRange(chunk.block(), chunk.offset(), chunk.length(),
+                                     chunk.checksum(), out, params, reply, received);
+        !s.ok()) {
+      return s;
     }
-    (*received)[b] += chunk.length();
-    reply->bytes += chunk.length();
-    if (params.on_chunk) params.on_chunk(b, chunk.offset(), chunk.length());
   }
   return absl::OkStatus();
 }
@@ -89,25 +107,15 @@ absl::Status AcceptChunk(const grpc::ByteBuffer& message, std::span<const std::s
   }
   const uint32_t b = chunk.block();
   const uint64_t size = split->payload_size();
-  if (b >= reply->blocks.size() || chunk.offset() + size > reply->blocks[b].size_bytes()) {
+  if (!InsideBlock(*reply, b, chunk.offset(), size)) {
     return absl::InternalError("the store sent a chunk outside its blocks");
   }
-  uint8_t* const start = out[b].data() + chunk.offset();
-  uint8_t* dst = start;
+  uint8_t* dst = out[b].data() + chunk.offset();
   for (std::span<const uint8_t> part : split->payload) {
     std::memcpy(dst, part.data(), part.size());
     dst += part.size();
   }
-  // Each chunk is verified on arrival (when the server sends checksums), so on_chunk only
-  // ever reports verified bytes.
-  if (chunk.chunk_checksum() != 0 && BlockChecksum(start, size) != chunk.chunk_checksum()) {
-    return absl::DataLossError(absl::StrCat("chunk [", chunk.offset(), ", ", chunk.offset() + size,
-                                            ") of block ", b, " failed its checksum"));
-  }
-  (*received)[b] += size;
-  reply->bytes += size;
-  if (params.on_chunk) params.on_chunk(b, chunk.offset(), size);
-  return absl::OkStatus();
+  return AcceptRange(b, chunk.offset(), size, chunk.chunk_checksum(), out, params, reply, received);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "cache_store/file_io.h"
 
 namespace kvtier {
 namespace {
@@ -81,18 +82,7 @@ absl::Status ShmWriter::CheckPlacement(std::span<const uint64_t> offsets,
 }
 
 absl::Status ShmWriter::Write(uint64_t offset, std::span<const uint8_t> data) const {
-  uint64_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n =
-        ::pwrite(fd_, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      return absl::InternalError(absl::StrCat("writing '", name_, "' at ", offset + done, ": ",
-                                              n < 0 ? std::strerror(errno) : "no progress"));
-    }
-    done += static_cast<uint64_t>(n);
-  }
-  return absl::OkStatus();
+  return PwriteAll(fd_, data.data(), data.size(), offset, name_);
 }
 
 }  // namespace kvtier

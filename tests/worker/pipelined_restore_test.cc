@@ -176,6 +176,14 @@ class PipelinedRestoreTest : public ::testing::Test {
   const uint8_t* Layer(uint32_t b, uint32_t l) const {
     return payload_.data() + b * Layout().BlockBytes() + l * Layout().LayerBytes();
   }
+  // Layer l of every block is in `pages` (one buffer per block), byte for byte.
+  void ExpectLayerIn(const std::vector<std::vector<uint8_t>>& pages, uint32_t l) const {
+    const uint64_t n = Layout().LayerBytes();
+    for (uint32_t b = 0; b < kBlocks; ++b) {
+      ASSERT_EQ(std::memcmp(pages[b].data() + l * n, Layer(b, l), n), 0)
+          << "block " << b << " layer " << l;
+    }
+  }
 
   static constexpr uint32_t kBlocks = 6;
   testing::TestStoreServer store_{{.slot_bytes = Layout().BlockBytes()}};
@@ -193,12 +201,7 @@ TEST_F(PipelinedRestoreTest, HostPagesReceiveTheFetchDirectly) {
   PipelinedRestore restore(client_.get(), layout, keys_, landing);
   for (uint32_t l = 0; l < layout.num_layers; ++l) {
     ASSERT_TRUE(restore.WaitLayer(l).ok());
-    for (uint32_t b = 0; b < kBlocks; ++b) {
-      ASSERT_EQ(
-          std::memcmp(pages[b].data() + l * layout.LayerBytes(), Layer(b, l), layout.LayerBytes()),
-          0)
-          << "block " << b << " layer " << l;
-    }
+    ASSERT_NO_FATAL_FAILURE(ExpectLayerIn(pages, l));
   }
   ASSERT_TRUE(restore.Finish().ok());
   EXPECT_FALSE(restore.WaitLayer(layout.num_layers).ok());
@@ -215,12 +218,7 @@ TEST_F(PipelinedRestoreTest, StagedPagesAreUsableOnlyOnceTheirCopiesCompleted) {
   for (uint32_t l = 0; l < layout.num_layers; ++l) {
     ASSERT_TRUE(restore.WaitLayer(l).ok());
     // Every byte of the layer is in the pages the moment WaitLayer returns.
-    for (uint32_t b = 0; b < kBlocks; ++b) {
-      ASSERT_EQ(
-          std::memcmp(pages[b].data() + l * layout.LayerBytes(), Layer(b, l), layout.LayerBytes()),
-          0)
-          << "block " << b << " layer " << l;
-    }
+    ASSERT_NO_FATAL_FAILURE(ExpectLayerIn(pages, l));
   }
   ASSERT_TRUE(restore.Finish().ok());
   EXPECT_TRUE(u->drained());

@@ -1,0 +1,51 @@
+#include "cache_store/file_io.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace kvtier {
+
+absl::Status IoError(const std::string& what, const std::string& path, int err) {
+  const std::string msg = absl::StrCat(what, " ", path, ": ", std::strerror(err));
+  if (err == ENOSPC || err == EFBIG || err == EDQUOT) return absl::ResourceExhaustedError(msg);
+  return absl::UnavailableError(msg);
+}
+
+absl::Status PwriteAll(int fd, const uint8_t* p, size_t n, uint64_t off, const std::string& path) {
+  while (n > 0) {
+    ssize_t w = pwrite(fd, p, n, static_cast<off_t>(off));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return IoError("cannot write", path, errno);
+    }
+    if (w == 0) return IoError("cannot write", path, ENOSPC);
+    p += w;
+    n -= static_cast<size_t>(w);
+    off += static_cast<uint64_t>(w);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status PreadAll(int fd, uint8_t* p, size_t n, uint64_t off, const std::string& path) {
+  while (n > 0) {
+    ssize_t r = pread(fd, p, n, static_cast<off_t>(off));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return IoError("cannot read", path, errno);
+    }
+    if (r == 0) {
+      return absl::DataLossError(
+          absl::StrCat("short read at offset ", off, " of ", path, ": the slab was truncated"));
+    }
+    p += r;
+    n -= static_cast<size_t>(r);
+    off += static_cast<uint64_t>(r);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kvtier
