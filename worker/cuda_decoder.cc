@@ -19,7 +19,7 @@ uint64_t AlignUp(uint64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 // Places tensors one after another in the device arena and uploads them.
 class ArenaWriter {
  public:
-  explicit ArenaWriter(uint8_t* base) : base_(base) {}
+  ArenaWriter(uint8_t* base, uint64_t capacity) : base_(base), capacity_(capacity) {}
 
   // The concatenation of `parts` (fp32 on the host) as bf16.
   absl::StatusOr<const uint16_t*> Bf16(std::initializer_list<const std::vector<float>*> parts) {
@@ -61,6 +61,9 @@ class ArenaWriter {
 
  private:
   absl::StatusOr<void*> Place(const void* src, uint64_t bytes) {
+    if (AlignUp(bytes) > capacity_ - offset_) {  // Bytes() and Upload() disagree
+      return absl::InternalError("the CUDA decoder's weights overflow their arena");
+    }
     void* dst = base_ + offset_;
     if (absl::Status s = kernels::CudaCopy(dst, src, bytes); !s.ok()) return s;
     offset_ += AlignUp(bytes);
@@ -68,6 +71,7 @@ class ArenaWriter {
   }
 
   uint8_t* base_;
+  const uint64_t capacity_;
   uint64_t offset_ = 0;
   std::vector<uint16_t> staging_;
 };
@@ -125,7 +129,7 @@ absl::Status CudaDecoder::Upload() {
       kernels::CudaBuffer::Allocate(ArenaWriter::Bytes(w.config));
   if (!arena.ok()) return arena.status();
   arena_ = *std::move(arena);
-  ArenaWriter writer(static_cast<uint8_t*>(arena_.data()));
+  ArenaWriter writer(static_cast<uint8_t*>(arena_.data()), arena_.size());
   absl::Status s = Assign(writer.Bf16({&w.embed}), embed_);
   if (s.ok()) s = Assign(writer.Bf16({&w.lm_head}), lm_head_);
   if (s.ok()) s = Assign(writer.Fp32(w.norm), norm_);

@@ -41,7 +41,6 @@ absl::StatusOr<std::unique_ptr<DecodeEngine>> DecodeEngine::Create(
           kernels::CudaBuffer::Allocate(bytes, kernels::CudaBuffer::Kind::kPinnedHost);
       if (!staging.ok()) return staging.status();
       engine->restore_staging_ = *std::move(staging);
-      engine->staging_ = static_cast<uint8_t*>(engine->restore_staging_.data());
     } else {
       absl::StatusOr<std::unique_ptr<SharedMemoryRegion>> region =
           SharedMemoryRegion::Create(options.shm_dir, bytes);
@@ -51,7 +50,6 @@ absl::StatusOr<std::unique_ptr<DecodeEngine>> DecodeEngine::Create(
       if (!registered.ok()) return registered.status();
       engine->staging_region_ = *std::move(region);
       engine->staging_registration_ = *std::move(registered);
-      engine->staging_ = engine->staging_region_->data();
     }
     absl::StatusOr<kernels::CudaStream> stream = kernels::CudaStream::Create();
     if (!stream.ok()) return stream.status();
@@ -250,7 +248,8 @@ std::unique_ptr<DecodeEngine::Restore> DecodeEngine::StartRestore(std::span<cons
   std::unique_ptr<RestoreUploader> uploader;
   if (pool_->backend() == kernels::Backend::kCuda) {
     const uint64_t block_bytes = pool_->page_bytes();
-    uint8_t* staging = staging_;
+    uint8_t* staging = staging_region_ != nullptr ? staging_region_->data()
+                                                  : static_cast<uint8_t*>(restore_staging_.data());
     for (size_t i = 0; i < restore->pages.size(); ++i) landing.push_back(staging + i * block_bytes);
     absl::StatusOr<std::unique_ptr<CudaRestoreUploader>> made = CudaRestoreUploader::Create(
         {.pages = staging, .page_bytes = block_bytes, .num_pages = pool_->num_pages()},

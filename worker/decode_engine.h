@@ -180,7 +180,6 @@ class DecodeEngine {
   // ... or, with shm_dir, a shared-memory region registered with CUDA.
   std::unique_ptr<SharedMemoryRegion> staging_region_;
   kernels::CudaHostRegistration staging_registration_;
-  uint8_t* staging_ = nullptr;  // whichever of the two
   // Set when the store refused same-node delivery once: later restores use the socket.
   bool shm_refused_ ABSL_GUARDED_BY(mu_) = false;
   kernels::CudaStream restore_stream_;
