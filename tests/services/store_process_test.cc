@@ -18,6 +18,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/numbers.h"
 #include "absl/synchronization/notification.h"
 #include "client/cache_store_client.h"
@@ -270,8 +271,10 @@ TEST(StoreProcessTest, SigtermWhileStreamingDrainsAndExitsZero) {
   });
   ASSERT_TRUE(watching.WaitForNotificationWithTimeout(absl::Seconds(10)));
 
-  // Fetches in a loop with small chunks, so one is in flight when the signal lands.
-  std::atomic<bool> stop{false};
+  // Fetches in a loop with small chunks, so one is in flight when the signal lands. The
+  // loop ends only with a failed fetch: once the store has gone, the next one fails (no
+  // store), so the last fetch is never one that happened to complete just before the exit.
+  std::atomic<bool> give_up{false};  // only if the test bails out early
   std::atomic<int> complete_fetches{0};
   std::atomic<int> wrong_bytes{0};
   absl::Status last_fetch;
@@ -279,7 +282,7 @@ TEST(StoreProcessTest, SigtermWhileStreamingDrainsAndExitsZero) {
     std::vector<uint8_t> got(16 * bb);
     std::vector<std::span<uint8_t>> out;
     for (int b = 0; b < 16; ++b) out.push_back(std::span(got).subspan(b * bb, bb));
-    while (!stop) {
+    while (!give_up) {
       absl::StatusOr<FetchReply> f =
           client.Fetch({.keys = put->keys}, out, {.max_chunk_bytes = 64 << 10});
       if (!f.ok()) {
@@ -290,6 +293,11 @@ TEST(StoreProcessTest, SigtermWhileStreamingDrainsAndExitsZero) {
       ++complete_fetches;
     }
   });
+  absl::Cleanup join_fetcher = [&] {
+    if (!fetcher.joinable()) return;
+    give_up = true;
+    fetcher.join();
+  };
   while (complete_fetches < 2) absl::SleepFor(absl::Milliseconds(5));
   const absl::Time signalled = absl::Now();
   (*store)->Signal(SIGTERM);
@@ -297,7 +305,6 @@ TEST(StoreProcessTest, SigtermWhileStreamingDrainsAndExitsZero) {
   ASSERT_TRUE(code.has_value()) << "kvtier-store did not exit after SIGTERM\n" << (*store)->Log();
   EXPECT_EQ(*code, 0) << (*store)->Log();
   EXPECT_LT(absl::Now() - signalled, absl::Seconds(10)) << (*store)->Log();
-  stop = true;
   fetcher.join();
   watcher.join();
   // Whatever was in flight either completed with the right bytes or failed cleanly.
