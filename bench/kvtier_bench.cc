@@ -1,16 +1,7 @@
-// kvtier-bench: benchmarks of kvtier. Subcommands:
-//   replay   replay a Mooncake-format trace against the engine in process or a running
-//            kvtier-store, and print the prefix hit rate as one JSON object (bench/replay.h).
-//   attention  paged decode attention: K/V GB/s against a plain copy in the same run
-//            (memcpy on the CPU, device-to-device on the GPU; bench/attention_bench.h).
-//   ttft     time to first token with the prefix restored from a store vs recomputed,
-//            with the worker's decoder: the reference decoder on the CPU, the CUDA
-//            decoder on the GPU (bench/ttft_bench.h).
-//   copy     the restore copy, staging → scattered pages, against one plain copy of the
-//            same bytes (bench/copy_bench.h).
-//   fetch    the restore's Fetch over loopback gRPC from an in-process store, against a
-//            memcpy of the same bytes (bench/fetch_bench.h).
-// attention, copy and ttft run on --backend: auto (the GPU when there is one), cpu or cuda.
+// kvtier-bench: the benchmarks of kvtier, one subcommand each (the table at the bottom of
+// this file; `kvtier-bench --help` lists them, `kvtier-bench SUBCOMMAND --help` shows one
+// with its flags). Every figure is printed as JSON next to a reference measured in the same
+// run (docs/benchmarks.md).
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,12 +13,14 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "bench/attention_bench.h"
 #include "bench/copy_bench.h"
 #include "bench/fetch_bench.h"
+#include "bench/lookup_bench.h"
 #include "bench/replay.h"
 #include "bench/trace.h"
 #include "bench/ttft_bench.h"
@@ -55,7 +48,7 @@ ABSL_FLAG(std::string, batches, "1,16", "attention: batch sizes (comma-separated
 ABSL_FLAG(std::string, contexts, "1024,4096", "attention: context lengths in tokens.");
 ABSL_FLAG(int32_t, threads, 0, "attention, copy: CPU threads (0: all cores).");
 ABSL_FLAG(int32_t, iterations, 3,
-          "attention, copy: runs per measurement (CPU: the best is reported; GPU: the mean "
+          "attention, copy, fetch, lookup: runs per measurement (CPU: the best is reported; GPU: the mean "
           "after one warm-up).");
 ABSL_FLAG(std::string, backend, "auto",
           "attention, copy, ttft: auto (cuda when a GPU is present), cpu or cuda.");
@@ -70,6 +63,10 @@ ABSL_FLAG(std::string, order, "layer-major", "fetch: layer-major (a restore) or 
 ABSL_FLAG(std::string, shm_dir, "",
           "fetch, ttft: same-node delivery through a shared-memory file in this directory "
           "(e.g. /dev/shm); empty: over the socket.");
+ABSL_FLAG(std::string, tokens, "8192,32768,131072",
+          "lookup: prompt lengths in tokens (comma-separated).");
+ABSL_FLAG(std::string, store_binary, "",
+          "lookup: the kvtier-store binary to start (default: the one built beside this program).");
 ABSL_FLAG(uint64_t, fragment_bytes, 65536,
           "copy: bytes per fragment (65536: one layer of one page); must divide 2 MiB.");
 
@@ -248,6 +245,89 @@ int RunAttention() {
   return 0;
 }
 
+int RunLookup() {
+  absl::StatusOr<std::vector<uint32_t>> tokens = ParseList("tokens", absl::GetFlag(FLAGS_tokens));
+  if (!tokens.ok()) return Fail(tokens.status());
+  absl::StatusOr<std::vector<std::string>> lines =
+      RunLookupBench({.prompt_tokens = *tokens,
+                      .iterations = absl::GetFlag(FLAGS_iterations),
+                      .store_binary = absl::GetFlag(FLAGS_store_binary)});
+  if (!lines.ok()) return Fail(lines.status());
+  for (const std::string& line : *lines) std::cout << line << std::endl;
+  return 0;
+}
+
+struct Subcommand {
+  const char* name;
+  const char* summary;
+  std::vector<const char*> flags;
+  int (*run)();
+};
+
+const std::vector<Subcommand>& Subcommands() {
+  static const auto* table = new std::vector<Subcommand>{
+      {"replay",
+       "replay a Mooncake-format trace against the engine in process or a running "
+       "kvtier-store; prints the prefix hit rate (bench/replay.h)",
+       {"trace", "capacity_blocks", "capacity_fraction", "ssd_capacity_blocks",
+        "ssd_capacity_fraction", "ssd_dir", "policy", "ssd_policy", "t2_admit_min_score", "mode",
+        "target", "tenant", "limit_requests"},
+       RunReplay},
+      {"attention",
+       "paged decode attention: K/V GB/s against a plain copy in the same run "
+       "(bench/attention_bench.h)",
+       {"batches", "contexts", "threads", "iterations", "backend"},
+       RunAttention},
+      {"copy",
+       "the restore copy, staging to scattered pages, against one plain copy of the same bytes "
+       "(bench/copy_bench.h)",
+       {"pages", "fragment_bytes", "threads", "iterations", "backend"},
+       RunCopy},
+      {"ttft",
+       "time to first token with the prefix restored from a store vs recomputed "
+       "(bench/ttft_bench.h)",
+       {"prefixes", "question_tokens", "model", "threads", "backend", "shm_dir"},
+       RunTtft},
+      {"fetch",
+       "the restore's Fetch from an in-process store over loopback gRPC or same-node, against "
+       "memcpy (bench/fetch_bench.h)",
+       {"blocks", "tokens_per_block", "order", "shm_dir", "iterations"},
+       RunFetch},
+      {"lookup",
+       "Lookup of 8k/32k/128k-token prompts on a real kvtier-store: server-side time from the "
+       "store's own timer and the client's round trip (bench/lookup_bench.h)",
+       {"tokens", "iterations", "store_binary"},
+       RunLookup},
+  };
+  return *table;
+}
+
+void PrintUsage(std::ostream& out) {
+  out << "usage: kvtier-bench SUBCOMMAND [--flag=value ...]\n"
+         "       kvtier-bench SUBCOMMAND --help   (the subcommand's flags)\n\nsubcommands:\n";
+  for (const Subcommand& c : Subcommands()) {
+    out << "  " << c.name << std::string(12 - std::string(c.name).size(), ' ') << c.summary
+        << "\n";
+  }
+}
+
+void PrintSubcommandHelp(const Subcommand& c) {
+  std::cout << "kvtier-bench " << c.name << ": " << c.summary << "\n\nflags:\n";
+  for (const char* name : c.flags) {
+    const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    if (flag == nullptr) continue;
+    std::cout << "  --" << name << " (default: \"" << flag->DefaultValue() << "\")\n      "
+              << flag->Help() << "\n";
+  }
+}
+
+const Subcommand* FindSubcommand(const std::string& name) {
+  for (const Subcommand& c : Subcommands()) {
+    if (name == c.name) return &c;
+  }
+  return nullptr;
+}
+
 }  // namespace
 }  // namespace kvtier::bench
 
@@ -266,27 +346,40 @@ std::vector<std::string> NormaliseFlagNames(int argc, char** argv) {
 }
 
 int main(int argc, char** argv) {
+  using kvtier::bench::FindSubcommand;
   std::vector<std::string> normalised = NormaliseFlagNames(argc, argv);
+  // Help is answered here, before absl parses (whose --help lists every flag of every
+  // subcommand and exits 1): on stdout, exit 0.
+  const bool help = std::any_of(normalised.begin() + 1, normalised.end(), [](const std::string& a) {
+    return a == "--help" || a == "-h" || a == "help" || a == "--helpfull";
+  });
+  std::string command;
+  for (size_t i = 1; i < normalised.size(); ++i) {
+    if (normalised[i].rfind("-", 0) != 0 && normalised[i] != "help") {
+      command = normalised[i];
+      break;
+    }
+  }
+  if (help || argc == 1) {
+    if (const auto* c = FindSubcommand(command); c != nullptr) {
+      kvtier::bench::PrintSubcommandHelp(*c);
+    } else {
+      kvtier::bench::PrintUsage(std::cout);
+    }
+    return argc == 1 ? 2 : 0;
+  }
   std::vector<char*> normalised_argv;
   normalised_argv.reserve(normalised.size());
   for (std::string& a : normalised) normalised_argv.push_back(a.data());
   argc = static_cast<int>(normalised_argv.size());
   argv = normalised_argv.data();
-  absl::SetProgramUsageMessage(
-      "kvtier-bench replay --trace FILE (--capacity_blocks N | --capacity_fraction F) "
-      "[--ssd_capacity_blocks M] [--policy adaptive|lru] [--mode engine|grpc] [--target H:P]");
+  absl::SetProgramUsageMessage("kvtier-bench SUBCOMMAND [--flag=value ...]; kvtier-bench --help");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
-  if (args.size() != 2) {
-    std::cerr << "usage: " << absl::ProgramUsageMessage() << "\n";
+  const auto* c = args.size() == 2 ? FindSubcommand(args[1]) : nullptr;
+  if (c == nullptr) {
+    if (args.size() == 2) std::cerr << "kvtier-bench: unknown subcommand \"" << args[1] << "\"\n";
+    kvtier::bench::PrintUsage(std::cerr);
     return 2;
   }
-  const std::string command = args[1];
-  if (command == "replay") return kvtier::bench::RunReplay();
-  if (command == "attention") return kvtier::bench::RunAttention();
-  if (command == "copy") return kvtier::bench::RunCopy();
-  if (command == "ttft") return kvtier::bench::RunTtft();
-  if (command == "fetch") return kvtier::bench::RunFetch();
-  std::cerr << "kvtier-bench: unknown command \"" << command
-            << "\" (known: replay, attention, copy, ttft, fetch)\n";
-  return 2;
+  return c->run();
 }

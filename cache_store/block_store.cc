@@ -256,17 +256,37 @@ absl::StatusOr<LookupResult> BlockStore::Lookup(const PromptRef& prompt,
                                                 const LookupOptions& options) {
   if (absl::Status s = ValidatePrompt(prompt); !s.ok()) return s;
   const KvLayout& layout = *prompt.layout;
+  const uint32_t tpb = layout.tokens_per_block;
+  const size_t total = prompt.tokens.size() / tpb;
+  // Keys are derived outside the lock, in runs. When the last key of a run is not cached,
+  // the match ends inside that run, so no later key is derived: a prompt that misses at
+  // its start costs one run of hashing, not the whole prompt.
+  constexpr size_t kKeyRun = 256;
+  std::vector<BlockKey> keys;
+  keys.reserve(total);  // `parent` points into it
   const BlockKey ns = NamespaceKey(prompt.tenant, layout.Fingerprint(), prompt.salt);
-  const std::vector<BlockKey> keys = ChainBlockKeys(ns, prompt.tokens, layout.tokens_per_block);
+  const BlockKey* parent = &ns;
+  while (keys.size() < total) {
+    const size_t end = std::min(total, keys.size() + kKeyRun);
+    for (size_t b = keys.size(); b < end; ++b) {
+      keys.push_back(NextBlockKey(*parent, prompt.tokens.subspan(b * tpb, tpb)));
+      parent = &keys.back();
+    }
+    if (end == total) break;
+    absl::MutexLock lock(&mu_);
+    if (!index_.Find(keys.back())) break;
+  }
 
   LookupResult result;
-  result.total_blocks = static_cast<uint32_t>(keys.size());
+  result.total_blocks = static_cast<uint32_t>(total);
   result.block_bytes = layout.BlockBytes();
 
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
   Sweep(now);
   std::vector<uint32_t> handles = index_.MatchPrefix(keys);
+  result.keys.reserve(handles.size());
+  result.tiers.reserve(handles.size());
   for (uint32_t h : handles) {
     const Entry& e = entries_[h];
     PolicyFor(e.tier)->OnAccess(h, TraitsOf(e));

@@ -54,7 +54,8 @@ absl::StatusOr<std::vector<BlockKey>> KeysFromProto(
 
 void KeysToProto(std::span<const BlockKey> keys,
                  google::protobuf::RepeatedPtrField<std::string>* out) {
-  for (const BlockKey& k : keys) out->Add(std::string(k.AsBytes()));
+  out->Reserve(static_cast<int>(out->size() + keys.size()));
+  for (const BlockKey& k : keys) out->Add()->assign(k.AsBytes());
 }
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {

@@ -67,6 +67,7 @@ grpc::ServerUnaryReactor* CacheStoreService::Lookup(grpc::CallbackServerContext*
     response->set_matched_tokens(uint64_t{result->matched_blocks()} * layout->tokens_per_block);
     response->set_total_blocks(result->total_blocks);
     KeysToProto(result->keys, response->mutable_block_keys());
+    response->mutable_tiers()->Reserve(static_cast<int>(result->tiers.size()));
     for (Tier tier : result->tiers) response->add_tiers(TierToProto(tier));
     response->set_lease_id(result->lease_id);
     response->set_lease_ttl_ms(ToMillis(result->lease_ttl));
