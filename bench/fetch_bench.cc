@@ -26,10 +26,9 @@ absl::StatusOr<std::string> RunFetchBench(const FetchBenchOptions& o) {
   const uint64_t block_bytes = layout.BlockBytes();
   const uint64_t total = block_bytes * o.blocks;
   absl::StatusOr<std::unique_ptr<LocalStore>> store =
-      LocalStore::Start(block_bytes, o.blocks, o.shm_dir);
+      LocalStore::Start(block_bytes, o.blocks, o.same_node);
   if (!store.ok()) return store.status();
-  ClientOptions co;
-  co.target = (*store)->target();
+  ClientOptions co = (*store)->client_options();
   co.timeout = absl::Minutes(5);
   CacheStoreClient client(co);
 
@@ -48,12 +47,12 @@ absl::StatusOr<std::string> RunFetchBench(const FetchBenchOptions& o) {
   std::vector<uint8_t> heap;
   std::unique_ptr<SharedMemoryRegion> region;
   uint8_t* out = nullptr;
-  if (o.shm_dir.empty()) {
+  if (!o.same_node) {
     heap.resize(total);
     out = heap.data();
   } else {
     absl::StatusOr<std::unique_ptr<SharedMemoryRegion>> r =
-        SharedMemoryRegion::Create(o.shm_dir, total);
+        SharedMemoryRegion::Create(total);
     if (!r.ok()) return r.status();
     region = *std::move(r);
     out = region->data();
@@ -84,7 +83,7 @@ absl::StatusOr<std::string> RunFetchBench(const FetchBenchOptions& o) {
       "\"block_bytes\": %d, "
       "\"layer_bytes\": %d, \"fetch_s\": %.4f, \"fetch_gb_per_s\": %.3f, "
       "\"memcpy_gb_per_s\": %.3f, \"fetch_vs_memcpy\": %.3f}",
-      o.shm_dir.empty() ? "socket" : "shared-memory", o.layer_major ? "layer-major" : "block-major",
+      o.same_node ? "same-node" : "socket", o.layer_major ? "layer-major" : "block-major",
       o.blocks, block_bytes, layout.LayerBytes(), best_fetch, fetch_gbs, copy_gbs,
       fetch_gbs / copy_gbs);
 }

@@ -3,8 +3,8 @@
 // heads, head_dim 128, bf16, --tokens_per_block tokens: 16 gives 2 MiB blocks of 64 KiB
 // layers); the client Fetches all of them over loopback gRPC, in layer-major (as a restore does) or
 // block-major order, into one host buffer, verifying every chunk and block checksum as a
-// worker does. With --shm_dir (e.g. /dev/shm) the store delivers into a shared-memory region
-// of the client instead (same-node delivery), verified the same way. Bandwidth = bytes / Fetch
+// worker does. With --same_node the store copies the blocks into an attached
+// SharedMemoryRegion of the client instead (the same-node data plane), verified the same way. Bandwidth = bytes / Fetch
 // time, best of --iterations, against a memcpy of the same bytes in the same run.
 #ifndef KVTIER_BENCH_FETCH_BENCH_H_
 #define KVTIER_BENCH_FETCH_BENCH_H_
@@ -21,7 +21,7 @@ struct FetchBenchOptions {
   uint32_t blocks = 256;
   uint32_t tokens_per_block = 16;
   bool layer_major = true;
-  std::string shm_dir;  // empty: over the socket
+  bool same_node = false;  // false: over the socket
   int iterations = 3;
 };
 

@@ -60,9 +60,9 @@ ABSL_FLAG(uint32_t, pages, 128, "copy: 2 MiB pages (Llama-3-8B blocks) to restor
 ABSL_FLAG(uint32_t, blocks, 256, "fetch: blocks (Llama-3-8B layout) to fetch.");
 ABSL_FLAG(uint32_t, tokens_per_block, 16, "fetch: tokens per block (16: 2 MiB blocks).");
 ABSL_FLAG(std::string, order, "layer-major", "fetch: layer-major (a restore) or block-major.");
-ABSL_FLAG(std::string, shm_dir, "",
-          "fetch, ttft: same-node delivery through a shared-memory file in this directory "
-          "(e.g. /dev/shm); empty: over the socket.");
+ABSL_FLAG(bool, same_node, false,
+          "fetch, ttft: move the blocks through the same-node data plane (an attached "
+          "shared-memory region) instead of the socket.");
 ABSL_FLAG(std::string, tokens, "8192,32768,131072",
           "lookup: prompt lengths in tokens (comma-separated).");
 ABSL_FLAG(std::string, store_binary, "",
@@ -189,7 +189,7 @@ int RunTtft() {
                     .model = absl::GetFlag(FLAGS_model),
                     .threads = absl::GetFlag(FLAGS_threads),
                     .backend = *backend,
-                    .shm_dir = absl::GetFlag(FLAGS_shm_dir)});
+                    .same_node = absl::GetFlag(FLAGS_same_node)});
   if (!lines.ok()) return Fail(lines.status());
   for (const std::string& line : *lines) std::cout << line << std::endl;
   return 0;
@@ -204,7 +204,7 @@ int RunFetch() {
       RunFetchBench({.blocks = absl::GetFlag(FLAGS_blocks),
                      .tokens_per_block = absl::GetFlag(FLAGS_tokens_per_block),
                      .layer_major = order == "layer-major",
-                     .shm_dir = absl::GetFlag(FLAGS_shm_dir),
+                     .same_node = absl::GetFlag(FLAGS_same_node),
                      .iterations = absl::GetFlag(FLAGS_iterations)});
   if (!line.ok()) return Fail(line.status());
   std::cout << *line << std::endl;
@@ -286,12 +286,12 @@ const std::vector<Subcommand>& Subcommands() {
       {"ttft",
        "time to first token with the prefix restored from a store vs recomputed "
        "(bench/ttft_bench.h)",
-       {"prefixes", "question_tokens", "model", "threads", "backend", "shm_dir"},
+       {"prefixes", "question_tokens", "model", "threads", "backend", "same_node"},
        RunTtft},
       {"fetch",
        "the restore's Fetch from an in-process store over loopback gRPC or same-node, against "
        "memcpy (bench/fetch_bench.h)",
-       {"blocks", "tokens_per_block", "order", "shm_dir", "iterations"},
+       {"blocks", "tokens_per_block", "order", "same_node", "iterations"},
        RunFetch},
       {"lookup",
        "Lookup of 8k/32k/128k-token prompts on a real kvtier-store: server-side time from the "

@@ -55,15 +55,14 @@ absl::StatusOr<std::vector<std::string>> RunTtftBench(const TtftBenchOptions& o)
     }
     const uint32_t pages = (prefix_len + o.question_tokens) / tpb + 2;
     absl::StatusOr<std::unique_ptr<LocalStore>> store =
-        LocalStore::Start(block_bytes, pages, o.shm_dir);
+        LocalStore::Start(block_bytes, pages, o.same_node);
     if (!store.ok()) return store.status();
-    ClientOptions co;
-    co.target = (*store)->target();
+    ClientOptions co = (*store)->client_options();
     co.timeout = absl::Minutes(5);
     auto client = std::make_shared<CacheStoreClient>(co);
     worker::DecodeEngineOptions eo{.pages = pages};
     eo.kernels.backend = o.backend;
-    eo.shm_dir = o.shm_dir;
+    eo.same_node = o.same_node;
     eo.kernels.cpu.threads = o.threads;
     const std::vector<uint32_t> prefix = Tokens(prefix_len, 1, config.vocab_size);
     std::vector<uint32_t> a = prefix, b = prefix;

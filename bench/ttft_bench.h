@@ -11,8 +11,8 @@
 // the CUDA backend also against a pinned-host→device cudaMemcpy of them (the bound of the
 // restore's last hop).
 //
-// --shm_dir makes the restore same-node delivery: the store writes the blocks into the
-// worker's shared-memory pages (or staging) instead of sending them.
+// --same_node makes the restore go through the same-node data plane: the store copies the
+// blocks into the worker's shared-memory pages (or staging) instead of sending them.
 //
 // --backend=cuda runs the worker's GPU path: device pages, the CUDA decoder (bf16 GEMMs),
 // restores through pinned staging and asynchronous copies. Its recompute baseline runs
@@ -37,7 +37,7 @@ struct TtftBenchOptions {
   std::string model = "tiny";  // tiny or llama-3-8b
   int threads = 0;
   kernels::Backend backend = kernels::Backend::kCpu;
-  std::string shm_dir;  // same-node delivery of the restore; empty: over the socket
+  bool same_node = false;  // the restore through the same-node data plane
 };
 
 // One JSON object per prefix length, one per line.

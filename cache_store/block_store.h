@@ -11,8 +11,9 @@
 // Guarantees (DESIGN.md §4):
 //  - A block becomes visible only when its whole payload was written and its XXH3
 //    checksum verified (PendingPut::Commit); an abandoned Put leaves no trace.
-//  - A block is served (read handles) only after its checksum verifies again; a block
-//    that fails is dropped, counted, and reported as DATA_LOSS, never returned.
+//  - A block is served only once its bytes verify again: T2 blocks as they are loaded,
+//    T1 blocks layer by layer as the reader sends them (BlockReadHandle::Verify/CopyOut).
+//    A block that fails is dropped, counted, and reported as DATA_LOSS, never served.
 //  - Blocks with a live lease, a reader, an in-flight Put referring to them, or a pin are
 //    never evicted. When nothing is evictable, Put fails with RESOURCE_EXHAUSTED; memory
 //    never grows past the arena.
@@ -100,8 +101,9 @@ struct PutSpec {
   PromptRef prompt;
   uint32_t first_block = 0;
   uint32_t num_blocks = 0;
-  // Empty, or one XXH3-64 per carried block that the payload must match.
-  std::span<const uint64_t> checksums;
+  // Empty, or the layer checksums (cache_store/checksum.h) of every carried block, block
+  // by block (num_blocks x num_layers), that the payload must match.
+  std::span<const uint64_t> layer_checksums;
   // The last carried block is the prompt's partial tail, padded to a full block (engines
   // that store it say so; the policy expects such blocks to come back rarely).
   bool last_block_partial = false;
@@ -227,6 +229,9 @@ class BlockStore {
     bool prompt_tail = false;
     uint64_t size = 0;
     uint64_t checksum = 0;
+    // One per layer. Empty for a block recovered from T2 until it is first read (the read
+    // computes them while it verifies the block checksum).
+    std::vector<uint64_t> layer_sums;
     uint32_t refs = 0;  // leases + readers + Puts that protect it
     absl::Time pinned_until = absl::InfinitePast();
     // Prefix tree: the parent entry this one is counted in (valid while the parent's
@@ -322,6 +327,9 @@ class BlockStore {
   void AbortPutLocked(PendingPut& put) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReleaseRead(std::span<const uint32_t> handles, std::span<const uint32_t> t1_slots)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // A reader found a layer of the block that does not match its checksum: the block
+  // leaves the store (its slot goes when the last reader does) and is counted.
+  void DropCorrupt(uint32_t handle, uint32_t layer) ABSL_LOCKS_EXCLUDED(mu_);
 
   const BlockStoreOptions options_;
   Clock* const clock_;

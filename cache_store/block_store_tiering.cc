@@ -4,6 +4,7 @@
 // runs between two locked sections, never under the mutex (block_store.h).
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
@@ -164,11 +165,22 @@ std::unique_ptr<BlockReadHandle> BlockStore::OpenLocked(std::vector<uint32_t> ha
                                                         std::vector<Demotion>& demotions) {
   std::vector<BlockView> views;
   views.reserve(handles.size());
+  std::vector<uint32_t> first_layer;
+  first_layer.reserve(handles.size());
+  uint64_t layers = 0;
+  for (uint32_t h : handles) {
+    first_layer.push_back(static_cast<uint32_t>(layers));
+    layers += entries_[h].num_layers;
+  }
+  // Layer checksums are copied out, so that the views need no lock; a block without them
+  // (recovered from T2, never read since) gets them when it is loaded below.
+  std::vector<uint64_t> sums(layers, 0);
   absl::flat_hash_set<uint32_t> promoting;
   for (size_t i = 0; i < handles.size(); ++i) {
     const uint32_t h = handles[i];
     Ref(h);
     const Entry& e = entries_[h];
+    std::copy(e.layer_sums.begin(), e.layer_sums.end(), sums.begin() + first_layer[i]);
     BlockView view{.key = e.key,
                    .data = nullptr,
                    .size = e.size,
@@ -192,8 +204,84 @@ std::unique_ptr<BlockReadHandle> BlockStore::OpenLocked(std::vector<uint32_t> ha
     }
     views.push_back(view);
   }
-  return std::unique_ptr<BlockReadHandle>(
-      new BlockReadHandle(this, std::move(handles), std::move(views)));
+  return std::unique_ptr<BlockReadHandle>(new BlockReadHandle(
+      this, std::move(handles), std::move(views), std::move(sums), std::move(first_layer)));
+}
+
+BlockReadHandle::BlockReadHandle(BlockStore* store, std::vector<uint32_t> handles,
+                                 std::vector<BlockView> views,
+                                 std::vector<uint64_t> layer_checksums,
+                                 std::vector<uint32_t> first_layer)
+    : store_(store),
+      handles_(std::move(handles)),
+      views_(std::move(views)),
+      layer_checksums_(std::move(layer_checksums)),
+      first_layer_(std::move(first_layer)),
+      verified_(layer_checksums_.size(), 0) {
+  for (size_t i = 0; i < views_.size(); ++i) {
+    views_[i].layer_checksums =
+        std::span<const uint64_t>(layer_checksums_).subspan(first_layer_[i], views_[i].num_layers);
+  }
+}
+
+absl::Status BlockReadHandle::Corrupt(size_t i, uint32_t layer) {
+  store_->DropCorrupt(handles_[i], layer);
+  return absl::DataLossError(absl::StrCat("block ", i, " (key ", views_[i].key.ShortHex(),
+                                          "…) failed its checksum in layer ", layer,
+                                          " and was dropped; treat it as a miss"));
+}
+
+absl::Status BlockReadHandle::Verify(size_t i, uint64_t offset, uint64_t length) {
+  const BlockView& v = views_[i];
+  if (length == 0) return absl::OkStatus();
+  const uint64_t layer_bytes = v.layer_bytes();
+  const auto first = static_cast<uint32_t>(offset / layer_bytes);
+  const auto last = static_cast<uint32_t>((offset + length - 1) / layer_bytes);
+  for (uint32_t l = first; l <= last && l < v.num_layers; ++l) {
+    uint8_t& verified = verified_[first_layer_[i] + l];
+    if (verified) continue;
+    if (RangeChecksum(v.data + l * layer_bytes, layer_bytes) != v.layer_checksums[l]) {
+      return Corrupt(i, l);
+    }
+    verified = 1;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status BlockReadHandle::CopyOut(size_t i, uint64_t offset, uint64_t length, uint8_t* dst) {
+  const BlockView& v = views_[i];
+  const uint64_t layer_bytes = v.layer_bytes();
+  if (offset % layer_bytes != 0 || length % layer_bytes != 0) {
+    // Not whole layers: check the layers it touches first, then copy.
+    if (absl::Status s = Verify(i, offset, length); !s.ok()) return s;
+    std::memcpy(dst, v.data + offset, length);
+    return absl::OkStatus();
+  }
+  for (uint64_t done = 0; done < length; done += layer_bytes) {
+    const auto l = static_cast<uint32_t>((offset + done) / layer_bytes);
+    uint8_t& verified = verified_[first_layer_[i] + l];
+    const uint8_t* src = v.data + offset + done;
+    if (verified) {
+      std::memcpy(dst + done, src, layer_bytes);
+      continue;
+    }
+    if (CopyAndChecksum(dst + done, src, layer_bytes, HashSide::kSource) != v.layer_checksums[l]) {
+      return Corrupt(i, l);
+    }
+    verified = 1;
+  }
+  return absl::OkStatus();
+}
+
+void BlockStore::DropCorrupt(uint32_t handle, uint32_t layer) {
+  absl::MutexLock lock(&mu_);
+  Entry& e = entries_[handle];
+  if (e.state != Entry::State::kLive) return;  // dropped already (by another reader)
+  KVTIER_LOG(ERROR) << "block " << e.key.ShortHex() << " in " << TierName(e.tier)
+                    << " failed its checksum in layer " << layer << "; dropped";
+  if (e.tier == Tier::kLocalSsd) ++counters_.checksum_failures_t2;
+  ++counters_.checksum_failures;
+  RemoveEntry(handle, BlockEvent::Reason::kCorrupted);
 }
 
 void BlockReadHandle::FreeDeleter::operator()(uint8_t* p) const { std::free(p); }
@@ -219,18 +307,28 @@ absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::LoadAndVerify(
     p.seconds = absl::ToDoubleSeconds(absl::Now() - start);
     v.data = dst;
   }
-  // Hash outside the lock: the references keep the bytes in place and unchanged.
-  // bad[i]: block i could not be read or failed its checksum.
+  // Blocks read from disk are verified now, outside the lock (the references keep the
+  // bytes in place): their layer checksums are computed and must digest to the block
+  // checksum, and the reader does not hash them again. T1 blocks are verified by the
+  // reader as it sends them (BlockReadHandle::Verify). bad[i]: block i could not be read
+  // or failed its checksum.
   std::vector<bool> bad(read->views_.size(), false);
-  for (const Promotion& p : promotions) {
-    if (!p.status.ok()) bad[p.view] = true;
-  }
   std::vector<size_t> corrupt;
-  for (size_t i = 0; i < read->views_.size(); ++i) {
-    const BlockView& v = read->views_[i];
-    if (!bad[i] && BlockChecksum(v.data, v.size) != v.checksum) bad[i] = true;
-    if (bad[i]) corrupt.push_back(i);
+  for (const Promotion& p : promotions) {
+    const BlockView& v = read->views_[p.view];
+    const uint32_t first = read->first_layer_[p.view];
+    const std::span<uint64_t> sums =
+        std::span(read->layer_checksums_).subspan(first, v.num_layers);
+    if (!p.status.ok() ||
+        ComputeLayerChecksums(v.data, v.layer_bytes(), sums) != v.checksum) {
+      bad[p.view] = true;
+      corrupt.push_back(p.view);
+      continue;
+    }
+    std::fill_n(read->verified_.begin() + first, v.num_layers, 1);
   }
+  std::sort(corrupt.begin(), corrupt.end());
+  corrupt.erase(std::unique(corrupt.begin(), corrupt.end()), corrupt.end());
   std::vector<uint32_t> released_t2_slots;
   absl::Status result = absl::OkStatus();
   {
@@ -294,6 +392,8 @@ absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::LoadAndVerify(
       }
       e.tier = Tier::kHostDram;
       e.slot = p.t1_slot;
+      const BlockView& v = read->views_[p.view];
+      e.layer_sums.assign(v.layer_checksums.begin(), v.layer_checksums.end());
       if (live) {
         ++used_blocks_[static_cast<int>(Tier::kHostDram)];
         used_bytes_[static_cast<int>(Tier::kHostDram)] += e.size;

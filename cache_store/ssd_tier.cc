@@ -20,7 +20,9 @@ namespace {
 
 constexpr uint64_t kSuperMagic = 0x31425354'5245'4954ULL;   // "TIERTSB1"
 constexpr uint64_t kRecordMagic = 0x31524354'5245'4954ULL;  // "TIERTCR1"
-constexpr uint32_t kVersion = 1;
+// 2: a record's checksum is the digest of the block's layer checksums (checksum.h); slabs of
+// version 1 (an XXH3 of the whole payload) are discarded.
+constexpr uint32_t kVersion = 2;
 constexpr size_t kCrcOffset = SsdTier::kAlign - 8;
 
 uint64_t RoundUp(uint64_t n) {
@@ -54,7 +56,7 @@ void EncodeSuper(uint8_t* b, uint64_t slot_bytes, uint32_t slots) {
   Put(b, 8, kVersion);
   Put(b, 16, slot_bytes);
   Put(b, 24, slots);
-  Put(b, kCrcOffset, BlockChecksum(b, kCrcOffset));
+  Put(b, kCrcOffset, RangeChecksum(b, kCrcOffset));
 }
 
 void EncodeRecord(uint8_t* b, const SsdRecord& r) {
@@ -71,12 +73,12 @@ void EncodeRecord(uint8_t* b, const SsdRecord& r) {
   Put(b, 104, r.checksum);
   Put<uint32_t>(b, 112, static_cast<uint32_t>(r.tenant.size()));
   std::copy(r.tenant.begin(), r.tenant.end(), b + 116);
-  Put(b, kCrcOffset, BlockChecksum(b, kCrcOffset));
+  Put(b, kCrcOffset, RangeChecksum(b, kCrcOffset));
 }
 
 std::optional<SsdRecord> DecodeRecord(const uint8_t* b, uint64_t slot_bytes) {
   if (Get<uint64_t>(b, 0) != kRecordMagic || Get<uint32_t>(b, 8) != kVersion) return std::nullopt;
-  if (Get<uint64_t>(b, kCrcOffset) != BlockChecksum(b, kCrcOffset)) return std::nullopt;
+  if (Get<uint64_t>(b, kCrcOffset) != RangeChecksum(b, kCrcOffset)) return std::nullopt;
   SsdRecord r;
   std::memcpy(r.key.bytes.data(), b + 16, BlockKey::kSize);
   if (Get<uint32_t>(b, 12) & 1) {
@@ -141,12 +143,12 @@ absl::StatusOr<std::unique_ptr<SsdTier>> SsdTier::Create(const SsdTierOptions& o
     if (absl::Status s = PreadAll(fd, super.get(), kAlign, 0, path); !s.ok()) return s;
     const uint8_t* b = super.get();
     if (Get<uint64_t>(b, 0) == kSuperMagic &&
-        Get<uint64_t>(b, kCrcOffset) == BlockChecksum(b, kCrcOffset) &&
-        Get<uint64_t>(b, 16) == slot_bytes) {
+        Get<uint64_t>(b, kCrcOffset) == RangeChecksum(b, kCrcOffset) &&
+        Get<uint32_t>(b, 8) == kVersion && Get<uint64_t>(b, 16) == slot_bytes) {
       reuse = true;
     } else {
-      KVTIER_LOG(WARNING) << path << " has no superblock for " << slot_bytes
-                          << " byte slots; its contents are discarded";
+      KVTIER_LOG(WARNING) << path << " has no version " << kVersion << " superblock for "
+                          << slot_bytes << " byte slots; its contents are discarded";
     }
   }
   if (reuse) {

@@ -3,7 +3,7 @@
 // File `<directory>/kvtier-t2.slab`:
 //   [superblock 4 KiB][slot 0][slot 1]...   slot = [record header 4 KiB][payload, 4 KiB aligned]
 // The record header carries everything needed to rebuild the index after a restart (key,
-// parent, tenant, layout fingerprint, layers, size, payload XXH3) and its own XXH3, so a
+// parent, tenant, layout fingerprint, layers, size, block checksum) and its own XXH3, so a
 // torn or foreign header is recognised and skipped. The payload checksum is verified by
 // the store on every read; a header that parses but whose payload fails is dropped then.
 //
@@ -44,7 +44,7 @@ struct SsdRecord {
   uint32_t num_layers = 0;
   uint32_t depth = 0;
   uint64_t size = 0;
-  uint64_t checksum = 0;  // XXH3-64 of the payload
+  uint64_t checksum = 0;  // the block checksum (cache_store/checksum.h)
 };
 
 class SsdTier {

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cache_store/checksum.h"
+#include "client/fetch_receiver.h"
 #include "client/raw_stream_call.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "proto/payload_wire.h"
@@ -22,102 +23,6 @@ namespace {
 const std::string kPutMethod = "/" + std::string(v1::CacheStore::service_full_name()) + "/Put";
 const std::string kFetchMethod = "/" + std::string(v1::CacheStore::service_full_name()) + "/Fetch";
 
-// The first Fetch message: the blocks the stream will carry, checked against the buffers.
-absl::Status AcceptBlockList(const grpc::ByteBuffer& message,
-                             std::span<const std::span<uint8_t>> out, FetchReply* reply,
-                             std::vector<uint64_t>* received) {
-  v1::FetchResponse first;
-  if (!DecodeMessage(message, &first).ok()) {
-    return absl::InternalError("the store sent a malformed FetchResponse");
-  }
-  reply->blocks.assign(first.blocks().begin(), first.blocks().end());
-  if (reply->blocks.size() > out.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("the fetch returns ", reply->blocks.size(),
-                                                   " blocks but only ", out.size(),
-                                                   " buffers were given"));
-  }
-  for (size_t b = 0; b < reply->blocks.size(); ++b) {
-    if (reply->blocks[b].size_bytes() > out[b].size()) {
-      return absl::InvalidArgumentError(absl::StrCat("block ", b, " is ",
-                                                     reply->blocks[b].size_bytes(),
-                                                     " bytes; its buffer holds ", out[b].size()));
-    }
-  }
-  received->assign(reply->blocks.size(), 0);
-  return absl::OkStatus();
-}
-
-// A range [offset, offset + length) of block b now in the caller's buffer: checked against
-// the block's bounds and its checksum (when the store sent one), then counted and reported.
-// So on_chunk only ever reports verified bytes, whichever way they came.
-absl::Status AcceptRange(uint32_t b, uint64_t offset, uint64_t length, uint64_t checksum,
-                         std::span<const std::span<uint8_t>> out, const FetchParams& params,
-                         FetchReply* reply, std::vector<uint64_t>* received) {
-  const uint8_t* start = out[b].data() + offset;
-  if (checksum != 0 && BlockChecksum(start, length) != checksum) {
-    return absl::DataLossError(absl::StrCat("chunk [", offset, ", ", offset + length, ") of block ",
-                                            b, " failed its checksum"));
-  }
-  (*received)[b] += length;
-  reply->bytes += length;
-  if (params.on_chunk) params.on_chunk(b, offset, length);
-  return absl::OkStatus();
-}
-
-bool InsideBlock(const FetchReply& reply, uint32_t b, uint64_t offset, uint64_t length) {
-  return b < reply.blocks.size() && offset <= reply.blocks[b].size_bytes() &&
-         length <= reply.blocks[b].size_bytes() - offset;
-}
-
-// Same-node delivery: ranges the store wrote into the caller's buffers (shared memory),
-// each verified in place. A range without a checksum is refused: nothing else vouches for
-// bytes that did not come through the stream.
-absl::Status AcceptShmChunks(const v1::FetchResponse& message,
-                             std::span<const std::span<uint8_t>> out, const FetchParams& params,
-                             FetchReply* reply, std::vector<uint64_t>* received) {
-  for (const v1::ShmChunk& chunk : message.shm_chunks()) {
-    if (!InsideBlock(*reply, chunk.block(), chunk.offset(), chunk.length()) ||
-        chunk.checksum() == 0) {
-      return absl::InternalError("the store reported a bad shared-memory range");
-    }
-    if (absl::Status s = AcceptRange(chunk.block(), chunk.offset(), chunk.length(),
-                                     chunk.checksum(), out, params, reply, received);
-        !s.ok()) {
-      return s;
-    }
-  }
-  return absl::OkStatus();
-}
-
-// A chunk: its payload goes from the received slices straight into the caller's buffer.
-absl::Status AcceptChunk(const grpc::ByteBuffer& message, std::span<const std::span<uint8_t>> out,
-                         const FetchParams& params, FetchReply* reply,
-                         std::vector<uint64_t>* received) {
-  if (params.shm != nullptr) {
-    v1::FetchResponse shm;
-    if (!DecodeMessage(message, &shm).ok()) {
-      return absl::InternalError("the store sent a malformed FetchResponse");
-    }
-    return AcceptShmChunks(shm, out, params, reply, received);
-  }
-  absl::StatusOr<SplitMessage> split = SplitPayload(message, kFetchResponseDataField);
-  v1::FetchResponse chunk;
-  if (!split.ok() || !chunk.ParseFromString(split->rest)) {
-    return absl::InternalError("the store sent a malformed FetchResponse");
-  }
-  const uint32_t b = chunk.block();
-  const uint64_t size = split->payload_size();
-  if (!InsideBlock(*reply, b, chunk.offset(), size)) {
-    return absl::InternalError("the store sent a chunk outside its blocks");
-  }
-  uint8_t* dst = out[b].data() + chunk.offset();
-  for (std::span<const uint8_t> part : split->payload) {
-    std::memcpy(dst, part.data(), part.size());
-    dst += part.size();
-  }
-  return AcceptRange(b, chunk.offset(), size, chunk.chunk_checksum(), out, params, reply, received);
-}
-
 }  // namespace
 
 std::shared_ptr<grpc::Channel> MakeStoreChannel(const ClientOptions& options) {
@@ -126,6 +31,7 @@ std::shared_ptr<grpc::Channel> MakeStoreChannel(const ClientOptions& options) {
   args.SetMaxSendMessageSize(options.max_message_bytes);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  if (options.own_connection) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   if (options.tls) {
     grpc::SslCredentialsOptions ssl;
     ssl.pem_root_certs = options.tls_root_certs;
@@ -201,6 +107,43 @@ absl::StatusOr<LookupReply> CacheStoreClient::Lookup(const KvLayout& layout,
   return reply;
 }
 
+bool IsSameNodeRefusal(const absl::Status& status) {
+  return absl::IsFailedPrecondition(status) || absl::IsNotFound(status);
+}
+
+absl::StatusOr<std::string> CacheStoreClient::RegionId(const SharedMemoryRegion& region) const {
+  if (options_.shm_socket.empty()) {
+    return absl::FailedPreconditionError(
+        "no same-node socket is configured (ClientOptions::shm_socket)");
+  }
+  absl::StatusOr<std::string> id = region.AttachTo(
+      options_.shm_socket, options_.tenant, options_.auth_token,
+      std::min(options_.timeout, absl::Seconds(5)));
+  if (absl::IsUnavailable(id.status()) || absl::IsDeadlineExceeded(id.status())) {
+    // No store answers on that socket (not on this node, say): same-node is not available.
+    return absl::FailedPreconditionError(
+        absl::StrCat("same-node data plane unavailable: ", id.status().message()));
+  }
+  return id;
+}
+
+absl::StatusOr<v1::SharedMemoryBlocks> CacheStoreClient::ShmBlocks(
+    const SharedMemoryRegion& region, std::span<const std::span<const uint8_t>> blocks) const {
+  v1::SharedMemoryBlocks shm;
+  for (size_t b = 0; b < blocks.size(); ++b) {
+    const int64_t offset = region.OffsetOf(blocks[b]);
+    if (offset < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("block ", b, " of a same-node call is not inside the region"));
+    }
+    shm.add_offsets(static_cast<uint64_t>(offset));
+  }
+  absl::StatusOr<std::string> id = RegionId(region);
+  if (!id.ok()) return id.status();
+  shm.set_region_id(*id);
+  return shm;
+}
+
 absl::StatusOr<PutReply> CacheStoreClient::Put(const KvLayout& layout,
                                                std::span<const uint32_t> tokens,
                                                uint32_t first_block,
@@ -224,6 +167,13 @@ absl::StatusOr<PutReply> CacheStoreClient::PutBlocks(
     const KvLayout& layout, std::span<const uint32_t> tokens, uint32_t first_block,
     std::span<const std::span<const uint8_t>> blocks, const std::string& salt,
     bool last_block_partial) {
+  return PutBlocks(layout, tokens, first_block, blocks,
+                   PutParams{.salt = salt, .last_block_partial = last_block_partial});
+}
+
+absl::StatusOr<PutReply> CacheStoreClient::PutBlocks(
+    const KvLayout& layout, std::span<const uint32_t> tokens, uint32_t first_block,
+    std::span<const std::span<const uint8_t>> blocks, const PutParams& params) {
   if (absl::Status s = layout.Validate(); !s.ok()) return s;
   const uint64_t block_bytes = layout.BlockBytes();
   if (blocks.empty()) return absl::InvalidArgumentError("a Put carries at least one block");
@@ -237,12 +187,24 @@ absl::StatusOr<PutReply> CacheStoreClient::PutBlocks(
   v1::PutHeader* h = header.mutable_header();
   *h->mutable_layout() = LayoutToProto(layout);
   h->mutable_token_ids()->Add(tokens.begin(), tokens.end());
-  h->set_cache_salt(salt);
-  h->set_last_block_partial(last_block_partial);
+  h->set_cache_salt(params.salt);
+  h->set_last_block_partial(params.last_block_partial);
   h->set_first_block(first_block);
   h->set_num_blocks(static_cast<uint32_t>(blocks.size()));
-  for (std::span<const uint8_t> block : blocks) {
-    h->add_checksums(BlockChecksum(block.data(), block.size()));
+  if (params.shm != nullptr) {
+    // The store reads the blocks where they are and hashes them as they land in T1; there
+    // is no transit to check.
+    absl::StatusOr<v1::SharedMemoryBlocks> shm = ShmBlocks(*params.shm, blocks);
+    if (!shm.ok()) return shm.status();
+    *h->mutable_shm() = *std::move(shm);
+  } else {
+    // One pass over the payload: the store checks every layer against these.
+    h->mutable_layer_checksums()->Resize(static_cast<int>(blocks.size() * layout.num_layers), 0);
+    uint64_t* sums = h->mutable_layer_checksums()->mutable_data();
+    for (size_t b = 0; b < blocks.size(); ++b) {
+      ComputeLayerChecksums(blocks[b].data(), layout.LayerBytes(),
+                            std::span(sums + b * layout.num_layers, layout.num_layers));
+    }
   }
   const grpc::ByteBuffer header_message = EncodeMessage(header);
   v1::PutResponse response;
@@ -251,7 +213,7 @@ absl::StatusOr<PutReply> CacheStoreClient::PutBlocks(
         RawStreamCall call(generic_, ctx, kPutMethod);
         bool ok = call.Write(header_message);
         // The payload is the blocks concatenated; each message references block memory.
-        for (size_t b = 0; ok && b < blocks.size(); ++b) {
+        for (size_t b = 0; ok && params.shm == nullptr && b < blocks.size(); ++b) {
           for (uint64_t off = 0; ok && off < block_bytes; off += options_.put_chunk_bytes) {
             const uint64_t n = std::min<uint64_t>(options_.put_chunk_bytes, block_bytes - off);
             ok = call.Write(EncodePutData(blocks[b].subspan(off, n)));
@@ -285,16 +247,10 @@ absl::StatusOr<FetchReply> CacheStoreClient::Fetch(const FetchTarget& target,
   request.set_order(params.order);
   request.set_max_chunk_bytes(params.max_chunk_bytes);
   if (params.shm != nullptr) {
-    v1::SharedMemoryTarget* shm = request.mutable_shm();
-    shm->set_name(params.shm->name());
-    for (size_t b = 0; b < out.size(); ++b) {
-      const int64_t offset = params.shm->OffsetOf(out[b]);
-      if (offset < 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("buffer ", b, " of a shared-memory fetch is not inside the region"));
-      }
-      shm->add_offsets(static_cast<uint64_t>(offset));
-    }
+    const std::vector<std::span<const uint8_t>> blocks(out.begin(), out.end());
+    absl::StatusOr<v1::SharedMemoryBlocks> shm = ShmBlocks(*params.shm, blocks);
+    if (!shm.ok()) return shm.status();
+    *request.mutable_shm() = *std::move(shm);
   }
   const grpc::ByteBuffer request_message = EncodeMessage(request);
   FetchReply reply;
@@ -302,19 +258,19 @@ absl::StatusOr<FetchReply> CacheStoreClient::Fetch(const FetchTarget& target,
   absl::Status local_error;
   absl::Status s = WithRetries(
       [&](grpc::ClientContext& ctx) -> grpc::Status {
-        reply = FetchReply{};
+        FetchReceiver receiver(out, params.shm != nullptr, params.on_chunk);
         local_error = absl::OkStatus();
-        std::vector<uint64_t> received;
         RawStreamCall call(generic_, ctx, kFetchMethod);
         grpc::ByteBuffer message;
         bool first = true;
         if (call.Write(request_message) && call.WritesDone()) {
           while (local_error.ok() && call.Read(&message)) {
-            local_error = first ? AcceptBlockList(message, out, &reply, &received)
-                                : AcceptChunk(message, out, params, &reply, &received);
+            local_error = first ? receiver.OnBlockList(message) : receiver.OnMessage(message);
             first = false;
           }
         }
+        reply.blocks = receiver.blocks();
+        reply.bytes = receiver.verified_bytes();
         if (!local_error.ok()) {
           ctx.TryCancel();
           call.Finish();
@@ -329,25 +285,11 @@ absl::StatusOr<FetchReply> CacheStoreClient::Fetch(const FetchTarget& target,
         }
         if (!status.ok()) return status;
         if (first) return grpc::Status(grpc::StatusCode::INTERNAL, "empty fetch stream");
-        for (size_t b = 0; b < reply.blocks.size(); ++b) {
-          if (received[b] != reply.blocks[b].size_bytes()) {
-            return grpc::Status(grpc::StatusCode::DATA_LOSS,
-                                absl::StrCat("block ", b, " arrived incomplete"));
-          }
-        }
-        return grpc::Status::OK;
+        return ToGrpcStatus(receiver.Complete());
       },
       DeadlineFromNow());
   if (!local_error.ok()) return local_error;
   if (!s.ok()) return s;
-  for (size_t b = 0; b < reply.blocks.size(); ++b) {
-    const uint64_t sum = BlockChecksum(out[b].data(), reply.blocks[b].size_bytes());
-    if (sum != reply.blocks[b].checksum()) {
-      return absl::DataLossError(
-          absl::StrFormat("block %d failed its checksum after transfer (%016x, expected %016x)", b,
-                          sum, reply.blocks[b].checksum()));
-    }
-  }
   return reply;
 }
 

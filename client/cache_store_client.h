@@ -6,10 +6,16 @@
 // retried. Put is idempotent and Fetch rewrites the caller's buffers from the start, so
 // retrying either is safe.
 //
+// Integrity (docs/api.md "Integrity"): Put computes the XXH3 of every layer of every block
+// (one pass over the payload) and the store refuses a Put whose bytes do not match; Fetch
+// verifies every layer against the checksums taken at Put as soon as it is complete, and
+// reports (on_chunk) and returns only verified bytes: a mismatch is DATA_LOSS (treat as a
+// miss).
+//
 // Put sends the caller's payload without copying it into protobufs, and Fetch streams
-// straight into caller memory (one copy, from the received gRPC slices): each chunk is
-// bounds-checked against the caller's buffer for its block, and each assembled block is verified
-// against the XXH3 checksum the server announced; a mismatch is DATA_LOSS (treat as a miss).
+// straight into caller memory (one copy, from the received gRPC slices). With the same-node
+// data plane (ClientOptions::shm_socket and buffers in a SharedMemoryRegion), the store
+// copies blocks straight between its memory and the caller's: no copy on this side at all.
 //
 // Thread-safe: one client (one channel) serves any number of threads.
 #ifndef KVTIER_CLIENT_CACHE_STORE_CLIENT_H_
@@ -54,6 +60,13 @@ struct ClientOptions {
   std::string tls_root_certs;
   // Largest message accepted from the server.
   int max_message_bytes = 16 << 20;
+  // The same-node data plane: the store's attach socket (kvtier-store --shm_socket) as seen
+  // from this process. Empty: calls naming a SharedMemoryRegion fail with
+  // FAILED_PRECONDITION (callers fall back to the socket).
+  std::string shm_socket;
+  // A channel of its own (its own connection) rather than one shared with other clients
+  // of the same target and settings, as gRPC does by default.
+  bool own_connection = false;
 };
 
 struct LookupReply {
@@ -72,6 +85,16 @@ struct LookupParams {
   absl::Duration lease_ttl = absl::ZeroDuration();  // zero: server default
 };
 
+struct PutParams {
+  std::string salt;
+  // The last block is the prompt's partial tail, padded (PutHeader.last_block_partial).
+  bool last_block_partial = false;
+  // Same-node Put: every block lies in this region, and the store copies the blocks from
+  // there (no payload on the socket). The region must stay unchanged until the call
+  // returns; the store hashes what it copied, so the client does not hash at all.
+  const SharedMemoryRegion* shm = nullptr;
+};
+
 struct PutReply {
   uint32_t stored_blocks = 0;
   uint32_t existing_blocks = 0;
@@ -86,20 +109,21 @@ struct FetchTarget {
 
 struct FetchReply {
   std::vector<v1::FetchedBlock> blocks;
-  uint64_t bytes = 0;
+  uint64_t bytes = 0;  // verified bytes delivered
 };
 
 struct FetchParams {
   v1::FetchOrder order = v1::FETCH_ORDER_BLOCK_MAJOR;
   uint32_t max_chunk_bytes = 0;  // zero: server default
-  // Called after each chunk lands in the caller's buffer and passes its checksum (block,
-  // offset, length), e.g. to start on layer 0 while later layers arrive. Runs on the
-  // calling thread. Once it has reported a chunk, a Fetch that breaks is not retried (the
-  // caller may be using those bytes): its error is returned.
+  // Called as soon as a range of a block is in the caller's buffer and verified (block,
+  // offset, length; whole layers), e.g. to start on layer 0 while later layers arrive.
+  // Runs on the calling thread. Once it has reported a range, a Fetch that breaks is not
+  // retried (the caller may be using those bytes): its error is returned.
   std::function<void(uint32_t block, uint64_t offset, uint64_t length)> on_chunk;
-  // Same-node delivery: every `out` buffer lies in this region, and the store (started with
-  // --shm_dir naming the region's directory) writes the blocks into it directly. Chunks are
-  // verified in place before on_chunk, blocks whole at the end, exactly as over the wire.
+  // Same-node delivery: every `out` buffer lies in this region, which the client attaches
+  // to the store (ClientOptions::shm_socket) on first use; the store copies the blocks
+  // into it directly and the client verifies each layer where it landed. The region must
+  // not be written by the caller while the Fetch runs.
   const SharedMemoryRegion* shm = nullptr;
 };
 
@@ -120,7 +144,11 @@ class CacheStoreClient {
                                const std::string& salt = "", bool last_block_partial = false);
 
   // The same, with the blocks wherever they are (e.g. pages of a pool): blocks[i] is block
-  // first_block + i, exactly BlockBytes() long. Sent without copying.
+  // first_block + i, exactly BlockBytes() long. Sent without copying, or same-node.
+  absl::StatusOr<PutReply> PutBlocks(const KvLayout& layout, std::span<const uint32_t> tokens,
+                                     uint32_t first_block,
+                                     std::span<const std::span<const uint8_t>> blocks,
+                                     const PutParams& params);
   absl::StatusOr<PutReply> PutBlocks(const KvLayout& layout, std::span<const uint32_t> tokens,
                                      uint32_t first_block,
                                      std::span<const std::span<const uint8_t>> blocks,
@@ -155,6 +183,12 @@ class CacheStoreClient {
   absl::Status WithRetries(const std::function<grpc::Status(grpc::ClientContext&)>& attempt,
                            absl::Time deadline);
   void PrepareContext(grpc::ClientContext& ctx, absl::Time deadline) const;
+  // The region's id at this client's store, attaching it on first use.
+  absl::StatusOr<std::string> RegionId(const SharedMemoryRegion& region) const;
+  // The region's id and where each block lies in it, for a same-node call; INVALID_ARGUMENT
+  // for a block outside the region.
+  absl::StatusOr<v1::SharedMemoryBlocks> ShmBlocks(
+      const SharedMemoryRegion& region, std::span<const std::span<const uint8_t>> blocks) const;
 
   ClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;
@@ -162,6 +196,11 @@ class CacheStoreClient {
   // Put and Fetch go raw (payload_wire.h), so block bytes are never staged in protobufs.
   grpc::GenericStub generic_;
 };
+
+// Whether a same-node call failed only because same-node delivery is not available between
+// this client and its store (no socket, another node's store, a store without
+// --shm_socket, a region it does not know): the same call over the socket may succeed.
+bool IsSameNodeRefusal(const absl::Status& status);
 
 // The default channel arguments of kvtier clients (message size, keepalive).
 std::shared_ptr<grpc::Channel> MakeStoreChannel(const ClientOptions& options);

@@ -1,21 +1,18 @@
-// SharedMemoryRegion: the client's side of same-node delivery (services/shm_writer.h). A
-// file created in a shared-memory directory (default /dev/shm; it must be the store's
-// --shm_dir as seen from the store), mapped read-write into this process, and removed when
-// the region is destroyed. Give a Fetch buffers inside the region with FetchParams.shm and
-// the store writes the blocks straight into them: the payload does not cross the socket,
-// and the client still verifies every range's checksum before reporting it.
+// SharedMemoryRegion: the client's side of the same-node data plane (docs/api.md
+// "Same-node data plane"). Memory of this process that a kvtier-store on the same node can
+// copy blocks into (Fetch) and out of (Put) directly, so payloads never cross a socket: one
+// copy on the store's side, none on the client's.
 //
-// The file is created with O_EXCL, mode 0600 (the store must run as the same user) and a
-// random name (kvtier-<pid>-<128 random bits>), so no other client can guess it. Memory is
-// host memory like any mmap: a worker can use it as its page pool or, registered with
-// CUDA, as pinned restore staging. Not copyable; thread-compatible.
+// The region is a memfd: created with its pages reserved (fallocate, so a full memory
+// budget fails here, not later), sealed against shrinking and growing, and mapped
+// read-write here. It is attached to a store by handing the memfd over the store's Unix
+// socket (--shm_socket, SCM_RIGHTS) with the caller's credentials; the store maps it too
+// and binds it to the caller's tenant. The attach connection stays open for the region's
+// life: destroying the region (or the process dying) closes it and the store forgets the
+// region. No file is ever created, so nothing is left behind on any exit.
 //
-// Files never outlive their owner for long: the region holds an exclusive flock on its file
-// for its whole life (taken before the file gets its kvtier-* name: it is built as
-// .kvtier-*, then renamed), and Create first removes every kvtier-* file of the directory whose
-// lock is free (its owner died: SIGKILL, a crash, a container restart), so a restarted
-// worker reclaims what a dead one left. UnlinkSharedMemoryRegions() removes this
-// process's files at once, for servers that exit without running destructors.
+// Memory is host memory like any mmap: a worker can use a region as its page pool or,
+// registered with CUDA, as pinned restore staging. Not copyable; thread-safe.
 #ifndef KVTIER_CLIENT_SHARED_MEMORY_REGION_H_
 #define KVTIER_CLIENT_SHARED_MEMORY_REGION_H_
 
@@ -23,41 +20,54 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 
 namespace kvtier {
 
 class SharedMemoryRegion {
  public:
-  static absl::StatusOr<std::unique_ptr<SharedMemoryRegion>> Create(const std::string& dir,
-                                                                    uint64_t bytes);
+  // RESOURCE_EXHAUSTED when the memory cannot be reserved or mapped.
+  static absl::StatusOr<std::unique_ptr<SharedMemoryRegion>> Create(uint64_t bytes);
+  // Detaches from every store (closes the attach connections), then unmaps.
   ~SharedMemoryRegion();
   SharedMemoryRegion(const SharedMemoryRegion&) = delete;
   SharedMemoryRegion& operator=(const SharedMemoryRegion&) = delete;
 
   uint8_t* data() const { return data_; }
   uint64_t size() const { return size_; }
-  // The file name (no directory): what FetchRequest.shm names.
-  const std::string& name() const { return name_; }
   // Where `span` starts in the region, or -1 if it does not lie wholly inside it.
   int64_t OffsetOf(std::span<const uint8_t> span) const;
 
+  // The region's id at the store listening on `socket_path`, for these credentials (as the
+  // gRPC calls send them), attaching it on first use. UNAVAILABLE when no store answers on
+  // the socket (none on this node, or not the same directory), or the store's own error
+  // (e.g. UNAUTHENTICATED, RESOURCE_EXHAUSTED). Failures are not remembered.
+  absl::StatusOr<std::string> AttachTo(const std::string& socket_path, const std::string& tenant,
+                                       const std::string& auth_token,
+                                       absl::Duration timeout) const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // The memfd (for tests that play a misbehaving client).
+  int fd() const { return fd_; }
+
  private:
-  SharedMemoryRegion(std::string path, std::string name, int fd, uint8_t* data, uint64_t size)
-      : path_(std::move(path)), name_(std::move(name)), fd_(fd), data_(data), size_(size) {}
-  const std::string path_, name_;
-  const int fd_;  // holds the flock
+  struct Attachment {
+    std::string key;  // socket path and credentials
+    int connection = -1;
+    std::string id;
+  };
+  SharedMemoryRegion(int fd, uint8_t* data, uint64_t size) : fd_(fd), data_(data), size_(size) {}
+
+  const int fd_;
   uint8_t* const data_;
   const uint64_t size_;
+  mutable absl::Mutex mu_;
+  mutable std::vector<Attachment> attachments_ ABSL_GUARDED_BY(mu_);
 };
-
-// Removes the files of every live region of this process now (the mappings stay valid; no
-// store can name them any more). For a clean exit that skips destructors.
-void UnlinkSharedMemoryRegions();
-// Removes the kvtier-* files of `dir` whose owner is gone (their flock is free); returns how
-// many. Create does this itself.
-int RemoveStaleSharedMemory(const std::string& dir);
 
 }  // namespace kvtier
 

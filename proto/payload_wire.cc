@@ -109,17 +109,12 @@ grpc::ByteBuffer EncodePutData(std::span<const uint8_t> payload) {
   return PrefixAndPayload(prefix, payload);
 }
 
-grpc::ByteBuffer EncodeFetchChunk(uint32_t block, uint64_t offset, std::span<const uint8_t> payload,
-                                  uint64_t chunk_checksum) {
-  // Field numbers of FetchResponse.block, .offset and .chunk_checksum (cache_store.proto).
+grpc::ByteBuffer EncodeFetchChunk(uint32_t block, uint64_t offset,
+                                  std::span<const uint8_t> payload) {
+  // Field numbers of FetchResponse.block and .offset (cache_store.proto).
   constexpr uint32_t kBlockField = 2;
   constexpr uint32_t kOffsetField = 3;
-  constexpr uint32_t kChunkChecksumField = 5;
   std::string prefix;
-  if (chunk_checksum != 0) {
-    AppendTag(prefix, kChunkChecksumField, kFixed64);
-    for (int i = 0; i < 8; ++i) prefix.push_back(static_cast<char>(chunk_checksum >> (8 * i)));
-  }
   if (block != 0) {
     AppendTag(prefix, kBlockField, kVarint);
     AppendVarint(prefix, block);

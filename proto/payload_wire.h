@@ -38,9 +38,8 @@ absl::Status DecodeMessage(const grpc::ByteBuffer& buffer, google::protobuf::Mes
 
 // PutRequest{data = payload}, payload referenced.
 grpc::ByteBuffer EncodePutData(std::span<const uint8_t> payload);
-// FetchResponse{block, offset, data = payload, chunk_checksum}, payload referenced.
-grpc::ByteBuffer EncodeFetchChunk(uint32_t block, uint64_t offset, std::span<const uint8_t> payload,
-                                  uint64_t chunk_checksum = 0);
+// FetchResponse{block, offset, data = payload}, payload referenced.
+grpc::ByteBuffer EncodeFetchChunk(uint32_t block, uint64_t offset, std::span<const uint8_t> payload);
 
 struct SplitMessage {
   std::string rest;  // every field but the payload field, protobuf-encoded

@@ -82,7 +82,8 @@ grpc::ServerReadReactor<grpc::ByteBuffer>* CacheStoreService::Put(grpc::Callback
   RpcTimer timer(metrics_, StoreRpc::kPut);
   absl::StatusOr<std::string> tenant = auth_->TenantOf(*ctx);
   if (!tenant.ok()) return Reject<Reactor>(timer, tenant.status());
-  return new PutReactor(ctx, store_, *std::move(tenant), std::move(timer), response);
+  return new PutReactor(ctx, store_, options_.shm_regions, options_.transfer_pool,
+                        *std::move(tenant), std::move(timer), response);
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* CacheStoreService::Fetch(
@@ -108,6 +109,21 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* CacheStoreService::Fetch(
     return reject(absl::InvalidArgumentError(
         absl::StrCat("unknown fetch order ", static_cast<int>(fetch.order()))));
   }
+  // Same-node: the region is found before any block is opened.
+  std::unique_ptr<ShmTarget> target;
+  if (fetch.has_shm()) {
+    if (options_.shm_regions == nullptr) {
+      return reject(absl::FailedPreconditionError(
+          "this store has no same-node data plane (start it with --shm_socket)"));
+    }
+    absl::StatusOr<std::shared_ptr<const AttachedRegion>> region =
+        options_.shm_regions->Find(*tenant, fetch.shm().region_id());
+    if (!region.ok()) return reject(region.status());
+    target = std::make_unique<ShmTarget>();
+    target->region = *std::move(region);
+    target->offsets.assign(fetch.shm().offsets().begin(), fetch.shm().offsets().end());
+    target->pool = options_.transfer_pool;
+  }
   absl::StatusOr<std::unique_ptr<BlockReadHandle>> read;
   if (by_lease) {
     read = store_->ReadLease(*tenant, fetch.lease_id());
@@ -117,20 +133,18 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* CacheStoreService::Fetch(
     read = store_->ReadBlocks(*tenant, *keys);
   }
   if (!read.ok()) return reject(read.status());
+  if (target != nullptr) {
+    std::vector<uint64_t> sizes;
+    for (const BlockView& v : (*read)->blocks()) sizes.push_back(v.size);
+    if (absl::Status s = target->region->CheckPlacement(target->offsets, sizes, /*disjoint=*/true);
+        !s.ok()) {
+      return reject(s);
+    }
+  }
   const uint32_t chunk =
       fetch.max_chunk_bytes() != 0 ? fetch.max_chunk_bytes() : options_.default_fetch_chunk_bytes;
-  if (!fetch.has_shm()) {
-    return new FetchReactor(*std::move(read), fetch.order(), chunk, std::move(timer));
-  }
-  absl::StatusOr<std::unique_ptr<ShmWriter>> shm =
-      ShmWriter::Open(options_.shm_dir, fetch.shm().name());
-  if (!shm.ok()) return reject(shm.status());
-  std::vector<uint64_t> offsets(fetch.shm().offsets().begin(), fetch.shm().offsets().end());
-  if (absl::Status s = (*shm)->CheckPlacement(offsets, (*read)->blocks()); !s.ok()) {
-    return reject(s);
-  }
-  return new FetchReactor(*std::move(read), fetch.order(), chunk, std::move(timer), *std::move(shm),
-                          std::move(offsets));
+  return new FetchReactor(*std::move(read), fetch.order(), chunk, std::move(timer),
+                          std::move(target));
 }
 
 grpc::ServerUnaryReactor* CacheStoreService::Release(grpc::CallbackServerContext* ctx,

@@ -16,7 +16,9 @@
 
 #include "cache_store/block_store.h"
 #include "kvtier/v1/cache_store.grpc.pb.h"
+#include "services/shm_regions.h"
 #include "services/store_metrics.h"
+#include "services/transfer_pool.h"
 #include "services/tenant_auth.h"
 
 namespace kvtier {
@@ -27,9 +29,11 @@ struct CacheStoreServiceOptions {
   uint32_t max_fetch_chunk_bytes = 4 << 20;
   // Events per WatchEvents message at most.
   uint32_t max_events_per_message = 256;
-  // Same-node delivery (services/shm_writer.h): the directory whose files clients may name
-  // in FetchRequest.shm; empty: off.
-  std::string shm_dir;
+  // The same-node data plane (services/shm_regions.h): the regions clients attached, and
+  // the threads that copy to and from them. Both null: off (FAILED_PRECONDITION for calls
+  // that name a region).
+  ShmRegions* shm_regions = nullptr;
+  TransferPool* transfer_pool = nullptr;
 };
 
 using CacheStoreServiceBase = v1::CacheStore::WithRawCallbackMethod_Put<

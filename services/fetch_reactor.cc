@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "cache_store/checksum.h"
 #include "proto/payload_wire.h"
 #include "services/proto_convert.h"
 
@@ -19,7 +18,7 @@ std::vector<FetchRange> PlanFetch(std::span<const BlockView> blocks, v1::FetchOr
   for (uint32_t layer = 0; layer < max_layers; ++layer) {
     for (uint32_t b = 0; b < blocks.size(); ++b) {
       if (layer >= blocks[b].num_layers) continue;
-      const uint64_t layer_bytes = blocks[b].size / blocks[b].num_layers;
+      const uint64_t layer_bytes = blocks[b].layer_bytes();
       plan.push_back({b, layer * layer_bytes, layer_bytes});
     }
   }
@@ -27,14 +26,12 @@ std::vector<FetchRange> PlanFetch(std::span<const BlockView> blocks, v1::FetchOr
 }
 
 FetchReactor::FetchReactor(std::unique_ptr<BlockReadHandle> read, v1::FetchOrder order,
-                           uint32_t chunk_bytes, RpcTimer timer, std::unique_ptr<ShmWriter> shm,
-                           std::vector<uint64_t> shm_offsets)
+                           uint32_t chunk_bytes, RpcTimer timer, std::unique_ptr<ShmTarget> shm)
     : read_(std::move(read)),
       plan_(PlanFetch(read_->blocks(), order)),
       chunk_bytes_(chunk_bytes),
       timer_(std::move(timer)),
-      shm_(std::move(shm)),
-      shm_offsets_(std::move(shm_offsets)) {
+      shm_(std::move(shm)) {
   v1::FetchResponse first;
   for (const BlockView& v : read_->blocks()) {
     v1::FetchedBlock* b = first.add_blocks();
@@ -42,66 +39,136 @@ FetchReactor::FetchReactor(std::unique_ptr<BlockReadHandle> read, v1::FetchOrder
     b->set_size_bytes(v.size);
     b->set_checksum(v.checksum);
     b->set_tier(TierToProto(v.tier));
+    b->mutable_layer_checksums()->Add(v.layer_checksums.begin(), v.layer_checksums.end());
   }
   message_ = EncodeMessage(first);
+  if (shm_ == nullptr) {
+    StartWrite(&message_);
+    return;
+  }
+  // Same-node: the first batch is copied while the block list is written.
+  absl::MutexLock lock(&shm_mu_);
+  writing_ = true;
   StartWrite(&message_);
+  copying_ = CopyNextBatch();
+  if (!copying_) end_ = absl::OkStatus();
+}
+
+void FetchReactor::FinishWith(const absl::Status& status) {
+  Finish(timer_.Finish(ToGrpcStatus(status)));
 }
 
 void FetchReactor::OnWriteDone(bool ok) {
-  if (!ok) {
-    // The client went away or the deadline passed; the read handle goes with us.
-    Finish(timer_.Finish(grpc::Status(grpc::StatusCode::CANCELLED, "fetch stream broken")));
+  if (shm_ != nullptr) {
+    absl::MutexLock lock(&shm_mu_);
+    writing_ = false;
+    if (!ok && (!end_.has_value() || end_->ok())) {
+      end_ = absl::CancelledError("fetch stream broken");
+    }
+    Progress();
     return;
   }
-  WriteNext();
+  if (!ok) {
+    // The client went away or the deadline passed; the read handle goes with us.
+    FinishWith(absl::CancelledError("fetch stream broken"));
+    return;
+  }
+  WriteNextChunk();
 }
 
-bool FetchReactor::NextShmMessage() {
-  v1::FetchResponse message;
+void FetchReactor::Progress() {
+  if (finished_) return;
+  const bool failed = end_.has_value() && !end_->ok();
+  if (failed) queued_.clear();
+  if (!writing_ && !queued_.empty()) {
+    message_ = std::move(queued_.front());
+    queued_.pop_front();
+    writing_ = true;
+    StartWrite(&message_);
+    return;
+  }
+  if (end_.has_value() && !writing_ && !copying_ && queued_.empty()) {
+    finished_ = true;
+    FinishWith(*end_);
+  }
+}
+
+void FetchReactor::OnBatchCopied(grpc::ByteBuffer message, absl::Status status) {
+  absl::MutexLock lock(&shm_mu_);
+  copying_ = false;
+  if (!status.ok()) {
+    if (!end_.has_value() || end_->ok()) end_ = status;
+  } else if (!end_.has_value()) {
+    queued_.push_back(std::move(message));
+    copying_ = CopyNextBatch();
+    if (!copying_) end_ = absl::OkStatus();
+  }
+  Progress();
+}
+
+bool FetchReactor::CopyNextBatch() {
+  if (next_range_ == plan_.size()) return false;
+  // The batch's ranges go into its message; its tasks are their layers, so that even a
+  // block-major batch of a few whole blocks spreads over the pool's threads.
+  struct Batch {
+    v1::FetchResponse message;
+    std::vector<FetchRange> tasks;
+    std::vector<absl::Status> status;
+  };
+  auto batch = std::make_shared<Batch>();
   uint64_t bytes = 0;
-  while (next_range_ < plan_.size() && bytes < kShmMessageBytes) {
+  while (next_range_ < plan_.size() && bytes < kShmBatchBytes) {
     const FetchRange& r = plan_[next_range_++];
-    const BlockView& view = read_->blocks()[r.block];
-    const std::span<const uint8_t> data(view.data + r.offset, r.length);
-    if (absl::Status s = shm_->Write(shm_offsets_[r.block] + r.offset, data); !s.ok()) {
-      Finish(timer_.Finish(grpc::Status(grpc::StatusCode::INTERNAL, std::string(s.message()))));
-      return false;
-    }
-    v1::ShmChunk* chunk = message.add_shm_chunks();
+    v1::ShmChunk* chunk = batch->message.add_shm_chunks();
     chunk->set_block(r.block);
     chunk->set_offset(r.offset);
     chunk->set_length(r.length);
-    chunk->set_checksum(BlockChecksum(data.data(), data.size()));
+    const uint64_t layer_bytes = read_->blocks()[r.block].layer_bytes();
+    for (uint64_t off = 0; off < r.length; off += layer_bytes) {
+      batch->tasks.push_back({r.block, r.offset + off, std::min(layer_bytes, r.length - off)});
+    }
     bytes += r.length;
   }
-  message_ = EncodeMessage(message);
+  batch->status.resize(batch->tasks.size());
+  shm_->pool->Run(
+      batch->tasks.size(),
+      [this, batch](size_t i) {
+        const FetchRange& t = batch->tasks[i];
+        uint8_t* dst = shm_->region->base() + shm_->offsets[t.block] + t.offset;
+        batch->status[i] = read_->CopyOut(t.block, t.offset, t.length, dst);
+      },
+      [this, batch] {
+        absl::Status status;
+        for (const absl::Status& s : batch->status) {
+          if (!s.ok()) {
+            status = s;
+            break;
+          }
+        }
+        OnBatchCopied(status.ok() ? EncodeMessage(batch->message) : grpc::ByteBuffer(), status);
+      });
   return true;
 }
 
-void FetchReactor::WriteNext() {
-  if (shm_ != nullptr) {
-    if (next_range_ == plan_.size()) {
-      Finish(timer_.Finish(grpc::Status::OK));
-    } else if (NextShmMessage()) {
-      StartWrite(&message_);
-    }
-    return;
-  }
+void FetchReactor::WriteNextChunk() {
   while (next_range_ < plan_.size() && next_offset_ >= plan_[next_range_].length) {
     ++next_range_;
     next_offset_ = 0;
   }
   if (next_range_ == plan_.size()) {
-    Finish(timer_.Finish(grpc::Status::OK));
+    FinishWith(absl::OkStatus());
     return;
   }
   const FetchRange& r = plan_[next_range_];
   const uint64_t n = std::min(chunk_bytes_, r.length - next_offset_);
+  const uint64_t offset = r.offset + next_offset_;
+  // Every layer the chunk touches is checked before any of its bytes leave.
+  if (absl::Status s = read_->Verify(r.block, offset, n); !s.ok()) {
+    FinishWith(s);
+    return;
+  }
   const BlockView& view = read_->blocks()[r.block];
-  const std::span<const uint8_t> data(view.data + r.offset + next_offset_, n);
-  // The block was verified when it was opened; this lets the client verify each chunk.
-  message_ = EncodeFetchChunk(r.block, r.offset + next_offset_, data,
-                              BlockChecksum(data.data(), data.size()));
+  message_ = EncodeFetchChunk(r.block, offset, std::span(view.data + offset, n));
   next_offset_ += n;
   StartWrite(&message_);
 }

@@ -1,27 +1,40 @@
 // FetchReactor: streams verified blocks to one CacheStore.Fetch caller.
 //
 // Holds a BlockReadHandle for the whole stream (until OnDone), so the blocks can be
-// neither evicted nor overwritten while they are sent: each chunk message references the
-// slot's bytes instead of copying them (the method is raw, see proto/payload_wire.h). The first
-// message lists the blocks; every following message carries one chunk (block index, offset, bytes).
-// Block-major order sends each block whole in turn; layer-major order sends layer l of every block
-// before layer l+1. One write is in flight at a time (gRPC flow control paces it). Deletes itself
-// in OnDone.
+// neither evicted nor overwritten while they are sent. The first message lists the blocks
+// with their layer checksums; the payload follows in the plan's order (PlanFetch):
+// block-major sends each block whole in turn, layer-major sends layer l of every block
+// before layer l+1. Every layer is verified against its checksum once, just before its
+// first byte leaves (BlockReadHandle::Verify); a layer that fails ends the stream with
+// DATA_LOSS (the block is dropped from the store).
 //
-// Same-node delivery (a ShmWriter): the same ranges in the same order are written into the
-// client's shared-memory file instead, and each message lists the ranges written since the
-// last one (ShmChunk: block, offset, length, XXH3), about kShmMessageBytes of payload per
-// message, so the stream carries a few small messages rather than the bytes.
+// Over the socket, each chunk message references the slot's bytes instead of copying them
+// (the method is raw, see proto/payload_wire.h); one write is in flight at a time and gRPC
+// flow control paces it.
+//
+// Same-node delivery (a ShmTarget): the ranges are copied into the caller's attached
+// region instead, on the TransferPool's threads (never on a reaction thread), verified in
+// the same pass (BlockReadHandle::CopyOut), about kShmBatchBytes at a time; after each
+// batch one small message lists the ranges copied (ShmChunk). Batches are copied one
+// after another without waiting for their messages to be written (those queue, one write
+// in flight), so the caller verifies batch k while batch k+1 is copied. Deletes itself in
+// OnDone.
 #ifndef KVTIER_SERVICES_FETCH_REACTOR_H_
 #define KVTIER_SERVICES_FETCH_REACTOR_H_
 
+#include <deque>
+#include <optional>
 #include <memory>
 #include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 
 #include "cache_store/block_store.h"
 #include "kvtier/v1/cache_store.grpc.pb.h"
 #include "services/rpc_timer.h"
-#include "services/shm_writer.h"
+#include "services/shm_regions.h"
+#include "services/transfer_pool.h"
 
 namespace kvtier {
 
@@ -36,23 +49,34 @@ struct FetchRange {
 // (size / num_layers bytes each).
 std::vector<FetchRange> PlanFetch(std::span<const BlockView> blocks, v1::FetchOrder order);
 
+// Where same-node delivery puts the blocks: block i at region->base() + offsets[i] (placement
+// checked already), copied by `pool`.
+struct ShmTarget {
+  std::shared_ptr<const AttachedRegion> region;
+  std::vector<uint64_t> offsets;
+  TransferPool* pool = nullptr;
+};
+
 class FetchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
-  static constexpr uint64_t kShmMessageBytes = 4 << 20;
+  static constexpr uint64_t kShmBatchBytes = 8 << 20;
 
-  // `shm` (may be null) with one offset per block, already checked (CheckPlacement).
   FetchReactor(std::unique_ptr<BlockReadHandle> read, v1::FetchOrder order, uint32_t chunk_bytes,
-               RpcTimer timer, std::unique_ptr<ShmWriter> shm = nullptr,
-               std::vector<uint64_t> shm_offsets = {});
+               RpcTimer timer, std::unique_ptr<ShmTarget> shm = nullptr);
 
   void OnWriteDone(bool ok) override;
   void OnDone() override { delete this; }
 
  private:
-  void WriteNext();
-  // The next message of same-node delivery, after writing its ranges; false on a failed
-  // write (the call is finished).
-  bool NextShmMessage();
+  void WriteNextChunk();
+  // Same-node: plans the next batch and starts its copy on the pool; false when every range
+  // has been copied. The batch's end (OnBatchCopied) queues its message and starts the next.
+  bool CopyNextBatch();
+  void OnBatchCopied(grpc::ByteBuffer message, absl::Status status) ABSL_LOCKS_EXCLUDED(shm_mu_);
+  // Starts the next queued write, or finishes the call once it has ended, nothing is queued
+  // or being written, and no batch is being copied (a copy refers to this reactor).
+  void Progress() ABSL_EXCLUSIVE_LOCKS_REQUIRED(shm_mu_);
+  void FinishWith(const absl::Status& status);
 
   std::unique_ptr<BlockReadHandle> read_;
   std::vector<FetchRange> plan_;
@@ -61,8 +85,16 @@ class FetchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   size_t next_range_ = 0;
   uint64_t next_offset_ = 0;  // within plan_[next_range_]
   grpc::ByteBuffer message_;
-  std::unique_ptr<ShmWriter> shm_;
-  std::vector<uint64_t> shm_offsets_;
+  std::unique_ptr<ShmTarget> shm_;
+  // Same-node: messages of copied batches waiting to be written, whether one is being
+  // written, whether a batch is being copied, and how the stream ends (set by the last
+  // batch, the first failure, or a broken stream).
+  absl::Mutex shm_mu_;
+  std::deque<grpc::ByteBuffer> queued_ ABSL_GUARDED_BY(shm_mu_);
+  bool writing_ ABSL_GUARDED_BY(shm_mu_) = false;
+  bool copying_ ABSL_GUARDED_BY(shm_mu_) = false;
+  std::optional<absl::Status> end_ ABSL_GUARDED_BY(shm_mu_);
+  bool finished_ ABSL_GUARDED_BY(shm_mu_) = false;
 };
 
 }  // namespace kvtier

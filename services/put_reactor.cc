@@ -6,10 +6,13 @@
 
 namespace kvtier {
 
-PutReactor::PutReactor(grpc::CallbackServerContext* ctx, BlockStore* store, std::string tenant,
-                       RpcTimer timer, grpc::ByteBuffer* response)
+PutReactor::PutReactor(grpc::CallbackServerContext* ctx, BlockStore* store, ShmRegions* regions,
+                       TransferPool* pool, std::string tenant, RpcTimer timer,
+                       grpc::ByteBuffer* response)
     : ctx_(ctx),
       store_(store),
+      regions_(regions),
+      pool_(pool),
       tenant_(std::move(tenant)),
       response_(response),
       timer_(std::move(timer)) {
@@ -17,22 +20,46 @@ PutReactor::PutReactor(grpc::CallbackServerContext* ctx, BlockStore* store, std:
 }
 
 void PutReactor::OnReadDone(bool ok) {
-  if (!ok) {
-    // Either the client half-closed (commit) or the call died (abandon).
-    if (ctx_->IsCancelled()) {
+  if (ok) {
+    if (absl::Status s = HandleMessage(); !s.ok()) {
       pending_.reset();
-      FinishWith(absl::CancelledError("the Put was cancelled; nothing was stored"));
+      FinishWith(s);
       return;
     }
-    FinishWith(HandleEnd());
+    StartRead(&request_);
     return;
   }
-  if (absl::Status s = HandleMessage(); !s.ok()) {
+  // Either the client half-closed (commit) or the call died (abandon).
+  if (ctx_->IsCancelled()) {
     pending_.reset();
-    FinishWith(s);
+    FinishWith(absl::CancelledError("the Put was cancelled; nothing was stored"));
     return;
   }
-  StartRead(&request_);
+  if (pending_ == nullptr) {
+    FinishWith(absl::InvalidArgumentError("the Put stream ended before its PutHeader"));
+    return;
+  }
+  if (shm_region_ == nullptr) {
+    FinishWith(Commit());
+    return;
+  }
+  // Same-node: the copies run on the pool, and the last one commits.
+  auto status = std::make_shared<std::vector<absl::Status>>(pending_->num_blocks());
+  pool_->Run(
+      pending_->num_blocks(),
+      [this, status](size_t i) {
+        (*status)[i] = pending_->CopyBlock(i, shm_region_->base() + shm_offsets_[i]);
+      },
+      [this, status] {
+        for (const absl::Status& s : *status) {
+          if (!s.ok()) {
+            pending_.reset();
+            FinishWith(s);
+            return;
+          }
+        }
+        FinishWith(Commit());
+      });
 }
 
 absl::Status PutReactor::HandleMessage() {
@@ -49,24 +76,15 @@ absl::Status PutReactor::HandleMessage() {
     if (!message.has_header()) {
       return absl::InvalidArgumentError("the first message of a Put must be a PutHeader");
     }
-    const v1::PutHeader& h = message.header();
-    absl::StatusOr<KvLayout> layout = LayoutFromProto(h.layout());
-    if (!layout.ok()) return layout.status();
-    PutSpec spec{.prompt = {.tenant = tenant_,
-                            .layout = &*layout,
-                            .salt = h.cache_salt(),
-                            .tokens = std::span(h.token_ids().data(), h.token_ids().size())},
-                 .first_block = h.first_block(),
-                 .num_blocks = h.num_blocks(),
-                 .checksums = std::span(h.checksums().data(), h.checksums().size()),
-                 .last_block_partial = h.last_block_partial()};
-    absl::StatusOr<std::unique_ptr<PendingPut>> pending = store_->BeginPut(spec);
-    if (!pending.ok()) return pending.status();
-    pending_ = *std::move(pending);
-    return absl::OkStatus();
+    return HandleHeader(message.header());
   }
   if (message.has_header()) {
     return absl::InvalidArgumentError("a Put carries exactly one PutHeader, first");
+  }
+  if (shm_region_ != nullptr && split->has_payload) {
+    return absl::InvalidArgumentError(
+        "a same-node Put (PutHeader.shm) carries no data messages: the store copies the blocks "
+        "from the region");
   }
   for (std::span<const uint8_t> part : split->payload) {
     if (absl::Status s = pending_->Write(part); !s.ok()) return s;
@@ -74,10 +92,40 @@ absl::Status PutReactor::HandleMessage() {
   return absl::OkStatus();
 }
 
-absl::Status PutReactor::HandleEnd() {
-  if (pending_ == nullptr) {
-    return absl::InvalidArgumentError("the Put stream ended before its PutHeader");
+absl::Status PutReactor::HandleHeader(const v1::PutHeader& h) {
+  absl::StatusOr<KvLayout> layout = LayoutFromProto(h.layout());
+  if (!layout.ok()) return layout.status();
+  if (h.has_shm()) {
+    if (regions_ == nullptr) {
+      return absl::FailedPreconditionError(
+          "this store has no same-node data plane (start it with --shm_socket)");
+    }
+    absl::StatusOr<std::shared_ptr<const AttachedRegion>> region =
+        regions_->Find(tenant_, h.shm().region_id());
+    if (!region.ok()) return region.status();
+    const std::vector<uint64_t> sizes(h.num_blocks(), layout->BlockBytes());
+    shm_offsets_.assign(h.shm().offsets().begin(), h.shm().offsets().end());
+    if (absl::Status s = (*region)->CheckPlacement(shm_offsets_, sizes, /*disjoint=*/false);
+        !s.ok()) {
+      return s;
+    }
+    shm_region_ = *std::move(region);
   }
+  PutSpec spec{.prompt = {.tenant = tenant_,
+                          .layout = &*layout,
+                          .salt = h.cache_salt(),
+                          .tokens = std::span(h.token_ids().data(), h.token_ids().size())},
+               .first_block = h.first_block(),
+               .num_blocks = h.num_blocks(),
+               .layer_checksums = std::span(h.layer_checksums().data(), h.layer_checksums().size()),
+               .last_block_partial = h.last_block_partial()};
+  absl::StatusOr<std::unique_ptr<PendingPut>> pending = store_->BeginPut(spec);
+  if (!pending.ok()) return pending.status();
+  pending_ = *std::move(pending);
+  return absl::OkStatus();
+}
+
+absl::Status PutReactor::Commit() {
   absl::StatusOr<PutResult> result = pending_->Commit();
   pending_.reset();
   if (!result.ok()) return result.status();

@@ -56,10 +56,16 @@ ABSL_FLAG(uint64_t, event_log_capacity, 1 << 16,
           "Events kept for WatchEvents; slower watchers are told how many they lost.");
 ABSL_FLAG(int32_t, max_message_bytes, 16 << 20, "Largest gRPC message received or sent.");
 ABSL_FLAG(uint32_t, fetch_chunk_bytes, 1 << 20, "Default payload bytes per Fetch message.");
-ABSL_FLAG(std::string, shm_dir, "",
-          "Same-node delivery: a shared-memory directory (e.g. /dev/shm) in which clients on "
-          "this node may name a file for the store to write fetched blocks into, instead of "
-          "sending them over the socket. Empty: off.");
+ABSL_FLAG(std::string, shm_socket, "",
+          "Same-node data plane: a Unix socket path (e.g. /run/kvtier/shm.sock) on which "
+          "clients on this node attach memory regions (sealed memfds); Fetch and Put then copy "
+          "blocks straight between T1 and those regions instead of the socket. Empty: off.");
+ABSL_FLAG(uint32_t, shm_max_regions, 256, "Same-node: regions attached at once, at most.");
+ABSL_FLAG(uint64_t, shm_max_bytes, uint64_t{64} << 30,
+          "Same-node: total bytes of the attached regions, at most.");
+ABSL_FLAG(int32_t, transfer_threads, 0,
+          "Same-node: threads that copy payloads between T1 and attached regions (0: one per "
+          "core).");
 ABSL_FLAG(int32_t, max_threads, 64, "Threads gRPC may use (ResourceQuota).");
 ABSL_FLAG(std::string, auth_token_file, "",
           "File of \"TOKEN TENANT\" lines; when set, calls must carry a bearer token. "
@@ -161,7 +167,10 @@ int Run() {
   server_options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   server_options.max_threads = absl::GetFlag(FLAGS_max_threads);
   server_options.service.default_fetch_chunk_bytes = absl::GetFlag(FLAGS_fetch_chunk_bytes);
-  server_options.service.shm_dir = absl::GetFlag(FLAGS_shm_dir);
+  server_options.shm_attach.path = absl::GetFlag(FLAGS_shm_socket);
+  server_options.shm_regions = {.max_regions = absl::GetFlag(FLAGS_shm_max_regions),
+                                .max_total_bytes = absl::GetFlag(FLAGS_shm_max_bytes)};
+  server_options.transfer_threads = absl::GetFlag(FLAGS_transfer_threads);
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = ServerCredentialsFromFiles(
       absl::GetFlag(FLAGS_tls_cert_file), absl::GetFlag(FLAGS_tls_key_file));
   if (!credentials.ok()) {
@@ -177,6 +186,9 @@ int Run() {
   }
   KVTIER_LOG(INFO) << "kvtier-store serving on " << server_options.listen << " (port "
                    << (*server)->port() << ")";
+  if (!server_options.shm_attach.path.empty()) {
+    KVTIER_LOG(INFO) << "same-node data plane: regions attach on " << server_options.shm_attach.path;
+  }
 
   const int sig = AwaitShutdownSignal(signals);
   const absl::Duration drain = absl::GetFlag(FLAGS_drain_timeout);

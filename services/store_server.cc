@@ -19,7 +19,14 @@ absl::StatusOr<std::unique_ptr<StoreServer>> StoreServer::Start(BlockStore* stor
 
   std::unique_ptr<StoreServer> server(new StoreServer());
   server->store_ = store;
-  server->service_ = std::make_unique<CacheStoreService>(store, auth, metrics, options.service);
+  CacheStoreServiceOptions service_options = options.service;
+  if (!options.shm_attach.path.empty()) {
+    server->shm_regions_ = std::make_unique<ShmRegions>(options.shm_regions);
+    server->transfer_pool_ = std::make_unique<TransferPool>(options.transfer_threads);
+    service_options.shm_regions = server->shm_regions_.get();
+    service_options.transfer_pool = server->transfer_pool_.get();
+  }
+  server->service_ = std::make_unique<CacheStoreService>(store, auth, metrics, service_options);
 
   grpc::ServerBuilder builder;
   builder.AddListeningPort(
@@ -44,6 +51,12 @@ absl::StatusOr<std::unique_ptr<StoreServer>> StoreServer::Start(BlockStore* stor
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
   }
+  if (!options.shm_attach.path.empty()) {
+    absl::StatusOr<std::unique_ptr<ShmAttachServer>> attach = ShmAttachServer::Start(
+        options.shm_attach, server->shm_regions_.get(), auth);
+    if (!attach.ok()) return attach.status();
+    server->shm_attach_ = *std::move(attach);
+  }
   server->server_->GetHealthCheckService()->SetServingStatus(true);
   return server;
 }
@@ -54,6 +67,7 @@ void StoreServer::Shutdown(absl::Duration drain) {
   if (shut_down_) return;
   shut_down_ = true;
   server_->GetHealthCheckService()->SetServingStatus(false);
+  shm_attach_.reset();        // no new regions; attached ones stay until their calls end
   store_->events().Close();  // watch streams would otherwise hold the drain open
   server_->Shutdown(absl::ToChronoTime(absl::Now() + drain));
 }

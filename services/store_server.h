@@ -1,6 +1,8 @@
 // StoreServer: a running kvtier-store gRPC server: the CacheStore service plus
 // grpc.health.v1 and reflection, with message-size limits, keepalive and a bounded
-// thread quota. Used by the kvtier-store binary and by in-process tests.
+// thread quota, and, with a shm_socket, the same-node data plane (the attach socket, the
+// attached regions and the copy threads; services/shm_regions.h). Used by the
+// kvtier-store binary and by in-process tests.
 //
 // Shutdown drains: health turns NOT_SERVING, watch streams end, new calls are refused,
 // calls in flight get until the drain deadline to finish and are cancelled after it.
@@ -17,6 +19,9 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "services/cache_store_service.h"
+#include "services/shm_attach_server.h"
+#include "services/shm_regions.h"
+#include "services/transfer_pool.h"
 
 namespace kvtier {
 
@@ -28,7 +33,14 @@ struct StoreServerOptions {
   int max_threads = 64;
   absl::Duration keepalive_time = absl::Seconds(30);
   absl::Duration keepalive_timeout = absl::Seconds(10);
+  // CacheStoreService options; its shm_regions and transfer_pool are set by Start.
   CacheStoreServiceOptions service;
+  // The same-node data plane: its attach socket (shm_attach.path; empty: off) and the
+  // limits on what clients attach.
+  ShmAttachServerOptions shm_attach;
+  ShmRegionsOptions shm_regions;
+  // Threads that copy same-node payloads (<= 0: one per core).
+  int transfer_threads = 0;
   // Listening credentials (services/server_credentials.h); null: plaintext.
   std::shared_ptr<grpc::ServerCredentials> credentials;
 };
@@ -51,7 +63,11 @@ class StoreServer {
   StoreServer() = default;
 
   BlockStore* store_ = nullptr;
+  // Declared before the server, so that they outlive every call that uses them.
+  std::unique_ptr<ShmRegions> shm_regions_;
+  std::unique_ptr<TransferPool> transfer_pool_;
   std::unique_ptr<CacheStoreService> service_;
+  std::unique_ptr<ShmAttachServer> shm_attach_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
   bool shut_down_ = false;

@@ -58,26 +58,38 @@ absl::StatusOr<std::unique_ptr<TenantAuthenticator>> TenantAuthenticator::FromTo
 absl::StatusOr<std::string> TenantAuthenticator::TenantOf(
     const grpc::ServerContextBase& context) const {
   const auto& metadata = context.client_metadata();
+  std::optional<std::string_view> token;
+  if (auto it = metadata.find("authorization"); it != metadata.end()) {
+    const std::string_view value(it->second.data(), it->second.size());
+    if (value.rfind("Bearer ", 0) != 0) {
+      if (requires_token()) {
+        return absl::UnauthenticatedError("authorization metadata is not a Bearer token");
+      }
+    } else {
+      token = value.substr(7);
+    }
+  }
+  std::optional<std::string_view> tenant;
+  if (auto it = metadata.find(kTenantMetadataKey); it != metadata.end()) {
+    tenant = std::string_view(it->second.data(), it->second.size());
+  }
+  return TenantFor(token, tenant);
+}
+
+absl::StatusOr<std::string> TenantAuthenticator::TenantFor(
+    std::optional<std::string_view> bearer_token, std::optional<std::string_view> tenant) const {
   if (requires_token()) {
-    auto it = metadata.find("authorization");
-    if (it == metadata.end()) {
+    if (!bearer_token.has_value()) {
       return absl::UnauthenticatedError("missing `authorization: Bearer <token>` metadata");
     }
-    std::string value(it->second.data(), it->second.size());
-    if (!absl::StartsWith(value, "Bearer ")) {
-      return absl::UnauthenticatedError("authorization metadata is not a Bearer token");
-    }
-    auto tenant = tenant_by_token_.find(value.substr(7));
-    if (tenant == tenant_by_token_.end()) {
-      return absl::UnauthenticatedError("unknown bearer token");
-    }
-    return tenant->second;
+    auto it = tenant_by_token_.find(absl::string_view(bearer_token->data(), bearer_token->size()));
+    if (it == tenant_by_token_.end()) return absl::UnauthenticatedError("unknown bearer token");
+    return it->second;
   }
-  auto it = metadata.find(kTenantMetadataKey);
-  if (it == metadata.end()) return std::string(kDefaultTenant);
-  std::string tenant(it->second.data(), it->second.size());
-  if (absl::Status s = ValidateTenantName(tenant); !s.ok()) return s;
-  return tenant;
+  if (!tenant.has_value() || tenant->empty()) return std::string(kDefaultTenant);
+  std::string name(*tenant);
+  if (absl::Status s = ValidateTenantName(name); !s.ok()) return s;
+  return name;
 }
 
 }  // namespace kvtier

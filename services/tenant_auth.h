@@ -11,7 +11,9 @@
 #include <grpcpp/server_context.h>
 
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
@@ -31,6 +33,11 @@ class TenantAuthenticator {
       const std::string& path);
 
   absl::StatusOr<std::string> TenantOf(const grpc::ServerContextBase& context) const;
+  // The same decision from credentials that came another way (the same-node attach
+  // socket): a bearer token, and the tenant name a trusting store takes instead (empty or
+  // absent: "default").
+  absl::StatusOr<std::string> TenantFor(std::optional<std::string_view> bearer_token,
+                                        std::optional<std::string_view> tenant) const;
   bool requires_token() const { return !tenant_by_token_.empty(); }
 
  private:

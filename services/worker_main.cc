@@ -49,10 +49,10 @@ ABSL_FLAG(std::string, backend, "auto",
           "Where the decoder and its pages live: cpu (host pages, the reference decoder), cuda "
           "(device pages, the CUDA decoder) or auto (cuda when a GPU is present).");
 ABSL_FLAG(int32_t, threads, 0, "CPU threads of the kernels (0: all cores).");
-ABSL_FLAG(std::string, shm_dir, "",
-          "Same-node delivery: a shared-memory directory (e.g. /dev/shm) that a store on this "
-          "node also serves (its --shm_dir); restores land there, written by the store "
-          "directly. Empty: over the socket.");
+ABSL_FLAG(std::string, store_shm_socket, "",
+          "Same-node data plane: the store's --shm_socket as seen from this worker (e.g. "
+          "/run/kvtier/shm.sock). Restores and offloads then move through shared memory the "
+          "store copies into and out of directly. Empty: over the socket only.");
 ABSL_FLAG(int32_t, max_threads, 16, "gRPC server threads.");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(20), "Grace period on SIGTERM.");
 
@@ -88,6 +88,7 @@ int Run() {
     o.tenant = absl::GetFlag(FLAGS_tenant);
     o.auth_token = absl::GetFlag(FLAGS_auth_token);
     o.timeout = absl::GetFlag(FLAGS_store_timeout);
+    o.shm_socket = absl::GetFlag(FLAGS_store_shm_socket);
     const std::string ca = absl::GetFlag(FLAGS_store_tls_ca_file);
     if (absl::GetFlag(FLAGS_store_tls) || !ca.empty()) {
       o.tls = true;
@@ -112,7 +113,7 @@ int Run() {
     return 2;
   }
   options.kernels.cpu.threads = absl::GetFlag(FLAGS_threads);
-  options.shm_dir = absl::GetFlag(FLAGS_shm_dir);
+  options.same_node = !absl::GetFlag(FLAGS_store_shm_socket).empty();
   absl::StatusOr<std::unique_ptr<worker::DecodeEngine>> engine = worker::DecodeEngine::Create(
       std::make_shared<const worker::LlamaWeights>(*std::move(weights)), store, options);
   if (!engine.ok()) {
@@ -171,8 +172,7 @@ int Run() {
   server->GetHealthCheckService()->SetServingStatus(false);
   server->Shutdown(std::chrono::system_clock::now() + absl::ToChronoSeconds(drain));
   server->Wait();
-  (*engine)->FlushOffloads();
-  UnlinkSharedMemoryRegions();  // _Exit skips the destructors that would
+  (*engine)->FlushOffloads();  // shared-memory regions need no cleanup: memfds go with us
   KVTIER_LOG(INFO) << "kvtier-worker stopped";
   std::_Exit(0);  // as kvtier-store: skip civetweb's slow teardown
 }

@@ -36,6 +36,10 @@ class WorkerCollector : public prometheus::Collectable {
           "Time spent restoring from the store (Lookup, Fetch, copy into pages).", T::Counter,
           s.restore_seconds);
     f.Add("kvtier_worker_restores_total", "Store restores attempted.", T::Counter, s.restores);
+    f.Add("kvtier_worker_shm_offload_blocks_total",
+          "Blocks the store copied out of this worker's shared memory (same node) for an "
+          "offload; the rest went over the socket.",
+          T::Counter, s.offload.shm_blocks);
     f.Add("kvtier_worker_shm_restores_total",
           "Restores the store delivered into the worker's shared memory (same node).", T::Counter,
           s.shm_restores);

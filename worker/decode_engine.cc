@@ -24,7 +24,7 @@ absl::StatusOr<std::unique_ptr<DecodeEngine>> DecodeEngine::Create(
   if (absl::Status s = weights->config.Validate(); !s.ok()) return s;
   absl::StatusOr<std::unique_ptr<PagePool>> pool =
       PagePool::Create(weights->config.Layout(), options.pages, options.kernels.backend,
-                       store != nullptr ? options.shm_dir : "");
+                       store != nullptr && options.same_node);
   if (!pool.ok()) return pool.status();
   absl::StatusOr<std::unique_ptr<Decoder>> decoder = MakeDecoder(weights, options.kernels);
   if (!decoder.ok()) return decoder.status();
@@ -33,17 +33,16 @@ absl::StatusOr<std::unique_ptr<DecodeEngine>> DecodeEngine::Create(
   if (options.kernels.backend == kernels::Backend::kCuda && engine->store_ != nullptr) {
     // Restores land in pinned staging and are copied to the device on their own stream.
     // Every restored page comes from the pool, so staging the pool's size always suffices.
-    // With shm_dir the staging is a shared-memory region, registered with CUDA, that a store
-    // on this node writes into directly.
+    // Same-node, the staging is a shared-memory region, registered with CUDA, that a store
+    // on this node copies into directly.
     const uint64_t bytes = engine->pool_->page_bytes() * engine->pool_->num_pages();
-    if (options.shm_dir.empty()) {
+    if (!options.same_node) {
       absl::StatusOr<kernels::CudaBuffer> staging =
           kernels::CudaBuffer::Allocate(bytes, kernels::CudaBuffer::Kind::kPinnedHost);
       if (!staging.ok()) return staging.status();
       engine->restore_staging_ = *std::move(staging);
     } else {
-      absl::StatusOr<std::unique_ptr<SharedMemoryRegion>> region =
-          SharedMemoryRegion::Create(options.shm_dir, bytes);
+      absl::StatusOr<std::unique_ptr<SharedMemoryRegion>> region = SharedMemoryRegion::Create(bytes);
       if (!region.ok()) return region.status();
       absl::StatusOr<kernels::CudaHostRegistration> registered =
           kernels::CudaHostRegistration::Register((*region)->data(), bytes);
@@ -69,7 +68,8 @@ DecodeEngine::DecodeEngine(std::shared_ptr<const LlamaWeights> weights,
       namespace_key_(NamespaceKey(options.tenant, pool_->layout().Fingerprint(), options.salt)),
       decoder_(std::move(decoder)) {
   if (store_ != nullptr) {
-    offloader_ = std::make_unique<KvOffloader>(store_, pool_.get(), options.salt);
+    offloader_ =
+        std::make_unique<KvOffloader>(store_, pool_.get(), options.salt, options.same_node);
   }
 }
 
@@ -290,8 +290,8 @@ void DecodeEngine::FinishRestore(Restore& restore, bool ok) {
     } else if (restore.shm && !shm_refused_) {
       shm_refused_ = true;
       KVTIER_LOG(WARNING) << "the store does not deliver into this worker's shared memory "
-                             "(--shm_dir on both, same node, same directory?); restores use "
-                             "the socket from now on";
+                             "(same node? the store's --shm_socket given to the worker?); "
+                             "restores use the socket from now on";
     }
   } else {
     ++stats_.restore_failures;

@@ -56,10 +56,10 @@ struct DecodeEngineOptions {
   std::string tenant = "default";
   std::string salt;
   kernels::KernelContext kernels;
-  // Same-node delivery from the store (its --shm_dir, e.g. /dev/shm; empty: off): restores
-  // land in a shared-memory region there (the host pages on the CPU backend, the pinned
-  // staging on CUDA) written by the store directly.
-  std::string shm_dir;
+  // The same-node data plane (the store client has a shm_socket): restores and offloads go
+  // through a SharedMemoryRegion that the store copies into and out of directly: the host
+  // pages on the CPU backend, pinned staging (registered with CUDA) on the GPU.
+  bool same_node = false;
 };
 
 class DecodeEngine {
@@ -79,6 +79,7 @@ class DecodeEngine {
     uint64_t local_tokens = 0, store_tokens = 0, computed_tokens = 0;
     uint64_t restores = 0, restored_bytes = 0;
     uint64_t shm_restores = 0;  // delivered into shared memory by a store on this node
+    uint64_t shm_offloads = 0;  // copied out of shared memory by a store on this node
     double restore_seconds = 0;
     uint64_t restore_failures = 0;  // store trouble that cost a recompute
     uint64_t decode_steps = 0, decoded_tokens = 0;
@@ -177,7 +178,7 @@ class DecodeEngine {
   // CUDA backend: where restores land before their copy to the device (mapped pinned, the
   // pool's size), the copy stream and its workspace. One restore at a time (under mu_).
   kernels::CudaBuffer restore_staging_;
-  // ... or, with shm_dir, a shared-memory region registered with CUDA.
+  // ... or, same-node, a shared-memory region registered with CUDA.
   std::unique_ptr<SharedMemoryRegion> staging_region_;
   kernels::CudaHostRegistration staging_registration_;
   // Set when the store refused same-node delivery once: later restores use the socket.

@@ -9,16 +9,15 @@ namespace kvtier::worker {
 absl::StatusOr<std::unique_ptr<PagePool>> PagePool::Create(const KvLayout& layout,
                                                            uint32_t num_pages,
                                                            kernels::Backend backend,
-                                                           const std::string& shm_dir) {
+                                                           bool shared_memory) {
   if (absl::Status s = layout.Validate(); !s.ok()) return s;
   if (num_pages == 0) return absl::InvalidArgumentError("the page pool needs at least one page");
   const uint64_t bytes = layout.BlockBytes() * num_pages;
   uint8_t* base = nullptr;
   kernels::CudaBuffer device;
   std::unique_ptr<SharedMemoryRegion> region;
-  if (!shm_dir.empty() && backend == kernels::Backend::kCpu) {
-    absl::StatusOr<std::unique_ptr<SharedMemoryRegion>> r =
-        SharedMemoryRegion::Create(shm_dir, bytes);
+  if (shared_memory && backend == kernels::Backend::kCpu) {
+    absl::StatusOr<std::unique_ptr<SharedMemoryRegion>> r = SharedMemoryRegion::Create(bytes);
     if (!r.ok()) return r.status();
     region = *std::move(r);
     base = region->data();

@@ -44,12 +44,12 @@ class PagePool {
     uint64_t evictions = 0;
   };
 
-  // `shm_dir` (CPU backend only; empty: private memory): the pages live in a shared-memory
-  // region created there.
+  // `shared_memory` (CPU backend only): the pages live in a SharedMemoryRegion, so that a
+  // store on this node can copy blocks straight into and out of them.
   static absl::StatusOr<std::unique_ptr<PagePool>> Create(const KvLayout& layout,
                                                           uint32_t num_pages,
                                                           kernels::Backend backend,
-                                                          const std::string& shm_dir = "");
+                                                          bool shared_memory = false);
   ~PagePool();
 
   // A page for new K/V, with refcount 1: a free one, else the least recently released

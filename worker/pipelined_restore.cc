@@ -1,5 +1,7 @@
 #include "worker/pipelined_restore.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "cache_store/log.h"
 
@@ -65,28 +67,30 @@ void PipelinedRestore::Run() {
 }
 
 void PipelinedRestore::OnChunk(uint32_t block, uint64_t offset, uint64_t length) {
-  // Layer-major chunks never cross a layer: a layer is one range of the server's plan.
-  const uint64_t layer = offset / layer_bytes_;
-  bool layer_complete = false;
-  {
+  // The client reports verified whole layers: one (layer-major), or several at once.
+  for (uint64_t end = offset + length; offset < end; offset += layer_bytes_) {
+    const uint64_t layer = offset / layer_bytes_;
+    bool layer_complete = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (block >= keys_.size() || layer >= num_layers_ || !upload_status_.ok()) return;
+      uint64_t& arrived = arrived_[uint64_t{block} * num_layers_ + layer];
+      arrived += std::min(layer_bytes_, end - offset);
+      if (arrived == layer_bytes_) layer_complete = ++complete_[layer] == keys_.size();
+      if (uploader_ == nullptr) {
+        if (layer_complete) ready_[layer] = true;
+        continue;
+      }
+    }
+    // Ranges arrive on this one thread, so a layer's copies are all queued before its mark.
+    absl::Status s = uploader_->Copy(block, offset, std::min(layer_bytes_, end - offset));
+    if (s.ok() && layer_complete) s = uploader_->LayerQueued(static_cast<uint32_t>(layer));
     absl::MutexLock lock(&mu_);
-    if (block >= keys_.size() || layer >= num_layers_ || !upload_status_.ok()) return;
-    uint64_t& arrived = arrived_[uint64_t{block} * num_layers_ + layer];
-    arrived += length;
-    if (arrived == layer_bytes_) layer_complete = ++complete_[layer] == keys_.size();
-    if (uploader_ == nullptr) {
-      if (layer_complete) ready_[layer] = true;
+    if (!s.ok()) {
+      upload_status_ = s;
       return;
     }
-  }
-  // Chunks arrive on this one thread, so a layer's copies are all queued before its mark.
-  absl::Status s = uploader_->Copy(block, offset, length);
-  if (s.ok() && layer_complete) s = uploader_->LayerQueued(static_cast<uint32_t>(layer));
-  absl::MutexLock lock(&mu_);
-  if (!s.ok()) {
-    upload_status_ = s;
-  } else if (layer_complete) {
-    ready_[layer] = true;
+    if (layer_complete) ready_[layer] = true;
   }
 }
 

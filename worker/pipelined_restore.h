@@ -1,13 +1,13 @@
 // PipelinedRestore: fetches a run of blocks from the store layer-major on its own thread, and
 // lets the caller use each layer as soon as it is complete: WaitLayer(l) returns once layer
 // l of every block has arrived, every chunk of it has passed its checksum (the client
-// verifies chunks before reporting them) and, for device pages, its copy into the pages has
+// verifies each layer before reporting it) and, for device pages, its copy into the pages has
 // completed; or with the error that stopped the restore. So the decoder computes layer l of
 // the new tokens while layer l+1 of the prefix is still on the wire, and never reads a byte
 // that was not verified and is not in place.
 //
 // Where bytes land: host pages receive the fetch directly (no uploader); device pages get
-// it through pinned staging, and the RestoreUploader queues each verified chunk's
+// it through pinned staging, and the RestoreUploader queues each verified layer's
 // host→device copy as soon as it lands.
 //
 // The pages (and staging) belong to the caller, who must not use them beyond WaitLayer's

@@ -10,7 +10,9 @@
 namespace kvtier {
 namespace {
 
+using ::kvtier::testing::BlockChecksumOf;
 using ::kvtier::testing::KeysOf;
+using ::kvtier::testing::LayerChecksumsOf;
 using ::kvtier::testing::PayloadFor;
 using ::kvtier::testing::PayloadsFor;
 using ::kvtier::testing::PutBlocks;
@@ -72,7 +74,13 @@ TEST_F(BlockStoreTest, PutLookupReadRoundTrip) {
     ASSERT_EQ(v.size, layout_.BlockBytes());
     std::vector<uint8_t> expected = PayloadFor(keys[i], v.size);
     EXPECT_EQ(std::memcmp(v.data, expected.data(), v.size), 0) << "block " << i;
-    EXPECT_EQ(v.checksum, BlockChecksum(expected.data(), expected.size()));
+    EXPECT_EQ(v.checksum, BlockChecksumOf(layout_, expected.data()));
+    ASSERT_EQ(v.layer_checksums.size(), layout_.num_layers);
+    for (uint32_t l = 0; l < layout_.num_layers; ++l) {
+      EXPECT_EQ(v.layer_checksums[l],
+                RangeChecksum(expected.data() + l * layout_.LayerBytes(), layout_.LayerBytes()));
+    }
+    EXPECT_TRUE((*read)->Verify(i, 0, v.size).ok());
   }
   BlockStoreStats stats = store_->Stats();
   EXPECT_EQ(stats.t1_used_blocks, 3u);
@@ -119,7 +127,7 @@ TEST_F(BlockStoreTest, AnIncompletePutIsNeverVisible) {
     EXPECT_EQ(Matched(tokens), 0u);  // nothing visible before Commit
     absl::StatusOr<PutResult> r = (*put)->Commit();
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
-    EXPECT_NE(r.status().message().find("ended after"), std::string_view::npos);
+    EXPECT_NE(r.status().message().find("ended before carried block 1 was complete"), std::string_view::npos);
   }
   {
     auto put = store_->BeginPut(Spec(tokens, 0, 2));
@@ -150,14 +158,13 @@ TEST_F(BlockStoreTest, PayloadPastTheAnnouncedBlocksIsRejected) {
 TEST_F(BlockStoreTest, ChecksumMismatchAtPutStoresNothing) {
   std::vector<uint32_t> tokens = Tokens(8, 1);
   std::vector<uint8_t> payload = PayloadsFor("a", layout_, tokens, 0, 2);
-  std::vector<uint64_t> checksums = {
-      BlockChecksum(payload.data(), layout_.BlockBytes()),
-      BlockChecksum(payload.data(), layout_.BlockBytes())};  // wrong for block 1
+  std::vector<uint64_t> checksums = LayerChecksumsOf(layout_, payload, 2);
+  checksums[layout_.num_layers + 1] ^= 1;  // wrong for layer 1 of block 1
   PutSpec spec = Spec(tokens, 0, 2);
-  spec.checksums = checksums;
+  spec.layer_checksums = checksums;
   absl::StatusOr<PutResult> r = store_->Put(spec, payload);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_NE(r.status().message().find("checksum mismatch on carried block 1"),
+  EXPECT_NE(r.status().message().find("checksum mismatch on carried block 1, layer 1"),
             std::string_view::npos)
       << r.status();
   EXPECT_EQ(Matched(tokens), 0u);  // not even block 0, whose checksum was right
@@ -175,9 +182,18 @@ TEST_F(BlockStoreTest, ACorruptedBlockIsNeverServed) {
     ASSERT_TRUE(read.ok());
     const_cast<uint8_t*>((*read)->blocks()[0].data)[100] ^= 0x01;
   }
+  // T1 blocks are verified as they are read out, layer by layer: the good ones pass, the
+  // damaged layer fails (and drops its block), whether it is checked or copied.
   auto read = store_->ReadBlocks("a", keys);
-  EXPECT_EQ(read.status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_NE(read.status().message().find("checksum"), std::string_view::npos);
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_TRUE((*read)->Verify(0, 0, layout_.BlockBytes()).ok());
+  EXPECT_TRUE((*read)->Verify(1, layout_.LayerBytes(), layout_.LayerBytes()).ok());  // layer 1
+  std::vector<uint8_t> copy(layout_.BlockBytes());
+  absl::Status s = (*read)->CopyOut(1, 0, layout_.BlockBytes(), copy.data());
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  EXPECT_NE(s.message().find("failed its checksum in layer 0"), std::string_view::npos) << s;
+  EXPECT_EQ((*read)->Verify(1, 0, 1).code(), absl::StatusCode::kDataLoss);  // still bad
+  read->reset();
   EXPECT_EQ(Matched(tokens), 1u);  // block 1 dropped, so the prefix ends before it
   BlockStoreStats stats = store_->Stats();
   EXPECT_EQ(stats.checksum_failures, 1u);
@@ -367,10 +383,10 @@ TEST_F(BlockStoreTest, BadInputIsRejectedByNameAndChangesNothing) {
 
   std::vector<uint64_t> one = {1};
   spec = Spec(tokens, 0, 2);
-  spec.checksums = one;
+  spec.layer_checksums = one;
   r = store_->BeginPut(spec);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(r.status().message().find("checksums"), std::string_view::npos);
+  EXPECT_NE(r.status().message().find("layer checksums"), std::string_view::npos);
 
   KvLayout huge = layout_;
   huge.tokens_per_block = 8;

@@ -42,7 +42,7 @@ SsdRecord RecordFor(uint8_t tag, const Aligned& data, uint64_t size) {
   r.num_layers = 2;
   r.depth = tag;
   r.size = size;
-  r.checksum = BlockChecksum(data.p, size);
+  r.checksum = RangeChecksum(data.p, size);
   return r;
 }
 
@@ -80,7 +80,7 @@ TEST(SsdTierTest, WritesReadsAndRecoversRecordsAcrossReopen) {
   EXPECT_EQ(r.layout_fingerprint, 0xabcdefu);
   EXPECT_EQ(r.num_layers, 2u);
   EXPECT_EQ(r.size, size);
-  EXPECT_EQ(r.checksum, BlockChecksum(data.p, size));
+  EXPECT_EQ(r.checksum, RangeChecksum(data.p, size));
   // The recovered slot is in use; the other three are free.
   int free_slots = 0;
   while ((*tier)->Allocate()) ++free_slots;

@@ -58,19 +58,31 @@ std::vector<uint8_t> PayloadsFor(std::string_view tenant, const KvLayout& layout
   return all;
 }
 
+std::vector<uint64_t> LayerChecksumsOf(const KvLayout& layout, const std::vector<uint8_t>& payload,
+                                       uint32_t n) {
+  std::vector<uint64_t> sums(uint64_t{n} * layout.num_layers);
+  for (uint32_t i = 0; i < n; ++i) {
+    ComputeLayerChecksums(payload.data() + i * layout.BlockBytes(), layout.LayerBytes(),
+                          std::span(sums).subspan(uint64_t{i} * layout.num_layers,
+                                                  layout.num_layers));
+  }
+  return sums;
+}
+
+uint64_t BlockChecksumOf(const KvLayout& layout, const uint8_t* block) {
+  std::vector<uint64_t> sums(layout.num_layers);
+  return ComputeLayerChecksums(block, layout.LayerBytes(), sums);
+}
+
 absl::StatusOr<PutResult> PutBlocks(BlockStore& store, std::string_view tenant,
                                     const KvLayout& layout, const std::vector<uint32_t>& tokens,
                                     uint32_t first, uint32_t n) {
   std::vector<uint8_t> payload = PayloadsFor(tenant, layout, tokens, first, n);
-  std::vector<uint64_t> checksums;
-  for (uint32_t i = 0; i < n; ++i) {
-    checksums.push_back(
-        BlockChecksum(payload.data() + i * layout.BlockBytes(), layout.BlockBytes()));
-  }
+  const std::vector<uint64_t> sums = LayerChecksumsOf(layout, payload, n);
   PutSpec spec{.prompt = {.tenant = tenant, .layout = &layout, .tokens = tokens},
                .first_block = first,
                .num_blocks = n,
-               .checksums = checksums};
+               .layer_checksums = sums};
   return store.Put(spec, payload);
 }
 

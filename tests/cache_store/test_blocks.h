@@ -31,7 +31,13 @@ std::vector<uint8_t> PayloadFor(const BlockKey& key, uint64_t size);
 std::vector<uint8_t> PayloadsFor(std::string_view tenant, const KvLayout& layout,
                                  const std::vector<uint32_t>& tokens, uint32_t first, uint32_t n);
 
-// Puts blocks [first, first + n) of the prompt with checksums; returns the result.
+// The layer checksums of `n` consecutive blocks of `layout` in `payload`, block by block.
+std::vector<uint64_t> LayerChecksumsOf(const KvLayout& layout, const std::vector<uint8_t>& payload,
+                                       uint32_t n);
+// The block checksum of one block's bytes (cache_store/checksum.h).
+uint64_t BlockChecksumOf(const KvLayout& layout, const uint8_t* block);
+
+// Puts blocks [first, first + n) of the prompt with layer checksums; returns the result.
 absl::StatusOr<PutResult> PutBlocks(BlockStore& store, std::string_view tenant,
                                     const KvLayout& layout, const std::vector<uint32_t>& tokens,
                                     uint32_t first, uint32_t n);

@@ -243,15 +243,19 @@ TEST_F(CacheStoreServiceTest, BadPutStreamsChangeNothing) {
     const char* message;
   };
   v1::PutHeader with_sums = Header(tokens, 0, 2);
-  with_sums.add_checksums(BlockChecksum(payload.data(), bb));
-  with_sums.add_checksums(BlockChecksum(payload.data(), bb));  // wrong for block 1
+  for (int b = 0; b < 2; ++b) {  // block 0's checksums for both: wrong for block 1
+    for (uint32_t l = 0; l < layout_.num_layers; ++l) {
+      with_sums.add_layer_checksums(
+          RangeChecksum(payload.data() + l * layout_.LayerBytes(), layout_.LayerBytes()));
+    }
+  }
   v1::PutHeader zero_dim = Header(tokens, 0, 2);
   zero_dim.mutable_layout()->set_head_dim(0);
   std::vector<Case> cases = {
       {"stream ends early",
        {header(Header(tokens, 0, 2)), data(0, bb), data(bb, bb / 2)},
        grpc::StatusCode::INVALID_ARGUMENT,
-       "ended after"},
+       "ended before carried block 1 was complete"},
       {"payload larger than announced",
        {header(Header(tokens, 0, 1)), data(0, bb), data(bb, 10)},
        grpc::StatusCode::INVALID_ARGUMENT,

@@ -22,7 +22,9 @@ class MisbehavingStore final : public v1::CacheStore::Service {
   grpc::Status Fetch(grpc::ServerContext* ctx, const v1::FetchRequest*,
                      grpc::ServerWriter<v1::FetchResponse>* writer) override {
     v1::FetchResponse first;
-    first.add_blocks()->set_size_bytes(1024);
+    v1::FetchedBlock* block = first.add_blocks();
+    block->set_size_bytes(1024);
+    block->add_layer_checksums(0);  // one layer; never sent
     writer->Write(first);
     while (!ctx->IsCancelled()) absl::SleepFor(absl::Milliseconds(5));
     return grpc::Status::CANCELLED;

@@ -1,5 +1,9 @@
 #include "tests/services/test_store_server.h"
 
+#include <stdlib.h>
+
+#include <filesystem>
+
 #include "cache_store/log.h"
 
 namespace kvtier::testing {
@@ -24,13 +28,26 @@ TestStoreServer::TestStoreServer(const TestStoreOptions& options) {
   metrics_ = std::make_unique<StoreMetrics>(store_.get());
   StoreServerOptions so;
   so.listen = "127.0.0.1:0";
-  so.service.shm_dir = options.shm_dir;
+  if (options.same_node) {
+    char dir[] = "/tmp/kvtier-test-XXXXXX";
+    KVTIER_CHECK(mkdtemp(dir) != nullptr) << "cannot create a temporary directory";
+    socket_dir_ = dir;
+    shm_socket_ = socket_dir_ + "/shm.sock";
+    so.shm_attach.path = shm_socket_;
+    so.shm_attach.request_timeout = options.shm_attach_timeout;
+    so.shm_regions = options.shm_regions;
+    so.transfer_threads = options.transfer_threads;
+  }
   absl::StatusOr<std::unique_ptr<StoreServer>> server =
       StoreServer::Start(store_.get(), auth_.get(), metrics_.get(), so);
   KVTIER_CHECK(server.ok()) << server.status();
   server_ = *std::move(server);
 }
 
-TestStoreServer::~TestStoreServer() { server_->Shutdown(absl::Seconds(1)); }
+TestStoreServer::~TestStoreServer() {
+  server_->Shutdown(absl::Seconds(1));
+  server_.reset();
+  if (!socket_dir_.empty()) std::filesystem::remove_all(socket_dir_);
+}
 
 }  // namespace kvtier::testing

@@ -18,7 +18,10 @@ struct TestStoreOptions {
   uint64_t t1_bytes = uint64_t{64} << 20;
   uint64_t slot_bytes = uint64_t{2} << 20;
   std::string auth_token_file;  // empty: insecure (x-kvtier-tenant)
-  std::string shm_dir;          // same-node delivery; empty: off
+  bool same_node = false;       // the same-node data plane, its socket in a temp directory
+  int transfer_threads = 0;
+  absl::Duration shm_attach_timeout = absl::Seconds(5);
+  ShmRegionsOptions shm_regions;
 };
 
 class TestStoreServer {
@@ -27,11 +30,15 @@ class TestStoreServer {
   ~TestStoreServer();
 
   std::string target() const { return "127.0.0.1:" + std::to_string(server_->port()); }
+  // The same-node attach socket; empty without same_node.
+  const std::string& shm_socket() const { return shm_socket_; }
   BlockStore& store() { return *store_; }
   ManualClock& clock() { return clock_; }
   StoreServer& server() { return *server_; }
 
  private:
+  std::string socket_dir_;
+  std::string shm_socket_;
   ManualClock clock_;
   std::unique_ptr<BlockStore> store_;
   std::unique_ptr<TenantAuthenticator> auth_;

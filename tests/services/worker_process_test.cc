@@ -34,11 +34,12 @@ std::vector<uint32_t> Prompt(uint32_t n, uint32_t salt) {
 }
 
 std::unique_ptr<StoreProcess> StartWorker(const std::string& store_target,
-                                          const std::string& shm_dir = "") {
+                                          const std::string& shm_socket = "") {
   absl::StatusOr<std::unique_ptr<StoreProcess>> w = StoreProcess::StartBinary(
       KVTIER_WORKER_BINARY,
       {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0", "--store=" + store_target,
-       "--store_timeout=1s", "--pages=64", "--seed=5", "--tenant=e2e", "--shm_dir=" + shm_dir});
+       "--store_timeout=1s", "--pages=64", "--seed=5", "--tenant=e2e",
+       "--store_shm_socket=" + shm_socket});
   EXPECT_TRUE(w.ok()) << w.status();
   return w.ok() ? *std::move(w) : nullptr;
 }
@@ -142,21 +143,29 @@ TEST(WorkerProcessTest, RestoredPrefixesDecodeExactlyLikeRecomputedOnes) {
   EXPECT_EQ(Metric(*worker, "kvtier_worker_restore_failures_total"), 1);
 }
 
-// Same-node delivery between the real processes: the store writes the restored blocks into
-// the worker's shared-memory page pool; the tokens are those of the cold run.
-TEST(WorkerProcessTest, SameNodeDeliveryRestoresIdentically) {
+// The same-node data plane between the real processes: the store copies the offloaded
+// blocks out of the worker's shared-memory page pool and the restored ones into it; the
+// tokens are those of the cold run, and the store's socket goes with it on SIGTERM.
+TEST(WorkerProcessTest, SameNodeRestoresAndOffloadsIdentically) {
   std::string dir = (std::filesystem::temp_directory_path() / "kvtier-e2e-shm-XXXXXX").string();
   ASSERT_NE(::mkdtemp(dir.data()), nullptr);
-  absl::StatusOr<std::unique_ptr<StoreProcess>> store =
-      StoreProcess::Start({"--t1_bytes=16777216", "--t1_slot_bytes=16384", "--shm_dir=" + dir});
+  const std::string socket = dir + "/shm.sock";
+  absl::StatusOr<std::unique_ptr<StoreProcess>> store = StoreProcess::Start(
+      {"--t1_bytes=16777216", "--t1_slot_bytes=16384", "--shm_socket=" + socket});
   ASSERT_TRUE(store.ok()) << store.status();
   const std::vector<uint32_t> prompt = Prompt(100, 3);
-  auto worker = StartWorker((*store)->target(), dir);
+  auto worker = StartWorker((*store)->target(), socket);
   ASSERT_NE(worker, nullptr);
   const Result cold = Generate(*worker, prompt, 8);
+  // 100 + 7 tokens have K/V: 6 full blocks, offloaded (asynchronously) from shared memory.
+  for (int i = 0; i < 200 && Metric(*worker, "kvtier_worker_offloaded_blocks_total") < 6; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(Metric(*worker, "kvtier_worker_offloaded_blocks_total"), 6);
+  EXPECT_EQ(Metric(*worker, "kvtier_worker_shm_offload_blocks_total"), 6);
   worker->Signal(SIGTERM);
   ASSERT_EQ(worker->Wait(absl::Seconds(30)), 0) << worker->Log();
-  worker = StartWorker((*store)->target(), dir);
+  worker = StartWorker((*store)->target(), socket);
   ASSERT_NE(worker, nullptr);
   const Result warm = Generate(*worker, prompt, 8);
   EXPECT_EQ(warm.sources.store_tokens(), 96u);
@@ -166,8 +175,9 @@ TEST(WorkerProcessTest, SameNodeDeliveryRestoresIdentically) {
   EXPECT_EQ(Metric(*worker, "kvtier_worker_restore_failures_total"), 0);
   worker->Signal(SIGTERM);
   ASSERT_EQ(worker->Wait(absl::Seconds(30)), 0);
-  // The worker's region is gone with it.
-  EXPECT_TRUE(std::filesystem::is_empty(dir)) << "a shared-memory file outlived its worker";
+  (*store)->Signal(SIGTERM);
+  ASSERT_EQ((*store)->Wait(absl::Seconds(30)), 0) << (*store)->Log();
+  EXPECT_FALSE(std::filesystem::exists(socket)) << "the store left its socket behind";
   std::filesystem::remove_all(dir);
 }
 

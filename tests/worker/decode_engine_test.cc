@@ -31,11 +31,13 @@ std::vector<uint32_t> Prompt(uint32_t n, uint32_t salt) {
   return p;
 }
 
-std::shared_ptr<CacheStoreClient> Client(const std::string& target, const std::string& tenant) {
+std::shared_ptr<CacheStoreClient> Client(const std::string& target, const std::string& tenant,
+                                         const std::string& shm_socket = "") {
   ClientOptions o;
   o.target = target;
   o.tenant = tenant;
   o.timeout = absl::Seconds(5);
+  o.shm_socket = shm_socket;
   return std::make_shared<CacheStoreClient>(o);
 }
 
@@ -306,58 +308,55 @@ TEST(DecodeEngineTest, TenantsNeverShareBlocks) {
   EXPECT_EQ(Generate(*a2, p, 3).opened.store_tokens, 48u);
 }
 
-std::string ShmDir() {
-  std::string dir = (std::filesystem::temp_directory_path() / "kvtier-engine-shm-XXXXXX").string();
-  EXPECT_NE(::mkdtemp(dir.data()), nullptr);
-  return dir;
-}
-
-// Same-node delivery: the store writes restored blocks straight into the worker's pages (a
-// shared-memory region), with the same result as over the socket.
-TEST(DecodeEngineTest, SameNodeDeliveryRestoresIntoThePagesIdentically) {
-  const std::string dir = ShmDir();
-  {
-    testing::TestStoreServer store(
-        {.slot_bytes = TinyLlamaConfig().Layout().BlockBytes(), .shm_dir = dir});
-    const DecodeEngineOptions options{.pages = 64, .tenant = "t1", .shm_dir = dir};
-    const std::vector<uint32_t> p = Prompt(100, 21);
-    Generation cold;
-    {
-      auto engine = *DecodeEngine::Create(Weights(), Client(store.target(), "t1"), options);
-      cold = Generate(*engine, p, 6);
-      engine->FlushOffloads();
-    }
-    auto engine = *DecodeEngine::Create(Weights(), Client(store.target(), "t1"), options);
-    const Generation warm = Generate(*engine, p, 6);
-    EXPECT_EQ(warm.opened.store_tokens, 96u);
-    EXPECT_EQ(warm.tokens, cold.tokens);
-    EXPECT_EQ(warm.opened.logits, cold.opened.logits);
-    EXPECT_EQ(engine->stats().shm_restores, 1u);
-    EXPECT_EQ(engine->stats().restore_failures, 0u);
-  }
-  std::filesystem::remove_all(dir);
-}
-
-// A worker set up for same-node delivery whose store does not offer it (no --shm_dir, or
-// another node) restores over the socket instead, and stops asking.
-TEST(DecodeEngineTest, AStoreWithoutSharedMemoryIsAskedOverTheSocket) {
-  const std::string dir = ShmDir();
-  const DecodeEngineOptions options{.pages = 64, .tenant = "t1", .shm_dir = dir};
-  const std::vector<uint32_t> p = Prompt(100, 22);
+// Same-node: the store copies restored blocks straight into the worker's pages (a
+// shared-memory region), and offloads straight out of them, with the same result as over
+// the socket.
+TEST(DecodeEngineTest, SameNodeRestoresAndOffloadsThroughThePagesIdentically) {
+  testing::TestStoreServer store(
+      {.slot_bytes = TinyLlamaConfig().Layout().BlockBytes(), .same_node = true});
+  const DecodeEngineOptions options{.pages = 64, .tenant = "t1", .same_node = true};
+  const std::vector<uint32_t> p = Prompt(100, 21);
   Generation cold;
   {
-    auto engine = *DecodeEngine::Create(Weights(), Client(Store().target(), "t1"), options);
+    auto engine = *DecodeEngine::Create(
+        Weights(), Client(store.target(), "t1", store.shm_socket()), options);
     cold = Generate(*engine, p, 6);
     engine->FlushOffloads();
+    EXPECT_EQ(engine->stats().offload.shm_blocks, 6u);  // 100 + 5 tokens: 6 full blocks
+    EXPECT_EQ(engine->stats().offload.dropped_blocks, 0u);
   }
-  auto engine = *DecodeEngine::Create(Weights(), Client(Store().target(), "t1"), options);
+  auto engine =
+      *DecodeEngine::Create(Weights(), Client(store.target(), "t1", store.shm_socket()), options);
+  const Generation warm = Generate(*engine, p, 6);
+  EXPECT_EQ(warm.opened.store_tokens, 96u);
+  EXPECT_EQ(warm.tokens, cold.tokens);
+  EXPECT_EQ(warm.opened.logits, cold.opened.logits);
+  EXPECT_EQ(engine->stats().shm_restores, 1u);
+  EXPECT_EQ(engine->stats().restore_failures, 0u);
+}
+
+// A worker set up for same-node delivery whose store does not offer it (no --shm_socket,
+// or another node's) restores and offloads over the socket instead, and stops asking.
+TEST(DecodeEngineTest, AStoreWithoutSharedMemoryIsAskedOverTheSocket) {
+  const DecodeEngineOptions options{.pages = 64, .tenant = "t1", .same_node = true};
+  const std::vector<uint32_t> p = Prompt(100, 22);
+  const std::string no_socket = "/nonexistent/kvtier-shm.sock";
+  Generation cold;
+  {
+    auto engine =
+        *DecodeEngine::Create(Weights(), Client(Store().target(), "t1", no_socket), options);
+    cold = Generate(*engine, p, 6);
+    engine->FlushOffloads();
+    EXPECT_EQ(engine->stats().offload.shm_blocks, 0u);
+    EXPECT_EQ(engine->stats().offload.dropped_blocks, 0u);
+  }
+  auto engine =
+      *DecodeEngine::Create(Weights(), Client(Store().target(), "t1", no_socket), options);
   const Generation warm = Generate(*engine, p, 6);
   EXPECT_EQ(warm.opened.store_tokens, 96u);
   EXPECT_EQ(warm.tokens, cold.tokens);
   EXPECT_EQ(engine->stats().shm_restores, 0u);
   EXPECT_EQ(engine->stats().restore_failures, 0u);
-  engine.reset();
-  std::filesystem::remove_all(dir);
 }
 
 TEST(DecodeEngineTest, BadRequestsAreErrors) {

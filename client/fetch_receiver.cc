@@ -1,0 +1,165 @@
+#include "client/fetch_receiver.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "cache_store/checksum.h"
+#include "proto/payload_wire.h"
+
+namespace kvtier {
+
+struct FetchReceiver::OpenLayer {
+  uint32_t block = 0;
+  uint32_t layer = 0;
+  StreamingChecksum sum;
+};
+
+FetchReceiver::FetchReceiver(std::span<const std::span<uint8_t>> out, bool same_node,
+                             OnVerified on_verified)
+    : out_(out), same_node_(same_node), on_verified_(std::move(on_verified)) {}
+
+FetchReceiver::~FetchReceiver() = default;
+
+absl::Status FetchReceiver::OnBlockList(const grpc::ByteBuffer& message) {
+  v1::FetchResponse first;
+  if (!DecodeMessage(message, &first).ok()) {
+    return absl::InternalError("the store sent a malformed FetchResponse");
+  }
+  blocks_.assign(first.blocks().begin(), first.blocks().end());
+  if (blocks_.size() > out_.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("the fetch returns ", blocks_.size(),
+                                                   " blocks but only ", out_.size(),
+                                                   " buffers were given"));
+  }
+  state_.resize(blocks_.size());
+  for (size_t b = 0; b < blocks_.size(); ++b) {
+    const v1::FetchedBlock& block = blocks_[b];
+    if (block.size_bytes() > out_[b].size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "block ", b, " is ", block.size_bytes(), " bytes; its buffer holds ", out_[b].size()));
+    }
+    const uint64_t layers = block.layer_checksums_size();
+    if (layers == 0 || block.size_bytes() == 0 || block.size_bytes() % layers != 0) {
+      return absl::InternalError(absl::StrCat(
+          "the store listed block ", b, " without layer checksums that divide its size"));
+    }
+    state_[b].layer_bytes = block.size_bytes() / layers;
+    state_[b].verified.assign(layers, 0);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FetchReceiver::OnMessage(const grpc::ByteBuffer& message) {
+  return same_node_ ? OnShmChunks(message) : OnSocketChunk(message);
+}
+
+absl::Status FetchReceiver::LayerArrived(uint32_t b, uint32_t layer, uint64_t sum) {
+  const uint64_t expected = blocks_[b].layer_checksums(static_cast<int>(layer));
+  if (sum != expected) {
+    return absl::DataLossError(
+        absl::StrFormat("layer %d of block %d failed its checksum (%016x, expected %016x)", layer,
+                        b, sum, expected));
+  }
+  if (state_[b].verified[layer]) {
+    return absl::InternalError(
+        absl::StrCat("the store delivered layer ", layer, " of block ", b, " twice"));
+  }
+  state_[b].verified[layer] = 1;
+  verified_bytes_ += state_[b].layer_bytes;
+  return absl::OkStatus();
+}
+
+absl::Status FetchReceiver::OnSocketChunk(const grpc::ByteBuffer& message) {
+  absl::StatusOr<SplitMessage> split = SplitPayload(message, kFetchResponseDataField);
+  v1::FetchResponse chunk;
+  if (!split.ok() || !chunk.ParseFromString(split->rest)) {
+    return absl::InternalError("the store sent a malformed FetchResponse");
+  }
+  const uint32_t b = chunk.block();
+  const uint64_t size = split->payload_size();
+  if (b >= blocks_.size() || chunk.offset() != state_[b].next ||
+      size > blocks_[b].size_bytes() - chunk.offset()) {
+    return absl::InternalError("the store sent a chunk out of order or outside its block");
+  }
+  if (open_ != nullptr && open_->block != b) {
+    return absl::InternalError("the store interleaved the chunks of two blocks within a layer");
+  }
+  Block& block = state_[b];
+  const uint64_t lb = block.layer_bytes;
+  uint8_t* const base = out_[b].data();
+  uint64_t pos = chunk.offset();
+  // The layers this chunk completes, from the one it starts in: [report_from, report_to).
+  const uint64_t report_from = pos / lb * lb;
+  for (std::span<const uint8_t> part : split->payload) {
+    while (!part.empty()) {
+      const auto layer = static_cast<uint32_t>(pos / lb);
+      const uint64_t in_layer = pos % lb;
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(part.size(), lb - in_layer));
+      // The received bytes are hashed while they are hot, then copied.
+      if (in_layer == 0 && n == lb) {
+        const uint64_t sum = RangeChecksum(part.data(), n);
+        std::memcpy(base + pos, part.data(), n);
+        if (absl::Status s = LayerArrived(b, layer, sum); !s.ok()) return s;
+      } else {
+        if (in_layer == 0) {
+          open_ = std::make_unique<OpenLayer>();
+          open_->block = b;
+          open_->layer = layer;
+        }
+        open_->sum.Update(part.data(), n);
+        std::memcpy(base + pos, part.data(), n);
+        if (in_layer + n == lb) {
+          const uint64_t sum = open_->sum.Digest();
+          open_.reset();
+          if (absl::Status s = LayerArrived(b, layer, sum); !s.ok()) return s;
+        }
+      }
+      pos += n;
+      part = part.subspan(n);
+    }
+  }
+  block.next = pos;
+  const uint64_t report_to = pos / lb * lb;
+  if (report_to > report_from && on_verified_) on_verified_(b, report_from, report_to - report_from);
+  return absl::OkStatus();
+}
+
+absl::Status FetchReceiver::OnShmChunks(const grpc::ByteBuffer& message) {
+  v1::FetchResponse ranges;
+  if (!DecodeMessage(message, &ranges).ok()) {
+    return absl::InternalError("the store sent a malformed FetchResponse");
+  }
+  for (const v1::ShmChunk& r : ranges.shm_chunks()) {
+    const uint32_t b = r.block();
+    if (b >= blocks_.size() || r.length() == 0 || r.offset() > blocks_[b].size_bytes() ||
+        r.length() > blocks_[b].size_bytes() - r.offset() ||
+        r.offset() % state_[b].layer_bytes != 0 || r.length() % state_[b].layer_bytes != 0) {
+      return absl::InternalError("the store reported a bad shared-memory range");
+    }
+    // Verified where they lie: the store wrote them into this memory.
+    const uint64_t lb = state_[b].layer_bytes;
+    for (uint64_t off = r.offset(); off < r.offset() + r.length(); off += lb) {
+      const auto layer = static_cast<uint32_t>(off / lb);
+      if (absl::Status s = LayerArrived(b, layer, RangeChecksum(out_[b].data() + off, lb));
+          !s.ok()) {
+        return s;
+      }
+    }
+    if (on_verified_) on_verified_(b, r.offset(), r.length());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FetchReceiver::Complete() const {
+  for (size_t b = 0; b < blocks_.size(); ++b) {
+    const auto& verified = state_[b].verified;
+    if (std::find(verified.begin(), verified.end(), 0) != verified.end()) {
+      return absl::DataLossError(absl::StrCat("block ", b, " arrived incomplete"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kvtier
