@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -19,7 +20,9 @@
 #include "absl/strings/str_split.h"
 #include "bench/attention_bench.h"
 #include "bench/copy_bench.h"
+#include "bench/datapath_bench.h"
 #include "bench/fetch_bench.h"
+#include "bench/grpc_stream.h"
 #include "bench/lookup_bench.h"
 #include "bench/replay.h"
 #include "bench/trace.h"
@@ -66,7 +69,18 @@ ABSL_FLAG(bool, same_node, false,
 ABSL_FLAG(std::string, tokens, "8192,32768,131072",
           "lookup: prompt lengths in tokens (comma-separated).");
 ABSL_FLAG(std::string, store_binary, "",
-          "lookup: the kvtier-store binary to start (default: the one built beside this program).");
+          "lookup, datapath: the kvtier-store binary to start (default: the one built beside "
+          "this program).");
+ABSL_FLAG(uint64_t, value_bytes, 2 << 20,
+          "datapath: bytes per value (Redis) and per block (kvtier; a multiple of 131072).");
+ABSL_FLAG(std::string, clients, "1,4,16", "datapath: client counts (comma-separated).");
+ABSL_FLAG(double, seconds, 2, "datapath: seconds each measurement runs.");
+ABSL_FLAG(uint32_t, blocks_per_call, 256,
+          "datapath: blocks per same-node Fetch or Put (a restore's worth).");
+ABSL_FLAG(std::string, redis_server, "redis-server", "datapath: the redis-server to start.");
+ABSL_FLAG(std::string, redis_benchmark, "redis-benchmark", "datapath: its benchmark client.");
+ABSL_FLAG(std::string, parts, "references,redis,grpc,socket,same_node",
+          "datapath: what to run (comma-separated); ratios to a reference left out are omitted.");
 ABSL_FLAG(uint64_t, fragment_bytes, 65536,
           "copy: bytes per fragment (65536: one layer of one page); must divide 2 MiB.");
 
@@ -257,6 +271,40 @@ int RunLookup() {
   return 0;
 }
 
+int RunDatapath() {
+  absl::StatusOr<std::vector<uint32_t>> clients =
+      ParseList("clients", absl::GetFlag(FLAGS_clients));
+  if (!clients.ok()) return Fail(clients.status());
+  std::error_code ec;
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+  const std::string parts = absl::GetFlag(FLAGS_parts);
+  std::set<std::string> wanted;
+  for (absl::string_view p : absl::StrSplit(parts, ',', absl::SkipEmpty())) wanted.insert(std::string(p));
+  for (const std::string& p : wanted) {
+    if (p != "references" && p != "redis" && p != "grpc" && p != "socket" && p != "same_node") {
+      return Fail(absl::InvalidArgumentError(absl::StrCat(
+          "--parts takes references, redis, grpc, socket, same_node; got \"", p, "\"")));
+    }
+  }
+  absl::StatusOr<std::vector<std::string>> lines =
+      RunDatapathBench({.value_bytes = absl::GetFlag(FLAGS_value_bytes),
+                        .clients = *clients,
+                        .seconds = absl::GetFlag(FLAGS_seconds),
+                        .blocks_per_call = absl::GetFlag(FLAGS_blocks_per_call),
+                        .store_binary = absl::GetFlag(FLAGS_store_binary),
+                        .self_binary = self,
+                        .redis_server = absl::GetFlag(FLAGS_redis_server),
+                        .redis_benchmark = absl::GetFlag(FLAGS_redis_benchmark),
+                        .run_references = wanted.contains("references"),
+                        .run_redis = wanted.contains("redis"),
+                        .run_grpc = wanted.contains("grpc"),
+                        .run_socket = wanted.contains("socket"),
+                        .run_same_node = wanted.contains("same_node")});
+  if (!lines.ok()) return Fail(lines.status());
+  for (const std::string& line : *lines) std::cout << line << std::endl;
+  return 0;
+}
+
 struct Subcommand {
   const char* name;
   const char* summary;
@@ -293,6 +341,13 @@ const std::vector<Subcommand>& Subcommands() {
        "memcpy (bench/fetch_bench.h)",
        {"blocks", "tokens_per_block", "order", "same_node", "iterations"},
        RunFetch},
+      {"datapath",
+       "the data plane against its references in one run: memcpy, loopback TCP, Debian's "
+       "redis-server GET/SET, a bare gRPC byte stream, then kvtier Fetch and Put over the "
+       "socket (1/4/16 clients) and same-node (bench/datapath_bench.h)",
+       {"value_bytes", "clients", "seconds", "blocks_per_call", "parts", "store_binary",
+        "redis_server", "redis_benchmark"},
+       RunDatapath},
       {"lookup",
        "Lookup of 8k/32k/128k-token prompts on a real kvtier-store: server-side time from the "
        "store's own timer and the client's round trip (bench/lookup_bench.h)",
@@ -375,6 +430,10 @@ int main(int argc, char** argv) {
   argv = normalised_argv.data();
   absl::SetProgramUsageMessage("kvtier-bench SUBCOMMAND [--flag=value ...]; kvtier-bench --help");
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  // Not listed: the server half of datapath's bare gRPC byte stream, run as a child.
+  if (args.size() == 2 && std::string(args[1]) == "byte-stream-server") {
+    return kvtier::bench::RunByteStreamServer();
+  }
   const auto* c = args.size() == 2 ? FindSubcommand(args[1]) : nullptr;
   if (c == nullptr) {
     if (args.size() == 2) std::cerr << "kvtier-bench: unknown subcommand \"" << args[1] << "\"\n";

@@ -53,7 +53,7 @@ struct ClientOptions {
   // Sent as `authorization: Bearer <token>`. Empty: not sent.
   std::string auth_token;
   // Payload bytes per Put message; must fit the server's max message size.
-  uint32_t put_chunk_bytes = 1 << 20;
+  uint32_t put_chunk_bytes = 4 << 20;
   // TLS to the server: `tls`, verified against `tls_root_certs` (PEM contents; empty: the
   // system's roots).
   bool tls = false;

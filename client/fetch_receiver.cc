@@ -10,12 +10,6 @@
 
 namespace kvtier {
 
-struct FetchReceiver::OpenLayer {
-  uint32_t block = 0;
-  uint32_t layer = 0;
-  StreamingChecksum sum;
-};
-
 FetchReceiver::FetchReceiver(std::span<const std::span<uint8_t>> out, bool same_node,
                              OnVerified on_verified)
     : out_(out), same_node_(same_node), on_verified_(std::move(on_verified)) {}
@@ -83,45 +77,24 @@ absl::Status FetchReceiver::OnSocketChunk(const grpc::ByteBuffer& message) {
       size > blocks_[b].size_bytes() - chunk.offset()) {
     return absl::InternalError("the store sent a chunk out of order or outside its block");
   }
-  if (open_ != nullptr && open_->block != b) {
-    return absl::InternalError("the store interleaved the chunks of two blocks within a layer");
-  }
   Block& block = state_[b];
   const uint64_t lb = block.layer_bytes;
   uint8_t* const base = out_[b].data();
-  uint64_t pos = chunk.offset();
-  // The layers this chunk completes, from the one it starts in: [report_from, report_to).
-  const uint64_t report_from = pos / lb * lb;
+  const uint64_t first = chunk.offset();
+  uint64_t pos = first;
   for (std::span<const uint8_t> part : split->payload) {
-    while (!part.empty()) {
-      const auto layer = static_cast<uint32_t>(pos / lb);
-      const uint64_t in_layer = pos % lb;
-      const size_t n = static_cast<size_t>(std::min<uint64_t>(part.size(), lb - in_layer));
-      // The received bytes are hashed while they are hot, then copied.
-      if (in_layer == 0 && n == lb) {
-        const uint64_t sum = RangeChecksum(part.data(), n);
-        std::memcpy(base + pos, part.data(), n);
-        if (absl::Status s = LayerArrived(b, layer, sum); !s.ok()) return s;
-      } else {
-        if (in_layer == 0) {
-          open_ = std::make_unique<OpenLayer>();
-          open_->block = b;
-          open_->layer = layer;
-        }
-        open_->sum.Update(part.data(), n);
-        std::memcpy(base + pos, part.data(), n);
-        if (in_layer + n == lb) {
-          const uint64_t sum = open_->sum.Digest();
-          open_.reset();
-          if (absl::Status s = LayerArrived(b, layer, sum); !s.ok()) return s;
-        }
-      }
-      pos += n;
-      part = part.subspan(n);
-    }
+    std::memcpy(base + pos, part.data(), part.size());
+    pos += part.size();
+  }
+  // Each layer this chunk completes is hashed once, where it now lies (hot in the cache
+  // from the copy), whatever pieces the transport cut it into.
+  const uint64_t report_from = first / lb * lb;
+  const uint64_t report_to = pos / lb * lb;
+  for (uint64_t off = report_from; off < report_to; off += lb) {
+    const auto layer = static_cast<uint32_t>(off / lb);
+    if (absl::Status s = LayerArrived(b, layer, RangeChecksum(base + off, lb)); !s.ok()) return s;
   }
   block.next = pos;
-  const uint64_t report_to = pos / lb * lb;
   if (report_to > report_from && on_verified_) on_verified_(b, report_from, report_to - report_from);
   return absl::OkStatus();
 }

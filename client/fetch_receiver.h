@@ -4,10 +4,10 @@
 // each following message: over the socket, chunk payloads go from the received gRPC slices
 // into the caller's buffer; same-node, the message lists ranges the store has copied into
 // the caller's region. Either way each layer is verified once, against the layer checksum
-// the store announced (taken at Put), as soon as it is complete, and only verified layers
-// are ever reported (on_chunk, in whole layers) or counted. Socket chunks of a block must
-// come in order, and a layer begun must be finished before another block's bytes come
-// (the store's plans do both); anything else is the store's error (INTERNAL).
+// the store announced (taken at Put), where it lies in the caller's buffer, as soon as it is
+// complete; only verified layers are ever reported (on_chunk, in whole layers) or counted.
+// Socket chunks of a block must come in order (the store's plans do); anything else is the
+// store's error (INTERNAL).
 // One stream, one thread.
 #ifndef KVTIER_CLIENT_FETCH_RECEIVER_H_
 #define KVTIER_CLIENT_FETCH_RECEIVER_H_
@@ -51,7 +51,6 @@ class FetchReceiver {
     uint64_t next = 0;              // socket: bytes received in order
     std::vector<uint8_t> verified;  // per layer
   };
-  struct OpenLayer;  // a layer of socket chunks begun but not complete
 
   absl::Status OnSocketChunk(const grpc::ByteBuffer& message);
   absl::Status OnShmChunks(const grpc::ByteBuffer& message);
@@ -63,7 +62,6 @@ class FetchReceiver {
   const OnVerified on_verified_;
   std::vector<v1::FetchedBlock> blocks_;
   std::vector<Block> state_;
-  std::unique_ptr<OpenLayer> open_;
   uint64_t verified_bytes_ = 0;
 };
 

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config curl python3 python3-numpy
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libabsl-dev prometheus-cpp-dev libxxhash-dev libssl-dev
+  libabsl-dev prometheus-cpp-dev libxxhash-dev libssl-dev libjemalloc-dev
   libgtest-dev libgmock-dev
   clang-format clang-tidy
   prometheus python3-venv python3-yaml python3-matplotlib openssl

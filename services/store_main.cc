@@ -21,7 +21,9 @@
 #include "services/store_server.h"
 #include "services/tenant_auth.h"
 
-ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "gRPC address to serve on (HOST:PORT).");
+ABSL_FLAG(std::string, listen, "0.0.0.0:50051",
+          "gRPC address to serve on: HOST:PORT, or unix:///PATH (a Unix socket, for clients on "
+          "this node; a stale socket file at PATH is replaced).");
 ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9091",
           "Prometheus /metrics address (HOST:PORT); empty disables it.");
 ABSL_FLAG(uint64_t, t1_bytes, uint64_t{1} << 30,
@@ -55,7 +57,7 @@ ABSL_FLAG(uint64_t, max_prompt_tokens, 1 << 21, "Longest prompt Lookup and Put a
 ABSL_FLAG(uint64_t, event_log_capacity, 1 << 16,
           "Events kept for WatchEvents; slower watchers are told how many they lost.");
 ABSL_FLAG(int32_t, max_message_bytes, 16 << 20, "Largest gRPC message received or sent.");
-ABSL_FLAG(uint32_t, fetch_chunk_bytes, 1 << 20, "Default payload bytes per Fetch message.");
+ABSL_FLAG(uint32_t, fetch_chunk_bytes, 4 << 20, "Default payload bytes per Fetch message.");
 ABSL_FLAG(std::string, shm_socket, "",
           "Same-node data plane: a Unix socket path (e.g. /run/kvtier/shm.sock) on which "
           "clients on this node attach memory regions (sealed memfds); Fetch and Put then copy "
@@ -184,8 +186,12 @@ int Run() {
     KVTIER_LOG(ERROR) << server.status().message();
     return 2;
   }
-  KVTIER_LOG(INFO) << "kvtier-store serving on " << server_options.listen << " (port "
-                   << (*server)->port() << ")";
+  if (server_options.listen.rfind("unix:", 0) == 0) {
+    KVTIER_LOG(INFO) << "kvtier-store serving on " << server_options.listen;
+  } else {
+    KVTIER_LOG(INFO) << "kvtier-store serving on " << server_options.listen << " (port "
+                     << (*server)->port() << ")";
+  }
   if (!server_options.shm_attach.path.empty()) {
     KVTIER_LOG(INFO) << "same-node data plane: regions attach on " << server_options.shm_attach.path;
   }

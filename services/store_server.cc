@@ -10,6 +10,22 @@
 
 namespace kvtier {
 
+void ConfigureServerBuilder(grpc::ServerBuilder& builder, const StoreServerOptions& options) {
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.SetMaxSendMessageSize(options.max_message_bytes);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
+                             static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_time)));
+  builder.AddChannelArgument(
+      GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_timeout)));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // Let clients ping as often as every 10 s without being told to go away.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  grpc::ResourceQuota quota("kvtier-store");
+  quota.SetMaxThreads(options.max_threads);
+  builder.SetResourceQuota(quota);
+}
+
 absl::StatusOr<std::unique_ptr<StoreServer>> StoreServer::Start(BlockStore* store,
                                                                 const TenantAuthenticator* auth,
                                                                 StoreMetrics* metrics,
@@ -33,20 +49,7 @@ absl::StatusOr<std::unique_ptr<StoreServer>> StoreServer::Start(BlockStore* stor
       options.listen, options.credentials ? options.credentials : grpc::InsecureServerCredentials(),
       &server->port_);
   builder.RegisterService(server->service_.get());
-  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
-  builder.SetMaxSendMessageSize(options.max_message_bytes);
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
-                             static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_time)));
-  builder.AddChannelArgument(
-      GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
-      static_cast<int>(absl::ToInt64Milliseconds(options.keepalive_timeout)));
-  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  // Let clients ping as often as every 10 s without being told to go away.
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
-  grpc::ResourceQuota quota("kvtier-store");
-  quota.SetMaxThreads(options.max_threads);
-  builder.SetResourceQuota(quota);
-
+  ConfigureServerBuilder(builder, options);
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));

@@ -12,6 +12,7 @@
 
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
 
 #include <memory>
 #include <string>
@@ -44,6 +45,11 @@ struct StoreServerOptions {
   // Listening credentials (services/server_credentials.h); null: plaintext.
   std::shared_ptr<grpc::ServerCredentials> credentials;
 };
+
+// The transport settings of a kvtier-store server (message sizes, keepalive, thread
+// quota): what StoreServer::Start applies, and what benchmarks apply to their own servers
+// so that they measure gRPC as the store runs it.
+void ConfigureServerBuilder(grpc::ServerBuilder& builder, const StoreServerOptions& options);
 
 class StoreServer {
  public:

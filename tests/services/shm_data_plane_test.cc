@@ -52,8 +52,12 @@ int Memfd(uint64_t bytes, bool reserve, int seals) {
   const int fd = memfd_create("test", MFD_CLOEXEC | MFD_ALLOW_SEALING);
   EXPECT_GE(fd, 0);
   EXPECT_EQ(ftruncate(fd, static_cast<off_t>(bytes)), 0);
-  if (reserve) EXPECT_EQ(posix_fallocate(fd, 0, static_cast<off_t>(bytes)), 0);
-  if (seals != 0) EXPECT_EQ(fcntl(fd, F_ADD_SEALS, seals), 0);
+  if (reserve) {
+    EXPECT_EQ(posix_fallocate(fd, 0, static_cast<off_t>(bytes)), 0);
+  }
+  if (seals != 0) {
+    EXPECT_EQ(fcntl(fd, F_ADD_SEALS, seals), 0);
+  }
   return fd;
 }
 

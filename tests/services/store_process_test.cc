@@ -9,6 +9,9 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -133,6 +136,45 @@ TEST(StoreProcessTest, ServesOverTlsWhenGivenACertificate) {
   EXPECT_EQ(code, 2);
   EXPECT_NE(log.find("TLS needs both --tls_cert_file and --tls_key_file"), std::string::npos)
       << log;
+}
+
+// --listen=unix:///PATH: clients on the node reach the store through a Unix socket (a
+// stale socket file left at the path is replaced); the socket goes when the store stops.
+TEST(StoreProcessTest, ServesOnAUnixSocket) {
+  const std::string dir = ::testing::TempDir() + "/kvtier_unix";
+  std::filesystem::create_directories(dir);
+  const std::string path = dir + "/store.sock";
+  std::filesystem::remove(path);
+  {  // the socket of a store that died, left behind
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.data(), path.size());
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    ::close(fd);
+    ASSERT_TRUE(std::filesystem::exists(path));
+  }
+  absl::StatusOr<std::unique_ptr<bench::ChildProcess>> store = bench::ChildProcess::Start(
+      KVTIER_STORE_BINARY, {"--listen=unix://" + path, "--metrics_listen=", "--t1_bytes=4194304",
+                            "--t1_lock=none"});
+  ASSERT_TRUE(store.ok());
+  ASSERT_TRUE((*store)->AwaitLog(std::regex("serving on unix://"), absl::Seconds(20)).ok())
+      << (*store)->Log();
+  {
+    CacheStoreClient client({.target = "unix://" + path, .timeout = absl::Seconds(5)});
+    const KvLayout layout = Llama3_8BLayout();
+    std::vector<uint32_t> tokens = Tokens(16, 5);
+    std::vector<uint8_t> payload(layout.BlockBytes(), 0x42);
+    absl::StatusOr<PutReply> put = client.Put(layout, tokens, 0, payload);
+    ASSERT_TRUE(put.ok()) << put.status();
+    std::vector<uint8_t> got(layout.BlockBytes());
+    std::vector<std::span<uint8_t>> out = {std::span(got)};
+    ASSERT_TRUE(client.Fetch({.keys = put->keys}, out).ok());
+    EXPECT_EQ(got, payload);
+  }  // (a client still connected over a Unix socket holds the store's exit ~5 s in gRPC)
+  (*store)->Signal(SIGTERM);
+  EXPECT_EQ((*store)->Wait(absl::Seconds(20)), 0) << (*store)->Log();
+  EXPECT_FALSE(std::filesystem::exists(path)) << "the socket outlived the store";
 }
 
 // Metric family names in the exposition (from "# TYPE" lines) starting with kvtier_.

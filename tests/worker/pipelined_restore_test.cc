@@ -233,7 +233,6 @@ TEST_F(PipelinedRestoreTest, StagedPagesAreUsableOnlyOnceTheirCopiesCompleted) {
 TEST_F(PipelinedRestoreTest, AFailedCopyFailsItsLayerAndTheRestore) {
   const KvLayout layout = Layout();
   Staged buffers(kBlocks, layout.BlockBytes());
-  std::vector<std::vector<uint8_t>>& pages = buffers.pages;
   auto uploader =
       std::make_unique<AsyncHostUploader>(buffers.staged(), buffers.device(), layout.num_layers,
                                           layout.LayerBytes(), /*fail_at_layer=*/2);
