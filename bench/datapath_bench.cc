@@ -149,15 +149,16 @@ std::vector<std::unique_ptr<CacheStoreClient>> Clients(uint32_t n, const ClientO
   return clients;
 }
 
-// Token ids of a one-block prompt no other request uses.
+// Token ids of a prompt no other request uses (the first block's key differs).
 std::vector<uint32_t> UniquePrompt(uint32_t tokens, uint32_t client, uint64_t n) {
   std::vector<uint32_t> p(tokens);
   for (uint32_t i = 0; i < tokens; ++i) {
     p[i] = static_cast<uint32_t>((n * 1000003 + client * 7919 + i) % 128256);
   }
-  p[0] = client;
-  p[1] = static_cast<uint32_t>(n);
-  p[2] = static_cast<uint32_t>(n >> 32);
+  // The request's number and client in the first token ids (a block has at least one).
+  const uint64_t id = (n << 8) | (client & 0xff);
+  p[0] = static_cast<uint32_t>(id);
+  if (tokens > 1) p[1] = static_cast<uint32_t>(id >> 32);
   return p;
 }
 

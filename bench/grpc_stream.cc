@@ -32,12 +32,15 @@ grpc::ByteBuffer U64Message(uint64_t v) {
   return grpc::ByteBuffer(&slice, 1);
 }
 
+// The 8 bytes of a size message, wherever the transport cut them (0 if fewer arrived).
 uint64_t U64Of(const grpc::ByteBuffer& message) {
   std::vector<grpc::Slice> slices;
-  uint64_t v = 0;
-  if (message.Dump(&slices).ok() && !slices.empty() && slices[0].size() >= sizeof(v)) {
-    std::memcpy(&v, slices[0].begin(), sizeof(v));
+  std::string bytes;
+  if (message.Dump(&slices).ok()) {
+    for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
   }
+  uint64_t v = 0;
+  if (bytes.size() >= sizeof(v)) std::memcpy(&v, bytes.data(), sizeof(v));
   return v;
 }
 
@@ -143,7 +146,10 @@ absl::Status ByteStreamClient::Put(const uint8_t* data, uint64_t bytes) {
   ok = ok && call.WritesDone() && call.Read(&reply);
   grpc::Status status = call.Finish();
   if (!status.ok()) return absl::UnavailableError(status.error_message());
-  if (!ok || U64Of(reply) != bytes) return absl::DataLossError("the byte stream lost bytes");
+  if (!ok || U64Of(reply) != bytes) {
+    return absl::DataLossError(absl::StrCat("the byte stream lost bytes: ", ok ? "" : "no reply, ",
+                                            U64Of(reply), " of ", bytes, " arrived"));
+  }
   return absl::OkStatus();
 }
 

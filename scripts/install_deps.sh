@@ -9,7 +9,7 @@ packages=(
   libabsl-dev prometheus-cpp-dev libxxhash-dev libssl-dev libjemalloc-dev
   libgtest-dev libgmock-dev
   clang-format clang-tidy
-  prometheus python3-venv python3-yaml python3-matplotlib openssl
+  prometheus python3-venv python3-yaml python3-matplotlib openssl redis-server
 )
 
 missing=()
