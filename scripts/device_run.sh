@@ -37,5 +37,5 @@ python3 bench/attention_torch.py --device=cuda --batches=1,16,64 --contexts=1024
 echo "== time to first token on the GPU (Llama-3-8B dimensions, random weights)"
 "$bin/kvtier-bench" ttft --backend=cuda --model=llama-3-8b --prefixes=1024,8192,32768 \
   | tee "$out/ttft_cuda.jsonl"
-"$bin/kvtier-bench" ttft --backend=cuda --model=llama-3-8b --prefixes=32768 --shm_dir=/dev/shm \
+"$bin/kvtier-bench" ttft --backend=cuda --model=llama-3-8b --prefixes=32768 --same_node \
   | tee -a "$out/ttft_cuda.jsonl"

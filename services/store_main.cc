@@ -67,7 +67,7 @@ ABSL_FLAG(uint64_t, shm_max_bytes, uint64_t{64} << 30,
           "Same-node: total bytes of the attached regions, at most.");
 ABSL_FLAG(int32_t, transfer_threads, 0,
           "Same-node: threads that copy payloads between T1 and attached regions (0: one per "
-          "core).");
+          "core, at most 8).");
 ABSL_FLAG(int32_t, max_threads, 64, "Threads gRPC may use (ResourceQuota).");
 ABSL_FLAG(std::string, auth_token_file, "",
           "File of \"TOKEN TENANT\" lines; when set, calls must carry a bearer token. "

@@ -5,7 +5,10 @@
 namespace kvtier {
 
 TransferPool::TransferPool(int threads) {
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // A few threads saturate a socket's memory bandwidth; more only contend for it.
+  if (threads <= 0) {
+    threads = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, kDefaultMax));
+  }
   threads_.reserve(static_cast<size_t>(threads));
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Loop(); });
 }

@@ -25,7 +25,9 @@ namespace kvtier {
 
 class TransferPool {
  public:
-  // `threads` <= 0: one per core.
+  static constexpr unsigned kDefaultMax = 8;
+
+  // `threads` <= 0: one per core, at most kDefaultMax.
   explicit TransferPool(int threads);
   ~TransferPool();
   TransferPool(const TransferPool&) = delete;

@@ -53,7 +53,7 @@ class PipelinedRestore {
   // When the fetch ended (valid after Finish).
   std::chrono::steady_clock::time_point end() const { return end_; }
   // Whether the bytes came by same-node delivery (valid after Finish). A store that
-  // refuses it (no --shm_dir, another node's /dev/shm) is asked again over the socket.
+  // refuses it (no --shm_socket, another node's store) is asked again over the socket.
   bool delivered_by_shm() const { return delivered_by_shm_; }
 
  private:

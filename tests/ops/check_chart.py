@@ -139,10 +139,15 @@ check("tcpSocket" in sc["readinessProbe"] and "grpc" not in sc["readinessProbe"]
       "TCP probes when the port speaks TLS")
 wargs = by_kind(docs, "DaemonSet")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
 check("--store_tls_ca_file=/etc/kvtier/tls/ca.crt" in wargs, f"worker verifies the store: {wargs}")
-check("--shm_dir=/var/run/kvtier-shm" in args and "--shm_dir=/var/run/kvtier-shm" in wargs,
-      f"same-node delivery on both sides: {args} {wargs}")
+# The worker attaches to the socket its store (shard 0) serves: the same file on the node.
+store_env = {e["name"]: e for e in sts["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+check("--shm_socket=/var/run/kvtier-shm/$(POD_NAME).sock" in args and
+      store_env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+      == "metadata.name" and
+      f"--store_shm_socket=/var/run/kvtier-shm/{sts['metadata']['name']}-0.sock" in wargs,
+      f"the same-node data plane on both sides, through the same socket: {args} {wargs}")
 for pod in [sts["spec"]["template"]["spec"], by_kind(docs, "DaemonSet")[0]["spec"]["template"]["spec"]]:
-    check(any(v["name"] == "shm" and v.get("hostPath", {}).get("path") == "/dev/shm/kvtier"
+    check(any(v["name"] == "shm" and v.get("hostPath", {}).get("path") == "/run/kvtier"
               for v in pod["volumes"]) and
           any(m["name"] == "shm" and m["mountPath"] == "/var/run/kvtier-shm"
               for m in pod["containers"][0]["volumeMounts"]),

@@ -51,8 +51,8 @@ spec:
         - --tls_cert_file=/etc/kvtier/tls/tls.crt
         - --tls_key_file=/etc/kvtier/tls/tls.key
         {{- end }}
-        {{- if .Values.sameNode.enabled }}
-        - --shm_dir=/var/run/kvtier-shm
+        {{- if and .Values.sameNode.enabled .Values.store.enabled }}
+        - --store_shm_socket=/var/run/kvtier-shm/{{ include "kvtier.store.fullname" . }}-0.sock
         {{- end }}
         {{- range .Values.worker.extraArgs }}
         - {{ . | quote }}
