@@ -71,31 +71,58 @@ absl::Status FetchReceiver::OnSocketChunk(const grpc::ByteBuffer& message) {
   if (!split.ok() || !chunk.ParseFromString(split->rest)) {
     return absl::InternalError("the store sent a malformed FetchResponse");
   }
-  const uint32_t b = chunk.block();
-  const uint64_t size = split->payload_size();
-  if (b >= blocks_.size() || chunk.offset() != state_[b].next ||
-      size > blocks_[b].size_bytes() - chunk.offset()) {
-    return absl::InternalError("the store sent a chunk out of order or outside its block");
+  // The ranges `data` holds, back to back (one, at block/offset, when none are listed).
+  std::vector<v1::BlockRange> ranges(chunk.ranges().begin(), chunk.ranges().end());
+  if (ranges.empty()) {
+    ranges.emplace_back();
+    ranges[0].set_block(chunk.block());
+    ranges[0].set_offset(chunk.offset());
+    ranges[0].set_length(split->payload_size());
   }
-  Block& block = state_[b];
-  const uint64_t lb = block.layer_bytes;
-  uint8_t* const base = out_[b].data();
-  const uint64_t first = chunk.offset();
-  uint64_t pos = first;
-  for (std::span<const uint8_t> part : split->payload) {
-    std::memcpy(base + pos, part.data(), part.size());
-    pos += part.size();
+  uint64_t listed = 0;
+  for (const v1::BlockRange& r : ranges) listed += r.length();
+  if (listed != split->payload_size()) {
+    return absl::InternalError("the store's chunk carries other bytes than its ranges say");
   }
-  // Each layer this chunk completes is hashed once, where it now lies (hot in the cache
-  // from the copy), whatever pieces the transport cut it into.
-  const uint64_t report_from = first / lb * lb;
-  const uint64_t report_to = pos / lb * lb;
-  for (uint64_t off = report_from; off < report_to; off += lb) {
-    const auto layer = static_cast<uint32_t>(off / lb);
-    if (absl::Status s = LayerArrived(b, layer, RangeChecksum(base + off, lb)); !s.ok()) return s;
+  auto part = split->payload.begin();
+  std::span<const uint8_t> rest = part != split->payload.end() ? *part : std::span<const uint8_t>();
+  for (const v1::BlockRange& r : ranges) {
+    const uint32_t b = r.block();
+    if (b >= blocks_.size() || r.offset() != state_[b].next ||
+        r.length() > blocks_[b].size_bytes() - r.offset()) {
+      return absl::InternalError("the store sent a chunk out of order or outside its block");
+    }
+    Block& block = state_[b];
+    const uint64_t lb = block.layer_bytes;
+    uint8_t* const base = out_[b].data();
+    // Copied layer by layer, and each layer completed is hashed once where it now lies,
+    // right after its last byte landed (still in the cache), whatever pieces the transport
+    // cut it into.
+    uint64_t pos = r.offset();
+    const uint64_t end = r.offset() + r.length();
+    while (pos < end) {
+      while (rest.empty()) rest = *++part;  // the lengths were checked: a part remains
+      const uint64_t layer_end = (pos / lb + 1) * lb;
+      const size_t n =
+          static_cast<size_t>(std::min<uint64_t>({rest.size(), layer_end - pos, end - pos}));
+      std::memcpy(base + pos, rest.data(), n);
+      pos += n;
+      rest = rest.subspan(n);
+      if (pos == layer_end) {
+        const auto layer = static_cast<uint32_t>(pos / lb - 1);
+        if (absl::Status s = LayerArrived(b, layer, RangeChecksum(base + pos - lb, lb)); !s.ok()) {
+          return s;
+        }
+      }
+    }
+    block.next = end;
+    // The layers completed: from the one the range started in.
+    const uint64_t report_from = r.offset() / lb * lb;
+    const uint64_t report_to = end / lb * lb;
+    if (report_to > report_from && on_verified_) {
+      on_verified_(b, report_from, report_to - report_from);
+    }
   }
-  block.next = pos;
-  if (report_to > report_from && on_verified_) on_verified_(b, report_from, report_to - report_from);
   return absl::OkStatus();
 }
 
@@ -104,7 +131,7 @@ absl::Status FetchReceiver::OnShmChunks(const grpc::ByteBuffer& message) {
   if (!DecodeMessage(message, &ranges).ok()) {
     return absl::InternalError("the store sent a malformed FetchResponse");
   }
-  for (const v1::ShmChunk& r : ranges.shm_chunks()) {
+  for (const v1::BlockRange& r : ranges.ranges()) {
     const uint32_t b = r.block();
     if (b >= blocks_.size() || r.length() == 0 || r.offset() > blocks_[b].size_bytes() ||
         r.length() > blocks_[b].size_bytes() - r.offset() ||

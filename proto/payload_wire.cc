@@ -128,6 +128,42 @@ grpc::ByteBuffer EncodeFetchChunk(uint32_t block, uint64_t offset,
   return PrefixAndPayload(prefix, payload);
 }
 
+grpc::ByteBuffer EncodeFetchRanges(std::span<const PayloadRange> ranges) {
+  // Field numbers of FetchResponse.ranges and BlockRange's fields (cache_store.proto).
+  constexpr uint32_t kRangesField = 6;
+  constexpr uint32_t kRangeBlock = 1, kRangeOffset = 2, kRangeLength = 3;
+  std::string prefix;
+  uint64_t total = 0;
+  for (const PayloadRange& r : ranges) {
+    std::string range;
+    if (r.block != 0) {
+      AppendTag(range, kRangeBlock, kVarint);
+      AppendVarint(range, r.block);
+    }
+    if (r.offset != 0) {
+      AppendTag(range, kRangeOffset, kVarint);
+      AppendVarint(range, r.offset);
+    }
+    AppendTag(range, kRangeLength, kVarint);
+    AppendVarint(range, r.bytes.size());
+    AppendTag(prefix, kRangesField, kLengthDelimited);
+    AppendVarint(prefix, range.size());
+    prefix += range;
+    total += r.bytes.size();
+  }
+  AppendTag(prefix, kFetchResponseDataField, kLengthDelimited);
+  AppendVarint(prefix, total);
+  std::vector<grpc::Slice> slices;
+  slices.reserve(ranges.size() + 1);
+  slices.emplace_back(prefix);
+  for (const PayloadRange& r : ranges) {
+    if (!r.bytes.empty()) {
+      slices.emplace_back(r.bytes.data(), r.bytes.size(), grpc::Slice::STATIC_SLICE);
+    }
+  }
+  return grpc::ByteBuffer(slices.data(), slices.size());
+}
+
 uint64_t SplitMessage::payload_size() const {
   uint64_t n = 0;
   for (const auto& p : payload) n += p.size();

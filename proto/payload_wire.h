@@ -41,6 +41,16 @@ grpc::ByteBuffer EncodePutData(std::span<const uint8_t> payload);
 // FetchResponse{block, offset, data = payload}, payload referenced.
 grpc::ByteBuffer EncodeFetchChunk(uint32_t block, uint64_t offset, std::span<const uint8_t> payload);
 
+// Bytes [offset, offset + bytes.size()) of a Fetch's block `block`, where they are.
+struct PayloadRange {
+  uint32_t block = 0;
+  uint64_t offset = 0;
+  std::span<const uint8_t> bytes;
+};
+// FetchResponse{ranges = (block, offset, length) of each, data = their bytes back to back},
+// every range's bytes referenced (one slice each).
+grpc::ByteBuffer EncodeFetchRanges(std::span<const PayloadRange> ranges);
+
 struct SplitMessage {
   std::string rest;  // every field but the payload field, protobuf-encoded
   bool has_payload = false;

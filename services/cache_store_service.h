@@ -25,7 +25,7 @@ namespace kvtier {
 
 struct CacheStoreServiceOptions {
   // Payload bytes per Fetch message when the client does not ask, and the most it may ask.
-  uint32_t default_fetch_chunk_bytes = 4 << 20;
+  uint32_t default_fetch_chunk_bytes = 512 << 10;
   uint32_t max_fetch_chunk_bytes = 4 << 20;
   // Events per WatchEvents message at most.
   uint32_t max_events_per_message = 256;

@@ -119,7 +119,7 @@ bool FetchReactor::CopyNextBatch() {
   uint64_t bytes = 0;
   while (next_range_ < plan_.size() && bytes < kShmBatchBytes) {
     const FetchRange& r = plan_[next_range_++];
-    v1::ShmChunk* chunk = batch->message.add_shm_chunks();
+    v1::BlockRange* chunk = batch->message.add_ranges();
     chunk->set_block(r.block);
     chunk->set_offset(r.offset);
     chunk->set_length(r.length);
@@ -151,25 +151,35 @@ bool FetchReactor::CopyNextBatch() {
 }
 
 void FetchReactor::WriteNextChunk() {
-  while (next_range_ < plan_.size() && next_offset_ >= plan_[next_range_].length) {
-    ++next_range_;
-    next_offset_ = 0;
+  // One message carries the plan's next ranges (or parts of them) up to chunk_bytes_, so a
+  // layer-major plan of 64 KiB layers does not cost a message per layer.
+  std::vector<PayloadRange> ranges;
+  uint64_t budget = chunk_bytes_;
+  while (budget > 0 && next_range_ < plan_.size()) {
+    const FetchRange& r = plan_[next_range_];
+    if (next_offset_ >= r.length) {
+      ++next_range_;
+      next_offset_ = 0;
+      continue;
+    }
+    const uint64_t n = std::min(budget, r.length - next_offset_);
+    const uint64_t offset = r.offset + next_offset_;
+    // Every layer the piece touches is checked before any of its bytes leave.
+    if (absl::Status s = read_->Verify(r.block, offset, n); !s.ok()) {
+      FinishWith(s);
+      return;
+    }
+    ranges.push_back({.block = r.block,
+                      .offset = offset,
+                      .bytes = std::span(read_->blocks()[r.block].data + offset, n)});
+    next_offset_ += n;
+    budget -= n;
   }
-  if (next_range_ == plan_.size()) {
+  if (ranges.empty()) {
     FinishWith(absl::OkStatus());
     return;
   }
-  const FetchRange& r = plan_[next_range_];
-  const uint64_t n = std::min(chunk_bytes_, r.length - next_offset_);
-  const uint64_t offset = r.offset + next_offset_;
-  // Every layer the chunk touches is checked before any of its bytes leave.
-  if (absl::Status s = read_->Verify(r.block, offset, n); !s.ok()) {
-    FinishWith(s);
-    return;
-  }
-  const BlockView& view = read_->blocks()[r.block];
-  message_ = EncodeFetchChunk(r.block, offset, std::span(view.data + offset, n));
-  next_offset_ += n;
+  message_ = EncodeFetchRanges(ranges);
   StartWrite(&message_);
 }
 

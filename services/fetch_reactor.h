@@ -8,14 +8,15 @@
 // first byte leaves (BlockReadHandle::Verify); a layer that fails ends the stream with
 // DATA_LOSS (the block is dropped from the store).
 //
-// Over the socket, each chunk message references the slot's bytes instead of copying them
-// (the method is raw, see proto/payload_wire.h); one write is in flight at a time and gRPC
-// flow control paces it.
+// Over the socket, each message carries the plan's next ranges up to the chunk size (several
+// layers of a layer-major plan), referencing the slots' bytes instead of copying them (the
+// method is raw, see proto/payload_wire.h); one write is in flight at a time and gRPC flow
+// control paces it.
 //
 // Same-node delivery (a ShmTarget): the ranges are copied into the caller's attached
 // region instead, on the TransferPool's threads (never on a reaction thread), verified in
 // the same pass (BlockReadHandle::CopyOut), about kShmBatchBytes at a time; after each
-// batch one small message lists the ranges copied (ShmChunk). Batches are copied one
+// batch one small message lists the ranges copied. Batches are copied one
 // after another without waiting for their messages to be written (those queue, one write
 // in flight), so the caller verifies batch k while batch k+1 is copied. Deletes itself in
 // OnDone.

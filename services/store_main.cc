@@ -57,7 +57,8 @@ ABSL_FLAG(uint64_t, max_prompt_tokens, 1 << 21, "Longest prompt Lookup and Put a
 ABSL_FLAG(uint64_t, event_log_capacity, 1 << 16,
           "Events kept for WatchEvents; slower watchers are told how many they lost.");
 ABSL_FLAG(int32_t, max_message_bytes, 16 << 20, "Largest gRPC message received or sent.");
-ABSL_FLAG(uint32_t, fetch_chunk_bytes, 4 << 20, "Default payload bytes per Fetch message.");
+ABSL_FLAG(uint32_t, fetch_chunk_bytes, 512 << 10,
+          "Default payload bytes per Fetch message (several ranges of the plan travel in one).");
 ABSL_FLAG(std::string, shm_socket, "",
           "Same-node data plane: a Unix socket path (e.g. /run/kvtier/shm.sock) on which "
           "clients on this node attach memory regions (sealed memfds); Fetch and Put then copy "

@@ -63,6 +63,32 @@ TEST(PayloadWireTest, EncodingsAreOrdinaryProtobufAndReferenceThePayload) {
   EXPECT_EQ(zero.data().size(), 3u);
 }
 
+// Several ranges in one message: listed in order, their bytes back to back in `data`, each
+// referenced where it lies.
+TEST(PayloadWireTest, RangesTravelBackToBackInOneMessage) {
+  std::vector<uint8_t> a = Bytes(70000), b = Bytes(5000);
+  const PayloadRange ranges[] = {{.block = 0, .offset = 0, .bytes = a},
+                                 {.block = 3, .offset = 65536, .bytes = b}};
+  grpc::ByteBuffer message = EncodeFetchRanges(ranges);
+  v1::FetchResponse parsed;
+  ASSERT_TRUE(parsed.ParseFromString(Flatten(message)));
+  ASSERT_EQ(parsed.ranges_size(), 2);
+  EXPECT_EQ(parsed.ranges(0).block(), 0u);
+  EXPECT_EQ(parsed.ranges(0).offset(), 0u);
+  EXPECT_EQ(parsed.ranges(0).length(), a.size());
+  EXPECT_EQ(parsed.ranges(1).block(), 3u);
+  EXPECT_EQ(parsed.ranges(1).offset(), 65536u);
+  EXPECT_EQ(parsed.ranges(1).length(), b.size());
+  std::string both(a.begin(), a.end());
+  both.append(b.begin(), b.end());
+  EXPECT_EQ(parsed.data(), both);
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(message.Dump(&slices).ok());
+  ASSERT_EQ(slices.size(), 3u);
+  EXPECT_EQ(slices[1].begin(), a.data());
+  EXPECT_EQ(slices[2].begin(), b.data());
+}
+
 TEST(PayloadWireTest, SplitReturnsThePayloadAsViewsAndTheRestForProtobuf) {
   v1::FetchResponse m;
   m.set_block(3);

@@ -429,7 +429,7 @@ TEST_F(ShmDataPlaneTest, ACorruptedRangeInTheRegionIsCaughtBeforeItIsReported) {
     b->add_layer_checksums(RangeChecksum(payload_.data() + l * layer, layer));
   }
   v1::FetchResponse claim;  // layer 0 claimed copied, but the region holds zeros
-  v1::ShmChunk* chunk = claim.add_shm_chunks();
+  v1::BlockRange* chunk = claim.add_ranges();
   chunk->set_length(layer);
   testing::ScriptedFetchStore liar({EncodeMessage(head), EncodeMessage(claim)});
   std::unique_ptr<CacheStoreClient> client = MakeClient("t", liar.target());
