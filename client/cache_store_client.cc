@@ -89,6 +89,7 @@ absl::StatusOr<LookupReply> CacheStoreClient::Lookup(const KvLayout& layout,
   request.set_cache_salt(params.salt);
   request.set_no_lease(!params.lease);
   request.set_lease_ttl_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(params.lease_ttl)));
+  request.set_packed_keys(true);
   v1::LookupResponse response;
   absl::Status s =
       WithRetries([&](grpc::ClientContext& ctx) { return stub_->Lookup(&ctx, request, &response); },
@@ -97,9 +98,23 @@ absl::StatusOr<LookupReply> CacheStoreClient::Lookup(const KvLayout& layout,
   LookupReply reply;
   reply.matched_blocks = response.matched_blocks();
   reply.total_blocks = response.total_blocks();
-  absl::StatusOr<std::vector<BlockKey>> keys = KeysFromProto(response.block_keys());
-  if (!keys.ok()) return keys.status();
-  reply.keys = *std::move(keys);
+  const std::string& packed = response.packed_block_keys();
+  if (packed.size() % BlockKey::kSize != 0 || (!packed.empty() && response.block_keys_size() > 0)) {
+    return absl::InternalError("the store sent malformed packed block keys");
+  }
+  if (!packed.empty()) {
+    reply.keys.resize(packed.size() / BlockKey::kSize);
+    for (size_t i = 0; i < reply.keys.size(); ++i) {
+      std::memcpy(reply.keys[i].bytes.data(), packed.data() + i * BlockKey::kSize, BlockKey::kSize);
+    }
+  } else {
+    absl::StatusOr<std::vector<BlockKey>> keys = KeysFromProto(response.block_keys());
+    if (!keys.ok()) return keys.status();
+    reply.keys = *std::move(keys);
+  }
+  if (reply.keys.size() != response.matched_blocks()) {
+    return absl::InternalError("the store's Lookup lists another number of keys than it matched");
+  }
   for (int t : response.tiers()) reply.tiers.push_back(static_cast<v1::Tier>(t));
   reply.lease_id = response.lease_id();
   reply.lease_ttl = absl::Milliseconds(response.lease_ttl_ms());

@@ -66,7 +66,13 @@ grpc::ServerUnaryReactor* CacheStoreService::Lookup(grpc::CallbackServerContext*
     response->set_matched_blocks(result->matched_blocks());
     response->set_matched_tokens(uint64_t{result->matched_blocks()} * layout->tokens_per_block);
     response->set_total_blocks(result->total_blocks);
-    KeysToProto(result->keys, response->mutable_block_keys());
+    if (request->packed_keys()) {
+      std::string* packed = response->mutable_packed_block_keys();
+      packed->reserve(result->keys.size() * BlockKey::kSize);
+      for (const BlockKey& k : result->keys) packed->append(k.AsBytes());
+    } else {
+      KeysToProto(result->keys, response->mutable_block_keys());
+    }
     response->mutable_tiers()->Reserve(static_cast<int>(result->tiers.size()));
     for (Tier tier : result->tiers) response->add_tiers(TierToProto(tier));
     response->set_lease_id(result->lease_id);

@@ -197,6 +197,38 @@ TEST_F(CacheStoreServiceTest, ConcurrentClientsShareAPrefixAndGetTheirOwnBytes) 
   EXPECT_EQ(server_->store().Stats().t1_used_blocks, 2u + 6 * 4);
 }
 
+// A Lookup returns the matched keys one per field, or packed into one field when asked;
+// both list the same keys, in prompt order.
+TEST_F(CacheStoreServiceTest, LookupKeysComeSingleOrPacked) {
+  CacheStoreClient client({.target = server_->target()});
+  std::vector<uint32_t> tokens = Tokens(3 * 16 + 5, 11);
+  std::vector<uint8_t> payload(3 * layout_.BlockBytes(), 0x3c);
+  absl::StatusOr<PutReply> put = client.Put(layout_, tokens, 0, payload);
+  ASSERT_TRUE(put.ok()) << put.status();
+  auto stub = RawStub();
+  v1::LookupRequest request;
+  *request.mutable_layout() = LayoutToProto(layout_);
+  request.mutable_token_ids()->Add(tokens.begin(), tokens.end());
+  request.set_no_lease(true);
+  v1::LookupResponse single, packed;
+  grpc::ClientContext ctx1, ctx2;
+  ASSERT_TRUE(stub->Lookup(&ctx1, request, &single).ok());
+  request.set_packed_keys(true);
+  ASSERT_TRUE(stub->Lookup(&ctx2, request, &packed).ok());
+  ASSERT_EQ(single.block_keys_size(), 3);
+  EXPECT_TRUE(single.packed_block_keys().empty());
+  EXPECT_EQ(packed.block_keys_size(), 0);
+  ASSERT_EQ(packed.packed_block_keys().size(), 3 * BlockKey::kSize);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(single.block_keys(i), std::string(put->keys[i].AsBytes()));
+    EXPECT_EQ(packed.packed_block_keys().substr(i * BlockKey::kSize, BlockKey::kSize),
+              single.block_keys(i));
+  }
+  absl::StatusOr<LookupReply> reply = client.Lookup(layout_, tokens, {.lease = false});
+  ASSERT_TRUE(reply.ok());
+  EXPECT_EQ(reply->keys, put->keys);
+}
+
 TEST_F(CacheStoreServiceTest, MalformedLayoutsAreRejectedByName) {
   auto stub = RawStub();
   v1::LookupRequest request;
