@@ -104,8 +104,8 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
   absl::StatusOr<std::unique_ptr<ChildProcess>> child = ChildProcess::Start(binary, flags);
   if (!child.ok()) return child.status();
   server->process_ = *std::move(child);
-  absl::StatusOr<std::vector<std::string>> serving = server->process_->AwaitLog(
-      std::regex(R"(serving on .*\(port (\d+)\))"), absl::Seconds(30));
+  absl::StatusOr<std::vector<std::string>> serving =
+      server->process_->AwaitLog(std::regex(R"(serving on .*\(port (\d+)\))"), absl::Seconds(30));
   if (!serving.ok()) {
     return absl::Status(serving.status().code(),
                         absl::StrCat(binary, ": ", serving.status().message()));

@@ -35,8 +35,9 @@ double Since(Clock::time_point start) {
 
 // Runs `clients` threads, each calling request(client) until `seconds` have passed;
 // request returns the bytes it moved. GB/s over the wall time of all of them.
-absl::StatusOr<double> RunClients(uint32_t clients, double seconds,
-                                  const std::function<absl::StatusOr<uint64_t>(uint32_t)>& request) {
+absl::StatusOr<double> RunClients(
+    uint32_t clients, double seconds,
+    const std::function<absl::StatusOr<uint64_t>(uint32_t)>& request) {
   std::atomic<uint64_t> bytes{0};
   std::vector<absl::Status> errors(clients);
   const Clock::time_point start = Clock::now();
@@ -153,7 +154,7 @@ std::vector<std::unique_ptr<CacheStoreClient>> Clients(uint32_t n, const ClientO
 std::vector<uint32_t> UniquePrompt(uint32_t tokens, uint32_t client, uint64_t n) {
   std::vector<uint32_t> p(tokens);
   for (uint32_t i = 0; i < tokens; ++i) {
-    p[i] = static_cast<uint32_t>((n * 1000003 + client * 7919 + i) % 128256);
+    p[i] = static_cast<uint32_t>((n * 1000003 + uint64_t{client} * 7919 + i) % 128256);
   }
   // The request's number and client in the first token ids (a block has at least one).
   const uint64_t id = (n << 8) | (client & 0xff);
@@ -197,7 +198,7 @@ absl::StatusOr<std::vector<std::string>> RunDatapathBench(const DatapathBenchOpt
     absl::StatusOr<std::unique_ptr<RedisReference>> server = RedisReference::Start(o.redis_server);
     if (!server.ok()) return server.status();
     for (uint32_t c : o.clients) {
-      const uint64_t requests = std::max<uint64_t>(16 * c, o.seconds * 1.5e9 / vb);
+      const uint64_t requests = std::max<uint64_t>(uint64_t{16} * c, o.seconds * 1.5e9 / vb);
       absl::StatusOr<RedisThroughput> t = (*server)->Measure(o.redis_benchmark, vb, c, requests);
       if (!t.ok()) return t.status();
       redis[c] = *t;
@@ -219,7 +220,8 @@ absl::StatusOr<std::vector<std::string>> RunDatapathBench(const DatapathBenchOpt
     const std::vector<uint8_t> data = Pattern(vb, 3);
     for (uint32_t c : o.clients) {
       std::vector<std::unique_ptr<ByteStreamClient>> clients;
-      for (uint32_t i = 0; i < c; ++i) clients.push_back(std::make_unique<ByteStreamClient>(target));
+      for (uint32_t i = 0; i < c; ++i)
+        clients.push_back(std::make_unique<ByteStreamClient>(target));
       absl::StatusOr<double> get =
           RunClients(c, o.seconds, [&](uint32_t i) { return clients[i]->Get(vb); });
       if (!get.ok()) return get.status();
@@ -270,16 +272,16 @@ absl::StatusOr<std::vector<std::string>> RunDatapathBench(const DatapathBenchOpt
     std::vector<uint64_t> next(c, 0);
     absl::StatusOr<double> gbs =
         RunClients(c, o.seconds, [&](uint32_t i) -> absl::StatusOr<uint64_t> {
-          const BlockKey& key = keys[(i * 31 + next[i]++) % keys.size()];
+          const BlockKey& key = keys[(uint64_t{i} * 31 + next[i]++) % keys.size()];
           std::vector<std::span<uint8_t>> out = {std::span(buffers[i])};
           absl::StatusOr<FetchReply> r = clients[i]->Fetch({.keys = {key}}, out);
           if (!r.ok()) return r.status();
           return r->bytes;
         });
     if (!gbs.ok()) return gbs.status();
-    lines.push_back(Line("kvtier_fetch_socket", c, *gbs,
-                         {{"vs_redis_get", redis[c].get_gb_per_s},
-                          {"vs_grpc_bare_get", bare_get[c]}}));
+    lines.push_back(
+        Line("kvtier_fetch_socket", c, *gbs,
+             {{"vs_redis_get", redis[c].get_gb_per_s}, {"vs_grpc_bare_get", bare_get[c]}}));
   }
 
   // Same-node Fetch: a restore's worth of blocks per call, and one block per call.
@@ -322,9 +324,9 @@ absl::StatusOr<std::vector<std::string>> RunDatapathBench(const DatapathBenchOpt
           return vb;
         });
     if (!gbs.ok()) return gbs.status();
-    lines.push_back(Line("kvtier_put_socket", c, *gbs,
-                         {{"vs_redis_set", redis[c].set_gb_per_s},
-                          {"vs_grpc_bare_put", bare_put[c]}}));
+    lines.push_back(
+        Line("kvtier_put_socket", c, *gbs,
+             {{"vs_redis_set", redis[c].set_gb_per_s}, {"vs_grpc_bare_put", bare_put[c]}}));
   }
   if (o.run_same_node) {
     absl::StatusOr<std::unique_ptr<SharedMemoryRegion>> region =

@@ -51,8 +51,7 @@ absl::StatusOr<std::string> RunFetchBench(const FetchBenchOptions& o) {
     heap.resize(total);
     out = heap.data();
   } else {
-    absl::StatusOr<std::unique_ptr<SharedMemoryRegion>> r =
-        SharedMemoryRegion::Create(total);
+    absl::StatusOr<std::unique_ptr<SharedMemoryRegion>> r = SharedMemoryRegion::Create(total);
     if (!r.ok()) return r.status();
     region = *std::move(r);
     out = region->data();
@@ -83,9 +82,8 @@ absl::StatusOr<std::string> RunFetchBench(const FetchBenchOptions& o) {
       "\"block_bytes\": %d, "
       "\"layer_bytes\": %d, \"fetch_s\": %.4f, \"fetch_gb_per_s\": %.3f, "
       "\"memcpy_gb_per_s\": %.3f, \"fetch_vs_memcpy\": %.3f}",
-      o.same_node ? "same-node" : "socket", o.layer_major ? "layer-major" : "block-major",
-      o.blocks, block_bytes, layout.LayerBytes(), best_fetch, fetch_gbs, copy_gbs,
-      fetch_gbs / copy_gbs);
+      o.same_node ? "same-node" : "socket", o.layer_major ? "layer-major" : "block-major", o.blocks,
+      block_bytes, layout.LayerBytes(), best_fetch, fetch_gbs, copy_gbs, fetch_gbs / copy_gbs);
 }
 
 }  // namespace kvtier::bench

@@ -4,8 +4,9 @@
 // layers); the client Fetches all of them over loopback gRPC, in layer-major (as a restore does) or
 // block-major order, into one host buffer, verifying every chunk and block checksum as a
 // worker does. With --same_node the store copies the blocks into an attached
-// SharedMemoryRegion of the client instead (the same-node data plane), verified the same way. Bandwidth = bytes / Fetch
-// time, best of --iterations, against a memcpy of the same bytes in the same run.
+// SharedMemoryRegion of the client instead (the same-node data plane), verified the same way.
+// Bandwidth = bytes / Fetch time, best of --iterations, against a memcpy of the same bytes in the
+// same run.
 #ifndef KVTIER_BENCH_FETCH_BENCH_H_
 #define KVTIER_BENCH_FETCH_BENCH_H_
 

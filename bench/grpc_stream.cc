@@ -37,7 +37,8 @@ uint64_t U64Of(const grpc::ByteBuffer& message) {
   std::vector<grpc::Slice> slices;
   std::string bytes;
   if (message.Dump(&slices).ok()) {
-    for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    for (const grpc::Slice& s : slices)
+      bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
   }
   uint64_t v = 0;
   if (bytes.size() >= sizeof(v)) std::memcpy(&v, bytes.data(), sizeof(v));

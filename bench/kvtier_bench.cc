@@ -51,7 +51,8 @@ ABSL_FLAG(std::string, batches, "1,16", "attention: batch sizes (comma-separated
 ABSL_FLAG(std::string, contexts, "1024,4096", "attention: context lengths in tokens.");
 ABSL_FLAG(int32_t, threads, 0, "attention, copy: CPU threads (0: all cores).");
 ABSL_FLAG(int32_t, iterations, 3,
-          "attention, copy, fetch, lookup: runs per measurement (CPU: the best is reported; GPU: the mean "
+          "attention, copy, fetch, lookup: runs per measurement (CPU: the best is reported; GPU: "
+          "the mean "
           "after one warm-up).");
 ABSL_FLAG(std::string, backend, "auto",
           "attention, copy, ttft: auto (cuda when a GPU is present), cpu or cuda.");
@@ -279,7 +280,8 @@ int RunDatapath() {
   const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
   const std::string parts = absl::GetFlag(FLAGS_parts);
   std::set<std::string> wanted;
-  for (absl::string_view p : absl::StrSplit(parts, ',', absl::SkipEmpty())) wanted.insert(std::string(p));
+  for (absl::string_view p : absl::StrSplit(parts, ',', absl::SkipEmpty()))
+    wanted.insert(std::string(p));
   for (const std::string& p : wanted) {
     if (p != "references" && p != "redis" && p != "grpc" && p != "socket" && p != "same_node") {
       return Fail(absl::InvalidArgumentError(absl::StrCat(
@@ -361,8 +363,7 @@ void PrintUsage(std::ostream& out) {
   out << "usage: kvtier-bench SUBCOMMAND [--flag=value ...]\n"
          "       kvtier-bench SUBCOMMAND --help   (the subcommand's flags)\n\nsubcommands:\n";
   for (const Subcommand& c : Subcommands()) {
-    out << "  " << c.name << std::string(12 - std::string(c.name).size(), ' ') << c.summary
-        << "\n";
+    out << "  " << c.name << std::string(12 - std::string(c.name).size(), ' ') << c.summary << "\n";
   }
 }
 
@@ -410,7 +411,7 @@ int main(int argc, char** argv) {
   });
   std::string command;
   for (size_t i = 1; i < normalised.size(); ++i) {
-    if (normalised[i].rfind("-", 0) != 0 && normalised[i] != "help") {
+    if (normalised[i].rfind('-', 0) != 0 && normalised[i] != "help") {
       command = normalised[i];
       break;
     }

@@ -102,8 +102,8 @@ absl::StatusOr<std::vector<std::string>> RunLookupBench(const LookupBenchOptions
       if (!after.ok()) return after.status();
       const double calls = after->second - before->second;
       if (calls != o.iterations) {
-        return absl::InternalError(absl::StrCat("the store counted ", calls, " lookups, not ",
-                                                o.iterations));
+        return absl::InternalError(
+            absl::StrCat("the store counted ", calls, " lookups, not ", o.iterations));
       }
       std::sort(round_trips.begin(), round_trips.end());
       lines.push_back(absl::StrFormat(

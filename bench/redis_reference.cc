@@ -19,12 +19,13 @@ absl::StatusOr<std::string> Which(const std::string& binary) {
     std::stringstream dirs(path);
     std::string dir;
     while (std::getline(dirs, dir, ':')) {
-      const std::string candidate = dir + "/" + binary;
+      const std::string candidate = absl::StrCat(dir, "/", binary);
       if (access(candidate.c_str(), X_OK) == 0) return candidate;
     }
   }
-  return absl::NotFoundError(absl::StrCat(binary, " is not installed (apt-get install redis-server; "
-                                                  "scripts/install_deps.sh does)"));
+  return absl::NotFoundError(absl::StrCat(binary,
+                                          " is not installed (apt-get install redis-server; "
+                                          "scripts/install_deps.sh does)"));
 }
 
 }  // namespace
@@ -61,8 +62,8 @@ absl::StatusOr<RedisThroughput> RedisReference::Measure(const std::string& bench
   std::optional<int> code = (*run)->Wait(absl::Minutes(5));
   const std::string log = (*run)->Log();
   if (code != 0) {
-    return absl::InternalError(absl::StrCat("redis-benchmark failed (", code.value_or(-1), "):\n",
-                                            log));
+    return absl::InternalError(
+        absl::StrCat("redis-benchmark failed (", code.value_or(-1), "):\n", log));
   }
   // Lines like "SET","1498.13",... : the test and its requests per second.
   RedisThroughput t;
@@ -74,7 +75,8 @@ absl::StatusOr<RedisThroughput> RedisReference::Measure(const std::string& bench
     ((*it)[1] == "SET" ? t.set_gb_per_s : t.get_gb_per_s) = rps * value_bytes / 1e9;
   }
   if (t.get_gb_per_s == 0 || t.set_gb_per_s == 0) {
-    return absl::InternalError(absl::StrCat("no SET/GET figures in redis-benchmark's output:\n", log));
+    return absl::InternalError(
+        absl::StrCat("no SET/GET figures in redis-benchmark's output:\n", log));
   }
   return t;
 }

@@ -26,8 +26,8 @@ class RedisReference {
 
   // redis-benchmark -t set,get -d value_bytes -c clients -n requests: bytes per second of
   // values moved (requests x value_bytes / time).
-  absl::StatusOr<RedisThroughput> Measure(const std::string& benchmark_binary,
-                                          uint64_t value_bytes, int clients, uint64_t requests);
+  absl::StatusOr<RedisThroughput> Measure(const std::string& benchmark_binary, uint64_t value_bytes,
+                                          int clients, uint64_t requests);
 
  private:
   std::unique_ptr<ChildProcess> server_;

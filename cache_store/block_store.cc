@@ -330,10 +330,10 @@ absl::StatusOr<std::unique_ptr<PendingPut>> BlockStore::BeginPut(const PutSpec& 
   }
   const uint64_t sums_expected = uint64_t{spec.num_blocks} * layout.num_layers;
   if (!spec.layer_checksums.empty() && spec.layer_checksums.size() != sums_expected) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the Put carries ", spec.layer_checksums.size(), " layer checksums for ", spec.num_blocks,
-        " blocks of ", layout.num_layers, " layers; send none or ", sums_expected,
-        " (one per layer of each block)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the Put carries ", spec.layer_checksums.size(), " layer checksums for ",
+                     spec.num_blocks, " blocks of ", layout.num_layers, " layers; send none or ",
+                     sums_expected, " (one per layer of each block)"));
   }
   const uint64_t block_bytes = layout.BlockBytes();
   if (block_bytes > t1_->slot_bytes()) {
@@ -359,8 +359,8 @@ absl::StatusOr<std::unique_ptr<PendingPut>> BlockStore::BeginPut(const PutSpec& 
       block.key = keys[b];
       if (b > 0) block.parent = keys[b - 1];
       if (!spec.layer_checksums.empty()) {
-        const auto sums = spec.layer_checksums.subspan(uint64_t{i} * layout.num_layers,
-                                                       layout.num_layers);
+        const auto sums =
+            spec.layer_checksums.subspan(uint64_t{i} * layout.num_layers, layout.num_layers);
         block.expected.assign(sums.begin(), sums.end());
       }
       block.depth = b;
@@ -412,10 +412,10 @@ absl::StatusOr<PutResult> BlockStore::CommitPut(PendingPut& put) {
     if (!put.blocks_[i].filled) {
       const uint64_t arrived = put.copied_ ? 0 : put.received_;
       AbortPut(put);
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the Put ended before carried block ", i, " was complete (", arrived, " of ",
-          put.expected_bytes(), " payload bytes arrived; ", put.blocks_.size(), " blocks of ",
-          put.block_bytes_, " bytes were announced)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("the Put ended before carried block ", i, " was complete (", arrived, " of ",
+                       put.expected_bytes(), " payload bytes arrived; ", put.blocks_.size(),
+                       " blocks of ", put.block_bytes_, " bytes were announced)"));
     }
   }
   // Every layer was hashed as it landed; only the announced checksums are left to check.
@@ -493,81 +493,6 @@ void BlockStore::AbortPutLocked(PendingPut& put) {
   ++counters_.put_failures;
 }
 
-PendingPut::PendingPut(BlockStore* store, uint64_t block_bytes, uint64_t layout_fingerprint,
-                       uint32_t num_layers, std::string tenant)
-    : store_(store),
-      block_bytes_(block_bytes),
-      layout_fingerprint_(layout_fingerprint),
-      num_layers_(num_layers),
-      tenant_(std::move(tenant)) {}
-
-PendingPut::~PendingPut() {
-  if (!done_) store_->AbortPut(*this);
-}
-
-uint8_t* PendingPut::SlotData(const Block& b) const { return store_->t1_->SlotData(*b.slot); }
-
-absl::Status PendingPut::Write(std::span<const uint8_t> data) {
-  if (done_) return absl::FailedPreconditionError("this Put has already ended");
-  if (copied_) return absl::InvalidArgumentError("this Put's blocks come from shared memory");
-  if (received_ + data.size() > expected_bytes()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the Put payload runs past the announced ", blocks_.size(), " blocks of ", block_bytes_,
-        " bytes (", expected_bytes(), " bytes; got at least ", received_ + data.size(), ")"));
-  }
-  const uint64_t layer_bytes = block_bytes_ / num_layers_;
-  while (!data.empty()) {
-    Block& b = blocks_[received_ / block_bytes_];
-    const uint64_t offset = received_ % block_bytes_;
-    const size_t n = std::min<uint64_t>(data.size(), block_bytes_ - offset);
-    // Bytes of an already cached block are discarded: committed blocks never change.
-    if (b.slot) {
-      if (offset == 0) {
-        b.layer_sums.assign(num_layers_, 0);
-        hasher_ = std::make_unique<LayerHasher>(layer_bytes, b.layer_sums);
-      }
-      // Hash what landed in T1, piece by piece while it is in the cache.
-      uint8_t* dst = SlotData(b) + offset;
-      for (size_t done = 0; done < n;) {
-        const size_t piece = std::min<size_t>(n - done, size_t{32} << 10);
-        std::memcpy(dst + done, data.data() + done, piece);
-        hasher_->Update(dst + done, piece);
-        done += piece;
-      }
-    }
-    if (offset + n == block_bytes_) b.filled = true;
-    received_ += n;
-    data = data.subspan(n);
-  }
-  return absl::OkStatus();
-}
-
-absl::Status PendingPut::CopyBlock(size_t i, const uint8_t* src) {
-  if (done_) return absl::FailedPreconditionError("this Put has already ended");
-  if (i >= blocks_.size() || received_ != 0 || blocks_[i].filled) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("carried block ", i, " cannot be copied (out of range, or filled already)"));
-  }
-  copied_ = true;
-  Block& b = blocks_[i];
-  if (b.slot) {
-    const uint64_t layer_bytes = block_bytes_ / num_layers_;
-    b.layer_sums.assign(num_layers_, 0);
-    uint8_t* dst = SlotData(b);
-    for (uint32_t l = 0; l < num_layers_; ++l) {
-      b.layer_sums[l] = CopyAndChecksum(dst + l * layer_bytes, src + l * layer_bytes, layer_bytes,
-                                        HashSide::kDestination);
-    }
-  }
-  b.filled = true;
-  return absl::OkStatus();
-}
-
-absl::StatusOr<PutResult> PendingPut::Commit() {
-  if (done_) return absl::FailedPreconditionError("this Put has already ended");
-  return store_->CommitPut(*this);
-}
-
 // ---------------------------------------------------------------------------------------
 // Reads (opening and verifying them: block_store_tiering.cc)
 
@@ -614,10 +539,6 @@ void BlockStore::ReleaseRead(std::span<const uint32_t> handles,
   Sweep(clock_->Now());
   for (uint32_t h : handles) Unref(h);
   for (uint32_t slot : t1_slots) t1_->Free(slot);
-}
-
-BlockReadHandle::~BlockReadHandle() {
-  if (!handles_.empty() || !owned_t1_slots_.empty()) store_->ReleaseRead(handles_, owned_t1_slots_);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -208,71 +208,6 @@ std::unique_ptr<BlockReadHandle> BlockStore::OpenLocked(std::vector<uint32_t> ha
       this, std::move(handles), std::move(views), std::move(sums), std::move(first_layer)));
 }
 
-BlockReadHandle::BlockReadHandle(BlockStore* store, std::vector<uint32_t> handles,
-                                 std::vector<BlockView> views,
-                                 std::vector<uint64_t> layer_checksums,
-                                 std::vector<uint32_t> first_layer)
-    : store_(store),
-      handles_(std::move(handles)),
-      views_(std::move(views)),
-      layer_checksums_(std::move(layer_checksums)),
-      first_layer_(std::move(first_layer)),
-      verified_(layer_checksums_.size(), 0) {
-  for (size_t i = 0; i < views_.size(); ++i) {
-    views_[i].layer_checksums =
-        std::span<const uint64_t>(layer_checksums_).subspan(first_layer_[i], views_[i].num_layers);
-  }
-}
-
-absl::Status BlockReadHandle::Corrupt(size_t i, uint32_t layer) {
-  store_->DropCorrupt(handles_[i], layer);
-  return absl::DataLossError(absl::StrCat("block ", i, " (key ", views_[i].key.ShortHex(),
-                                          "…) failed its checksum in layer ", layer,
-                                          " and was dropped; treat it as a miss"));
-}
-
-absl::Status BlockReadHandle::Verify(size_t i, uint64_t offset, uint64_t length) {
-  const BlockView& v = views_[i];
-  if (length == 0) return absl::OkStatus();
-  const uint64_t layer_bytes = v.layer_bytes();
-  const auto first = static_cast<uint32_t>(offset / layer_bytes);
-  const auto last = static_cast<uint32_t>((offset + length - 1) / layer_bytes);
-  for (uint32_t l = first; l <= last && l < v.num_layers; ++l) {
-    uint8_t& verified = verified_[first_layer_[i] + l];
-    if (verified) continue;
-    if (RangeChecksum(v.data + l * layer_bytes, layer_bytes) != v.layer_checksums[l]) {
-      return Corrupt(i, l);
-    }
-    verified = 1;
-  }
-  return absl::OkStatus();
-}
-
-absl::Status BlockReadHandle::CopyOut(size_t i, uint64_t offset, uint64_t length, uint8_t* dst) {
-  const BlockView& v = views_[i];
-  const uint64_t layer_bytes = v.layer_bytes();
-  if (offset % layer_bytes != 0 || length % layer_bytes != 0) {
-    // Not whole layers: check the layers it touches first, then copy.
-    if (absl::Status s = Verify(i, offset, length); !s.ok()) return s;
-    std::memcpy(dst, v.data + offset, length);
-    return absl::OkStatus();
-  }
-  for (uint64_t done = 0; done < length; done += layer_bytes) {
-    const auto l = static_cast<uint32_t>((offset + done) / layer_bytes);
-    uint8_t& verified = verified_[first_layer_[i] + l];
-    const uint8_t* src = v.data + offset + done;
-    if (verified) {
-      std::memcpy(dst + done, src, layer_bytes);
-      continue;
-    }
-    if (CopyAndChecksum(dst + done, src, layer_bytes, HashSide::kSource) != v.layer_checksums[l]) {
-      return Corrupt(i, l);
-    }
-    verified = 1;
-  }
-  return absl::OkStatus();
-}
-
 void BlockStore::DropCorrupt(uint32_t handle, uint32_t layer) {
   absl::MutexLock lock(&mu_);
   Entry& e = entries_[handle];
@@ -283,8 +218,6 @@ void BlockStore::DropCorrupt(uint32_t handle, uint32_t layer) {
   ++counters_.checksum_failures;
   RemoveEntry(handle, BlockEvent::Reason::kCorrupted);
 }
-
-void BlockReadHandle::FreeDeleter::operator()(uint8_t* p) const { std::free(p); }
 
 absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::LoadAndVerify(
     std::unique_ptr<BlockReadHandle> read, std::vector<Promotion> promotions,
@@ -317,10 +250,8 @@ absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::LoadAndVerify(
   for (const Promotion& p : promotions) {
     const BlockView& v = read->views_[p.view];
     const uint32_t first = read->first_layer_[p.view];
-    const std::span<uint64_t> sums =
-        std::span(read->layer_checksums_).subspan(first, v.num_layers);
-    if (!p.status.ok() ||
-        ComputeLayerChecksums(v.data, v.layer_bytes(), sums) != v.checksum) {
+    const std::span<uint64_t> sums = std::span(read->layer_checksums_).subspan(first, v.num_layers);
+    if (!p.status.ok() || ComputeLayerChecksums(v.data, v.layer_bytes(), sums) != v.checksum) {
       bad[p.view] = true;
       corrupt.push_back(p.view);
       continue;

@@ -85,7 +85,8 @@ uint64_t DigestLayerChecksums(std::span<const uint64_t> layer_checksums) {
 
 uint64_t ComputeLayerChecksums(const uint8_t* block, uint64_t layer_bytes,
                                std::span<uint64_t> out) {
-  for (size_t l = 0; l < out.size(); ++l) out[l] = RangeChecksum(block + l * layer_bytes, layer_bytes);
+  for (size_t l = 0; l < out.size(); ++l)
+    out[l] = RangeChecksum(block + l * layer_bytes, layer_bytes);
   return DigestLayerChecksums(out);
 }
 

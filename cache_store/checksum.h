@@ -36,8 +36,7 @@ uint64_t DigestLayerChecksums(std::span<const uint64_t> layer_checksums);
 
 // Fills out[l] with the checksum of layer l of `block` (out.size() layers of layer_bytes) and
 // returns the block checksum.
-uint64_t ComputeLayerChecksums(const uint8_t* block, uint64_t layer_bytes,
-                               std::span<uint64_t> out);
+uint64_t ComputeLayerChecksums(const uint8_t* block, uint64_t layer_bytes, std::span<uint64_t> out);
 
 // Copies `size` bytes and returns the XXH3-64 of one side, reading `src` once from memory:
 // the copy and the hash go piece by piece, each piece hot in the cache for the second pass.

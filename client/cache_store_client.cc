@@ -131,9 +131,9 @@ absl::StatusOr<std::string> CacheStoreClient::RegionId(const SharedMemoryRegion&
     return absl::FailedPreconditionError(
         "no same-node socket is configured (ClientOptions::shm_socket)");
   }
-  absl::StatusOr<std::string> id = region.AttachTo(
-      options_.shm_socket, options_.tenant, options_.auth_token,
-      std::min(options_.timeout, absl::Seconds(5)));
+  absl::StatusOr<std::string> id =
+      region.AttachTo(options_.shm_socket, options_.tenant, options_.auth_token,
+                      std::min(options_.timeout, absl::Seconds(5)));
   if (absl::IsUnavailable(id.status()) || absl::IsDeadlineExceeded(id.status())) {
     // No store answers on that socket (not on this node, say): same-node is not available.
     return absl::FailedPreconditionError(

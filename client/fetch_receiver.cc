@@ -31,13 +31,13 @@ absl::Status FetchReceiver::OnBlockList(const grpc::ByteBuffer& message) {
   for (size_t b = 0; b < blocks_.size(); ++b) {
     const v1::FetchedBlock& block = blocks_[b];
     if (block.size_bytes() > out_[b].size()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "block ", b, " is ", block.size_bytes(), " bytes; its buffer holds ", out_[b].size()));
+      return absl::InvalidArgumentError(absl::StrCat("block ", b, " is ", block.size_bytes(),
+                                                     " bytes; its buffer holds ", out_[b].size()));
     }
     const uint64_t layers = block.layer_checksums_size();
     if (layers == 0 || block.size_bytes() == 0 || block.size_bytes() % layers != 0) {
-      return absl::InternalError(absl::StrCat(
-          "the store listed block ", b, " without layer checksums that divide its size"));
+      return absl::InternalError(absl::StrCat("the store listed block ", b,
+                                              " without layer checksums that divide its size"));
     }
     state_[b].layer_bytes = block.size_bytes() / layers;
     state_[b].verified.assign(layers, 0);

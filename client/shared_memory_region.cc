@@ -63,8 +63,8 @@ absl::StatusOr<std::string> SharedMemoryRegion::AttachTo(const std::string& sock
                                                          const std::string& tenant,
                                                          const std::string& auth_token,
                                                          absl::Duration timeout) const {
-  const std::string key = absl::StrCat(socket_path, std::string(1, '\0'), tenant,
-                                       std::string(1, '\0'), auth_token);
+  const std::string key =
+      absl::StrCat(socket_path, std::string(1, '\0'), tenant, std::string(1, '\0'), auth_token);
   absl::MutexLock lock(&mu_);  // attaches are rare: one at a time is fine
   for (const Attachment& a : attachments_) {
     if (a.key == key) return a.id;

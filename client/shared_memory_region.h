@@ -48,8 +48,8 @@ class SharedMemoryRegion {
   // the socket (none on this node, or not the same directory), or the store's own error
   // (e.g. UNAUTHENTICATED, RESOURCE_EXHAUSTED). Failures are not remembered.
   absl::StatusOr<std::string> AttachTo(const std::string& socket_path, const std::string& tenant,
-                                       const std::string& auth_token,
-                                       absl::Duration timeout) const ABSL_LOCKS_EXCLUDED(mu_);
+                                       const std::string& auth_token, absl::Duration timeout) const
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // The memfd (for tests that play a misbehaving client).
   int fd() const { return fd_; }

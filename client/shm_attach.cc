@@ -18,7 +18,8 @@ absl::StatusOr<int> Connect(const std::string& socket_path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (socket_path.empty() || socket_path.size() >= sizeof(addr.sun_path)) {
-    return absl::InvalidArgumentError(absl::StrCat("bad same-node socket path '", socket_path, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad same-node socket path '", socket_path, "'"));
   }
   std::memcpy(addr.sun_path, socket_path.data(), socket_path.size());
   const int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
@@ -69,8 +70,8 @@ absl::StatusOr<v1::ShmAttachResponse> Exchange(int connection, int memfd,
 }  // namespace
 
 absl::StatusOr<ShmAttachment> AttachMemfd(const std::string& socket_path, int memfd,
-                                          const std::string& tenant,
-                                          const std::string& auth_token, absl::Duration timeout) {
+                                          const std::string& tenant, const std::string& auth_token,
+                                          absl::Duration timeout) {
   absl::StatusOr<int> connection = Connect(socket_path);
   if (!connection.ok()) return connection.status();
   v1::ShmAttachRequest request;

@@ -23,8 +23,8 @@ struct ShmAttachment {
 // UNAVAILABLE when no store answers on the socket, DEADLINE_EXCEEDED when it does not
 // answer in time, else the store's own refusal (its code and message).
 absl::StatusOr<ShmAttachment> AttachMemfd(const std::string& socket_path, int memfd,
-                                          const std::string& tenant,
-                                          const std::string& auth_token, absl::Duration timeout);
+                                          const std::string& tenant, const std::string& auth_token,
+                                          absl::Duration timeout);
 
 }  // namespace kvtier
 

@@ -39,7 +39,8 @@ absl::Status DecodeMessage(const grpc::ByteBuffer& buffer, google::protobuf::Mes
 // PutRequest{data = payload}, payload referenced.
 grpc::ByteBuffer EncodePutData(std::span<const uint8_t> payload);
 // FetchResponse{block, offset, data = payload}, payload referenced.
-grpc::ByteBuffer EncodeFetchChunk(uint32_t block, uint64_t offset, std::span<const uint8_t> payload);
+grpc::ByteBuffer EncodeFetchChunk(uint32_t block, uint64_t offset,
+                                  std::span<const uint8_t> payload);
 
 // Bytes [offset, offset + bytes.size()) of a Fetch's block `block`, where they are.
 struct PayloadRange {

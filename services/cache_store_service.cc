@@ -35,7 +35,7 @@ uint32_t ToMillis(absl::Duration d) {
 
 CacheStoreService::CacheStoreService(BlockStore* store, const TenantAuthenticator* auth,
                                      StoreMetrics* metrics, CacheStoreServiceOptions options)
-    : store_(store), auth_(auth), metrics_(metrics), options_(std::move(options)) {}
+    : store_(store), auth_(auth), metrics_(metrics), options_(options) {}
 
 template <typename Body>
 grpc::ServerUnaryReactor* CacheStoreService::Unary(grpc::CallbackServerContext* ctx, StoreRpc rpc,

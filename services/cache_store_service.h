@@ -18,8 +18,8 @@
 #include "kvtier/v1/cache_store.grpc.pb.h"
 #include "services/shm_regions.h"
 #include "services/store_metrics.h"
-#include "services/transfer_pool.h"
 #include "services/tenant_auth.h"
+#include "services/transfer_pool.h"
 
 namespace kvtier {
 

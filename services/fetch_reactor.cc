@@ -81,7 +81,7 @@ void FetchReactor::Progress() {
   const bool failed = end_.has_value() && !end_->ok();
   if (failed) queued_.clear();
   if (!writing_ && !queued_.empty()) {
-    message_ = std::move(queued_.front());
+    message_ = queued_.front();  // shares the slices; no bytes are copied
     queued_.pop_front();
     writing_ = true;
     StartWrite(&message_);
@@ -93,7 +93,7 @@ void FetchReactor::Progress() {
   }
 }
 
-void FetchReactor::OnBatchCopied(grpc::ByteBuffer message, absl::Status status) {
+void FetchReactor::OnBatchCopied(grpc::ByteBuffer message, const absl::Status& status) {
   absl::MutexLock lock(&shm_mu_);
   copying_ = false;
   if (!status.ok()) {

@@ -24,13 +24,12 @@
 #define KVTIER_SERVICES_FETCH_REACTOR_H_
 
 #include <deque>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-
 #include "cache_store/block_store.h"
 #include "kvtier/v1/cache_store.grpc.pb.h"
 #include "services/rpc_timer.h"
@@ -73,7 +72,8 @@ class FetchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   // Same-node: plans the next batch and starts its copy on the pool; false when every range
   // has been copied. The batch's end (OnBatchCopied) queues its message and starts the next.
   bool CopyNextBatch();
-  void OnBatchCopied(grpc::ByteBuffer message, absl::Status status) ABSL_LOCKS_EXCLUDED(shm_mu_);
+  void OnBatchCopied(grpc::ByteBuffer message, const absl::Status& status)
+      ABSL_LOCKS_EXCLUDED(shm_mu_);
   // Starts the next queued write, or finishes the call once it has ended, nothing is queued
   // or being written, and no batch is being copied (a copy refers to this reactor).
   void Progress() ABSL_EXCLUSIVE_LOCKS_REQUIRED(shm_mu_);

@@ -134,7 +134,7 @@ bool ShmAttachServer::Serve(Connection& c) {
       fds.push_back(fd);
     }
   }
-  auto fail = [&](absl::Status why) {
+  auto fail = [&](const absl::Status& why) {
     for (int fd : fds) ::close(fd);
     v1::ShmAttachResponse response;
     response.set_code(static_cast<int>(why.code()));
@@ -191,8 +191,8 @@ void ShmAttachServer::Loop() {
     const int timeout_ms =
         next_deadline == absl::InfiniteFuture()
             ? -1
-            : static_cast<int>(std::max<int64_t>(
-                  0, absl::ToInt64Milliseconds(next_deadline - absl::Now()) + 1));
+            : static_cast<int>(
+                  std::max<int64_t>(0, absl::ToInt64Milliseconds(next_deadline - absl::Now()) + 1));
     if (::poll(polls.data(), polls.size(), timeout_ms) < 0 && errno != EINTR) {
       KVTIER_LOG(ERROR) << "shm attach socket: poll failed: " << std::strerror(errno);
       absl::SleepFor(absl::Milliseconds(100));

@@ -22,9 +22,8 @@ AttachedRegion::~AttachedRegion() { ::munmap(base_, size_); }
 absl::Status AttachedRegion::CheckPlacement(std::span<const uint64_t> offsets,
                                             std::span<const uint64_t> sizes, bool disjoint) const {
   if (offsets.size() < sizes.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("the call has ", sizes.size(),
-                                                   " blocks but shm names ", offsets.size(),
-                                                   " offsets"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the call has ", sizes.size(), " blocks but shm names ", offsets.size(), " offsets"));
   }
   std::vector<std::pair<uint64_t, uint64_t>> spans;
   spans.reserve(sizes.size());
@@ -69,9 +68,9 @@ absl::StatusOr<std::string> ShmRegions::Attach(int fd, std::string tenant) {
   const auto size = static_cast<uint64_t>(st.st_size);
   if (size == 0) return absl::InvalidArgumentError("the memfd is empty");
   if (static_cast<uint64_t>(st.st_blocks) * 512 < size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the memfd has ", static_cast<uint64_t>(st.st_blocks) * 512, " of its ", size,
-        " bytes allocated; reserve them all (fallocate) before attaching it"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the memfd has ", static_cast<uint64_t>(st.st_blocks) * 512, " of its ", size,
+                     " bytes allocated; reserve them all (fallocate) before attaching it"));
   }
   // Reserved before mapping, so that two attaches cannot both pass the limit.
   {
@@ -103,8 +102,8 @@ absl::StatusOr<std::string> ShmRegions::Attach(int fd, std::string tenant) {
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot map a region of ", size, " bytes: ", std::strerror(err)));
   }
-  auto region = std::make_shared<const AttachedRegion>(std::move(tenant), static_cast<uint8_t*>(p),
-                                                       size);
+  auto region =
+      std::make_shared<const AttachedRegion>(std::move(tenant), static_cast<uint8_t*>(p), size);
   std::string id(kIdBytes, '\0');
   if (::getrandom(id.data(), id.size(), 0) != static_cast<ssize_t>(id.size())) {
     unreserve();

@@ -194,7 +194,8 @@ int Run() {
                      << (*server)->port() << ")";
   }
   if (!server_options.shm_attach.path.empty()) {
-    KVTIER_LOG(INFO) << "same-node data plane: regions attach on " << server_options.shm_attach.path;
+    KVTIER_LOG(INFO) << "same-node data plane: regions attach on "
+                     << server_options.shm_attach.path;
   }
 
   const int sig = AwaitShutdownSignal(signals);

@@ -55,8 +55,8 @@ absl::StatusOr<std::unique_ptr<StoreServer>> StoreServer::Start(BlockStore* stor
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
   }
   if (!options.shm_attach.path.empty()) {
-    absl::StatusOr<std::unique_ptr<ShmAttachServer>> attach = ShmAttachServer::Start(
-        options.shm_attach, server->shm_regions_.get(), auth);
+    absl::StatusOr<std::unique_ptr<ShmAttachServer>> attach =
+        ShmAttachServer::Start(options.shm_attach, server->shm_regions_.get(), auth);
     if (!attach.ok()) return attach.status();
     server->shm_attach_ = *std::move(attach);
   }
@@ -70,7 +70,7 @@ void StoreServer::Shutdown(absl::Duration drain) {
   if (shut_down_) return;
   shut_down_ = true;
   server_->GetHealthCheckService()->SetServingStatus(false);
-  shm_attach_.reset();        // no new regions; attached ones stay until their calls end
+  shm_attach_.reset();       // no new regions; attached ones stay until their calls end
   store_->events().Close();  // watch streams would otherwise hold the drain open
   server_->Shutdown(absl::ToChronoTime(absl::Now() + drain));
 }

@@ -39,9 +39,8 @@ void TransferPool::Loop() {
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
-          +[](TransferPool* p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) {
-            return !p->queue_.empty() || p->stop_;
-          },
+          +[](TransferPool* p)
+               ABSL_EXCLUSIVE_LOCKS_REQUIRED(p->mu_) { return !p->queue_.empty() || p->stop_; },
           this));
       if (queue_.empty()) return;  // stopping, and nothing left
       job = queue_.front();

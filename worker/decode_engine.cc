@@ -42,7 +42,8 @@ absl::StatusOr<std::unique_ptr<DecodeEngine>> DecodeEngine::Create(
       if (!staging.ok()) return staging.status();
       engine->restore_staging_ = *std::move(staging);
     } else {
-      absl::StatusOr<std::unique_ptr<SharedMemoryRegion>> region = SharedMemoryRegion::Create(bytes);
+      absl::StatusOr<std::unique_ptr<SharedMemoryRegion>> region =
+          SharedMemoryRegion::Create(bytes);
       if (!region.ok()) return region.status();
       absl::StatusOr<kernels::CudaHostRegistration> registered =
           kernels::CudaHostRegistration::Register((*region)->data(), bytes);

@@ -90,16 +90,16 @@ void KvOffloader::RunJob(const Job& job) {
       absl::StatusOr<std::unique_ptr<SharedMemoryRegion>> region =
           SharedMemoryRegion::Create(uint64_t{kStagingBlocks} * block_bytes);
       absl::StatusOr<kernels::CudaHostRegistration> registered =
-          region.ok() ? kernels::CudaHostRegistration::Register((*region)->data(),
-                                                                (*region)->size())
-                      : absl::StatusOr<kernels::CudaHostRegistration>(region.status());
+          region.ok()
+              ? kernels::CudaHostRegistration::Register((*region)->data(), (*region)->size())
+              : absl::StatusOr<kernels::CudaHostRegistration>(region.status());
       if (registered.ok()) {
         staging_ = *std::move(region);
         staging_registration_ = *std::move(registered);
       } else {
         shm_refused_ = true;
-        KVTIER_LOG(WARNING) << "no pinned same-node staging for offloads ("
-                            << registered.status() << "); offloads use the socket";
+        KVTIER_LOG(WARNING) << "no pinned same-node staging for offloads (" << registered.status()
+                            << "); offloads use the socket";
       }
     }
     std::vector<uint8_t> heap;

@@ -127,7 +127,8 @@ TEST_F(BlockStoreTest, AnIncompletePutIsNeverVisible) {
     EXPECT_EQ(Matched(tokens), 0u);  // nothing visible before Commit
     absl::StatusOr<PutResult> r = (*put)->Commit();
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
-    EXPECT_NE(r.status().message().find("ended before carried block 1 was complete"), std::string_view::npos);
+    EXPECT_NE(r.status().message().find("ended before carried block 1 was complete"),
+              std::string_view::npos);
   }
   {
     auto put = store_->BeginPut(Spec(tokens, 0, 2));

@@ -62,9 +62,9 @@ std::vector<uint64_t> LayerChecksumsOf(const KvLayout& layout, const std::vector
                                        uint32_t n) {
   std::vector<uint64_t> sums(uint64_t{n} * layout.num_layers);
   for (uint32_t i = 0; i < n; ++i) {
-    ComputeLayerChecksums(payload.data() + i * layout.BlockBytes(), layout.LayerBytes(),
-                          std::span(sums).subspan(uint64_t{i} * layout.num_layers,
-                                                  layout.num_layers));
+    ComputeLayerChecksums(
+        payload.data() + i * layout.BlockBytes(), layout.LayerBytes(),
+        std::span(sums).subspan(uint64_t{i} * layout.num_layers, layout.num_layers));
   }
   return sums;
 }

@@ -23,7 +23,8 @@ grpc::ByteBuffer Owned(const grpc::ByteBuffer& referencing) {
   std::vector<grpc::Slice> slices;
   (void)referencing.Dump(&slices);
   std::string bytes;
-  for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  for (const grpc::Slice& s : slices)
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
   grpc::Slice slice(bytes);
   return grpc::ByteBuffer(&slice, 1);
 }

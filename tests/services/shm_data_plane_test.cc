@@ -109,11 +109,11 @@ class ShmDataPlaneTest : public ::testing::Test {
   }
 
   static constexpr uint32_t kBlocks = 5;
-  testing::TestStoreServer store_{{.slot_bytes = Layout().BlockBytes(),
-                                   .same_node = true,
-                                   .shm_attach_timeout = absl::Milliseconds(300),
-                                   .shm_regions = {.max_regions = 8,
-                                                   .max_total_bytes = uint64_t{64} << 20}}};
+  testing::TestStoreServer store_{
+      {.slot_bytes = Layout().BlockBytes(),
+       .same_node = true,
+       .shm_attach_timeout = absl::Milliseconds(300),
+       .shm_regions = {.max_regions = 8, .max_total_bytes = uint64_t{64} << 20}}};
   std::unique_ptr<CacheStoreClient> client_;
   std::vector<uint32_t> tokens_;
   std::vector<uint8_t> payload_;
@@ -275,8 +275,7 @@ TEST(ShmAuthTest, AttachTakesTheTenantFromTheCredentials) {
   const int fd = mkstemp(path);
   close(fd);
   std::ofstream(path) << "secret-a tenant-a\n";
-  testing::TestStoreServer store(
-      {.slot_bytes = 16384, .auth_token_file = path, .same_node = true});
+  testing::TestStoreServer store({.slot_bytes = 16384, .auth_token_file = path, .same_node = true});
   absl::StatusOr<std::unique_ptr<SharedMemoryRegion>> region = SharedMemoryRegion::Create(1 << 20);
   ASSERT_TRUE(region.ok());
   absl::StatusOr<std::string> id =
@@ -301,8 +300,7 @@ TEST_F(ShmDataPlaneTest, AnotherTenantsRegionIsNotFound) {
   ASSERT_TRUE(id.ok());
   // Tenant "u" puts its own block, then names t's region in raw calls.
   std::unique_ptr<CacheStoreClient> u = MakeClient("u");
-  absl::StatusOr<PutReply> put =
-      u->Put(Layout(), tokens_, 0, std::span(payload_).first(block));
+  absl::StatusOr<PutReply> put = u->Put(Layout(), tokens_, 0, std::span(payload_).first(block));
   ASSERT_TRUE(put.ok());
   auto channel = grpc::CreateChannel(store_.target(), grpc::InsecureChannelCredentials());
   grpc::GenericStub stub(channel);
@@ -449,8 +447,7 @@ TEST_F(ShmDataPlaneTest, ACorruptedRangeInTheRegionIsCaughtBeforeItIsReported) {
 TEST_F(ShmDataPlaneTest, AClientThatDetachesMidFetchLeavesTheStoreHealthy) {
   const uint64_t bytes = kBlocks * Layout().BlockBytes();
   const int fd = Memfd(bytes, true, F_SEAL_SHRINK);
-  absl::StatusOr<ShmAttachment> a =
-      AttachMemfd(store_.shm_socket(), fd, "t", "", absl::Seconds(5));
+  absl::StatusOr<ShmAttachment> a = AttachMemfd(store_.shm_socket(), fd, "t", "", absl::Seconds(5));
   ASSERT_TRUE(a.ok()) << a.status();
   auto channel = grpc::CreateChannel(store_.target(), grpc::InsecureChannelCredentials());
   grpc::GenericStub stub(channel);
@@ -459,7 +456,8 @@ TEST_F(ShmDataPlaneTest, AClientThatDetachesMidFetchLeavesTheStoreHealthy) {
     for (const BlockKey& k : keys_) fetch.add_block_keys(std::string(k.AsBytes()));
     fetch.set_order(v1::FETCH_ORDER_LAYER_MAJOR);
     fetch.mutable_shm()->set_region_id(a->region_id);
-    for (uint32_t i = 0; i < kBlocks; ++i) fetch.mutable_shm()->add_offsets(i * Layout().BlockBytes());
+    for (uint32_t i = 0; i < kBlocks; ++i)
+      fetch.mutable_shm()->add_offsets(i * Layout().BlockBytes());
     grpc::ClientContext ctx;
     ctx.AddMetadata("x-kvtier-tenant", "t");
     grpc::CompletionQueue cq;

@@ -155,8 +155,8 @@ TEST(StoreProcessTest, ServesOnAUnixSocket) {
     ASSERT_TRUE(std::filesystem::exists(path));
   }
   absl::StatusOr<std::unique_ptr<bench::ChildProcess>> store = bench::ChildProcess::Start(
-      KVTIER_STORE_BINARY, {"--listen=unix://" + path, "--metrics_listen=", "--t1_bytes=4194304",
-                            "--t1_lock=none"});
+      KVTIER_STORE_BINARY,
+      {"--listen=unix://" + path, "--metrics_listen=", "--t1_bytes=4194304", "--t1_lock=none"});
   ASSERT_TRUE(store.ok());
   ASSERT_TRUE((*store)->AwaitLog(std::regex("serving on unix://"), absl::Seconds(20)).ok())
       << (*store)->Log();

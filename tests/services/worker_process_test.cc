@@ -36,10 +36,9 @@ std::vector<uint32_t> Prompt(uint32_t n, uint32_t salt) {
 std::unique_ptr<StoreProcess> StartWorker(const std::string& store_target,
                                           const std::string& shm_socket = "") {
   absl::StatusOr<std::unique_ptr<StoreProcess>> w = StoreProcess::StartBinary(
-      KVTIER_WORKER_BINARY,
-      {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0", "--store=" + store_target,
-       "--store_timeout=1s", "--pages=64", "--seed=5", "--tenant=e2e",
-       "--store_shm_socket=" + shm_socket});
+      KVTIER_WORKER_BINARY, {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
+                             "--store=" + store_target, "--store_timeout=1s", "--pages=64",
+                             "--seed=5", "--tenant=e2e", "--store_shm_socket=" + shm_socket});
   EXPECT_TRUE(w.ok()) << w.status();
   return w.ok() ? *std::move(w) : nullptr;
 }

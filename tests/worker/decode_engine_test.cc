@@ -318,8 +318,8 @@ TEST(DecodeEngineTest, SameNodeRestoresAndOffloadsThroughThePagesIdentically) {
   const std::vector<uint32_t> p = Prompt(100, 21);
   Generation cold;
   {
-    auto engine = *DecodeEngine::Create(
-        Weights(), Client(store.target(), "t1", store.shm_socket()), options);
+    auto engine =
+        *DecodeEngine::Create(Weights(), Client(store.target(), "t1", store.shm_socket()), options);
     cold = Generate(*engine, p, 6);
     engine->FlushOffloads();
     EXPECT_EQ(engine->stats().offload.shm_blocks, 6u);  // 100 + 5 tokens: 6 full blocks
