@@ -284,7 +284,16 @@ absl::StatusOr<std::vector<std::string>> RunDatapathBench(const DatapathBenchOpt
              {{"vs_redis_get", redis[c].get_gb_per_s}, {"vs_grpc_bare_get", bare_get[c]}}));
   }
 
-  // Same-node Fetch: a restore's worth of blocks per call, and one block per call.
+  // Same-node Fetch: a restore's worth of blocks per call, and one block per call. The
+  // memcpy reference is measured again here and the faster figure kept, so that a slow
+  // moment of the machine at the start cannot flatter the ratios.
+  if (o.run_same_node && o.run_references) {
+    const double again = MemcpyGbs(call_bytes);
+    if (again > memcpy_gbs) {
+      memcpy_gbs = again;
+      lines.push_back(Line("memcpy", 1, memcpy_gbs));
+    }
+  }
   if (o.run_same_node) {
     absl::StatusOr<std::unique_ptr<SharedMemoryRegion>> region =
         SharedMemoryRegion::Create(call_bytes);

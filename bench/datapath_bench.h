@@ -1,6 +1,8 @@
 // kvtier-bench datapath: kvtier's data plane against its references, all measured in ONE
 // run on the same machine:
-//  - memcpy of the bytes a same-node call moves, and a plain loopback TCP stream;
+//  - memcpy of the bytes a same-node call moves (best of ten, measured at the start and
+//    again before the same-node part; the faster is the reference), and a plain loopback
+//    TCP stream;
 //  - Debian's redis-server (started here), GET and SET of values of --value_bytes with 1,
 //    4 and 16 clients (its own redis-benchmark);
 //  - a bare gRPC byte stream (bench/grpc_stream.h, a server process of its own with the

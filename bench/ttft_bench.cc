@@ -116,7 +116,7 @@ absl::StatusOr<std::vector<std::string>> RunTtftBench(const TtftBenchOptions& o)
         "\"ttft_restored_s\": %.4f, \"ratio_restored_to_recomputed\": %.4f, "
         "\"restored_bytes\": %d, \"restore_s\": %.4f, \"restore_gb_per_s\": %.3f, "
         "\"memcpy_gb_per_s\": %.3f%s}",
-        device, ws.shm_restores > 0 ? "shared-memory" : "socket", config.model_id, prefix_len,
+        device, ws.shm_restores > 0 ? "same-node" : "socket", config.model_id, prefix_len,
         o.question_tokens, offloaded, restored->store_tokens, restored->computed_tokens,
         recomputed->seconds, restored->seconds, restored->seconds / recomputed->seconds,
         ws.restored_bytes, ws.restore_seconds, restore_gbs, memcpy_gbs, h2d));
