@@ -47,12 +47,14 @@ absl::Status PendingPut::Write(std::span<const uint8_t> data) {
         b.layer_sums.assign(num_layers_, 0);
         hasher_ = std::make_unique<LayerHasher>(layer_bytes, b.layer_sums);
       }
-      // Hash what landed in T1, piece by piece while it is in the cache.
+      // `data` is the store's own memory (what the transport received), so hashing it is
+      // hashing what lands in T1; it was just written, so it is read from the cache, and T1
+      // is written around the cache (a Put's block is read later, if ever).
       uint8_t* dst = SlotData(b) + offset;
       for (size_t done = 0; done < n;) {
-        const size_t piece = std::min<size_t>(n - done, size_t{32} << 10);
-        std::memcpy(dst + done, data.data() + done, piece);
-        hasher_->Update(dst + done, piece);
+        const size_t piece = std::min<size_t>(n - done, size_t{64} << 10);
+        hasher_->Update(data.data() + done, piece);
+        StreamingCopy(dst + done, data.data() + done, piece);
         done += piece;
       }
     }

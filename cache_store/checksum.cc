@@ -34,10 +34,8 @@ const internal::Xxh3Impl& Xxh3() {
   return *impl;
 }
 
-// Copies with stores that bypass the cache where the CPU has them: the destination is
-// memory another process reads later, so pulling it into this core's cache first (the
-// read-for-ownership of ordinary stores) only costs bandwidth. Ends with a fence, so the
-// bytes are visible before whatever the caller does next (reporting them).
+}  // namespace
+
 void StreamingCopy(uint8_t* dst, const uint8_t* src, size_t size) {
 #if defined(__x86_64__)
   const size_t head = std::min(size, (16 - reinterpret_cast<uintptr_t>(dst) % 16) % 16);
@@ -59,8 +57,6 @@ void StreamingCopy(uint8_t* dst, const uint8_t* src, size_t size) {
   std::memcpy(dst, src, size);
 #endif
 }
-
-}  // namespace
 
 uint64_t RangeChecksum(const void* data, size_t size) {
   CountHashed(size);

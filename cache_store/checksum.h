@@ -46,6 +46,12 @@ uint64_t ComputeLayerChecksums(const uint8_t* block, uint64_t layer_bytes, std::
 enum class HashSide { kSource, kDestination };
 uint64_t CopyAndChecksum(uint8_t* dst, const uint8_t* src, size_t size, HashSide side);
 
+// Copies with stores that bypass the cache where the CPU has them, for a destination that is
+// read later, not now (T1 slots, another process's region): pulling it into this core's cache
+// first (the read-for-ownership of ordinary stores) only costs bandwidth and evicts what is
+// hot. Ends with a fence, so the bytes are visible before whatever the caller does next.
+void StreamingCopy(uint8_t* dst, const uint8_t* src, size_t size);
+
 // XXH3-64 of bytes fed in pieces.
 class StreamingChecksum {
  public:
