@@ -165,5 +165,4 @@ BlockReadHandle::~BlockReadHandle() {
 
 void BlockReadHandle::FreeDeleter::operator()(uint8_t* p) const { std::free(p); }
 
-
 }  // namespace kvtier

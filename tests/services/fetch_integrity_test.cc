@@ -51,16 +51,24 @@ std::vector<grpc::ByteBuffer> DamagedLayerScript() {
   return messages;
 }
 
+// Fetches the one block the script serves into `buffer`, recording each (offset, length)
+// the client reports as verified.
+absl::StatusOr<FetchReply> FetchReporting(testing::ScriptedFetchStore& store,
+                                          std::vector<uint8_t>& buffer,
+                                          std::vector<std::pair<uint64_t, uint64_t>>& reported) {
+  CacheStoreClient client({.target = store.target()});
+  std::vector<std::span<uint8_t>> out{buffer};
+  return client.Fetch({.keys = {BlockKey{}}}, out,
+                      {.on_chunk = [&](uint32_t, uint64_t offset, uint64_t length) {
+                        reported.emplace_back(offset, length);
+                      }});
+}
+
 TEST(FetchIntegrityTest, TheClientRejectsALayerDamagedInTransitBeforeReportingIt) {
   testing::ScriptedFetchStore store(DamagedLayerScript());
-  CacheStoreClient client({.target = store.target()});
   std::vector<uint8_t> buffer(64);
-  std::vector<std::span<uint8_t>> out{buffer};
   std::vector<std::pair<uint64_t, uint64_t>> reported;
-  absl::StatusOr<FetchReply> r = client.Fetch(
-      {.keys = {BlockKey{}}}, out, {.on_chunk = [&](uint32_t, uint64_t offset, uint64_t length) {
-        reported.emplace_back(offset, length);
-      }});
+  absl::StatusOr<FetchReply> r = FetchReporting(store, buffer, reported);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(r.status().message().find("layer 1 of block 0 failed its checksum"), std::string::npos)
       << r.status();
@@ -78,14 +86,9 @@ TEST(FetchIntegrityTest, ALayerInSeveralChunksIsReportedWhenComplete) {
     script.push_back(Owned(EncodeFetchChunk(0, off, {good + off, 8})));
   }
   testing::ScriptedFetchStore store(std::move(script));
-  CacheStoreClient client({.target = store.target()});
   std::vector<uint8_t> buffer(64);
-  std::vector<std::span<uint8_t>> out{buffer};
   std::vector<std::pair<uint64_t, uint64_t>> reported;
-  absl::StatusOr<FetchReply> r = client.Fetch(
-      {.keys = {BlockKey{}}}, out, {.on_chunk = [&](uint32_t, uint64_t offset, uint64_t length) {
-        reported.emplace_back(offset, length);
-      }});
+  absl::StatusOr<FetchReply> r = FetchReporting(store, buffer, reported);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(reported, (std::vector<std::pair<uint64_t, uint64_t>>{{0, 32}, {32, 32}}));
   EXPECT_EQ(std::memcmp(buffer.data(), good, 64), 0);

@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <regex>
 #include <thread>
@@ -28,6 +29,7 @@
 #include "bench/child_process.h"
 #include "cache_store/checksum.h"
 #include "client/cache_store_client.h"
+#include "client/raw_stream_call.h"
 #include "client/shared_memory_region.h"
 #include "client/shm_attach.h"
 #include "proto/payload_wire.h"
@@ -93,6 +95,33 @@ class ShmDataPlaneTest : public ::testing::Test {
       out.emplace_back(region.data() + (2 * (kBlocks - b) - 1) * block, block);
     }
     return out;
+  }
+
+  // A same-node Fetch of all the blocks into `region_id` at offset 0, as raw gRPC (no
+  // client library, so the client side can misbehave between messages): on_message runs
+  // after each message arrives, with its number (1: the block list).
+  grpc::Status RawSameNodeFetch(const std::string& region_id,
+                                const std::function<void(int)>& on_message = {}) {
+    v1::FetchRequest fetch;
+    for (const BlockKey& k : keys_) fetch.add_block_keys(std::string(k.AsBytes()));
+    fetch.set_order(v1::FETCH_ORDER_LAYER_MAJOR);
+    fetch.mutable_shm()->set_region_id(region_id);
+    for (uint32_t i = 0; i < kBlocks; ++i) {
+      fetch.mutable_shm()->add_offsets(i * Layout().BlockBytes());
+    }
+    grpc::GenericStub stub(
+        grpc::CreateChannel(store_.target(), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("x-kvtier-tenant", "t");
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    RawStreamCall call(stub, ctx, "/kvtier.v1.CacheStore/Fetch");
+    if (call.Write(EncodeMessage(fetch)) && call.WritesDone()) {
+      grpc::ByteBuffer m;
+      for (int n = 1; call.Read(&m); ++n) {
+        if (on_message) on_message(n);
+      }
+    }
+    return call.Finish();
   }
 
   // The store's view: everything fetched over the socket is the payload Put.
@@ -449,42 +478,13 @@ TEST_F(ShmDataPlaneTest, AClientThatDetachesMidFetchLeavesTheStoreHealthy) {
   const int fd = Memfd(bytes, true, F_SEAL_SHRINK);
   absl::StatusOr<ShmAttachment> a = AttachMemfd(store_.shm_socket(), fd, "t", "", absl::Seconds(5));
   ASSERT_TRUE(a.ok()) << a.status();
-  auto channel = grpc::CreateChannel(store_.target(), grpc::InsecureChannelCredentials());
-  grpc::GenericStub stub(channel);
-  auto fetch_into_region = [&]() {
-    v1::FetchRequest fetch;
-    for (const BlockKey& k : keys_) fetch.add_block_keys(std::string(k.AsBytes()));
-    fetch.set_order(v1::FETCH_ORDER_LAYER_MAJOR);
-    fetch.mutable_shm()->set_region_id(a->region_id);
-    for (uint32_t i = 0; i < kBlocks; ++i)
-      fetch.mutable_shm()->add_offsets(i * Layout().BlockBytes());
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("x-kvtier-tenant", "t");
-    grpc::CompletionQueue cq;
-    auto call = stub.PrepareCall(&ctx, "/kvtier.v1.CacheStore/Fetch", &cq);
-    void* tag;
-    bool ok;
-    call->StartCall(reinterpret_cast<void*>(1));
-    cq.Next(&tag, &ok);
-    call->WriteLast(EncodeMessage(fetch), grpc::WriteOptions(), reinterpret_cast<void*>(2));
-    cq.Next(&tag, &ok);
-    int messages = 0;
-    while (true) {
-      grpc::ByteBuffer m;
-      call->Read(&m, reinterpret_cast<void*>(3));
-      if (!cq.Next(&tag, &ok) || !ok) break;
-      if (++messages == 1 && a->connection >= 0) {  // the block list: now detach
+  auto fetch_into_region = [&] {
+    return RawSameNodeFetch(a->region_id, [&](int n) {
+      if (n == 1 && a->connection >= 0) {  // the block list: now detach
         close(a->connection);
         a->connection = -1;
       }
-    }
-    grpc::Status status;
-    call->Finish(&status, reinterpret_cast<void*>(4));
-    cq.Next(&tag, &ok);
-    cq.Shutdown();
-    while (cq.Next(&tag, &ok)) {
-    }
-    return status;
+    });
   };
   const grpc::Status first = fetch_into_region();
   EXPECT_TRUE(first.ok()) << first.error_message();
@@ -520,38 +520,9 @@ TEST_F(ShmDataPlaneTest, AClientThatDiesIsDetachedAndTheStoreServesOn) {
   // Fetch into the dying client's region (same tenant) while it scribbles, then kill it.
   std::atomic<bool> detached{false};
   std::thread fetcher([&] {
-    auto channel = grpc::CreateChannel(store_.target(), grpc::InsecureChannelCredentials());
-    grpc::GenericStub stub(channel);
     const absl::Time give_up = absl::Now() + absl::Seconds(20);
     while (absl::Now() < give_up) {
-      v1::FetchRequest fetch;
-      for (const BlockKey& k : keys_) fetch.add_block_keys(std::string(k.AsBytes()));
-      fetch.mutable_shm()->set_region_id(id);
-      for (uint32_t i = 0; i < kBlocks; ++i) {
-        fetch.mutable_shm()->add_offsets(i * Layout().BlockBytes());
-      }
-      grpc::ClientContext ctx;
-      ctx.AddMetadata("x-kvtier-tenant", "t");
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-      grpc::CompletionQueue cq;
-      auto call = stub.PrepareCall(&ctx, "/kvtier.v1.CacheStore/Fetch", &cq);
-      void* tag;
-      bool ok;
-      call->StartCall(reinterpret_cast<void*>(1));
-      cq.Next(&tag, &ok);
-      call->WriteLast(EncodeMessage(fetch), grpc::WriteOptions(), reinterpret_cast<void*>(2));
-      cq.Next(&tag, &ok);
-      while (true) {
-        grpc::ByteBuffer m;
-        call->Read(&m, reinterpret_cast<void*>(3));
-        if (!cq.Next(&tag, &ok) || !ok) break;
-      }
-      grpc::Status status;
-      call->Finish(&status, reinterpret_cast<void*>(4));
-      cq.Next(&tag, &ok);
-      cq.Shutdown();
-      while (cq.Next(&tag, &ok)) {
-      }
+      const grpc::Status status = RawSameNodeFetch(id);
       if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
         detached = true;
         return;
