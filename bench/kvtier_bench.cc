@@ -44,7 +44,10 @@ ABSL_FLAG(double, t2_admit_min_score, 0.05, "replay: T2 admission threshold (0: 
 ABSL_FLAG(std::string, mode, "engine",
           "replay: engine (BlockStore in process) or grpc (a running kvtier-store; start it "
           "with --t1_slot_bytes=4096 --t1_bytes=<blocks x 4096>).");
-ABSL_FLAG(std::string, target, "127.0.0.1:50051", "replay --mode=grpc: the store.");
+ABSL_FLAG(std::string, target, "127.0.0.1:50051",
+          "replay --mode=grpc: the store (HOST:PORT), or a cluster of shards "
+          "(HOST:PORT,HOST:PORT or dns:///NAME:PORT).");
+ABSL_FLAG(uint32_t, replication, 1, "replay --mode=grpc with a cluster: copies of each block.");
 ABSL_FLAG(std::string, tenant, "replay", "replay --mode=grpc: x-kvtier-tenant to send.");
 ABSL_FLAG(uint64_t, limit_requests, 0, "replay: replay only the first N requests (0: all).");
 ABSL_FLAG(std::string, batches, "1,16", "attention: batch sizes (comma-separated).");
@@ -141,7 +144,9 @@ int RunReplay() {
     backend = *std::move(b);
   } else if (mode == "grpc") {
     absl::StatusOr<std::unique_ptr<ReplayBackend>> b = MakeGrpcBackend(
-        {.target = absl::GetFlag(FLAGS_target), .tenant = absl::GetFlag(FLAGS_tenant)});
+        {.target = absl::GetFlag(FLAGS_target),
+         .tenant = absl::GetFlag(FLAGS_tenant),
+         .replication = absl::GetFlag(FLAGS_replication)});
     if (!b.ok()) return Fail(b.status());
     backend = *std::move(b);
     // The server's capacities are the ones measured; a different request is an error
@@ -321,7 +326,7 @@ const std::vector<Subcommand>& Subcommands() {
        "kvtier-store; prints the prefix hit rate (bench/replay.h)",
        {"trace", "capacity_blocks", "capacity_fraction", "ssd_capacity_blocks",
         "ssd_capacity_fraction", "ssd_dir", "policy", "ssd_policy", "t2_admit_min_score", "mode",
-        "target", "tenant", "limit_requests"},
+        "target", "replication", "tenant", "limit_requests"},
        RunReplay},
       {"attention",
        "paged decode attention: K/V GB/s against a plain copy in the same run "

@@ -7,6 +7,8 @@
 #include "absl/strings/str_format.h"
 #include "cache_store/block_store.h"
 #include "client/cache_store_client.h"
+#include "client/shard_endpoints.h"
+#include "client/sharded_client.h"
 
 namespace kvtier::bench {
 
@@ -100,10 +102,15 @@ class EngineBackend final : public ReplayBackend {
 
 class GrpcBackend final : public ReplayBackend {
  public:
-  explicit GrpcBackend(const ClientOptions& options) : client_(options), layout_(ReplayLayout()) {}
+  GrpcBackend(std::shared_ptr<StoreClient> client, std::shared_ptr<CacheStoreClient> single,
+              ShardedClient* cluster)
+      : client_(std::move(client)),
+        single_(std::move(single)),
+        cluster_(cluster),
+        layout_(ReplayLayout()) {}
 
   absl::StatusOr<Hits> LookupFetchRelease(const ReplayPrompt& prompt) override {
-    absl::StatusOr<LookupReply> found = client_.Lookup(layout_, prompt.tokens);
+    absl::StatusOr<LookupReply> found = client_->Lookup(layout_, prompt.tokens);
     if (!found.ok()) return found.status();
     Hits hits;
     for (v1::Tier t : found->tiers) ++(t == v1::TIER_HOST_DRAM ? hits.t1 : hits.t2);
@@ -113,42 +120,56 @@ class GrpcBackend final : public ReplayBackend {
       for (uint32_t i = 0; i < found->matched_blocks; ++i) {
         out.emplace_back(buffer_.data() + i * layout_.BlockBytes(), layout_.BlockBytes());
       }
-      absl::StatusOr<FetchReply> fetched = client_.Fetch({.lease_id = found->lease_id}, out);
+      absl::StatusOr<FetchReply> fetched = client_->Fetch({.lease_id = found->lease_id}, out);
       hits.fetch_failed = !fetched.ok();
       if (fetched.ok() && buffer_ != ReplayPayload(prompt.hash_ids, 0, found->matched_blocks)) {
         return absl::DataLossError("the store returned bytes that differ from what was put");
       }
-      if (absl::Status s = client_.Release(found->lease_id); !s.ok()) return s;
+      if (absl::Status s = client_->Release(found->lease_id); !s.ok()) return s;
     }
     return hits;
   }
 
   absl::Status Put(const ReplayPrompt& prompt, uint32_t first_block,
                    std::span<const uint8_t> payload, bool last_block_partial) override {
-    return client_.Put(layout_, prompt.tokens, first_block, payload, "", last_block_partial)
+    return client_->Put(layout_, prompt.tokens, first_block, payload, "", last_block_partial)
         .status();
   }
 
   absl::StatusOr<Counters> Stats() override {
-    absl::StatusOr<v1::StatsResponse> s = client_.Stats();
-    if (!s.ok()) return s.status();
-    Counters c{.t2_bytes_written = s->t2_bytes_written(),
-               .demoted_blocks = s->demoted_blocks(),
-               .demotion_rejected_blocks = s->demotion_rejected_blocks(),
-               .promoted_blocks = s->promoted_blocks(),
-               .policy = s->eviction_policy()};
-    for (const v1::TierStats& t : s->tiers()) {
-      if (t.tier() == v1::TIER_HOST_DRAM) c.capacity_blocks = t.capacity_blocks();
-      if (t.tier() == v1::TIER_LOCAL_SSD) {
-        c.ssd_capacity_blocks = t.capacity_blocks();
-        c.t2_direct_io = t.direct_io();
+    // A cluster's counters are its shards' summed.
+    std::vector<std::shared_ptr<CacheStoreClient>> stores;
+    if (single_) stores.push_back(single_);
+    if (cluster_ != nullptr) {
+      for (auto& [id, c] : cluster_->ShardClients()) stores.push_back(c);
+    }
+    Counters c;
+    for (const auto& store : stores) {
+      absl::StatusOr<v1::StatsResponse> s = store->Stats();
+      if (!s.ok()) {
+        if (cluster_ != nullptr) continue;  // a shard that is down counts nothing
+        return s.status();
+      }
+      c.t2_bytes_written += s->t2_bytes_written();
+      c.demoted_blocks += s->demoted_blocks();
+      c.demotion_rejected_blocks += s->demotion_rejected_blocks();
+      c.promoted_blocks += s->promoted_blocks();
+      c.policy = s->eviction_policy();
+      for (const v1::TierStats& t : s->tiers()) {
+        if (t.tier() == v1::TIER_HOST_DRAM) c.capacity_blocks += t.capacity_blocks();
+        if (t.tier() == v1::TIER_LOCAL_SSD) {
+          c.ssd_capacity_blocks += t.capacity_blocks();
+          c.t2_direct_io = t.direct_io();
+        }
       }
     }
     return c;
   }
 
  private:
-  CacheStoreClient client_;
+  std::shared_ptr<StoreClient> client_;
+  std::shared_ptr<CacheStoreClient> single_;
+  ShardedClient* cluster_;
   KvLayout layout_;
   std::vector<uint8_t> buffer_;
 };
@@ -180,8 +201,16 @@ absl::StatusOr<std::unique_ptr<ReplayBackend>> MakeGrpcBackend(const GrpcBackend
   options.target = o.target;
   options.tenant = o.tenant;
   options.auth_token = o.auth_token;
-  auto backend = std::make_unique<GrpcBackend>(options);
-  return backend;
+  if (!ShardEndpoints::IsCluster(o.target)) {
+    auto single = std::make_shared<CacheStoreClient>(options);
+    return std::make_unique<GrpcBackend>(single, single, nullptr);
+  }
+  absl::StatusOr<std::unique_ptr<ShardedClient>> cluster = ShardedClient::Create(
+      {.targets = o.target, .shard = options, .replication = o.replication});
+  if (!cluster.ok()) return cluster.status();
+  ShardedClient* raw = cluster->get();
+  return std::make_unique<GrpcBackend>(std::shared_ptr<StoreClient>(*std::move(cluster)), nullptr,
+                                       raw);
 }
 
 absl::StatusOr<ReplayResult> Replay(const std::vector<TraceRequest>& trace, ReplayBackend& backend,

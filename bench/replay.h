@@ -82,9 +82,11 @@ struct EngineBackendOptions {
 absl::StatusOr<std::unique_ptr<ReplayBackend>> MakeEngineBackend(const EngineBackendOptions& o);
 
 struct GrpcBackendOptions {
+  // One store (HOST:PORT) or a cluster of shards (HOST:PORT,HOST:PORT or dns:///NAME:PORT).
   std::string target;
   std::string tenant = "replay";
   std::string auth_token;
+  uint32_t replication = 1;  // a cluster's R
 };
 absl::StatusOr<std::unique_ptr<ReplayBackend>> MakeGrpcBackend(const GrpcBackendOptions& o);
 

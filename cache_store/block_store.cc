@@ -234,13 +234,15 @@ void BlockStore::RemoveEntry(uint32_t handle, BlockEvent::Reason reason) {
 }
 
 absl::StatusOr<std::vector<uint32_t>> BlockStore::FindOwned(std::string_view tenant,
-                                                            std::span<const BlockKey> keys) const {
+                                                            std::span<const BlockKey> keys,
+                                                            bool skip_missing) const {
   std::vector<uint32_t> handles;
   handles.reserve(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) {
     std::optional<uint32_t> h = index_.Find(keys[i]);
     // Another tenant's block is reported exactly like a missing one.
     if (!h || entries_[*h].tenant != tenant) {
+      if (skip_missing) continue;
       return absl::NotFoundError(
           absl::StrCat("block ", i, " (key ", keys[i].ShortHex(), "…) is not cached"));
     }
@@ -260,7 +262,8 @@ absl::StatusOr<LookupResult> BlockStore::Lookup(const PromptRef& prompt,
   const size_t total = prompt.tokens.size() / tpb;
   // Keys are derived outside the lock, in runs. When the last key of a run is not cached,
   // the match ends inside that run, so no later key is derived: a prompt that misses at
-  // its start costs one run of hashing, not the whole prompt.
+  // its start costs one run of hashing, not the whole prompt. A presence lookup needs
+  // every key.
   constexpr size_t kKeyRun = 256;
   std::vector<BlockKey> keys;
   keys.reserve(total);  // `parent` points into it
@@ -272,7 +275,7 @@ absl::StatusOr<LookupResult> BlockStore::Lookup(const PromptRef& prompt,
       keys.push_back(NextBlockKey(*parent, prompt.tokens.subspan(b * tpb, tpb)));
       parent = &keys.back();
     }
-    if (end == total) break;
+    if (end == total || options.report_present) continue;
     absl::MutexLock lock(&mu_);
     if (!index_.Find(keys.back())) break;
   }
@@ -285,6 +288,17 @@ absl::StatusOr<LookupResult> BlockStore::Lookup(const PromptRef& prompt,
   const absl::Time now = clock_->Now();
   Sweep(now);
   std::vector<uint32_t> handles = index_.MatchPrefix(keys);
+  result.prefix_blocks = static_cast<uint32_t>(handles.size());
+  if (options.report_present) {
+    result.present.resize(handles.size());
+    for (uint32_t b = 0; b < handles.size(); ++b) result.present[b] = b;
+    for (size_t b = handles.size() + 1; b < keys.size(); ++b) {
+      if (std::optional<uint32_t> h = index_.Find(keys[b])) {
+        handles.push_back(*h);
+        result.present.push_back(static_cast<uint32_t>(b));
+      }
+    }
+  }
   result.keys.reserve(handles.size());
   result.tiers.reserve(handles.size());
   for (uint32_t h : handles) {
@@ -321,12 +335,35 @@ absl::StatusOr<std::unique_ptr<PendingPut>> BlockStore::BeginPut(const PutSpec& 
     return absl::InvalidArgumentError("a Put must carry at least one block (num_blocks = 0)");
   }
   const uint64_t full_blocks = spec.prompt.tokens.size() / layout.tokens_per_block;
-  const uint64_t end_block = uint64_t{spec.first_block} + spec.num_blocks;
+  // The carried blocks' indices in the prompt.
+  std::vector<uint32_t> carried;
+  if (!spec.block_indices.empty()) {
+    if (spec.block_indices.size() != spec.num_blocks || spec.first_block != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "a Put naming its blocks (block_indices: ", spec.block_indices.size(),
+          ") must announce as many (num_blocks = ", spec.num_blocks, ") and first_block = 0 (got ",
+          spec.first_block, ")"));
+    }
+    for (size_t i = 0; i < spec.block_indices.size(); ++i) {
+      if (i > 0 && spec.block_indices[i] <= spec.block_indices[i - 1]) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "the Put's block_indices must be strictly ascending (", spec.block_indices[i - 1],
+            " then ", spec.block_indices[i], " at position ", i, ")"));
+      }
+    }
+    carried.assign(spec.block_indices.begin(), spec.block_indices.end());
+  }
+  const uint64_t end_block = carried.empty() ? uint64_t{spec.first_block} + spec.num_blocks
+                                             : uint64_t{carried.back()} + 1;
   if (end_block > full_blocks) {
     return absl::InvalidArgumentError(
-        absl::StrCat("the Put announces blocks [", spec.first_block, ", ", end_block, ") but its ",
+        absl::StrCat("the Put announces blocks up to index ", end_block - 1, " but its ",
                      spec.prompt.tokens.size(), " token ids hold only ", full_blocks,
                      " full blocks of ", layout.tokens_per_block, " tokens"));
+  }
+  if (carried.empty()) {
+    carried.resize(spec.num_blocks);
+    for (uint32_t i = 0; i < spec.num_blocks; ++i) carried[i] = spec.first_block + i;
   }
   const uint64_t sums_expected = uint64_t{spec.num_blocks} * layout.num_layers;
   if (!spec.layer_checksums.empty() && spec.layer_checksums.size() != sums_expected) {
@@ -354,7 +391,7 @@ absl::StatusOr<std::unique_ptr<PendingPut>> BlockStore::BeginPut(const PutSpec& 
     absl::MutexLock lock(&mu_);
     Sweep(clock_->Now());
     for (uint32_t i = 0; i < spec.num_blocks; ++i) {
-      const uint32_t b = spec.first_block + i;
+      const uint32_t b = carried[i];
       PendingPut::Block block;
       block.key = keys[b];
       if (b > 0) block.parent = keys[b - 1];
@@ -526,7 +563,7 @@ absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::ReadBlocks(
   {
     absl::MutexLock lock(&mu_);
     Sweep(clock_->Now());
-    absl::StatusOr<std::vector<uint32_t>> handles = FindOwned(tenant, keys);
+    absl::StatusOr<std::vector<uint32_t>> handles = FindOwned(tenant, keys, /*skip_missing=*/false);
     if (!handles.ok()) return handles.status();
     read = OpenLocked(*std::move(handles), promotions, demotions);
   }
@@ -554,13 +591,15 @@ absl::Status BlockStore::Release(std::string_view tenant, uint64_t lease_id) {
 }
 
 absl::StatusOr<absl::Duration> BlockStore::Pin(std::string_view tenant,
-                                               std::span<const BlockKey> keys, absl::Duration ttl) {
+                                               std::span<const BlockKey> keys, absl::Duration ttl,
+                                               bool skip_missing, uint32_t* pinned) {
   const absl::Duration granted = ClampTtl(ttl, options_.default_pin_ttl, options_.max_pin_ttl);
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
   Sweep(now);
-  absl::StatusOr<std::vector<uint32_t>> handles = FindOwned(tenant, keys);
+  absl::StatusOr<std::vector<uint32_t>> handles = FindOwned(tenant, keys, skip_missing);
   if (!handles.ok()) return handles.status();
+  if (pinned != nullptr) *pinned = static_cast<uint32_t>(handles->size());
   for (uint32_t h : *handles) {
     Entry& e = entries_[h];
     if (e.pinned_until == absl::InfinitePast()) ++pinned_blocks_;
@@ -573,10 +612,10 @@ absl::StatusOr<absl::Duration> BlockStore::Pin(std::string_view tenant,
 }
 
 absl::StatusOr<uint32_t> BlockStore::Unpin(std::string_view tenant,
-                                           std::span<const BlockKey> keys) {
+                                           std::span<const BlockKey> keys, bool skip_missing) {
   absl::MutexLock lock(&mu_);
   Sweep(clock_->Now());
-  absl::StatusOr<std::vector<uint32_t>> handles = FindOwned(tenant, keys);
+  absl::StatusOr<std::vector<uint32_t>> handles = FindOwned(tenant, keys, skip_missing);
   if (!handles.ok()) return handles.status();
   uint32_t unpinned = 0;
   for (uint32_t h : *handles) {
@@ -591,10 +630,10 @@ absl::StatusOr<uint32_t> BlockStore::Unpin(std::string_view tenant,
 }
 
 absl::StatusOr<uint32_t> BlockStore::Delete(std::string_view tenant,
-                                            std::span<const BlockKey> keys) {
+                                            std::span<const BlockKey> keys, bool skip_missing) {
   absl::MutexLock lock(&mu_);
   Sweep(clock_->Now());
-  absl::StatusOr<std::vector<uint32_t>> handles = FindOwned(tenant, keys);
+  absl::StatusOr<std::vector<uint32_t>> handles = FindOwned(tenant, keys, skip_missing);
   if (!handles.ok()) return handles.status();
   uint32_t deleted = 0;
   for (uint32_t h : *handles) {

@@ -84,16 +84,24 @@ struct PromptRef {
 struct LookupOptions {
   bool lease = true;
   absl::Duration lease_ttl = absl::ZeroDuration();  // zero: the store's default
+  // Report every cached full block of the prompt (`present`), not only the longest cached
+  // prefix: a shard of a cluster holds a scattered subset of a prompt's blocks.
+  bool report_present = false;
 };
 
 struct LookupResult {
   uint32_t total_blocks = 0;
-  std::vector<BlockKey> keys;  // matched prefix, in prompt order
+  // The longest cached prefix of the prompt, in blocks.
+  uint32_t prefix_blocks = 0;
+  // The blocks described (and leased): the cached prefix, or with report_present every
+  // cached block, in prompt order; `present` holds their indices in the prompt then.
+  std::vector<BlockKey> keys;
   std::vector<Tier> tiers;
+  std::vector<uint32_t> present;
   uint64_t lease_id = 0;
   absl::Duration lease_ttl = absl::ZeroDuration();
   uint64_t block_bytes = 0;
-  uint32_t matched_blocks() const { return static_cast<uint32_t>(keys.size()); }
+  uint32_t matched_blocks() const { return prefix_blocks; }
 };
 
 // Which blocks of a prompt a Put carries.
@@ -101,6 +109,10 @@ struct PutSpec {
   PromptRef prompt;
   uint32_t first_block = 0;
   uint32_t num_blocks = 0;
+  // Empty, or the carried blocks' indices in the prompt (strictly ascending; then
+  // num_blocks equals their count and first_block is 0) instead of the run
+  // [first_block, first_block + num_blocks).
+  std::span<const uint32_t> block_indices;
   // Empty, or the layer checksums (cache_store/checksum.h) of every carried block, block
   // by block (num_blocks x num_layers), that the payload must match.
   std::span<const uint64_t> layer_checksums;
@@ -194,15 +206,18 @@ class BlockStore {
 
   absl::Status Release(std::string_view tenant, uint64_t lease_id) ABSL_LOCKS_EXCLUDED(mu_);
   // Pins every block until now + ttl (zero: default; capped at the maximum). Returns the
-  // TTL granted. NOT_FOUND and no change if any key is not a block of this tenant.
+  // TTL granted. NOT_FOUND and no change if any key is not a block of this tenant, unless
+  // skip_missing (a shard of a cluster is sent every key): then the blocks it does not hold
+  // are skipped and *pinned counts the others.
   absl::StatusOr<absl::Duration> Pin(std::string_view tenant, std::span<const BlockKey> keys,
-                                     absl::Duration ttl) ABSL_LOCKS_EXCLUDED(mu_);
+                                     absl::Duration ttl, bool skip_missing = false,
+                                     uint32_t* pinned = nullptr) ABSL_LOCKS_EXCLUDED(mu_);
   // Returns how many of the blocks were pinned. NOT_FOUND and no change as for Pin.
-  absl::StatusOr<uint32_t> Unpin(std::string_view tenant, std::span<const BlockKey> keys)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<uint32_t> Unpin(std::string_view tenant, std::span<const BlockKey> keys,
+                                 bool skip_missing = false) ABSL_LOCKS_EXCLUDED(mu_);
   // Removes the blocks. NOT_FOUND and no change as for Pin.
-  absl::StatusOr<uint32_t> Delete(std::string_view tenant, std::span<const BlockKey> keys)
-      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<uint32_t> Delete(std::string_view tenant, std::span<const BlockKey> keys,
+                                  bool skip_missing = false) ABSL_LOCKS_EXCLUDED(mu_);
 
   BlockStoreStats Stats() const ABSL_LOCKS_EXCLUDED(mu_);
   EventLog& events() { return events_; }
@@ -305,7 +320,8 @@ class BlockStore {
   void RemoveEntry(uint32_t handle, BlockEvent::Reason reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Handles of this tenant's live blocks, or NOT_FOUND naming the first missing key.
   absl::StatusOr<std::vector<uint32_t>> FindOwned(std::string_view tenant,
-                                                  std::span<const BlockKey> keys) const
+                                                  std::span<const BlockKey> keys,
+                                                  bool skip_missing) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // References the blocks and describes them; T2 blocks get a T1 slot reserved for their
   // promotion. Disk reads and verification come after, unlocked.

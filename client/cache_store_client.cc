@@ -32,6 +32,11 @@ std::shared_ptr<grpc::Channel> MakeStoreChannel(const ClientOptions& options) {
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   if (options.own_connection) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  // A store that restarts is used again within seconds, not after gRPC's default backoff
+  // of up to two minutes: a cache shard that is back is worth its hits.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 200);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
   if (options.tls) {
     grpc::SslCredentialsOptions ssl;
     ssl.pem_root_certs = options.tls_root_certs;
@@ -90,6 +95,7 @@ absl::StatusOr<LookupReply> CacheStoreClient::Lookup(const KvLayout& layout,
   request.set_no_lease(!params.lease);
   request.set_lease_ttl_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(params.lease_ttl)));
   request.set_packed_keys(true);
+  request.set_report_present(params.report_present);
   v1::LookupResponse response;
   absl::Status s =
       WithRetries([&](grpc::ClientContext& ctx) { return stub_->Lookup(&ctx, request, &response); },
@@ -112,9 +118,12 @@ absl::StatusOr<LookupReply> CacheStoreClient::Lookup(const KvLayout& layout,
     if (!keys.ok()) return keys.status();
     reply.keys = *std::move(keys);
   }
-  if (reply.keys.size() != response.matched_blocks()) {
+  const size_t described =
+      params.report_present ? response.present_blocks_size() : response.matched_blocks();
+  if (reply.keys.size() != described || response.tiers_size() != static_cast<int>(described)) {
     return absl::InternalError("the store's Lookup lists another number of keys than it matched");
   }
+  reply.present_blocks.assign(response.present_blocks().begin(), response.present_blocks().end());
   for (int t : response.tiers()) reply.tiers.push_back(static_cast<v1::Tier>(t));
   reply.lease_id = response.lease_id();
   reply.lease_ttl = absl::Milliseconds(response.lease_ttl_ms());
@@ -159,33 +168,6 @@ absl::StatusOr<v1::SharedMemoryBlocks> CacheStoreClient::ShmBlocks(
   return shm;
 }
 
-absl::StatusOr<PutReply> CacheStoreClient::Put(const KvLayout& layout,
-                                               std::span<const uint32_t> tokens,
-                                               uint32_t first_block,
-                                               std::span<const uint8_t> payload,
-                                               const std::string& salt, bool last_block_partial) {
-  if (absl::Status s = layout.Validate(); !s.ok()) return s;
-  const uint64_t block_bytes = layout.BlockBytes();
-  if (payload.empty() || payload.size() % block_bytes != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("a Put payload is a whole number of ",
-                                                   block_bytes, "-byte blocks; got ",
-                                                   payload.size(), " bytes"));
-  }
-  std::vector<std::span<const uint8_t>> blocks;
-  for (uint64_t off = 0; off < payload.size(); off += block_bytes) {
-    blocks.push_back(payload.subspan(off, block_bytes));
-  }
-  return PutBlocks(layout, tokens, first_block, blocks, salt, last_block_partial);
-}
-
-absl::StatusOr<PutReply> CacheStoreClient::PutBlocks(
-    const KvLayout& layout, std::span<const uint32_t> tokens, uint32_t first_block,
-    std::span<const std::span<const uint8_t>> blocks, const std::string& salt,
-    bool last_block_partial) {
-  return PutBlocks(layout, tokens, first_block, blocks,
-                   PutParams{.salt = salt, .last_block_partial = last_block_partial});
-}
-
 absl::StatusOr<PutReply> CacheStoreClient::PutBlocks(
     const KvLayout& layout, std::span<const uint32_t> tokens, uint32_t first_block,
     std::span<const std::span<const uint8_t>> blocks, const PutParams& params) {
@@ -206,6 +188,14 @@ absl::StatusOr<PutReply> CacheStoreClient::PutBlocks(
   h->set_last_block_partial(params.last_block_partial);
   h->set_first_block(first_block);
   h->set_num_blocks(static_cast<uint32_t>(blocks.size()));
+  if (!params.block_indices.empty()) {
+    if (params.block_indices.size() != blocks.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("the Put names ", params.block_indices.size(),
+                                                     " block indices for ", blocks.size(),
+                                                     " blocks"));
+    }
+    h->mutable_block_indices()->Add(params.block_indices.begin(), params.block_indices.end());
+  }
   if (params.shm != nullptr) {
     // The store reads the blocks where they are and hashes them as they land in T1; there
     // is no transit to check.
@@ -319,20 +309,46 @@ absl::Status CacheStoreClient::Release(uint64_t lease_id) {
 
 absl::StatusOr<absl::Duration> CacheStoreClient::Pin(std::span<const BlockKey> keys,
                                                      absl::Duration ttl) {
+  return PinKeys(keys, ttl, /*skip_missing=*/false, nullptr);
+}
+absl::StatusOr<absl::Duration> CacheStoreClient::PinHeld(std::span<const BlockKey> keys,
+                                                         absl::Duration ttl, uint32_t* pinned) {
+  return PinKeys(keys, ttl, /*skip_missing=*/true, pinned);
+}
+absl::StatusOr<uint32_t> CacheStoreClient::Unpin(std::span<const BlockKey> keys) {
+  return UnpinKeys(keys, /*skip_missing=*/false);
+}
+absl::StatusOr<uint32_t> CacheStoreClient::UnpinHeld(std::span<const BlockKey> keys) {
+  return UnpinKeys(keys, /*skip_missing=*/true);
+}
+absl::StatusOr<uint32_t> CacheStoreClient::Delete(std::span<const BlockKey> keys) {
+  return DeleteKeys(keys, /*skip_missing=*/false);
+}
+absl::StatusOr<uint32_t> CacheStoreClient::DeleteHeld(std::span<const BlockKey> keys) {
+  return DeleteKeys(keys, /*skip_missing=*/true);
+}
+
+absl::StatusOr<absl::Duration> CacheStoreClient::PinKeys(std::span<const BlockKey> keys,
+                                                         absl::Duration ttl, bool skip_missing,
+                                                         uint32_t* pinned) {
   v1::PinRequest request;
   KeysToProto(keys, request.mutable_block_keys());
   request.set_ttl_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(ttl)));
+  request.set_skip_missing(skip_missing);
   v1::PinResponse response;
   absl::Status s =
       WithRetries([&](grpc::ClientContext& ctx) { return stub_->Pin(&ctx, request, &response); },
                   DeadlineFromNow());
   if (!s.ok()) return s;
+  if (pinned != nullptr) *pinned = response.pinned_blocks();
   return absl::Milliseconds(response.ttl_ms());
 }
 
-absl::StatusOr<uint32_t> CacheStoreClient::Unpin(std::span<const BlockKey> keys) {
+absl::StatusOr<uint32_t> CacheStoreClient::UnpinKeys(std::span<const BlockKey> keys,
+                                                     bool skip_missing) {
   v1::UnpinRequest request;
   KeysToProto(keys, request.mutable_block_keys());
+  request.set_skip_missing(skip_missing);
   v1::UnpinResponse response;
   absl::Status s =
       WithRetries([&](grpc::ClientContext& ctx) { return stub_->Unpin(&ctx, request, &response); },
@@ -341,9 +357,11 @@ absl::StatusOr<uint32_t> CacheStoreClient::Unpin(std::span<const BlockKey> keys)
   return response.unpinned_blocks();
 }
 
-absl::StatusOr<uint32_t> CacheStoreClient::Delete(std::span<const BlockKey> keys) {
+absl::StatusOr<uint32_t> CacheStoreClient::DeleteKeys(std::span<const BlockKey> keys,
+                                                      bool skip_missing) {
   v1::DeleteRequest request;
   KeysToProto(keys, request.mutable_block_keys());
+  request.set_skip_missing(skip_missing);
   v1::DeleteResponse response;
   absl::Status s =
       WithRetries([&](grpc::ClientContext& ctx) { return stub_->Delete(&ctx, request, &response); },

@@ -2,8 +2,12 @@
 //
 //   kvtierctl [--target=HOST:PORT] [--tenant=T | --token=TOK] COMMAND [flags]
 //
+// --target may name a cluster of shards (HOST:PORT,HOST:PORT or dns:///NAME:PORT, with
+// --replication): lookup, put and get then work across the shards as a worker does, stats
+// and health report every shard, and watch needs one shard's address.
+//
 //   stats                         store statistics as JSON
-//   health                        exit 0 when the store reports SERVING
+//   health                        exit 0 when the store (every shard) reports SERVING
 //   lookup  --tokens=...          longest cached prefix (JSON); --lease to keep a lease
 //   put     --tokens=... --in=F   store the blocks in file F (whole blocks, concatenated),
 //                                 starting at --first_block
@@ -30,9 +34,14 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "client/cache_store_client.h"
+#include "client/shard_endpoints.h"
+#include "client/sharded_client.h"
 #include "proto/pem_file.h"
 
-ABSL_FLAG(std::string, target, "127.0.0.1:50051", "Store address, HOST:PORT.");
+ABSL_FLAG(std::string, target, "127.0.0.1:50051",
+          "Store address, HOST:PORT; or a cluster of shards: HOST:PORT,HOST:PORT or "
+          "dns:///NAME:PORT.");
+ABSL_FLAG(uint32_t, replication, 1, "Cluster: copies of each block put (R).");
 ABSL_FLAG(std::string, tenant, "", "Tenant (x-kvtier-tenant) for stores without auth.");
 ABSL_FLAG(std::string, token, "", "Bearer token for stores with an auth token file.");
 ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10), "Deadline of each call.");
@@ -113,7 +122,7 @@ std::string ToJson(const google::protobuf::Message& m) {
   return json;
 }
 
-int Lookup(CacheStoreClient& client) {
+int Lookup(StoreClient& client) {
   absl::StatusOr<KvLayout> layout = LayoutFromFlags();
   if (!layout.ok()) return Fail(layout.status());
   absl::StatusOr<std::vector<uint32_t>> tokens = TokensFromFlags();
@@ -131,7 +140,7 @@ int Lookup(CacheStoreClient& client) {
   return 0;
 }
 
-int Put(CacheStoreClient& client) {
+int Put(StoreClient& client) {
   absl::StatusOr<KvLayout> layout = LayoutFromFlags();
   if (!layout.ok()) return Fail(layout.status());
   absl::StatusOr<std::vector<uint32_t>> tokens = TokensFromFlags();
@@ -149,7 +158,7 @@ int Put(CacheStoreClient& client) {
   return 0;
 }
 
-int Get(CacheStoreClient& client) {
+int Get(StoreClient& client) {
   absl::StatusOr<KvLayout> layout = LayoutFromFlags();
   if (!layout.ok()) return Fail(layout.status());
   FetchTarget target;
@@ -229,6 +238,53 @@ int Main(const std::vector<char*>& args) {
       if (!pem.ok()) return Fail(pem.status());
       options.tls_root_certs = *pem;
     }
+  }
+  if (ShardEndpoints::IsCluster(options.target)) {
+    absl::StatusOr<std::unique_ptr<ShardedClient>> cluster = ShardedClient::Create(
+        {.targets = options.target, .shard = options, .replication = absl::GetFlag(FLAGS_replication)});
+    if (!cluster.ok()) return Fail(cluster.status());
+    if (command == "stats" || command == "health") {
+      bool all_serving = true;
+      std::string out = "{\"shards\": [";
+      const std::vector<ShardStatus> shards = (*cluster)->Shards();
+      for (size_t i = 0; i < shards.size(); ++i) {
+        const ShardStatus& st = shards[i];
+        std::string body;
+        bool serving = false;
+        if (!st.id.empty()) {
+          for (const auto& [id, client] : (*cluster)->ShardClients()) {
+            if (id != st.id) continue;
+            if (command == "stats") {
+              absl::StatusOr<v1::StatsResponse> s = client->Stats();
+              serving = s.ok();
+              body = s.ok() ? ToJson(*s) : absl::StrCat("\"", s.status().ToString(), "\"");
+            } else {
+              absl::StatusOr<bool> ok = client->Healthy();
+              serving = ok.ok() && *ok;
+              body = ok.ok() ? (*ok ? "\"SERVING\"" : "\"NOT_SERVING\"")
+                             : absl::StrCat("\"", ok.status().ToString(), "\"");
+            }
+          }
+        } else {
+          body = "\"never answered\"";
+        }
+        all_serving = all_serving && serving;
+        absl::StrAppend(&out, i ? ", " : "", "{\"target\": \"", st.target, "\", \"id\": \"",
+                        st.id, "\", \"", command, "\": ", body, "}");
+      }
+      std::cout << out << "]}\n";
+      return all_serving && !shards.empty() ? 0 : 1;
+    }
+    if (command == "lookup") return Lookup(**cluster);
+    if (command == "put") return Put(**cluster);
+    if (command == "get") return Get(**cluster);
+    if (command == "watch") {
+      std::cerr << "kvtierctl: watch follows one store: pass one shard's HOST:PORT\n";
+      return 2;
+    }
+    std::cerr << "kvtierctl: unknown command \"" << command << "\"\n"
+              << absl::ProgramUsageMessage() << "\n";
+    return 2;
   }
   CacheStoreClient client(options);
   if (command == "stats") {

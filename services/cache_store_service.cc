@@ -60,9 +60,14 @@ grpc::ServerUnaryReactor* CacheStoreService::Lookup(grpc::CallbackServerContext*
                      .tokens = std::span(request->token_ids().data(), request->token_ids().size())};
     absl::StatusOr<LookupResult> result = store_->Lookup(
         prompt,
-        {.lease = !request->no_lease(), .lease_ttl = absl::Milliseconds(request->lease_ttl_ms())});
+        {.lease = !request->no_lease(),
+         .lease_ttl = absl::Milliseconds(request->lease_ttl_ms()),
+         .report_present = request->report_present()});
     if (!result.ok()) return result.status();
-    metrics_->ObserveLookup(tenant, result->total_blocks, result->matched_blocks());
+    // A shard's hits are the blocks it holds of the prompt (all of them, for a presence
+    // lookup of a sharded client).
+    metrics_->ObserveLookup(tenant, result->total_blocks,
+                            static_cast<uint32_t>(result->keys.size()));
     response->set_matched_blocks(result->matched_blocks());
     response->set_matched_tokens(uint64_t{result->matched_blocks()} * layout->tokens_per_block);
     response->set_total_blocks(result->total_blocks);
@@ -78,6 +83,7 @@ grpc::ServerUnaryReactor* CacheStoreService::Lookup(grpc::CallbackServerContext*
     response->set_lease_id(result->lease_id);
     response->set_lease_ttl_ms(ToMillis(result->lease_ttl));
     response->set_block_bytes(result->block_bytes);
+    response->mutable_present_blocks()->Add(result->present.begin(), result->present.end());
     return absl::OkStatus();
   });
 }
@@ -167,10 +173,12 @@ grpc::ServerUnaryReactor* CacheStoreService::Pin(grpc::CallbackServerContext* ct
   return Unary(ctx, StoreRpc::kPin, [&](const std::string& tenant) -> absl::Status {
     absl::StatusOr<std::vector<BlockKey>> keys = KeysFromProto(request->block_keys());
     if (!keys.ok()) return keys.status();
+    uint32_t pinned = 0;
     absl::StatusOr<absl::Duration> ttl =
-        store_->Pin(tenant, *keys, absl::Milliseconds(request->ttl_ms()));
+        store_->Pin(tenant, *keys, absl::Milliseconds(request->ttl_ms()),
+                    request->skip_missing(), &pinned);
     if (!ttl.ok()) return ttl.status();
-    response->set_pinned_blocks(static_cast<uint32_t>(keys->size()));
+    response->set_pinned_blocks(pinned);
     response->set_ttl_ms(ToMillis(*ttl));
     return absl::OkStatus();
   });
@@ -182,7 +190,7 @@ grpc::ServerUnaryReactor* CacheStoreService::Unpin(grpc::CallbackServerContext* 
   return Unary(ctx, StoreRpc::kUnpin, [&](const std::string& tenant) -> absl::Status {
     absl::StatusOr<std::vector<BlockKey>> keys = KeysFromProto(request->block_keys());
     if (!keys.ok()) return keys.status();
-    absl::StatusOr<uint32_t> n = store_->Unpin(tenant, *keys);
+    absl::StatusOr<uint32_t> n = store_->Unpin(tenant, *keys, request->skip_missing());
     if (!n.ok()) return n.status();
     response->set_unpinned_blocks(*n);
     return absl::OkStatus();
@@ -195,7 +203,7 @@ grpc::ServerUnaryReactor* CacheStoreService::Delete(grpc::CallbackServerContext*
   return Unary(ctx, StoreRpc::kDelete, [&](const std::string& tenant) -> absl::Status {
     absl::StatusOr<std::vector<BlockKey>> keys = KeysFromProto(request->block_keys());
     if (!keys.ok()) return keys.status();
-    absl::StatusOr<uint32_t> n = store_->Delete(tenant, *keys);
+    absl::StatusOr<uint32_t> n = store_->Delete(tenant, *keys, request->skip_missing());
     if (!n.ok()) return n.status();
     response->set_deleted_blocks(*n);
     return absl::OkStatus();
@@ -255,6 +263,7 @@ grpc::ServerUnaryReactor* CacheStoreService::Stats(grpc::CallbackServerContext* 
     response->set_t2_bytes_read(s.t2_bytes_read);
     response->set_t2_recovered_blocks(s.t2_recovered_blocks);
     response->set_t2_recovery_drops(s.t2_recovery_drops);
+    response->set_shard_id(options_.shard_id);
     return absl::OkStatus();
   });
 }

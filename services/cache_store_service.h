@@ -34,6 +34,9 @@ struct CacheStoreServiceOptions {
   // that name a region).
   ShmRegions* shm_regions = nullptr;
   TransferPool* transfer_pool = nullptr;
+  // This store's name among a cluster's shards, reported by Stats (StatsResponse.shard_id):
+  // sharded clients place blocks by it. Empty: StoreServer names it HOSTNAME:PORT.
+  std::string shard_id;
 };
 
 using CacheStoreServiceBase = v1::CacheStore::WithRawCallbackMethod_Put<
@@ -67,6 +70,10 @@ class CacheStoreService final : public CacheStoreServiceBase {
                                   v1::StatsResponse* response) override;
   grpc::ServerWriteReactor<v1::WatchEventsResponse>* WatchEvents(
       grpc::CallbackServerContext* ctx, const v1::WatchEventsRequest* request) override;
+
+  // Names this store for Stats (before it serves).
+  void set_shard_id(std::string id) { options_.shard_id = std::move(id); }
+  const std::string& shard_id() const { return options_.shard_id; }
 
  private:
   // Authenticates, runs body(tenant), records metrics and finishes the call.

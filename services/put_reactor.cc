@@ -117,6 +117,7 @@ absl::Status PutReactor::HandleHeader(const v1::PutHeader& h) {
                           .tokens = std::span(h.token_ids().data(), h.token_ids().size())},
                .first_block = h.first_block(),
                .num_blocks = h.num_blocks(),
+               .block_indices = std::span(h.block_indices().data(), h.block_indices().size()),
                .layer_checksums = std::span(h.layer_checksums().data(), h.layer_checksums().size()),
                .last_block_partial = h.last_block_partial()};
   absl::StatusOr<std::unique_ptr<PendingPut>> pending = store_->BeginPut(spec);

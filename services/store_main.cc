@@ -24,6 +24,10 @@
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051",
           "gRPC address to serve on: HOST:PORT, or unix:///PATH (a Unix socket, for clients on "
           "this node; a stale socket file at PATH is replaced).");
+ABSL_FLAG(std::string, shard_id, "",
+          "This store's name among the shards of a cluster, which sharded clients place blocks "
+          "by: it must stay the same across restarts (the chart passes the pod name). Empty: "
+          "HOSTNAME:PORT.");
 ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9091",
           "Prometheus /metrics address (HOST:PORT); empty disables it.");
 ABSL_FLAG(uint64_t, t1_bytes, uint64_t{1} << 30,
@@ -170,6 +174,7 @@ int Run() {
   server_options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   server_options.max_threads = absl::GetFlag(FLAGS_max_threads);
   server_options.service.default_fetch_chunk_bytes = absl::GetFlag(FLAGS_fetch_chunk_bytes);
+  server_options.service.shard_id = absl::GetFlag(FLAGS_shard_id);
   server_options.shm_attach.path = absl::GetFlag(FLAGS_shm_socket);
   server_options.shm_regions = {.max_regions = absl::GetFlag(FLAGS_shm_max_regions),
                                 .max_total_bytes = absl::GetFlag(FLAGS_shm_max_bytes)};
@@ -193,6 +198,7 @@ int Run() {
     KVTIER_LOG(INFO) << "kvtier-store serving on " << server_options.listen << " (port "
                      << (*server)->port() << ")";
   }
+  KVTIER_LOG(INFO) << "shard id " << (*server)->shard_id();
   if (!server_options.shm_attach.path.empty()) {
     KVTIER_LOG(INFO) << "same-node data plane: regions attach on "
                      << server_options.shm_attach.path;

@@ -5,6 +5,9 @@
 #include <grpcpp/resource_quota.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
+#include <unistd.h>
+
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 
@@ -53,6 +56,14 @@ absl::StatusOr<std::unique_ptr<StoreServer>> StoreServer::Start(BlockStore* stor
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
+  }
+  if (server->service_->shard_id().empty()) {
+    // Stable across restarts where the host name and port are (a StatefulSet's pods).
+    char host[256] = {};
+    if (gethostname(host, sizeof(host) - 1) != 0) std::strcpy(host, "localhost");
+    server->service_->set_shard_id(options.listen.rfind("unix:", 0) == 0
+                                       ? absl::StrCat(host, ":", options.listen)
+                                       : absl::StrCat(host, ":", server->port_));
   }
   if (!options.shm_attach.path.empty()) {
     absl::StatusOr<std::unique_ptr<ShmAttachServer>> attach =

@@ -62,6 +62,8 @@ class StoreServer {
 
   // The bound port (useful with port 0).
   int port() const { return port_; }
+  // The name sharded clients place blocks by (StatsResponse.shard_id).
+  const std::string& shard_id() const { return service_->shard_id(); }
   void Shutdown(absl::Duration drain);
   void Wait() { server_->Wait(); }
 

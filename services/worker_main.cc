@@ -15,6 +15,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "cache_store/log.h"
+#include "client/connect_store.h"
 #include "client/shared_memory_region.h"
 #include "kernels/dispatch.h"
 #include "proto/pem_file.h"
@@ -28,7 +29,15 @@ ABSL_FLAG(std::string, listen, "0.0.0.0:50061", "gRPC address to serve on (HOST:
 ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9092",
           "Prometheus /metrics address (HOST:PORT); empty: no metrics endpoint.");
 ABSL_FLAG(std::string, store, "127.0.0.1:50051",
-          "kvtier-store to restore from and offload to; empty: none (local pages only).");
+          "kvtier-store to restore from and offload to: HOST:PORT or unix:///PATH for one "
+          "store; HOST:PORT,HOST:PORT or dns:///NAME:PORT (a headless Service) for a cluster "
+          "of shards; empty: none (local pages only).");
+ABSL_FLAG(uint32_t, store_replication, 1,
+          "In a cluster of store shards: copies of each block (R). A block stays cached while "
+          "one of its R shards is up.");
+ABSL_FLAG(std::string, store_shm_dir, "",
+          "In a cluster of store shards: the directory of the attach sockets of the stores on "
+          "this node (<shard_id>.sock), for same-node delivery from those shards.");
 ABSL_FLAG(std::string, tenant, "default", "Tenant sent to the store (x-kvtier-tenant).");
 ABSL_FLAG(std::string, auth_token, "", "Bearer token for a store with --auth_token_file.");
 ABSL_FLAG(std::string, cache_salt, "", "Extra namespace of every block key (e.g. an adapter).");
@@ -81,7 +90,7 @@ int Run() {
     KVTIER_LOG(ERROR) << "cannot load the model: " << weights.status().message();
     return 2;
   }
-  std::shared_ptr<CacheStoreClient> store;
+  std::shared_ptr<StoreClient> store;
   if (const std::string target = absl::GetFlag(FLAGS_store); !target.empty()) {
     ClientOptions o;
     o.target = target;
@@ -101,7 +110,14 @@ int Run() {
         o.tls_root_certs = *pem;
       }
     }
-    store = std::make_shared<CacheStoreClient>(o);
+    absl::StatusOr<std::shared_ptr<StoreClient>> connected =
+        ConnectStore(o, {.replication = absl::GetFlag(FLAGS_store_replication),
+                         .shm_socket_dir = absl::GetFlag(FLAGS_store_shm_dir)});
+    if (!connected.ok()) {
+      KVTIER_LOG(ERROR) << "--store: " << connected.status().message();
+      return 2;
+    }
+    store = *std::move(connected);
   }
   worker::DecodeEngineOptions options;
   options.pages = absl::GetFlag(FLAGS_pages);
@@ -113,7 +129,8 @@ int Run() {
     return 2;
   }
   options.kernels.cpu.threads = absl::GetFlag(FLAGS_threads);
-  options.same_node = !absl::GetFlag(FLAGS_store_shm_socket).empty();
+  options.same_node =
+      !absl::GetFlag(FLAGS_store_shm_socket).empty() || !absl::GetFlag(FLAGS_store_shm_dir).empty();
   absl::StatusOr<std::unique_ptr<worker::DecodeEngine>> engine = worker::DecodeEngine::Create(
       std::make_shared<const worker::LlamaWeights>(*std::move(weights)), store, options);
   if (!engine.ok()) {

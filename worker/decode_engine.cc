@@ -18,7 +18,7 @@ double SecondsSince(std::chrono::steady_clock::time_point start) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<DecodeEngine>> DecodeEngine::Create(
-    std::shared_ptr<const LlamaWeights> weights, std::shared_ptr<CacheStoreClient> store,
+    std::shared_ptr<const LlamaWeights> weights, std::shared_ptr<StoreClient> store,
     const DecodeEngineOptions& options) {
   if (weights == nullptr) return absl::InvalidArgumentError("no model weights");
   if (absl::Status s = weights->config.Validate(); !s.ok()) return s;
@@ -60,7 +60,7 @@ absl::StatusOr<std::unique_ptr<DecodeEngine>> DecodeEngine::Create(
 }
 
 DecodeEngine::DecodeEngine(std::shared_ptr<const LlamaWeights> weights,
-                           std::shared_ptr<CacheStoreClient> store, std::unique_ptr<PagePool> pool,
+                           std::shared_ptr<StoreClient> store, std::unique_ptr<PagePool> pool,
                            std::unique_ptr<Decoder> decoder, const DecodeEngineOptions& options)
     : weights_(std::move(weights)),
       store_(std::move(store)),

@@ -91,7 +91,7 @@ class DecodeEngine {
 
   // `store` may be null: then nothing is restored or offloaded.
   static absl::StatusOr<std::unique_ptr<DecodeEngine>> Create(
-      std::shared_ptr<const LlamaWeights> weights, std::shared_ptr<CacheStoreClient> store,
+      std::shared_ptr<const LlamaWeights> weights, std::shared_ptr<StoreClient> store,
       const DecodeEngineOptions& options);
   ~DecodeEngine();
 
@@ -124,7 +124,7 @@ class DecodeEngine {
     uint64_t last_used = 0;
   };
 
-  DecodeEngine(std::shared_ptr<const LlamaWeights> weights, std::shared_ptr<CacheStoreClient> store,
+  DecodeEngine(std::shared_ptr<const LlamaWeights> weights, std::shared_ptr<StoreClient> store,
                std::unique_ptr<PagePool> pool, std::unique_ptr<Decoder> decoder,
                const DecodeEngineOptions& options);
 
@@ -167,7 +167,7 @@ class DecodeEngine {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   std::shared_ptr<const LlamaWeights> weights_;
-  std::shared_ptr<CacheStoreClient> store_;
+  std::shared_ptr<StoreClient> store_;
   std::unique_ptr<PagePool> pool_;
   const DecodeEngineOptions options_;
   const BlockKey namespace_key_;

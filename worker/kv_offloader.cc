@@ -5,7 +5,7 @@
 
 namespace kvtier::worker {
 
-KvOffloader::KvOffloader(std::shared_ptr<CacheStoreClient> store, PagePool* pool, std::string salt,
+KvOffloader::KvOffloader(std::shared_ptr<StoreClient> store, PagePool* pool, std::string salt,
                          bool same_node)
     : store_(std::move(store)),
       pool_(pool),

@@ -42,7 +42,7 @@ class KvOffloader {
   // Device pages staged for a same-node Put at a time.
   static constexpr uint32_t kStagingBlocks = 64;
 
-  KvOffloader(std::shared_ptr<CacheStoreClient> store, PagePool* pool, std::string salt,
+  KvOffloader(std::shared_ptr<StoreClient> store, PagePool* pool, std::string salt,
               bool same_node = false);
   ~KvOffloader();  // finishes the queued jobs first
 
@@ -60,7 +60,7 @@ class KvOffloader {
                                   std::span<const std::span<const uint8_t>> blocks,
                                   const SharedMemoryRegion* shm);
 
-  std::shared_ptr<CacheStoreClient> store_;
+  std::shared_ptr<StoreClient> store_;
   PagePool* pool_;
   const std::string salt_;
   const bool same_node_;

@@ -7,7 +7,7 @@
 
 namespace kvtier::worker {
 
-PipelinedRestore::PipelinedRestore(CacheStoreClient* store, const KvLayout& layout,
+PipelinedRestore::PipelinedRestore(StoreClient* store, const KvLayout& layout,
                                    std::vector<BlockKey> keys, std::vector<uint8_t*> landing,
                                    std::unique_ptr<RestoreUploader> uploader,
                                    const SharedMemoryRegion* shm)

@@ -38,7 +38,7 @@ class PipelinedRestore {
   // Starts fetching `keys` into `landing` (one block each, host memory): the pages
   // themselves when `uploader` is null, else the staging the uploader copies from. `shm`:
   // the shared-memory region `landing` lies in, for same-node delivery (may be null).
-  PipelinedRestore(CacheStoreClient* store, const KvLayout& layout, std::vector<BlockKey> keys,
+  PipelinedRestore(StoreClient* store, const KvLayout& layout, std::vector<BlockKey> keys,
                    std::vector<uint8_t*> landing,
                    std::unique_ptr<RestoreUploader> uploader = nullptr,
                    const SharedMemoryRegion* shm = nullptr);
@@ -61,7 +61,7 @@ class PipelinedRestore {
   void OnChunk(uint32_t block, uint64_t offset, uint64_t length);
   bool NothingArrived();
 
-  CacheStoreClient* const store_;
+  StoreClient* const store_;
   const uint64_t layer_bytes_;
   const uint32_t num_layers_;
   const std::vector<BlockKey> keys_;

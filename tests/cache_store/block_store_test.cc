@@ -439,5 +439,75 @@ TEST_F(BlockStoreTest, ChildKeepsParentKeyAndPutOfChildProtectsCachedParents) {
   EXPECT_EQ(Matched(tokens), 3u);
 }
 
+// A shard of a cluster holds a scattered subset of a prompt's blocks: a Put names them by
+// index, a presence Lookup reports (and leases) each of them, and Pin/Unpin/Delete of keys
+// it does not hold skip them when asked to.
+TEST_F(BlockStoreTest, AShardStoresAndReportsScatteredBlocks) {
+  const std::vector<uint32_t> tokens = Tokens(4 * 6, 3);  // 6 full blocks
+  const std::vector<BlockKey> keys = KeysOf("a", layout_, tokens);
+  const std::vector<uint32_t> mine = {1, 2, 4};
+  std::vector<uint8_t> payload;
+  for (uint32_t b : mine) {
+    const std::vector<uint8_t> p = PayloadFor(keys[b], layout_.BlockBytes());
+    payload.insert(payload.end(), p.begin(), p.end());
+  }
+  PutSpec spec = Spec(tokens, 0, 3);
+  spec.block_indices = mine;
+  absl::StatusOr<PutResult> put = store_->Put(spec, payload);
+  ASSERT_TRUE(put.ok()) << put.status();
+  EXPECT_EQ(put->stored_blocks, 3u);
+  EXPECT_EQ(put->keys, (std::vector<BlockKey>{keys[1], keys[2], keys[4]}));
+
+  EXPECT_EQ(Matched(tokens), 0u);  // block 0 is elsewhere
+  absl::StatusOr<LookupResult> present = store_->Lookup(
+      {.tenant = "a", .layout = &layout_, .tokens = tokens}, {.report_present = true});
+  ASSERT_TRUE(present.ok()) << present.status();
+  EXPECT_EQ(present->matched_blocks(), 0u);
+  EXPECT_EQ(present->present, mine);
+  EXPECT_EQ(present->keys, (std::vector<BlockKey>{keys[1], keys[2], keys[4]}));
+  ASSERT_NE(present->lease_id, 0u);
+  absl::StatusOr<std::unique_ptr<BlockReadHandle>> read = store_->ReadLease("a", present->lease_id);
+  ASSERT_TRUE(read.ok()) << read.status();
+  ASSERT_EQ((*read)->blocks().size(), 3u);
+  EXPECT_EQ(std::memcmp((*read)->blocks()[2].data, payload.data() + 2 * layout_.BlockBytes(),
+                        layout_.BlockBytes()),
+            0);
+  read->reset();
+  ASSERT_TRUE(store_->Release("a", present->lease_id).ok());
+  // Another tenant: nothing present.
+  absl::StatusOr<LookupResult> other = store_->Lookup(
+      {.tenant = "b", .layout = &layout_, .tokens = tokens}, {.report_present = true});
+  ASSERT_TRUE(other.ok());
+  EXPECT_TRUE(other->present.empty());
+
+  // Bad index lists are refused by name, and nothing is stored.
+  for (std::vector<uint32_t> bad : std::vector<std::vector<uint32_t>>{{2, 1, 4}, {1, 1, 4},
+                                                                       {1, 2, 6}}) {
+    PutSpec b = Spec(tokens, 0, 3);
+    b.block_indices = bad;
+    absl::StatusOr<PutResult> r = store_->Put(b, payload);
+    EXPECT_TRUE(absl::IsInvalidArgument(r.status())) << r.status();
+  }
+  PutSpec count = Spec(tokens, 0, 2);
+  count.block_indices = mine;
+  EXPECT_TRUE(absl::IsInvalidArgument(store_->Put(count, payload).status()));
+
+  // Every key of the prompt: strict calls fail on the missing ones, skipping calls count.
+  EXPECT_TRUE(absl::IsNotFound(store_->Pin("a", keys, absl::Seconds(5)).status()));
+  uint32_t pinned = 0;
+  ASSERT_TRUE(store_->Pin("a", keys, absl::Seconds(5), /*skip_missing=*/true, &pinned).ok());
+  EXPECT_EQ(pinned, 3u);
+  absl::StatusOr<uint32_t> unpinned = store_->Unpin("a", keys, /*skip_missing=*/true);
+  ASSERT_TRUE(unpinned.ok());
+  EXPECT_EQ(*unpinned, 3u);
+  EXPECT_TRUE(absl::IsNotFound(store_->Delete("a", keys).status()));
+  absl::StatusOr<uint32_t> deleted = store_->Delete("b", keys, /*skip_missing=*/true);
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_EQ(*deleted, 0u);  // not b's blocks
+  deleted = store_->Delete("a", keys, /*skip_missing=*/true);
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_EQ(*deleted, 3u);
+}
+
 }  // namespace
 }  // namespace kvtier

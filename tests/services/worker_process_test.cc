@@ -14,6 +14,7 @@
 #include <set>
 #include <sstream>
 
+#include "client/cache_store_client.h"
 #include "kvtier/v1/decode_worker.grpc.pb.h"
 #include "tests/services/store_process.h"
 #include "worker/llama_config.h"
@@ -34,11 +35,14 @@ std::vector<uint32_t> Prompt(uint32_t n, uint32_t salt) {
 }
 
 std::unique_ptr<StoreProcess> StartWorker(const std::string& store_target,
-                                          const std::string& shm_socket = "") {
-  absl::StatusOr<std::unique_ptr<StoreProcess>> w = StoreProcess::StartBinary(
-      KVTIER_WORKER_BINARY, {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
-                             "--store=" + store_target, "--store_timeout=1s", "--pages=64",
-                             "--seed=5", "--tenant=e2e", "--store_shm_socket=" + shm_socket});
+                                          const std::string& shm_socket = "",
+                                          std::vector<std::string> more = {}) {
+  std::vector<std::string> flags = {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
+                                    "--store=" + store_target, "--store_timeout=1s", "--pages=64",
+                                    "--seed=5", "--tenant=e2e", "--store_shm_socket=" + shm_socket};
+  flags.insert(flags.end(), more.begin(), more.end());
+  absl::StatusOr<std::unique_ptr<StoreProcess>> w =
+      StoreProcess::StartBinary(KVTIER_WORKER_BINARY, flags);
   EXPECT_TRUE(w.ok()) << w.status();
   return w.ok() ? *std::move(w) : nullptr;
 }
@@ -177,6 +181,66 @@ TEST(WorkerProcessTest, SameNodeRestoresAndOffloadsIdentically) {
   (*store)->Signal(SIGTERM);
   ASSERT_EQ((*store)->Wait(absl::Seconds(30)), 0) << (*store)->Log();
   EXPECT_FALSE(std::filesystem::exists(socket)) << "the store left its socket behind";
+  std::filesystem::remove_all(dir);
+}
+
+// A worker over a cluster of three store shards (R = 2), all on this node: its restores
+// gather blocks from every shard through shared memory, decode exactly like the cold run,
+// and still do when a shard is gone.
+TEST(WorkerProcessTest, AClusterOfShardsRestoresIdenticallyAndSurvivesAShardLoss) {
+  std::string dir = (std::filesystem::temp_directory_path() / "kvtier-e2e-shards-XXXXXX").string();
+  ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+  std::vector<std::unique_ptr<StoreProcess>> stores;
+  std::string targets;
+  for (int i = 0; i < 3; ++i) {
+    const std::string id = "store-" + std::to_string(i);
+    absl::StatusOr<std::unique_ptr<StoreProcess>> s =
+        StoreProcess::Start({"--t1_bytes=16777216", "--t1_slot_bytes=16384", "--shard_id=" + id,
+                             "--shm_socket=" + dir + "/" + id + ".sock"});
+    ASSERT_TRUE(s.ok()) << s.status();
+    targets += (i ? "," : "") + (*s)->target();
+    stores.push_back(*std::move(s));
+  }
+  const std::vector<std::string> cluster = {"--store_replication=2", "--store_shm_dir=" + dir};
+  const std::vector<uint32_t> prompt = Prompt(100, 4);
+  auto worker = StartWorker(targets, "", cluster);
+  ASSERT_NE(worker, nullptr);
+  const Result cold = Generate(*worker, prompt, 8);
+  EXPECT_EQ(cold.sources.computed_tokens(), 100u);
+  worker->Signal(SIGTERM);
+  ASSERT_EQ(worker->Wait(absl::Seconds(30)), 0) << worker->Log();
+  // 6 full blocks, 2 copies each, over the shards: every shard took some.
+  uint64_t copies = 0;
+  for (const auto& store : stores) {
+    CacheStoreClient c({.target = store->target()});
+    absl::StatusOr<v1::StatsResponse> st = c.Stats();
+    ASSERT_TRUE(st.ok());
+    copies += st->put_stored_blocks();
+  }
+  EXPECT_EQ(copies, 12u);
+
+  worker = StartWorker(targets, "", cluster);
+  ASSERT_NE(worker, nullptr);
+  const Result warm = Generate(*worker, prompt, 8);
+  EXPECT_EQ(warm.sources.store_tokens(), 96u);
+  EXPECT_EQ(warm.tokens, cold.tokens);
+  ExpectSameLogits(warm.logits, cold.logits);
+  EXPECT_EQ(Metric(*worker, "kvtier_worker_shm_restores_total"), 1);
+  worker->Signal(SIGTERM);
+  ASSERT_EQ(worker->Wait(absl::Seconds(30)), 0);
+
+  // A shard dies: every block still has a copy; the restore is whole and identical.
+  stores[1]->Signal(SIGKILL);
+  stores[1]->Wait(absl::Seconds(10));
+  worker = StartWorker(targets, "", cluster);
+  ASSERT_NE(worker, nullptr);
+  const Result degraded = Generate(*worker, prompt, 8);
+  EXPECT_EQ(degraded.sources.store_tokens(), 96u);
+  EXPECT_EQ(degraded.tokens, cold.tokens);
+  ExpectSameLogits(degraded.logits, cold.logits);
+  EXPECT_EQ(Metric(*worker, "kvtier_worker_restore_failures_total"), 0);
+  worker->Signal(SIGTERM);
+  ASSERT_EQ(worker->Wait(absl::Seconds(30)), 0);
   std::filesystem::remove_all(dir);
 }
 
