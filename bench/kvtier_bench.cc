@@ -22,6 +22,7 @@
 #include "bench/copy_bench.h"
 #include "bench/datapath_bench.h"
 #include "bench/fetch_bench.h"
+#include "bench/cluster_bench.h"
 #include "bench/grpc_stream.h"
 #include "bench/lookup_bench.h"
 #include "bench/replay.h"
@@ -49,6 +50,9 @@ ABSL_FLAG(std::string, target, "127.0.0.1:50051",
           "(HOST:PORT,HOST:PORT or dns:///NAME:PORT).");
 ABSL_FLAG(uint32_t, replication, 1, "replay --mode=grpc with a cluster: copies of each block.");
 ABSL_FLAG(std::string, tenant, "replay", "replay --mode=grpc: x-kvtier-tenant to send.");
+ABSL_FLAG(std::string, shards, "1,2,4", "cluster: shard counts to compare (1 always runs).");
+ABSL_FLAG(uint32_t, placement_span, 128,
+          "cluster: consecutive blocks of a prompt placed on the same shards.");
 ABSL_FLAG(uint64_t, limit_requests, 0, "replay: replay only the first N requests (0: all).");
 ABSL_FLAG(std::string, batches, "1,16", "attention: batch sizes (comma-separated).");
 ABSL_FLAG(std::string, contexts, "1024,4096", "attention: context lengths in tokens.");
@@ -277,6 +281,23 @@ int RunLookup() {
   return 0;
 }
 
+int RunCluster() {
+  absl::StatusOr<std::vector<uint32_t>> shards = ParseList("shards", absl::GetFlag(FLAGS_shards));
+  if (!shards.ok()) return Fail(shards.status());
+  absl::StatusOr<std::vector<std::string>> lines =
+      RunClusterBench({.trace = absl::GetFlag(FLAGS_trace),
+                       .shards = *shards,
+                       .capacity_fraction = absl::GetFlag(FLAGS_capacity_fraction),
+                       .replication = absl::GetFlag(FLAGS_replication),
+                       .limit_requests = absl::GetFlag(FLAGS_limit_requests),
+                       .store_binary = absl::GetFlag(FLAGS_store_binary),
+                       .policy = absl::GetFlag(FLAGS_policy),
+                       .placement_span = absl::GetFlag(FLAGS_placement_span)});
+  if (!lines.ok()) return Fail(lines.status());
+  for (const std::string& line : *lines) std::cout << line << std::endl;
+  return 0;
+}
+
 int RunDatapath() {
   absl::StatusOr<std::vector<uint32_t>> clients =
       ParseList("clients", absl::GetFlag(FLAGS_clients));
@@ -355,6 +376,12 @@ const std::vector<Subcommand>& Subcommands() {
        {"value_bytes", "clients", "seconds", "blocks_per_call", "parts", "store_binary",
         "redis_server", "redis_benchmark"},
        RunDatapath},
+      {"cluster",
+       "a trace replayed through one store, N shards as one cache and N isolated stores of "
+       "the same total capacity: hit rates, requests/s, Lookup p50/p99 (bench/cluster_bench.h)",
+       {"trace", "shards", "capacity_fraction", "replication", "placement_span", "policy",
+        "limit_requests", "store_binary"},
+       RunCluster},
       {"lookup",
        "Lookup of 8k/32k/128k-token prompts on a real kvtier-store: server-side time from the "
        "store's own timer and the client's round trip (bench/lookup_bench.h)",

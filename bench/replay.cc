@@ -1,5 +1,6 @@
 #include "bench/replay.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -110,7 +111,11 @@ class GrpcBackend final : public ReplayBackend {
         layout_(ReplayLayout()) {}
 
   absl::StatusOr<Hits> LookupFetchRelease(const ReplayPrompt& prompt) override {
+    const auto start = std::chrono::steady_clock::now();
     absl::StatusOr<LookupReply> found = client_->Lookup(layout_, prompt.tokens);
+    lookup_ms_.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+            .count());
     if (!found.ok()) return found.status();
     Hits hits;
     for (v1::Tier t : found->tiers) ++(t == v1::TIER_HOST_DRAM ? hits.t1 : hits.t2);
@@ -166,10 +171,13 @@ class GrpcBackend final : public ReplayBackend {
     return c;
   }
 
+  std::vector<double> LookupMillis() const override { return lookup_ms_; }
+
  private:
   std::shared_ptr<StoreClient> client_;
   std::shared_ptr<CacheStoreClient> single_;
   ShardedClient* cluster_;
+  std::vector<double> lookup_ms_;
   KvLayout layout_;
   std::vector<uint8_t> buffer_;
 };
@@ -206,11 +214,73 @@ absl::StatusOr<std::unique_ptr<ReplayBackend>> MakeGrpcBackend(const GrpcBackend
     return std::make_unique<GrpcBackend>(single, single, nullptr);
   }
   absl::StatusOr<std::unique_ptr<ShardedClient>> cluster = ShardedClient::Create(
-      {.targets = o.target, .shard = options, .replication = o.replication});
+      {.targets = o.target,
+       .shard = options,
+       .replication = o.replication,
+       .placement_span = o.placement_span});
   if (!cluster.ok()) return cluster.status();
   ShardedClient* raw = cluster->get();
   return std::make_unique<GrpcBackend>(std::shared_ptr<StoreClient>(*std::move(cluster)), nullptr,
                                        raw);
+}
+
+namespace {
+
+class RoundRobinBackend final : public ReplayBackend {
+ public:
+  explicit RoundRobinBackend(std::vector<std::unique_ptr<ReplayBackend>> backends)
+      : backends_(std::move(backends)) {}
+
+  absl::StatusOr<Hits> LookupFetchRelease(const ReplayPrompt& prompt) override {
+    current_ = next_++ % backends_.size();
+    return backends_[current_]->LookupFetchRelease(prompt);
+  }
+  absl::Status Put(const ReplayPrompt& prompt, uint32_t first_block,
+                   std::span<const uint8_t> payload, bool last_block_partial) override {
+    return backends_[current_]->Put(prompt, first_block, payload, last_block_partial);
+  }
+  absl::StatusOr<Counters> Stats() override {
+    Counters sum;
+    for (auto& b : backends_) {
+      absl::StatusOr<Counters> c = b->Stats();
+      if (!c.ok()) return c.status();
+      sum.capacity_blocks += c->capacity_blocks;
+      sum.ssd_capacity_blocks += c->ssd_capacity_blocks;
+      sum.t2_bytes_written += c->t2_bytes_written;
+      sum.demoted_blocks += c->demoted_blocks;
+      sum.demotion_rejected_blocks += c->demotion_rejected_blocks;
+      sum.promoted_blocks += c->promoted_blocks;
+      sum.t2_direct_io = c->t2_direct_io;
+      sum.policy = c->policy;
+    }
+    return sum;
+  }
+  std::vector<double> LookupMillis() const override {
+    std::vector<double> all;
+    for (const auto& b : backends_) {
+      const std::vector<double> one = b->LookupMillis();
+      all.insert(all.end(), one.begin(), one.end());
+    }
+    return all;
+  }
+
+ private:
+  std::vector<std::unique_ptr<ReplayBackend>> backends_;
+  size_t next_ = 0;
+  size_t current_ = 0;
+};
+
+double Percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())))];
+}
+
+}  // namespace
+
+std::unique_ptr<ReplayBackend> MakeRoundRobinBackend(
+    std::vector<std::unique_ptr<ReplayBackend>> backends) {
+  return std::make_unique<RoundRobinBackend>(std::move(backends));
 }
 
 absl::StatusOr<ReplayResult> Replay(const std::vector<TraceRequest>& trace, ReplayBackend& backend,
@@ -250,6 +320,9 @@ absl::StatusOr<ReplayResult> Replay(const std::vector<TraceRequest>& trace, Repl
   absl::StatusOr<ReplayBackend::Counters> counters = backend.Stats();
   if (!counters.ok()) return counters.status();
   r.counters = *counters;
+  const std::vector<double> lookups = backend.LookupMillis();
+  r.lookup_p50_ms = Percentile(lookups, 0.50);
+  r.lookup_p99_ms = Percentile(lookups, 0.99);
   return r;
 }
 
@@ -263,7 +336,7 @@ std::string ReplayResult::ToJson() const {
       "\"requests_per_second\": %.1f, \"seconds\": %.3f, \"demoted_blocks\": %d, "
       "\"demotion_rejected_blocks\": %d, \"promoted_blocks\": %d, "
       "\"ssd_blocks_written_per_request\": %.3f, \"ssd_bytes_written_per_request\": %.1f, "
-      "\"t2_direct_io\": %s}",
+      "\"t2_direct_io\": %s, \"lookup_p50_ms\": %.3f, \"lookup_p99_ms\": %.3f}",
       trace, mode, requests, blocks, unique_blocks, counters.capacity_blocks,
       unique_blocks ? double(counters.capacity_blocks) / double(unique_blocks) : 0.0,
       counters.ssd_capacity_blocks, counters.policy, hit_rate(), t1_hit_blocks / total,
@@ -271,7 +344,7 @@ std::string ReplayResult::ToJson() const {
       counters.demoted_blocks, counters.demotion_rejected_blocks, counters.promoted_blocks,
       requests ? double(counters.demoted_blocks) / double(requests) : 0.0,
       requests ? double(counters.t2_bytes_written) / double(requests) : 0.0,
-      counters.t2_direct_io ? "true" : "false");
+      counters.t2_direct_io ? "true" : "false", lookup_p50_ms, lookup_p99_ms);
 }
 
 }  // namespace kvtier::bench

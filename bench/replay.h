@@ -69,6 +69,8 @@ class ReplayBackend {
   virtual absl::Status Put(const ReplayPrompt& prompt, uint32_t first_block,
                            std::span<const uint8_t> payload, bool last_block_partial) = 0;
   virtual absl::StatusOr<Counters> Stats() = 0;
+  // The round trip of every Lookup so far, in milliseconds (empty where not measured).
+  virtual std::vector<double> LookupMillis() const { return {}; }
 };
 
 struct EngineBackendOptions {
@@ -87,8 +89,14 @@ struct GrpcBackendOptions {
   std::string tenant = "replay";
   std::string auth_token;
   uint32_t replication = 1;  // a cluster's R
+  uint32_t placement_span = 128;  // a cluster's ShardedClientOptions::placement_span
 };
 absl::StatusOr<std::unique_ptr<ReplayBackend>> MakeGrpcBackend(const GrpcBackendOptions& o);
+
+// Several backends as isolated caches (each node with its own local cache): request i goes
+// to backend i mod N, its Put too; counters are summed.
+std::unique_ptr<ReplayBackend> MakeRoundRobinBackend(
+    std::vector<std::unique_ptr<ReplayBackend>> backends);
 
 struct ReplayResult {
   std::string trace;
@@ -101,6 +109,9 @@ struct ReplayResult {
   uint64_t t2_hit_blocks = 0;
   uint64_t fetch_failures = 0;
   double seconds = 0;
+  // Lookup round trip percentiles (grpc mode; 0 in engine mode).
+  double lookup_p50_ms = 0;
+  double lookup_p99_ms = 0;
   ReplayBackend::Counters counters;
 
   double hit_rate() const { return blocks ? double(hit_blocks) / double(blocks) : 0; }

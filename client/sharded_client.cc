@@ -428,14 +428,16 @@ absl::StatusOr<PutReply> ShardedClient::PutBlocks(const KvLayout& layout,
   const std::vector<BlockKey> routing =
       RoutingKeys(layout, params.salt, tokens, uint64_t{index.back()} + 1);
 
-  // Owners: the first R live shards of each block's ranking.
+  // Owners: the first R live shards of the ranking of each block's run.
+  const uint32_t span = std::max<uint32_t>(1, options_.placement_span);
   const absl::Time now = absl::Now();
   std::vector<bool> usable(view->shards.size());
   for (size_t s = 0; s < usable.size(); ++s) usable[s] = view->shards[s]->Usable(now);
   std::vector<std::vector<uint32_t>> per_shard(view->shards.size());  // positions in `blocks`
   for (uint32_t i = 0; i < blocks.size(); ++i) {
     uint32_t taken = 0;
-    for (uint32_t s : RankShards(view->hashes, routing[index[i]])) {
+    const uint32_t head = index[i] / span * span;
+    for (uint32_t s : RankShards(view->hashes, routing[head])) {
       if (taken == options_.replication) break;
       if (!usable[s]) continue;
       per_shard[s].push_back(i);

@@ -16,6 +16,7 @@
 #include "absl/flags/usage.h"
 #include "cache_store/log.h"
 #include "client/connect_store.h"
+#include "client/sharded_client.h"
 #include "client/shared_memory_region.h"
 #include "kernels/dispatch.h"
 #include "proto/pem_file.h"
@@ -144,7 +145,7 @@ int Run() {
                    << ", kernels: " << kernels::BackendName(options.kernels.backend);
 
   // The exposer holds collectables weakly: this one lives as long as the process.
-  const std::shared_ptr<prometheus::Collectable> metrics = MakeWorkerMetrics(engine->get());
+  const std::shared_ptr<prometheus::Collectable> metrics = MakeWorkerMetrics(engine->get(), dynamic_cast<const ShardedClient*>(store.get()));
   std::unique_ptr<prometheus::Exposer> exposer;
   if (const std::string addr = absl::GetFlag(FLAGS_metrics_listen); !addr.empty()) {
     try {  // prometheus-cpp reports a busy port by throwing

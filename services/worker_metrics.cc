@@ -7,7 +7,8 @@ namespace {
 
 class WorkerCollector : public prometheus::Collectable {
  public:
-  explicit WorkerCollector(const worker::DecodeEngine* engine) : engine_(engine) {}
+  WorkerCollector(const worker::DecodeEngine* engine, const ShardedClient* cluster)
+      : engine_(engine), cluster_(cluster) {}
 
   std::vector<prometheus::MetricFamily> Collect() const override {
     const worker::DecodeEngine::Stats s = engine_->stats();
@@ -67,17 +68,52 @@ class WorkerCollector : public prometheus::Collectable {
           s.decoded_tokens);
     f.Add("kvtier_worker_decode_step_seconds_total", "Time spent in decode steps.", T::Counter,
           s.decode_seconds);
+    if (cluster_ != nullptr) AddShards(f);
     return f.Take();
   }
 
  private:
+  // One series per shard (bounded by the cluster's size), labelled by the shard's name.
+  void AddShards(MetricFamilies& f) const {
+    using T = prometheus::MetricType;
+    for (const ShardStatus& s : cluster_->Shards()) {
+      if (s.id.empty()) continue;  // not joined yet
+      const MetricFamilies::Labels shard = {{"shard", s.id}};
+      auto with = [&](const char* k, const char* v) {
+        MetricFamilies::Labels l = shard;
+        l.push_back({k, v});
+        return l;
+      };
+      f.Add("kvtier_worker_store_shard_up",
+            "1 while the store shard answers; 0 while it is skipped after a failure.", T::Gauge,
+            s.healthy ? 1 : 0, shard);
+      const char* put_help = "Blocks put to the store shard, by outcome (each copy counts).";
+      f.Add("kvtier_worker_store_shard_put_blocks_total", put_help, T::Counter,
+            s.put_blocks_committed, with("result", "committed"));
+      f.Add("kvtier_worker_store_shard_put_blocks_total", put_help, T::Counter,
+            s.put_blocks_failed, with("result", "failed"));
+      f.Add("kvtier_worker_store_shard_fetched_blocks_total", "Blocks fetched from the store shard.",
+            T::Counter, s.fetched_blocks, shard);
+      const char* fail_help = "Calls to the store shard that failed (a miss for its blocks).";
+      f.Add("kvtier_worker_store_shard_failures_total", fail_help, T::Counter,
+            s.lookup_failures, with("call", "lookup"));
+      f.Add("kvtier_worker_store_shard_failures_total", fail_help, T::Counter, s.fetch_failures,
+            with("call", "fetch"));
+      f.Add("kvtier_worker_store_shard_failover_blocks_total",
+            "Blocks fetched from this shard after another copy's shard failed.", T::Counter,
+            s.failover_blocks, shard);
+    }
+  }
+
   const worker::DecodeEngine* engine_;
+  const ShardedClient* cluster_;
 };
 
 }  // namespace
 
-std::shared_ptr<prometheus::Collectable> MakeWorkerMetrics(const worker::DecodeEngine* engine) {
-  return std::make_shared<WorkerCollector>(engine);
+std::shared_ptr<prometheus::Collectable> MakeWorkerMetrics(const worker::DecodeEngine* engine,
+                                                           const ShardedClient* cluster) {
+  return std::make_shared<WorkerCollector>(engine, cluster);
 }
 
 }  // namespace kvtier

@@ -90,8 +90,16 @@ check("IPC_LOCK" in c["securityContext"]["capabilities"]["add"], "IPC_LOCK for p
 check(pod["terminationGracePeriodSeconds"] > 20, "grace period longer than the 20 s drain")
 check("podAntiAffinity" in pod["affinity"], "anti-affinity across nodes")
 worker_args = container_args(docs, "Deployment")
-check("--store=kv-kvtier-store-0.kv-kvtier-store.prod.svc:50051" in worker_args,
-      f"worker points at shard 0: {worker_args}")
+check("--store=dns:///kv-kvtier-store.prod.svc:50051" in worker_args and
+      "--store_replication=2" in worker_args,
+      f"workers use every shard through the headless Service, two copies: {worker_args}")
+store_args0 = sts["spec"]["template"]["spec"]["containers"][0]["args"]
+store_env0 = {e["name"]: e for e in sts["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+check("--shard_id=$(POD_NAME)" in store_args0 and
+      store_env0.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+      == "metadata.name", f"each shard is named by its pod: {store_args0}")
+check(headless[0]["spec"].get("publishNotReadyAddresses") is False,
+      "only ready shards are resolved (a shard that is starting is not asked)")
 wres = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["resources"]
 check(wres["limits"].get("nvidia.com/gpu") == 1, "worker requests a GPU")
 cm = by_kind(docs, "ConfigMap")[0]
@@ -139,12 +147,12 @@ check("tcpSocket" in sc["readinessProbe"] and "grpc" not in sc["readinessProbe"]
       "TCP probes when the port speaks TLS")
 wargs = by_kind(docs, "DaemonSet")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
 check("--store_tls_ca_file=/etc/kvtier/tls/ca.crt" in wargs, f"worker verifies the store: {wargs}")
-# The worker attaches to the socket its store (shard 0) serves: the same file on the node.
+# Workers attach to the sockets of the shards on their node: the same directory.
 store_env = {e["name"]: e for e in sts["spec"]["template"]["spec"]["containers"][0].get("env", [])}
 check("--shm_socket=/var/run/kvtier-shm/$(POD_NAME).sock" in args and
       store_env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
       == "metadata.name" and
-      f"--store_shm_socket=/var/run/kvtier-shm/{sts['metadata']['name']}-0.sock" in wargs,
+      "--store_shm_dir=/var/run/kvtier-shm" in wargs,
       f"the same-node data plane on both sides, through the same socket: {args} {wargs}")
 for pod in [sts["spec"]["template"]["spec"], by_kind(docs, "DaemonSet")[0]["spec"]["template"]["spec"]]:
     check(any(v["name"] == "shm" and v.get("hostPath", {}).get("path") == "/run/kvtier"

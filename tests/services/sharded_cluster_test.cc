@@ -101,6 +101,7 @@ std::unique_ptr<ShardedClient> Connect(const Cluster& cluster, uint32_t replicat
   o.shard.tenant = "shard-tenant";
   o.shard.timeout = timeout;
   o.replication = replication;
+  o.placement_span = 4;  // the test prompts' blocks spread over every shard
   o.resolve_interval = absl::Milliseconds(500);
   o.min_backoff = absl::Milliseconds(100);
   o.max_backoff = absl::Milliseconds(400);

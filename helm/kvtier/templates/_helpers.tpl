@@ -88,12 +88,12 @@ livenessProbe:
 {{- end -}}
 {{- end -}}
 
-{{/* The store address workers use: worker.storeTarget, or shard 0's stable DNS name. */}}
+{{/* The store workers use: worker.storeTarget, or every shard through the headless Service. */}}
 {{- define "kvtier.worker.storeTarget" -}}
 {{- if .Values.worker.storeTarget -}}
 {{- .Values.worker.storeTarget -}}
 {{- else if .Values.store.enabled -}}
-{{- printf "%s-0.%s.%s.svc:%v" (include "kvtier.store.fullname" .) (include "kvtier.store.fullname" .) .Release.Namespace .Values.store.port -}}
+{{- printf "dns:///%s.%s.svc:%v" (include "kvtier.store.fullname" .) .Release.Namespace .Values.store.port -}}
 {{- else -}}
 {{- fail "worker.storeTarget is required when store.enabled is false" -}}
 {{- end -}}

@@ -41,6 +41,7 @@ spec:
         - --listen=0.0.0.0:{{ .Values.worker.port }}
         - --metrics_listen=0.0.0.0:{{ .Values.worker.metricsPort }}
         - --store={{ include "kvtier.worker.storeTarget" . }}
+        - --store_replication={{ .Values.store.replication }}
         - --store_timeout={{ .Values.worker.storeTimeout }}
         - --tenant={{ .Values.worker.tenant }}
         - --model={{ .Values.worker.model }}
@@ -52,7 +53,7 @@ spec:
         - --tls_key_file=/etc/kvtier/tls/tls.key
         {{- end }}
         {{- if and .Values.sameNode.enabled .Values.store.enabled }}
-        - --store_shm_socket=/var/run/kvtier-shm/{{ include "kvtier.store.fullname" . }}-0.sock
+        - --store_shm_dir=/var/run/kvtier-shm
         {{- end }}
         {{- range .Values.worker.extraArgs }}
         - {{ . | quote }}
