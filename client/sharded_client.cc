@@ -428,7 +428,9 @@ absl::StatusOr<PutReply> ShardedClient::PutBlocks(const KvLayout& layout,
   const std::vector<BlockKey> routing =
       RoutingKeys(layout, params.salt, tokens, uint64_t{index.back()} + 1);
 
-  // Owners: the first R live shards of the ranking of each block's run.
+  // Owners: the first R live shards of the ranking of each block's run: runs of `span`
+  // blocks from the first one this Put carries (its new blocks: what follows a shared
+  // prefix is placed by its own key, not by the prefix's).
   const uint32_t span = std::max<uint32_t>(1, options_.placement_span);
   const absl::Time now = absl::Now();
   std::vector<bool> usable(view->shards.size());
@@ -436,7 +438,7 @@ absl::StatusOr<PutReply> ShardedClient::PutBlocks(const KvLayout& layout,
   std::vector<std::vector<uint32_t>> per_shard(view->shards.size());  // positions in `blocks`
   for (uint32_t i = 0; i < blocks.size(); ++i) {
     uint32_t taken = 0;
-    const uint32_t head = index[i] / span * span;
+    const uint32_t head = index[0] + (index[i] - index[0]) / span * span;
     for (uint32_t s : RankShards(view->hashes, routing[head])) {
       if (taken == options_.replication) break;
       if (!usable[s]) continue;

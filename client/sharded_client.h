@@ -54,12 +54,13 @@ struct ShardedClientOptions {
   ClientOptions shard;
   // Copies of each block (R); at most the number of shards.
   uint32_t replication = 1;
-  // Blocks placed together: blocks [k*span, (k+1)*span) of a prompt go to the shards of
-  // block k*span's routing key, so each shard holds runs of a prompt's chain and its
-  // eviction policy sees their order (it evicts a run from its end, never from its middle).
-  // 1 spreads every block (best balance, but on the bundled trace 4 shards then hit 0.79x
-  // as often as one store of their total size); 128 (2,048 tokens of 16-token blocks) hits
-  // 0.98x (docs/benchmarks.md "Cluster").
+  // Blocks placed together: a Put's blocks go in runs of `span` from the first one it
+  // carries, each run to the shards of its first block's routing key, so each shard holds
+  // runs of a prompt's chain and its eviction policy sees their order (it evicts a run from
+  // its end, never from its middle). 1 spreads every block (on the bundled trace 4 shards
+  // then hit 0.79x as often as one store of their total size); 128 (2,048 tokens of
+  // 16-token blocks) hits 0.97-0.98x (docs/benchmarks.md "Cluster"). Runs start at the
+  // Put, not at the prompt's start, so sessions that share a system prompt spread.
   uint32_t placement_span = 128;
   absl::Duration resolve_interval = absl::Seconds(10);
   // How long a failed shard is skipped: min_backoff, doubling per failure up to max_backoff.

@@ -10,8 +10,10 @@ bench="$build/bench/kvtier-bench"
 store="$build/services/kvtier-store"
 work="$(mktemp -d)"
 pid=""
+shard_pids=()
 cleanup() {
   [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null || true
+  for p in "${shard_pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -70,4 +72,38 @@ assert g["fetch_failures"] == 0
 assert g["hit_rate"] > 0.1, g["hit_rate"]
 PY
 done
+
+# A cluster: two stores of half the capacity as one cache (grpc mode with a list target),
+# and kvtier-bench cluster's three setups on the same trace.
+shard_pids=()
+targets=""
+for i in 0 1; do
+  start_store "$store" "$work/shard$i.log" --metrics_listen= --t1_lock=none --t1_slot_bytes=4096 \
+    --t1_bytes=$((capacity / 2 * 4096)) --shard_id=shard-$i || fail "shard $i did not start"
+  shard_pids+=("$store_pid")
+  targets="$targets${targets:+,}127.0.0.1:$store_port"
+done
+"$bench" replay --trace="$work/trace.jsonl" --mode=grpc --target="$targets" --replication=1 \
+  >"$work/cluster.json" || fail "cluster replay"
+for p in "${shard_pids[@]}"; do kill -TERM "$p"; wait "$p" || true; done
+cat "$work/cluster.json"
+python3 - "$work/cluster.json" "$work/engine.json" <<'PY' || fail "cluster replay"
+import json, sys
+c, e = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert c["capacity_blocks"] == e["capacity_blocks"], (c, e)
+assert c["fetch_failures"] == 0
+assert c["hit_rate"] > 0.9 * e["hit_rate"], (c["hit_rate"], e["hit_rate"])
+assert c["lookup_p99_ms"] > 0
+PY
+"$bench" cluster --trace="$work/trace.jsonl" --shards=2 --capacity_fraction=0.2 \
+  >"$work/bench.jsonl" 2>"$work/bench.err" || fail "kvtier-bench cluster: $(tail -5 "$work/bench.err")"
+cat "$work/bench.jsonl"
+python3 - "$work/bench.jsonl" <<'PY' || fail "kvtier-bench cluster output"
+import json, sys
+rows = {(r["shards"], r["setup"]): r for r in map(json.loads, open(sys.argv[1]))}
+one, cache, iso = rows[(1, "one_store")], rows[(2, "one_cache")], rows[(2, "isolated_round_robin")]
+assert one["capacity_blocks"] == cache["capacity_blocks"] == iso["capacity_blocks"], rows
+assert cache["hit_rate"] > iso["hit_rate"], rows
+assert all(r["fetch_failures"] == 0 and r["requests_per_second"] > 0 for r in rows.values())
+PY
 echo OK
