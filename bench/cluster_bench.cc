@@ -14,8 +14,9 @@ namespace kvtier::bench {
 namespace {
 
 // N stores whose T1 capacities add up to `total` blocks of the replay layout.
-absl::StatusOr<std::vector<std::unique_ptr<ServerProcess>>> StartStores(
-    const std::string& binary, uint32_t n, uint64_t total, const std::string& policy) {
+absl::StatusOr<std::vector<std::unique_ptr<ServerProcess>>> StartStores(const std::string& binary,
+                                                                        uint32_t n, uint64_t total,
+                                                                        const std::string& policy) {
   // Slots are whole pages (the store rounds them up to 4 KiB).
   const uint64_t slot_bytes = std::max<uint64_t>(4096, ReplayLayout().BlockBytes());
   std::vector<std::unique_ptr<ServerProcess>> stores;
@@ -24,16 +25,15 @@ absl::StatusOr<std::vector<std::unique_ptr<ServerProcess>>> StartStores(
     absl::StatusOr<std::unique_ptr<ServerProcess>> s = ServerProcess::Start(
         binary, {"--t1_lock=none", absl::StrCat("--t1_slot_bytes=", slot_bytes),
                  absl::StrCat("--t1_bytes=", blocks * slot_bytes),
-                 absl::StrCat("--shard_id=bench-", i),
-                 absl::StrCat("--eviction_policy=", policy)});
+                 absl::StrCat("--shard_id=bench-", i), absl::StrCat("--eviction_policy=", policy)});
     if (!s.ok()) return s.status();
     stores.push_back(*std::move(s));
   }
   return stores;
 }
 
-std::string Line(uint32_t n, const std::string& setup, uint32_t replication,
-                 const ReplayResult& r, double single_hit_rate) {
+std::string Line(uint32_t n, const std::string& setup, uint32_t replication, const ReplayResult& r,
+                 double single_hit_rate) {
   return absl::StrFormat(
       "{\"shards\": %d, \"setup\": \"%s\", \"replication\": %d, \"capacity_blocks\": %d, "
       "\"hit_rate\": %.6f, \"vs_one_store\": %.4f, \"requests\": %d, "
@@ -76,7 +76,8 @@ absl::StatusOr<std::vector<std::string>> RunClusterBench(const ClusterBenchOptio
       if (isolated) {
         std::vector<std::unique_ptr<ReplayBackend>> each;
         for (const auto& s : *stores) {
-          absl::StatusOr<std::unique_ptr<ReplayBackend>> b = MakeGrpcBackend({.target = s->target()});
+          absl::StatusOr<std::unique_ptr<ReplayBackend>> b =
+              MakeGrpcBackend({.target = s->target()});
           if (!b.ok()) return b.status();
           each.push_back(*std::move(b));
         }
@@ -95,7 +96,8 @@ absl::StatusOr<std::vector<std::string>> RunClusterBench(const ClusterBenchOptio
       absl::StatusOr<ReplayResult> r = Replay(*trace, *backend);
       if (!r.ok()) return r.status();
       if (n == 1) single = r->hit_rate();
-      lines.push_back(Line(n, isolated ? "isolated_round_robin" : (n == 1 ? "one_store" : "one_cache"),
+      lines.push_back(Line(n,
+                           isolated ? "isolated_round_robin" : (n == 1 ? "one_store" : "one_cache"),
                            std::min<uint32_t>(o.replication, n), *r, single));
     }
   }

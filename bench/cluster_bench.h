@@ -23,10 +23,10 @@ struct ClusterBenchOptions {
   std::vector<uint32_t> shards = {1, 2, 4};
   double capacity_fraction = 0.1;
   uint32_t replication = 1;
-  uint64_t limit_requests = 0;  // 0: the whole trace
-  std::string store_binary;     // empty: the kvtier-store next to this program
+  uint64_t limit_requests = 0;      // 0: the whole trace
+  std::string store_binary;         // empty: the kvtier-store next to this program
   std::string policy = "adaptive";  // the stores' T1 eviction policy
-  uint32_t placement_span = 128;     // ShardedClientOptions::placement_span
+  uint32_t placement_span = 128;    // ShardedClientOptions::placement_span
 };
 
 // One JSON object per (N, setup).

@@ -226,11 +226,11 @@ std::vector<ShardStatus> ShardedClient::Shards() const {
     ShardStatus st;
     st.target = s->target;
     {
-      absl::MutexLock lock(&mu_);
+      absl::MutexLock lock(&mu_);  // Refresh names shards under it
       st.id = s->id;
+      st.same_node = s->same_node;
     }
     st.healthy = !st.id.empty() && s->Usable(now);
-    st.same_node = s->same_node;
     st.lookups = s->lookups;
     st.lookup_failures = s->lookup_failures;
     st.put_blocks_committed = s->put_blocks_committed;

@@ -16,6 +16,7 @@
 #include "bench/replay.h"
 #include "bench/trace.h"
 #include "client/cache_store_client.h"
+#include "client/shard_endpoints.h"
 #include "client/shard_placement.h"
 #include "client/sharded_client.h"
 #include "tests/services/store_process.h"
@@ -193,6 +194,34 @@ TEST(ShardedClusterTest, BadTargetsAreRefusedByName) {
   absl::StatusOr<std::unique_ptr<ShardedClient>> c =
       ShardedClient::Create({.targets = "127.0.0.1:1,127.0.0.1:2", .replication = 0});
   EXPECT_TRUE(absl::IsInvalidArgument(c.status()));
+}
+
+// A DNS name is every address it resolves to (a headless Service): here localhost, whose
+// 127.0.0.1 is a store (an IPv6 ::1, where present, is a shard that never answers and so
+// never joins).
+TEST(ShardedClusterTest, ADnsNameIsEveryAddressItResolvesTo) {
+  absl::StatusOr<ShardEndpoints> e = ShardEndpoints::Parse("dns:///localhost:4711");
+  ASSERT_TRUE(e.ok()) << e.status();
+  absl::StatusOr<std::vector<std::string>> targets = e->Resolve();
+  ASSERT_TRUE(targets.ok()) << targets.status();
+  EXPECT_NE(std::find(targets->begin(), targets->end(), "127.0.0.1:4711"), targets->end());
+  EXPECT_FALSE(ShardEndpoints::Parse("dns:///no-such-host.invalid:1")->Resolve().ok());
+
+  Cluster cluster;
+  ASSERT_TRUE(cluster.Start(1, {"--t1_bytes=8388608", "--t1_slot_bytes=8192"}).ok());
+  ShardedClientOptions o;
+  o.targets = absl::StrCat("dns:///localhost:", cluster.Target(0).substr(10));
+  o.shard.tenant = "dns";
+  o.shard.timeout = absl::Seconds(2);
+  absl::StatusOr<std::unique_ptr<ShardedClient>> client = ShardedClient::Create(o);
+  ASSERT_TRUE(client.ok()) << client.status();
+  ASSERT_EQ((*client)->ShardClients().size(), 1u);
+  EXPECT_EQ((*client)->ShardClients()[0].first, "store-0");
+  const std::vector<uint32_t> tokens = Prompt(8, 3);
+  ASSERT_TRUE((*client)->Put(Layout(), tokens, 0, Payload(8, 3)).ok());
+  absl::StatusOr<LookupReply> found = (*client)->Lookup(Layout(), tokens, {.lease = false});
+  ASSERT_TRUE(found.ok());
+  EXPECT_EQ(found->matched_blocks, 8u);
 }
 
 // Three shards, R = 2: every block on two of them, all three used; read back byte for byte,
