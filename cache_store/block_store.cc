@@ -306,6 +306,7 @@ absl::StatusOr<LookupResult> BlockStore::Lookup(const PromptRef& prompt,
     PolicyFor(e.tier)->OnAccess(h, TraitsOf(e));
     result.keys.push_back(e.key);
     result.tiers.push_back(e.tier);
+    if (options.report_present) continue;
     ++(e.tier == Tier::kHostDram ? counters_.lookup_hit_blocks_t1 : counters_.lookup_hit_blocks_t2);
   }
   if (options.lease && !handles.empty()) {
@@ -316,6 +317,12 @@ absl::StatusOr<LookupResult> BlockStore::Lookup(const PromptRef& prompt,
     for (uint32_t h : handles) Ref(h);
     result.lease_id = *id;
     result.lease_ttl = ttl;
+  }
+  if (options.report_present) {
+    ++counters_.presence_lookups;
+    counters_.presence_requested_blocks += result.total_blocks;
+    counters_.presence_held_blocks += handles.size();
+    return result;
   }
   ++counters_.lookups;
   counters_.lookup_requested_blocks += result.total_blocks;

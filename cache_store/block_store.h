@@ -143,6 +143,11 @@ struct BlockStoreStats {
   uint64_t lookup_hit_blocks_t2 = 0;
   uint64_t lookup_requested_tokens = 0;
   uint64_t lookup_hit_tokens = 0;
+  // Presence lookups (a sharded client's; LookupOptions::report_present) are not hit-rate
+  // samples of this store: what one shard holds of a prompt is not the cluster's hit.
+  uint64_t presence_lookups = 0;
+  uint64_t presence_requested_blocks = 0;
+  uint64_t presence_held_blocks = 0;
   uint64_t put_stored_blocks = 0;
   uint64_t put_existing_blocks = 0;
   uint64_t put_bytes = 0;

@@ -266,8 +266,10 @@ absl::StatusOr<LookupReply> ShardedClient::Lookup(const KvLayout& layout,
   const size_t n = view->shards.size();
   std::vector<std::optional<absl::StatusOr<LookupReply>>> answers(n);
   std::vector<std::function<void()>> asks;
+  // One shard's own longest prefix is the cluster's: an ordinary Lookup (which the store
+  // counts in its hit rate). Several shards hold scattered blocks: presence lookups.
   LookupParams shard_params = params;
-  shard_params.report_present = true;
+  shard_params.report_present = n > 1;
   for (size_t i = 0; i < n; ++i) {
     if (!view->shards[i]->Usable(now)) continue;
     asks.push_back([&, i] {
@@ -291,7 +293,11 @@ absl::StatusOr<LookupReply> ShardedClient::Lookup(const KvLayout& layout,
       continue;
     }
     any_ok = true;
-    const LookupReply& a = **answers[i];
+    LookupReply& a = **answers[i];
+    if (!shard_params.report_present) {
+      a.present_blocks.resize(a.matched_blocks);
+      for (uint32_t b = 0; b < a.matched_blocks; ++b) a.present_blocks[b] = b;
+    }
     for (uint32_t j = 0; j < a.present_blocks.size(); ++j) {
       const uint32_t b = a.present_blocks[j];
       if (b < holders.size()) holders[b].emplace_back(static_cast<uint32_t>(i), j);

@@ -64,10 +64,10 @@ grpc::ServerUnaryReactor* CacheStoreService::Lookup(grpc::CallbackServerContext*
          .lease_ttl = absl::Milliseconds(request->lease_ttl_ms()),
          .report_present = request->report_present()});
     if (!result.ok()) return result.status();
-    // A shard's hits are the blocks it holds of the prompt (all of them, for a presence
-    // lookup of a sharded client).
-    metrics_->ObserveLookup(tenant, result->total_blocks,
-                            static_cast<uint32_t>(result->keys.size()));
+    // A presence lookup (a sharded client's) is not a hit-rate sample of this shard.
+    if (!request->report_present()) {
+      metrics_->ObserveLookup(tenant, result->total_blocks, result->matched_blocks());
+    }
     response->set_matched_blocks(result->matched_blocks());
     response->set_matched_tokens(uint64_t{result->matched_blocks()} * layout->tokens_per_block);
     response->set_total_blocks(result->total_blocks);

@@ -38,6 +38,15 @@ class EngineCollector : public prometheus::Collectable {
         s.lookup_requested_tokens);
     add("kvtier_lookup_hit_tokens_total", "Prompt tokens covered by the cached prefix.", T::Counter,
         s.lookup_hit_tokens);
+    add("kvtier_presence_lookups_total",
+        "Presence lookups served (a sharded client asking which blocks this shard holds); "
+        "not counted in the lookup hit-rate series.",
+        T::Counter, s.presence_lookups);
+    const char* presence_help = "Full blocks of presence-looked-up prompts: requested, and held here.";
+    add("kvtier_presence_lookup_blocks_total", presence_help, T::Counter,
+        s.presence_requested_blocks, {{"result", "requested"}});
+    add("kvtier_presence_lookup_blocks_total", presence_help, T::Counter,
+        s.presence_held_blocks, {{"result", "held"}});
     add("kvtier_put_blocks_total", "Blocks carried by successful Puts, by result.", T::Counter,
         s.put_stored_blocks, {{"result", "stored"}});
     add("kvtier_put_blocks_total", "", T::Counter, s.put_existing_blocks, {{"result", "existing"}});

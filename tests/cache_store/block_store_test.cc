@@ -474,6 +474,13 @@ TEST_F(BlockStoreTest, AShardStoresAndReportsScatteredBlocks) {
             0);
   read->reset();
   ASSERT_TRUE(store_->Release("a", present->lease_id).ok());
+  // A presence lookup is not a hit-rate sample of this shard.
+  const BlockStoreStats stats = store_->Stats();
+  EXPECT_EQ(stats.presence_lookups, 1u);
+  EXPECT_EQ(stats.presence_requested_blocks, 6u);
+  EXPECT_EQ(stats.presence_held_blocks, 3u);
+  EXPECT_EQ(stats.lookups, 1u);  // the ordinary one above
+  EXPECT_EQ(stats.lookup_hit_blocks, 0u);
   // Another tenant: nothing present.
   absl::StatusOr<LookupResult> other = store_->Lookup(
       {.tenant = "b", .layout = &layout_, .tokens = tokens}, {.report_present = true});
