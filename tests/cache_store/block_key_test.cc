@@ -2,7 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <numeric>
+#include <string>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "cache_store/kv_layout.h"
 
 namespace kvtier {
 namespace {
@@ -25,6 +31,43 @@ TEST(BlockKeyTest, KnownAnswerVectors) {
   EXPECT_EQ(keys[0].ToHex(), kKey0);
   EXPECT_EQ(keys[1].ToHex(), kKey1);
   EXPECT_EQ(NamespaceKey("tenant-b", kFp, "salt").ToHex(), kNsTenantBSalt);
+}
+
+// The vectors the Python package's tests read too (client/python/tests): the two
+// implementations cannot drift apart. Layouts, tenants (one not ASCII), salts and 32-bit
+// token ids end to end, through the layout fingerprint.
+TEST(BlockKeyTest, SharedKnownAnswerVectorsFile) {
+  std::ifstream in(KVTIER_SOURCE_DIR "/tests/data/block_key_vectors.txt");
+  ASSERT_TRUE(in) << "tests/data/block_key_vectors.txt is missing";
+  std::string line;
+  int cases = 0;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    const std::vector<std::string> f = absl::StrSplit(line, '|');
+    ASSERT_EQ(f.size(), 10u) << line;
+    uint32_t n[5];
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE(absl::SimpleAtoi(f[2 + i], &n[i])) << line;
+    const KvLayout layout{.model_id = f[1],
+                          .num_layers = n[0],
+                          .num_kv_heads = n[1],
+                          .head_dim = n[2],
+                          .dtype = static_cast<DType>(n[3]),
+                          .tokens_per_block = n[4]};
+    ASSERT_TRUE(layout.Validate().ok()) << line;
+    std::vector<uint32_t> tokens;
+    for (absl::string_view t : absl::StrSplit(f[8], ',', absl::SkipEmpty())) {
+      uint32_t v;
+      ASSERT_TRUE(absl::SimpleAtoi(t, &v)) << t;
+      tokens.push_back(v);
+    }
+    const std::vector<std::string> want = absl::StrSplit(f[9], ',', absl::SkipEmpty());
+    const std::vector<BlockKey> got =
+        ChainBlockKeys(NamespaceKey(f[0], layout.Fingerprint(), f[7]), tokens, n[4]);
+    ASSERT_EQ(got.size(), want.size()) << line;
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i].ToHex(), want[i]) << line;
+    ++cases;
+  }
+  EXPECT_GE(cases, 5);
 }
 
 TEST(BlockKeyTest, ChainingMakesKeysDependOnEveryEarlierToken) {

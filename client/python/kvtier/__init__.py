@@ -1,0 +1,19 @@
+"""kvtier: the Python client of the kvtier KV-cache store.
+
+    from kvtier import CacheStoreClient, KvLayout, block_keys
+
+    layout = KvLayout("llama-3-8b", num_layers=32, num_kv_heads=8, head_dim=128)
+    with CacheStoreClient("127.0.0.1:50051", tenant="team-a") as store:
+        store.put(layout, tokens, 0, payload)            # bytes, numpy, torch (CPU)
+        found = store.lookup(layout, tokens)
+        out = [np.empty(layout.block_bytes, np.uint8) for _ in range(found.matched_blocks)]
+        store.fetch(out, lease_id=found.lease_id, layer_major=True)
+        store.release(found.lease_id)
+"""
+from kvtier.client import (CacheStoreClient, DataLossError, FetchedBlock, FetchResult,
+                           LookupResult, PutResult, StoreError)
+from kvtier.keys import block_keys, namespace_key
+from kvtier.layout import KvLayout
+
+__all__ = ["CacheStoreClient", "DataLossError", "FetchedBlock", "FetchResult", "KvLayout",
+           "LookupResult", "PutResult", "StoreError", "block_keys", "namespace_key"]
