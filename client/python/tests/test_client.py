@@ -206,3 +206,25 @@ def test_a_store_stopped_mid_stream_ends_the_fetch_with_an_error():
             c.fetch(out, lease_id=found.lease_id, on_chunk=on_chunk)
         assert time.monotonic() - start < 6.0
         assert seen and len(seen) < n * LAYOUT.num_layers  # the layers before the death were reported, verified
+
+
+def test_watch_events_streams_what_happens(store):
+    import threading
+    with CacheStoreClient(store.target, tenant="py") as c:
+        events = []
+        live = threading.Event()
+
+        def watch():
+            for message in c.watch_events(duration_s=5):
+                live.set()
+                events.extend(message.events)
+                if len(events) >= 2:
+                    return
+
+        t = threading.Thread(target=watch)
+        t.start()
+        assert live.wait(5)  # the first (empty) message: the watch is live
+        c.put(LAYOUT, prompt(2, 8), 0, payload(2, 8))
+        t.join(10)
+        assert not t.is_alive()
+        assert [e.type for e in events[:2]] == [1, 1]  # TYPE_STORED
