@@ -6,12 +6,15 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <random>
 #include <set>
 #include <thread>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/str_join.h"
 #include "bench/replay.h"
 #include "bench/trace.h"
@@ -132,6 +135,35 @@ TEST(ShardPlacementTest, RankingIsATotalOrderThatDependsOnTheKey) {
   for (const auto& [s, n] : first) EXPECT_GT(n, 60) << "shard " << s;
   // The salt is part of the routing key; the tenant is not (the client may not know it).
   EXPECT_NE(RoutingKeys(Layout(), "x", Prompt(1, 1), 1)[0], keys[0]);
+}
+
+// The vectors the Python package's tests read too: C++ and Python clients of one cluster
+// write a block to the same shards.
+TEST(ShardPlacementTest, SharedRendezvousVectorsFile) {
+  std::ifstream in(KVTIER_SOURCE_DIR "/tests/data/rendezvous_vectors.txt");
+  ASSERT_TRUE(in) << "tests/data/rendezvous_vectors.txt is missing";
+  std::string line;
+  std::vector<uint64_t> hashes;
+  int keys = 0;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    if (hashes.empty()) {
+      for (absl::string_view name : absl::StrSplit(line, ',')) {
+        hashes.push_back(ShardNameHash(std::string(name)));
+      }
+      continue;
+    }
+    const std::vector<std::string> f = absl::StrSplit(line, '|');
+    ASSERT_EQ(f.size(), 2u) << line;
+    absl::StatusOr<BlockKey> key = BlockKey::FromBytes(absl::HexStringToBytes(f[0]));
+    ASSERT_TRUE(key.ok());
+    std::vector<std::string> want = absl::StrSplit(f[1], ',');
+    std::vector<std::string> got;
+    for (uint32_t s : RankShards(hashes, *key)) got.push_back(absl::StrCat(s));
+    EXPECT_EQ(got, want) << line;
+    ++keys;
+  }
+  EXPECT_GE(keys, 10);
 }
 
 // Adding a fourth shard to three moves about a quarter of the keys, all to the new shard.

@@ -9,11 +9,16 @@
         out = [np.empty(layout.block_bytes, np.uint8) for _ in range(found.matched_blocks)]
         store.fetch(out, lease_id=found.lease_id, layer_major=True)
         store.release(found.lease_id)
+
+A cluster of shards: kvtier.connect("a:50051,b:50051", replication=2, tenant=...) or
+kvtier.ShardedClient("dns:///kvtier-store.ns.svc:50051", ...): the same calls.
 """
 from kvtier.client import (CacheStoreClient, DataLossError, FetchedBlock, FetchResult,
                            LookupResult, PutResult, StoreError)
 from kvtier.keys import block_keys, namespace_key
 from kvtier.layout import KvLayout
+from kvtier.sharded import ShardedClient, ShardStatus, connect
 
 __all__ = ["CacheStoreClient", "DataLossError", "FetchedBlock", "FetchResult", "KvLayout",
-           "LookupResult", "PutResult", "StoreError", "block_keys", "namespace_key"]
+           "LookupResult", "PutResult", "ShardStatus", "ShardedClient", "StoreError",
+           "block_keys", "connect", "namespace_key"]

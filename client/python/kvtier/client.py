@@ -10,7 +10,8 @@ Like the C++ client (client/cache_store_client.h):
   as it is complete, before reporting it; a mismatch raises DataLossError (treat it as a
   miss).
 
-Not here yet: the same-node data plane and the sharded client (issue 14 lists them).
+A cluster of shards: kvtier.sharded.ShardedClient (or kvtier.connect). Not here yet: the
+same-node data plane.
 """
 from __future__ import annotations
 
@@ -51,6 +52,9 @@ class LookupResult:
     lease_id: int
     lease_ttl_s: float
     block_bytes: int
+    # With report_present: the prompt indices of every cached block (keys and tiers then
+    # describe these).
+    present_blocks: List[int] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -58,6 +62,8 @@ class PutResult:
     stored_blocks: int
     existing_blocks: int
     keys: List[bytes]
+    # A cluster's Put: carried blocks that no shard committed.
+    failed_blocks: int = 0
 
 
 @dataclasses.dataclass
@@ -168,30 +174,35 @@ class CacheStoreClient:
     # -- calls ---------------------------------------------------------------------------
 
     def lookup(self, layout: KvLayout, tokens: Sequence[int], *, salt: bytes = b"",
-               lease: bool = True, lease_ttl_s: float = 0,
+               lease: bool = True, lease_ttl_s: float = 0, report_present: bool = False,
                timeout: Optional[float] = None) -> LookupResult:
-        """The longest cached prefix of the prompt's full blocks, leased unless lease=False."""
+        """The longest cached prefix of the prompt's full blocks, leased unless lease=False.
+        report_present: every cached block of the prompt (one shard of a cluster)."""
         from kvtier.v1 import cache_store_pb2
 
         layout.validate()
         request = cache_store_pb2.LookupRequest(
             layout=layout.to_proto(), token_ids=list(map(int, tokens)), cache_salt=bytes(salt),
-            no_lease=not lease, lease_ttl_ms=int(lease_ttl_s * 1000), packed_keys=True)
+            no_lease=not lease, lease_ttl_ms=int(lease_ttl_s * 1000), packed_keys=True,
+            report_present=report_present)
         r = self._unary(self._stub.Lookup, request, timeout)
         packed = r.packed_block_keys
         keys = ([packed[i:i + 32] for i in range(0, len(packed), 32)] if packed
                 else list(r.block_keys))
-        if len(keys) != r.matched_blocks:
+        described = len(r.present_blocks) if report_present else r.matched_blocks
+        if len(keys) != described or len(r.tiers) != described:
             raise StoreError(grpc.StatusCode.INTERNAL, "the store listed another number of keys")
         return LookupResult(matched_blocks=r.matched_blocks, total_blocks=r.total_blocks,
                             keys=keys, tiers=list(r.tiers), lease_id=r.lease_id,
-                            lease_ttl_s=r.lease_ttl_ms / 1000, block_bytes=r.block_bytes)
+                            lease_ttl_s=r.lease_ttl_ms / 1000, block_bytes=r.block_bytes,
+                            present_blocks=list(r.present_blocks))
 
     def put(self, layout: KvLayout, tokens: Sequence[int], first_block: int, payload, *,
             salt: bytes = b"", last_block_partial: bool = False,
-            timeout: Optional[float] = None) -> PutResult:
+            block_indices: Sequence[int] = (), timeout: Optional[float] = None) -> PutResult:
         """Stores blocks [first_block, first_block + n) of the prompt; `payload` is the n
-        blocks' bytes back to back (any contiguous buffer). Idempotent."""
+        blocks' bytes back to back (any contiguous buffer). Idempotent. With block_indices
+        (strictly ascending, first_block 0), the blocks carried are those of the prompt."""
         from kvtier.v1 import cache_store_pb2
 
         layout.validate()
@@ -201,12 +212,14 @@ class CacheStoreClient:
             raise ValueError(f"a Put payload is a whole number of {bb}-byte blocks; "
                              f"got {len(data)} bytes")
         n = len(data) // bb
+        if block_indices and len(block_indices) != n:
+            raise ValueError(f"the Put names {len(block_indices)} block indices for {n} blocks")
         lb = layout.layer_bytes
         sums = [xxhash.xxh3_64_intdigest(data[off:off + lb]) for off in range(0, len(data), lb)]
         header = cache_store_pb2.PutRequest(header=cache_store_pb2.PutHeader(
             layout=layout.to_proto(), token_ids=list(map(int, tokens)), cache_salt=bytes(salt),
             first_block=first_block, num_blocks=n, last_block_partial=last_block_partial,
-            layer_checksums=sums))
+            layer_checksums=sums, block_indices=list(block_indices)))
 
         def requests() -> Iterator:
             yield header
@@ -301,24 +314,32 @@ class CacheStoreClient:
         from kvtier.v1 import cache_store_pb2
         self._unary(self._stub.Release, cache_store_pb2.ReleaseRequest(lease_id=lease_id), timeout)
 
-    def pin(self, keys: Sequence[bytes], *, ttl_s: float = 0,
+    def pin(self, keys: Sequence[bytes], *, ttl_s: float = 0, skip_missing: bool = False,
             timeout: Optional[float] = None) -> float:
-        """Pins the blocks; returns the TTL granted in seconds."""
+        """Pins the blocks; returns the TTL granted in seconds. skip_missing: blocks this
+        store does not hold are skipped rather than NOT_FOUND (one shard of a cluster)."""
+        return self.pin_counted(keys, ttl_s=ttl_s, skip_missing=skip_missing,
+                                timeout=timeout)[0]
+
+    def pin_counted(self, keys: Sequence[bytes], *, ttl_s: float = 0,
+                    skip_missing: bool = False, timeout: Optional[float] = None):
+        """(TTL granted in seconds, blocks pinned)."""
         from kvtier.v1 import cache_store_pb2
         r = self._unary(self._stub.Pin, cache_store_pb2.PinRequest(
-            block_keys=list(keys), ttl_ms=int(ttl_s * 1000)), timeout)
-        return r.ttl_ms / 1000
+            block_keys=list(keys), ttl_ms=int(ttl_s * 1000), skip_missing=skip_missing), timeout)
+        return r.ttl_ms / 1000, r.pinned_blocks
 
-    def unpin(self, keys: Sequence[bytes], *, timeout: Optional[float] = None) -> int:
+    def unpin(self, keys: Sequence[bytes], *, skip_missing: bool = False,
+              timeout: Optional[float] = None) -> int:
         from kvtier.v1 import cache_store_pb2
-        return self._unary(self._stub.Unpin, cache_store_pb2.UnpinRequest(block_keys=list(keys)),
-                           timeout).unpinned_blocks
+        return self._unary(self._stub.Unpin, cache_store_pb2.UnpinRequest(
+            block_keys=list(keys), skip_missing=skip_missing), timeout).unpinned_blocks
 
-    def delete(self, keys: Sequence[bytes], *, timeout: Optional[float] = None) -> int:
+    def delete(self, keys: Sequence[bytes], *, skip_missing: bool = False,
+               timeout: Optional[float] = None) -> int:
         from kvtier.v1 import cache_store_pb2
-        return self._unary(self._stub.Delete,
-                           cache_store_pb2.DeleteRequest(block_keys=list(keys)),
-                           timeout).deleted_blocks
+        return self._unary(self._stub.Delete, cache_store_pb2.DeleteRequest(
+            block_keys=list(keys), skip_missing=skip_missing), timeout).deleted_blocks
 
     def stats(self, *, timeout: Optional[float] = None):
         """The store's StatsResponse (kvtier.v1.cache_store_pb2.StatsResponse)."""
