@@ -17,8 +17,9 @@ from kvtier.client import (CacheStoreClient, DataLossError, FetchedBlock, FetchR
                            LookupResult, PutResult, StoreError)
 from kvtier.keys import block_keys, namespace_key
 from kvtier.layout import KvLayout
+from kvtier.same_node import SharedMemoryRegion
 from kvtier.sharded import ShardedClient, ShardStatus, connect
 
 __all__ = ["CacheStoreClient", "DataLossError", "FetchedBlock", "FetchResult", "KvLayout",
-           "LookupResult", "PutResult", "ShardStatus", "ShardedClient", "StoreError",
+           "LookupResult", "PutResult", "ShardStatus", "ShardedClient", "SharedMemoryRegion", "StoreError",
            "block_keys", "connect", "namespace_key"]

@@ -10,8 +10,9 @@ Like the C++ client (client/cache_store_client.h):
   as it is complete, before reporting it; a mismatch raises DataLossError (treat it as a
   miss).
 
-A cluster of shards: kvtier.sharded.ShardedClient (or kvtier.connect). Not here yet: the
-same-node data plane.
+A cluster of shards: kvtier.sharded.ShardedClient (or kvtier.connect). Same-node delivery:
+kvtier.same_node.SharedMemoryRegion with `shm_socket` (the store copies blocks straight
+between its memory and the region; a store that refuses is fallen back from to the socket).
 """
 from __future__ import annotations
 
@@ -108,7 +109,10 @@ class CacheStoreClient:
                  auth_token: Optional[str] = None, timeout: float = 10.0,
                  max_attempts: int = 4, initial_backoff: float = 0.05, max_backoff: float = 2.0,
                  tls: bool = False, root_certificates: Optional[bytes] = None,
-                 max_message_bytes: int = 16 << 20, put_chunk_bytes: int = 4 << 20):
+                 max_message_bytes: int = 16 << 20, put_chunk_bytes: int = 4 << 20,
+                 shm_socket: Optional[str] = None):
+        """shm_socket: the store's attach socket (kvtier-store --shm_socket) as seen from
+        here, for same-node calls (fetch/put with shm=a SharedMemoryRegion)."""
         from kvtier.v1 import cache_store_pb2_grpc
 
         options = [("grpc.max_receive_message_length", max_message_bytes),
@@ -132,6 +136,10 @@ class CacheStoreClient:
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
         self.put_chunk_bytes = put_chunk_bytes
+        self.shm_socket = shm_socket
+        self.same_node_calls = 0  # fetches and puts the store served through a region
+        self._tenant = tenant or ""
+        self._auth_token = auth_token or ""
 
     def close(self) -> None:
         self._channel.close()
@@ -199,7 +207,8 @@ class CacheStoreClient:
 
     def put(self, layout: KvLayout, tokens: Sequence[int], first_block: int, payload, *,
             salt: bytes = b"", last_block_partial: bool = False,
-            block_indices: Sequence[int] = (), timeout: Optional[float] = None) -> PutResult:
+            block_indices: Sequence[int] = (), shm=None,
+            timeout: Optional[float] = None) -> PutResult:
         """Stores blocks [first_block, first_block + n) of the prompt; `payload` is the n
         blocks' bytes back to back (any contiguous buffer). Idempotent. With block_indices
         (strictly ascending, first_block 0), the blocks carried are those of the prompt."""
@@ -215,28 +224,49 @@ class CacheStoreClient:
         if block_indices and len(block_indices) != n:
             raise ValueError(f"the Put names {len(block_indices)} block indices for {n} blocks")
         lb = layout.layer_bytes
-        sums = [xxhash.xxh3_64_intdigest(data[off:off + lb]) for off in range(0, len(data), lb)]
-        header = cache_store_pb2.PutRequest(header=cache_store_pb2.PutHeader(
+        h = cache_store_pb2.PutHeader(
             layout=layout.to_proto(), token_ids=list(map(int, tokens)), cache_salt=bytes(salt),
             first_block=first_block, num_blocks=n, last_block_partial=last_block_partial,
-            layer_checksums=sums, block_indices=list(block_indices)))
+            block_indices=list(block_indices))
+        same_node = False
+        if shm is not None and self.shm_socket:
+            try:
+                # The store copies (and hashes) the blocks where they lie: no payload here.
+                base = shm.offset_of(payload)
+                h.shm.region_id = shm.region_id(self.shm_socket, self._tenant, self._auth_token)
+                h.shm.offsets.extend(base + i * bb for i in range(n))
+                same_node = True
+            except StoreError as e:
+                if e.code not in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND,
+                                  grpc.StatusCode.UNAVAILABLE):
+                    raise
+        if not same_node:
+            h.layer_checksums.extend(xxhash.xxh3_64_intdigest(data[off:off + lb])
+                                     for off in range(0, len(data), lb))
+        header = cache_store_pb2.PutRequest(header=h)
 
         def requests() -> Iterator:
             yield header
+            if same_node:
+                return
             for off in range(0, len(data), self.put_chunk_bytes):
                 yield cache_store_pb2.PutRequest(data=bytes(data[off:off + self.put_chunk_bytes]))
 
         r = self._with_retries(
             lambda left: self._stub.Put(requests(), timeout=left, metadata=self._metadata),
             timeout)
+        self.same_node_calls += same_node
         return PutResult(stored_blocks=r.stored_blocks, existing_blocks=r.existing_blocks,
                          keys=list(r.block_keys))
 
     def fetch(self, out: Sequence, *, lease_id: int = 0, keys: Sequence[bytes] = (),
               layer_major: bool = False,
               on_chunk: Optional[Callable[[int, int, int], None]] = None,
-              max_chunk_bytes: int = 0, timeout: Optional[float] = None) -> FetchResult:
-        """Fetches the blocks of a lease (or explicit keys) into out[i] for block i.
+              max_chunk_bytes: int = 0, shm=None,
+              timeout: Optional[float] = None) -> FetchResult:
+        """Fetches the blocks of a lease (or explicit keys) into out[i] for block i. With
+        shm (a SharedMemoryRegion holding every out buffer) and a shm_socket, the store
+        copies the blocks into the region itself; this side still verifies every layer.
 
         on_chunk(block, offset, length) is called as soon as whole layers of a block are in
         its buffer and verified (layer-major: layer 0 of every block first)."""
@@ -249,6 +279,18 @@ class CacheStoreClient:
             lease_id=lease_id, block_keys=list(keys), max_chunk_bytes=max_chunk_bytes,
             order=(cache_store_pb2.FETCH_ORDER_LAYER_MAJOR if layer_major
                    else cache_store_pb2.FETCH_ORDER_BLOCK_MAJOR))
+        same_node = False
+        if shm is not None and self.shm_socket:
+            try:
+                offsets = [shm.offset_of(b) for b in out]
+                request.shm.region_id = shm.region_id(self.shm_socket, self._tenant,
+                                                      self._auth_token)
+                request.shm.offsets.extend(offsets)
+                same_node = True
+            except StoreError as e:
+                if e.code not in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND,
+                                  grpc.StatusCode.UNAVAILABLE):
+                    raise
 
         def attempt(left: float) -> FetchResult:
             stream = self._stub.Fetch(request, timeout=left, metadata=self._metadata)
@@ -280,10 +322,11 @@ class CacheStoreClient:
                 for b, off, length in ranges:
                     if b >= len(blocks) or off != arrived[b] or off + length > blocks[b].size:
                         raise DataLossError(f"the store sent an unexpected range of block {b}")
-                    if pos + length > len(data):
-                        raise DataLossError("a Fetch message is shorter than its ranges")
-                    views[b][off:off + length] = data[pos:pos + length]
-                    pos += length
+                    if not same_node:  # same-node: the store copied it into the region
+                        if pos + length > len(data):
+                            raise DataLossError("a Fetch message is shorter than its ranges")
+                        views[b][off:off + length] = data[pos:pos + length]
+                        pos += length
                     arrived[b] += length
                     fb = blocks[b]
                     lb = fb.size // len(fb.layer_checksums)
@@ -308,7 +351,9 @@ class CacheStoreClient:
 
         # A Fetch that may have handed layers to the caller is not retried: a retry would
         # rewrite bytes the caller is using.
-        return self._with_retries(attempt, timeout, 1 if on_chunk is not None else None)
+        result = self._with_retries(attempt, timeout, 1 if on_chunk is not None else None)
+        self.same_node_calls += same_node
+        return result
 
     def release(self, lease_id: int, *, timeout: Optional[float] = None) -> None:
         from kvtier.v1 import cache_store_pb2
