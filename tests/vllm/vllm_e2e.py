@@ -95,7 +95,13 @@ def run_vllm(store, tenant, prompts, use_kvtier=True):
     if not m:
         print(r.stdout[-3000:], r.stderr[-6000:])
         raise RuntimeError("vLLM run failed")
-    return json.loads(m.group(1))
+    result = json.loads(m.group(1))
+    # The connector's own account of what it restored (its log).
+    restored = [int(n) for n in re.findall(r"kvtier: restored \d+ blocks \((\d+) tokens\)",
+                                           r.stdout + r.stderr)]
+    for entry in result:
+        entry["connector_restored_tokens"] = sum(restored)
+    return result
 
 
 def stats(store):
@@ -126,6 +132,9 @@ def main():
         st2 = stats(store)
         check(st2.fetched_blocks >= 8, f"the warm run restored from kvtier "
               f"({st2.fetched_blocks} blocks fetched)")
+        check(warm[0]["connector_restored_tokens"] >= 256, "the connector says so too "
+              f"({warm[0]['connector_restored_tokens']} tokens restored)")
+        check(ref[0]["connector_restored_tokens"] == 0, "the run without kvtier restored nothing")
         check(warm[0]["tokens"] == ref[0]["tokens"],
               f"restored == recomputed: {warm[0]['tokens']} vs {ref[0]['tokens']}")
         check(warm[1]["tokens"] == ref[1]["tokens"],

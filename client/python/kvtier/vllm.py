@@ -27,7 +27,6 @@ kvtier's salt.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import queue
 import re
 import threading
@@ -40,12 +39,37 @@ import torch
 from vllm.distributed.kv_transfer.kv_connector.v1.base import (KVConnectorBase_V1,
                                                                KVConnectorMetadata,
                                                                KVConnectorRole)
+from vllm.distributed.kv_transfer.kv_connector.v1.metrics import KVConnectorStats
+from vllm.logger import init_logger
 
 from kvtier.client import StoreError
 from kvtier.layout import KvLayout
 from kvtier.sharded import connect
 
-logger = logging.getLogger("kvtier.vllm")
+# Under vLLM's logger tree, so that its handlers and level apply.
+logger = init_logger("vllm.kvtier_connector")
+
+_STAT_KEYS = ("lookups", "lookup_hit_tokens", "loaded_blocks", "load_failed_blocks",
+              "saved_blocks", "save_failed_blocks", "store_errors")
+
+
+@dataclasses.dataclass
+class KvtierConnectorStats(KVConnectorStats):
+    """The connector's counters for one interval, summed across workers."""
+
+    def reset(self):
+        self.data = {k: 0 for k in _STAT_KEYS}
+
+    def aggregate(self, other: "KVConnectorStats") -> "KVConnectorStats":
+        for k, v in (other.data or {}).items():
+            self.data[k] = self.data.get(k, 0) + v
+        return self
+
+    def reduce(self):
+        return {f"kvtier_{k}": v for k, v in self.data.items()}
+
+    def is_empty(self) -> bool:
+        return not any(self.data.values())
 
 _TORCH_DTYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
 
@@ -112,9 +136,8 @@ class KvtierConnector(KVConnectorBase_V1):
                               tenant=str(extra.get("tenant", "default")),
                               auth_token=extra.get("auth_token") or None,
                               timeout=float(extra.get("timeout_s", 5.0)))
-        self.stats = {"lookups": 0, "lookup_hit_tokens": 0, "loaded_blocks": 0,
-                      "load_failed_blocks": 0, "saved_blocks": 0, "save_failed_blocks": 0,
-                      "store_errors": 0}
+        self.stats = {k: 0 for k in _STAT_KEYS}  # since start
+        self._reported = dict(self.stats)  # at the last get_kv_connector_stats
         # Scheduler side.
         self._pending_loads: Dict[str, _Load] = {}
         self._local_hits: Dict[str, int] = {}
@@ -264,6 +287,8 @@ class KvtierConnector(KVConnectorBase_V1):
                         if found.lease_id:
                             self._store.release(found.lease_id)
                     self.stats["loaded_blocks"] += len(keys)
+                    logger.info("kvtier: restored %d blocks (%d tokens) of %s", len(keys),
+                                len(keys) * lay.tokens_per_block, load.req_id)
                 except (StoreError, ValueError) as e:
                     logger.warning("kvtier load of %s failed; vLLM recomputes: %s",
                                    load.req_id, e)
@@ -351,6 +376,17 @@ class KvtierConnector(KVConnectorBase_V1):
                 logger.warning("kvtier save of %s failed: %s", save.req_id, e)
             finally:
                 self._save_queue.task_done()
+
+    def get_kv_connector_stats(self):
+        """What changed since the last call (vLLM's connector metrics hook)."""
+        now = dict(self.stats)
+        delta = {k: now[k] - self._reported.get(k, 0) for k in now}
+        self._reported = now
+        return KvtierConnectorStats(data=delta) if any(delta.values()) else None
+
+    @classmethod
+    def build_kv_connector_stats(cls, data=None):
+        return KvtierConnectorStats(data=dict(data or {k: 0 for k in _STAT_KEYS}))
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Waits for queued saves (tests, shutdown)."""
