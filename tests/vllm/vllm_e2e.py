@@ -57,6 +57,7 @@ RUNNER = r'''
 import json, sys, time
 def main():
     model, store, tenant, prompts, use_kvtier = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), sys.argv[5] == "1"
+    max_tokens = int(sys.argv[6])
     from vllm import LLM, SamplingParams
     kw = {}
     if use_kvtier:
@@ -74,7 +75,7 @@ def main():
                          use_tqdm=False)
         ttft = time.time() - t0
         full = llm.generate([{"prompt_token_ids": p}],
-                            SamplingParams(max_tokens=16, temperature=0, detokenize=False),
+                            SamplingParams(max_tokens=max_tokens, temperature=0, detokenize=False),
                             use_tqdm=False)
         out.append({"ttft_s": ttft, "tokens": list(full[0].outputs[0].token_ids)})
     time.sleep(1.0)  # saves are asynchronous: let them land before the process goes
@@ -84,12 +85,13 @@ if __name__ == "__main__":
 '''
 
 
-def run_vllm(store, tenant, prompts, use_kvtier=True):
+def run_vllm(store, tenant, prompts, use_kvtier=True, max_tokens=16):
     script = os.path.join(WORK, "run_vllm.py")
     with open(script, "w") as f:
         f.write(RUNNER)
     r = subprocess.run([sys.executable, script, MODEL, store, tenant, json.dumps(prompts),
-                        "1" if use_kvtier else "0"], capture_output=True, text=True,
+                        "1" if use_kvtier else "0", str(max_tokens)], capture_output=True,
+                       text=True,
                        timeout=600)
     m = re.search(r"^RESULT (.*)$", r.stdout, re.M)
     if not m:
@@ -153,6 +155,19 @@ def main():
                 r["ttft_s"], 4), "ttft_restored_s": round(w["ttft_s"], 4),
                 "same_tokens": w["tokens"] == r["tokens"]}), flush=True)
             check(w["tokens"] == r["tokens"], f"{len(prompt)} tokens: restored == recomputed")
+        # A conversation: turn 2 is turn 1's prompt, its answer and a new question. The
+        # blocks filled while turn 1 generated were saved too, so turn 2 restores them.
+        q = [(i * 7 + 3) % 500 + 1 for i in range(300)]
+        turn1 = run_vllm(store, "team-c", [q], max_tokens=64)
+        q2 = q + turn1[0]["tokens"][:63] + [9, 8, 7]  # 363 tokens with K/V in turn 1
+        turn2 = run_vllm(store, "team-c", [q2])
+        turn2_ref = run_vllm(store, "team-c", [q2], use_kvtier=False)
+        restored = turn2[0]["connector_restored_tokens"]
+        # Two calls of the 366-token prompt in the run (the timed one and the full one),
+        # each restoring 352 tokens (11 full blocks, all but the one vLLM must compute).
+        check(restored >= 352, f"turn 2 restored its prompt and turn 1's answer "
+              f"({restored} tokens over the run's two calls of the {len(q2)}-token prompt)")
+        check(turn2[0]["tokens"] == turn2_ref[0]["tokens"], "turn 2 restored == recomputed")
         store_proc.send_signal(signal.SIGKILL)
         store_proc.wait()
         dead = run_vllm(store, "team-a", [p])

@@ -141,6 +141,8 @@ class KvtierConnector(KVConnectorBase_V1):
         # Scheduler side.
         self._pending_loads: Dict[str, _Load] = {}
         self._local_hits: Dict[str, int] = {}
+        self._requests: Dict[str, Any] = {}  # running requests, for their generated tokens
+        self._salt_of: Dict[str, bytes] = {}
         self._leases: Dict[str, int] = {}
         self._saved_upto: Dict[str, int] = {}
         # Worker side.
@@ -160,9 +162,11 @@ class KvtierConnector(KVConnectorBase_V1):
         # vLLM computes at least the last prompt token.
         usable_blocks = (len(tokens) - 1) // bs
         self._local_hits[request.request_id] = num_computed_tokens
+        self._requests[request.request_id] = request
+        salt = _salt(request, self._salt)
+        self._salt_of[request.request_id] = salt
         if usable_blocks * bs <= num_computed_tokens:
             return 0, False
-        salt = _salt(request, self._salt)
         try:
             found = self._store.lookup(self._layout, tokens[:usable_blocks * bs], salt=salt)
         except StoreError as e:
@@ -198,21 +202,46 @@ class KvtierConnector(KVConnectorBase_V1):
         meta = KvtierConnectorMetadata(loads=list(self._pending_loads.values()))
         self._pending_loads.clear()
         bs = self._block_size
-        # Save the prompt's full blocks computed this step (not loaded ones).
+        # Save every block that becomes full this step (prompt chunks, then the generated
+        # tokens, so that the next turn of a conversation finds them): blocks
+        # [saved so far, tokens with K/V after this step // block size).
         for new_req in scheduler_output.scheduled_new_reqs:
             tokens = list(new_req.prompt_token_ids or [])
             scheduled = scheduler_output.num_scheduled_tokens.get(new_req.req_id, 0)
             done = min(new_req.num_computed_tokens + scheduled, len(tokens))
             first = new_req.num_computed_tokens // bs
             last = done // bs
+            self._saved_upto[new_req.req_id] = max(first, last)
             if last > first:
                 ids = list(new_req.block_ids[0])
                 meta.saves.append(_Save(new_req.req_id, tokens[:last * bs], first,
-                                        ids[first:last], self._salt))
+                                        ids[first:last], self._salt_of.get(new_req.req_id,
+                                                                           self._salt)))
+        cached = scheduler_output.scheduled_cached_reqs
+        manager = getattr(self, "_kv_cache_manager", None)
+        for i, req_id in enumerate(cached.req_ids):
+            request = self._requests.get(req_id)
+            if request is None or manager is None or req_id not in self._saved_upto:
+                continue
+            done = cached.num_computed_tokens[i] + scheduler_output.num_scheduled_tokens.get(
+                req_id, 0)
+            tokens = list(request.all_token_ids)
+            first, last = self._saved_upto[req_id], min(done, len(tokens)) // bs
+            if last <= first:
+                continue
+            ids = list(manager.get_block_ids(req_id)[0])
+            if len(ids) < last:
+                continue
+            self._saved_upto[req_id] = last
+            meta.saves.append(_Save(req_id, tokens[:last * bs], first, ids[first:last],
+                                    self._salt_of.get(req_id, self._salt)))
         return meta
 
     def request_finished(self, request, block_ids):
         self._local_hits.pop(request.request_id, None)
+        self._requests.pop(request.request_id, None)
+        self._salt_of.pop(request.request_id, None)
+        self._saved_upto.pop(request.request_id, None)
         lease = self._leases.pop(request.request_id, None)
         if lease:
             self._release(lease)
