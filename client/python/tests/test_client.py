@@ -200,3 +200,32 @@ def test_watch_events_streams_what_happens(store):
         t.join(10)
         assert not t.is_alive()
         assert [e.type for e in events[:2]] == [1, 1]  # TYPE_STORED
+
+
+def test_tls_and_bearer_tokens(tmp_path):
+    import subprocess as sp
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    sp.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    tokens = tmp_path / "tokens"
+    tokens.write_text("secret-a team-a\n")
+    s = Store(f"--tls_cert_file={cert}", f"--tls_key_file={key}",
+              f"--auth_token_file={tokens}")
+    try:
+        pem = cert.read_bytes()
+        with CacheStoreClient(s.target, tls=True, root_certificates=pem,
+                              auth_token="secret-a") as c:
+            put = c.put(LAYOUT, prompt(2, 9), 0, payload(2, 9))
+            # The store derived the keys from the token's tenant.
+            assert put.keys == block_keys("team-a", LAYOUT, prompt(2, 9))
+        with CacheStoreClient(s.target, tls=True, root_certificates=pem,
+                              auth_token="wrong") as c:
+            with pytest.raises(StoreError) as e:
+                c.lookup(LAYOUT, prompt(2, 9))
+            assert e.value.code.name == "UNAUTHENTICATED"
+        with CacheStoreClient(s.target, auth_token="secret-a", timeout=2.0) as c:
+            with pytest.raises(StoreError):  # plaintext to a TLS port
+                c.lookup(LAYOUT, prompt(2, 9))
+    finally:
+        s.stop(signal.SIGKILL)
