@@ -149,7 +149,6 @@ class KvtierConnector(KVConnectorBase_V1):
         self._layers: List[Tuple[str, torch.Tensor]] = []
         self._layer_index: Dict[str, int] = {}
         self._load_state: Optional[dict] = None
-        self._load_errors: set = set()
         self._save_staging: List[Tuple[_Save, np.ndarray]] = []
         self._save_queue: "queue.Queue" = queue.Queue(maxsize=64)
         self._saver: Optional[threading.Thread] = None
