@@ -212,15 +212,39 @@ class CacheStoreClient:
         """Stores blocks [first_block, first_block + n) of the prompt; `payload` is the n
         blocks' bytes back to back (any contiguous buffer). Idempotent. With block_indices
         (strictly ascending, first_block 0), the blocks carried are those of the prompt."""
-        from kvtier.v1 import cache_store_pb2
-
         layout.validate()
         data = _readable_bytes(payload)
         bb = layout.block_bytes
         if len(data) == 0 or len(data) % bb:
             raise ValueError(f"a Put payload is a whole number of {bb}-byte blocks; "
                              f"got {len(data)} bytes")
-        n = len(data) // bb
+        if shm is not None:
+            blocks = [np.asarray(payload).reshape(-1).view(np.uint8)[i:i + bb]
+                      for i in range(0, len(data), bb)]
+        else:
+            blocks = [data[i:i + bb] for i in range(0, len(data), bb)]
+        return self.put_blocks(layout, tokens, first_block, blocks, salt=salt,
+                               last_block_partial=last_block_partial,
+                               block_indices=block_indices, shm=shm, timeout=timeout)
+
+    def put_blocks(self, layout: KvLayout, tokens: Sequence[int], first_block: int,
+                   blocks: Sequence, *, salt: bytes = b"", last_block_partial: bool = False,
+                   block_indices: Sequence[int] = (), shm=None,
+                   timeout: Optional[float] = None) -> PutResult:
+        """The same with the blocks wherever they are (e.g. pages): blocks[i] is block
+        first_block + i (or block_indices[i]), each exactly block_bytes long. With shm (a
+        SharedMemoryRegion holding every block) the store copies them from there."""
+        from kvtier.v1 import cache_store_pb2
+
+        layout.validate()
+        bb = layout.block_bytes
+        views = [_readable_bytes(b) for b in blocks]
+        if not views:
+            raise ValueError("a Put carries at least one block")
+        for i, v in enumerate(views):
+            if len(v) != bb:
+                raise ValueError(f"block {i} of the Put has {len(v)} bytes, not {bb}")
+        n = len(views)
         if block_indices and len(block_indices) != n:
             raise ValueError(f"the Put names {len(block_indices)} block indices for {n} blocks")
         lb = layout.layer_bytes
@@ -232,25 +256,26 @@ class CacheStoreClient:
         if shm is not None and self.shm_socket:
             try:
                 # The store copies (and hashes) the blocks where they lie: no payload here.
-                base = shm.offset_of(payload)
+                offsets = [shm.offset_of(b) for b in blocks]
                 h.shm.region_id = shm.region_id(self.shm_socket, self._tenant, self._auth_token)
-                h.shm.offsets.extend(base + i * bb for i in range(n))
+                h.shm.offsets.extend(offsets)
                 same_node = True
             except StoreError as e:
                 if e.code not in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND,
                                   grpc.StatusCode.UNAVAILABLE):
                     raise
         if not same_node:
-            h.layer_checksums.extend(xxhash.xxh3_64_intdigest(data[off:off + lb])
-                                     for off in range(0, len(data), lb))
+            h.layer_checksums.extend(xxhash.xxh3_64_intdigest(v[off:off + lb])
+                                     for v in views for off in range(0, bb, lb))
         header = cache_store_pb2.PutRequest(header=h)
 
         def requests() -> Iterator:
             yield header
             if same_node:
                 return
-            for off in range(0, len(data), self.put_chunk_bytes):
-                yield cache_store_pb2.PutRequest(data=bytes(data[off:off + self.put_chunk_bytes]))
+            for v in views:
+                for off in range(0, bb, self.put_chunk_bytes):
+                    yield cache_store_pb2.PutRequest(data=bytes(v[off:off + self.put_chunk_bytes]))
 
         r = self._with_retries(
             lambda left: self._stub.Put(requests(), timeout=left, metadata=self._metadata),

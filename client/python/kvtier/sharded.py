@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import os
 import random
 import socket
 import threading
@@ -119,8 +120,11 @@ class _Lease:
 class ShardedClient:
     def __init__(self, targets: str, *, replication: int = 1, placement_span: int = 128,
                  resolve_interval_s: float = 10.0, min_backoff_s: float = 0.25,
-                 max_backoff_s: float = 10.0, threads: int = 16, **client_options):
-        """client_options: CacheStoreClient's (tenant, auth_token, timeout, tls, ...)."""
+                 max_backoff_s: float = 10.0, threads: int = 16,
+                 shm_socket_dir: Optional[str] = None, **client_options):
+        """client_options: CacheStoreClient's (tenant, auth_token, timeout, tls, ...).
+        shm_socket_dir: the attach sockets of the stores on this node as <shard_id>.sock;
+        fetch and put with shm= use same-node delivery with those shards."""
         self._dns, self._static, self._host, self._port = parse_targets(targets)
         if replication < 1:
             raise ValueError("the replication factor is at least 1")
@@ -128,7 +132,9 @@ class ShardedClient:
         self.replication = replication
         self.placement_span = max(1, placement_span)
         self.min_backoff, self.max_backoff = min_backoff_s, max_backoff_s
+        client_options.pop("shm_socket", None)
         self._client_options = dict(client_options, max_attempts=1)
+        self._shm_socket_dir = shm_socket_dir
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=threads)
         self._lock = threading.Lock()
         self._by_target: Dict[str, _Shard] = {}
@@ -202,6 +208,10 @@ class ShardedClient:
                 for s, name in zip(unnamed, names):
                     if name:
                         s.id, s.hash = name, shard_name_hash(name)
+                        if self._shm_socket_dir:
+                            sock = os.path.join(self._shm_socket_dir, f"{name}.sock")
+                            if os.path.exists(sock):
+                                s.client.shm_socket = sock  # this shard is on our node
                 view, seen = [], set()
                 for s in sorted((s for s in self._by_target.values() if s.id),
                                 key=lambda s: (s.id, s.target)):
@@ -335,7 +345,7 @@ class ShardedClient:
     # -- put -----------------------------------------------------------------------------
 
     def put(self, layout: KvLayout, tokens: Sequence[int], first_block: int, payload, *,
-            salt: bytes = b"", last_block_partial: bool = False) -> PutResult:
+            salt: bytes = b"", last_block_partial: bool = False, shm=None) -> PutResult:
         layout.validate()
         data = _readable_bytes(payload)
         bb = layout.block_bytes
@@ -366,14 +376,16 @@ class ShardedClient:
                     per_shard.setdefault(s, []).append(i)
                     taken += 1
 
+        flat = np.asarray(payload).reshape(-1).view(np.uint8) if shm is not None else data
+
         def put_on(item):
             s_index, mine = item
             s = view[s_index]
-            blocks = b"".join(bytes(data[i * bb:(i + 1) * bb]) for i in mine)
             try:
-                r = s.client.put(layout, tokens, 0, blocks, salt=salt,
-                                 last_block_partial=last_block_partial and mine[-1] == n - 1,
-                                 block_indices=[first_block + i for i in mine])
+                r = s.client.put_blocks(layout, tokens, 0,
+                                        [flat[i * bb:(i + 1) * bb] for i in mine], salt=salt,
+                                        last_block_partial=last_block_partial and mine[-1] == n - 1,
+                                        block_indices=[first_block + i for i in mine], shm=shm)
                 self._note(s, None)
                 s.count("put_blocks_committed", len(mine))
                 return mine, r
@@ -406,7 +418,7 @@ class ShardedClient:
     def fetch(self, out: Sequence, *, lease_id: int = 0, keys: Sequence[bytes] = (),
               layer_major: bool = False,
               on_chunk: Optional[Callable[[int, int, int], None]] = None,
-              max_chunk_bytes: int = 0) -> FetchResult:
+              max_chunk_bytes: int = 0, shm=None) -> FetchResult:
         with self._lock:
             self._sweep_leases()
             if lease_id:
@@ -470,7 +482,8 @@ class ShardedClient:
             try:
                 r = shard.client.fetch(targets, keys=[wanted[b] for b in mine],
                                        layer_major=layer_major, on_chunk=chunk,
-                                       max_chunk_bytes=max_chunk_bytes)
+                                       max_chunk_bytes=max_chunk_bytes,
+                                       shm=shm if not scratch else None)
                 error = None
             except (StoreError, ValueError) as e:
                 r, error = None, e

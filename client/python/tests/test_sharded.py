@@ -123,3 +123,28 @@ def test_a_shard_failing_mid_fetch_hands_its_blocks_to_the_other_copy(shards):
         r = c.fetch(out, lease_id=found.lease_id, layer_major=True, on_chunk=lambda *a: None)
         assert np.array_equal(np.concatenate(out), data)
         assert sum(s.failover_blocks for s in c.shards()) > 0
+
+
+def test_same_node_delivery_with_the_shards_on_this_node(tmp_path):
+    from kvtier import SharedMemoryRegion
+    stores = [Store(f"--shard_id=py-{i}", f"--shm_socket={tmp_path}/py-{i}.sock")
+              for i in range(3)]
+    try:
+        n, bb = 12, LAYOUT.block_bytes
+        with cluster(stores, shm_socket_dir=str(tmp_path)) as c, \
+                SharedMemoryRegion(2 * n * bb) as region:
+            src = region.array(0, n * bb)
+            src[:] = payload(n, 5)
+            tokens = prompt(n, 5)
+            assert c.put(LAYOUT, tokens, 0, src, shm=region).failed_blocks == 0
+            found = c.lookup(LAYOUT, tokens)
+            out = [region.array(n * bb + i * bb, bb) for i in range(n)]
+            c.fetch(out, lease_id=found.lease_id, layer_major=True, shm=region,
+                    on_chunk=lambda *a: None)
+            assert np.array_equal(np.concatenate(out), src)
+            used = sum(s.client.same_node_calls for s in c._snapshot())
+            assert used >= 4, used  # puts and fetches went through the region
+            c.release(found.lease_id)
+    finally:
+        for s in stores:
+            s.stop(signal.SIGKILL)
