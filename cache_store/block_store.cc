@@ -455,11 +455,13 @@ absl::StatusOr<PutResult> BlockStore::CommitPut(PendingPut& put) {
   for (size_t i = 0; i < put.blocks_.size(); ++i) {
     if (!put.blocks_[i].filled) {
       const uint64_t arrived = put.copied_ ? 0 : put.received_;
-      AbortPut(put);
-      return absl::InvalidArgumentError(
+      // The message first: aborting drops the blocks it counts.
+      absl::Status incomplete = absl::InvalidArgumentError(
           absl::StrCat("the Put ended before carried block ", i, " was complete (", arrived, " of ",
                        put.expected_bytes(), " payload bytes arrived; ", put.blocks_.size(),
                        " blocks of ", put.block_bytes_, " bytes were announced)"));
+      AbortPut(put);
+      return incomplete;
     }
   }
   // Every layer was hashed as it landed; only the announced checksums are left to check.
@@ -468,11 +470,13 @@ absl::StatusOr<PutResult> BlockStore::CommitPut(PendingPut& put) {
     if (!b.slot || b.expected.empty()) continue;
     for (uint32_t l = 0; l < put.num_layers_; ++l) {
       if (b.expected[l] != b.layer_sums[l]) {
-        AbortPut(put);
-        return absl::DataLossError(absl::StrFormat(
+        // The message first: aborting frees the blocks `b` refers to.
+        absl::Status mismatch = absl::DataLossError(absl::StrFormat(
             "checksum mismatch on carried block %d, layer %d: the payload's XXH3 is %016x but "
             "the header announced %016x",
             i, l, b.layer_sums[l], b.expected[l]));
+        AbortPut(put);
+        return mismatch;
       }
     }
   }

@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "cache_store/checksum.h"
 #include "tests/cache_store/test_blocks.h"
 
@@ -129,6 +131,11 @@ TEST_F(BlockStoreTest, AnIncompletePutIsNeverVisible) {
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_NE(r.status().message().find("ended before carried block 1 was complete"),
               std::string_view::npos);
+    // The counts are those of the Put as announced (the message is made before the abort
+    // drops its blocks).
+    const std::string want = absl::StrCat(payload.size() - 1, " of ", payload.size(),
+                                          " payload bytes arrived; 2 blocks of ");
+    EXPECT_NE(r.status().message().find(want), std::string_view::npos) << r.status();
   }
   {
     auto put = store_->BeginPut(Spec(tokens, 0, 2));
@@ -165,6 +172,10 @@ TEST_F(BlockStoreTest, ChecksumMismatchAtPutStoresNothing) {
   spec.layer_checksums = checksums;
   absl::StatusOr<PutResult> r = store_->Put(spec, payload);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(r.status().message().find(absl::StrFormat(
+                "the header announced %016x", checksums[layout_.num_layers + 1])),
+            std::string_view::npos)
+      << r.status();  // read before the abort frees the block (found by ASan)
   EXPECT_NE(r.status().message().find("checksum mismatch on carried block 1, layer 1"),
             std::string_view::npos)
       << r.status();
