@@ -7,10 +7,12 @@
 // blocks' placement, and a shard that appears or disappears moves only the keys it gains
 // or loses (rendezvous hashing, client/shard_placement.h).
 //
-// Replication. A Put goes to the R first live shards of each block's ranking, in
-// parallel: the block is committed when at least one of them committed it (what each
-// owner did is counted per shard). Lookup asks every live shard in parallel which of the
-// prompt's blocks it holds (LookupRequest.report_present, with a lease on each shard) and
+// Replication. A Put cuts its blocks into runs (placement_span) and sends each run to the
+// R first live shards of the ranking of the run's first block, in parallel: a block is
+// committed when at least one of them committed it (what each owner did is counted per
+// shard). Lookup asks every live shard in parallel which of the prompt's blocks it holds
+// (LookupRequest.report_present, with a lease on each shard; an ordinary Lookup when there
+// is one shard) and
 // returns the longest prefix of blocks held somewhere, under one lease of its own that
 // stands for the shards' leases. Fetch reads each block from one of the shards that
 // reported it, the shards in parallel, straight into the caller's buffers (same-node
