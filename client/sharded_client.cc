@@ -769,29 +769,66 @@ absl::StatusOr<FetchReply> ShardedClient::Fetch(const FetchTarget& target,
 // ---------------------------------------------------------------------------------------
 // Pin, Unpin, Delete: every live shard.
 
-absl::StatusOr<absl::Duration> ShardedClient::Pin(std::span<const BlockKey> keys,
-                                                  absl::Duration ttl) {
+template <typename T>
+std::vector<absl::StatusOr<T>> ShardedClient::AskLiveShards(
+    const std::function<absl::StatusOr<T>(CacheStoreClient&)>& call) {
   const std::shared_ptr<const View> view = Snapshot();
   const absl::Time now = absl::Now();
-  std::vector<std::optional<absl::StatusOr<absl::Duration>>> r(view->shards.size());
-  std::vector<uint32_t> pinned(view->shards.size(), 0);
+  std::vector<std::optional<absl::StatusOr<T>>> answers(view->shards.size());
   std::vector<std::function<void()>> calls;
   for (size_t i = 0; i < view->shards.size(); ++i) {
     if (!view->shards[i]->Usable(now)) continue;
     calls.push_back([&, i] {
-      r[i] = view->shards[i]->client->PinHeld(keys, ttl, &pinned[i]);
-      view->shards[i]->Note(options_, r[i]->status());
+      answers[i] = call(*view->shards[i]->client);
+      view->shards[i]->Note(options_, answers[i]->status());
     });
   }
   pool_.RunAll(std::move(calls));
+  std::vector<absl::StatusOr<T>> out;
+  for (auto& a : answers) {
+    if (a) out.push_back(*std::move(a));
+  }
+  return out;
+}
+
+namespace {
+
+// The sum over the shards that answered; the last error when none did.
+absl::StatusOr<uint32_t> SumOfAnswers(const std::vector<absl::StatusOr<uint32_t>>& answers) {
+  uint32_t total = 0;
+  bool any = false;
+  absl::Status error = absl::UnavailableError("no store shard answered");
+  for (const auto& a : answers) {
+    if (!a.ok()) {
+      error = a.status();
+      continue;
+    }
+    total += *a;
+    any = true;
+  }
+  if (any) return total;
+  return error;
+}
+
+}  // namespace
+
+absl::StatusOr<absl::Duration> ShardedClient::Pin(std::span<const BlockKey> keys,
+                                                  absl::Duration ttl) {
+  using Pinned = std::pair<absl::Duration, uint32_t>;  // TTL granted, blocks held
+  const std::vector<absl::StatusOr<Pinned>> answers =
+      AskLiveShards<Pinned>([&](CacheStoreClient& c) -> absl::StatusOr<Pinned> {
+        uint32_t pinned = 0;
+        absl::StatusOr<absl::Duration> granted = c.PinHeld(keys, ttl, &pinned);
+        if (!granted.ok()) return granted.status();
+        return Pinned{*granted, pinned};
+      });
   std::optional<absl::Duration> granted;
   absl::Status error = absl::UnavailableError("no store shard answered");
-  for (size_t i = 0; i < r.size(); ++i) {
-    if (!r[i]) continue;
-    if (!r[i]->ok()) {
-      error = r[i]->status();
-    } else if (pinned[i] > 0) {
-      granted = granted ? std::min(*granted, **r[i]) : **r[i];
+  for (const auto& a : answers) {
+    if (!a.ok()) {
+      error = a.status();
+    } else if (a->second > 0) {
+      granted = granted ? std::min(*granted, a->first) : a->first;
     } else {
       error = absl::NotFoundError("no live store shard holds these blocks");
     }
@@ -801,61 +838,13 @@ absl::StatusOr<absl::Duration> ShardedClient::Pin(std::span<const BlockKey> keys
 }
 
 absl::StatusOr<uint32_t> ShardedClient::Unpin(std::span<const BlockKey> keys) {
-  const std::shared_ptr<const View> view = Snapshot();
-  const absl::Time now = absl::Now();
-  std::vector<std::optional<absl::StatusOr<uint32_t>>> r(view->shards.size());
-  std::vector<std::function<void()>> calls;
-  for (size_t i = 0; i < view->shards.size(); ++i) {
-    if (!view->shards[i]->Usable(now)) continue;
-    calls.push_back([&, i] {
-      r[i] = view->shards[i]->client->UnpinHeld(keys);
-      view->shards[i]->Note(options_, r[i]->status());
-    });
-  }
-  pool_.RunAll(std::move(calls));
-  uint32_t total = 0;
-  bool any = false;
-  absl::Status error = absl::UnavailableError("no store shard answered");
-  for (const auto& one : r) {
-    if (!one) continue;
-    if (one->ok()) {
-      total += **one;
-      any = true;
-    } else {
-      error = one->status();
-    }
-  }
-  if (any) return total;
-  return error;
+  return SumOfAnswers(
+      AskLiveShards<uint32_t>([&](CacheStoreClient& c) { return c.UnpinHeld(keys); }));
 }
 
 absl::StatusOr<uint32_t> ShardedClient::Delete(std::span<const BlockKey> keys) {
-  const std::shared_ptr<const View> view = Snapshot();
-  const absl::Time now = absl::Now();
-  std::vector<std::optional<absl::StatusOr<uint32_t>>> r(view->shards.size());
-  std::vector<std::function<void()>> calls;
-  for (size_t i = 0; i < view->shards.size(); ++i) {
-    if (!view->shards[i]->Usable(now)) continue;
-    calls.push_back([&, i] {
-      r[i] = view->shards[i]->client->DeleteHeld(keys);
-      view->shards[i]->Note(options_, r[i]->status());
-    });
-  }
-  pool_.RunAll(std::move(calls));
-  uint32_t total = 0;
-  bool any = false;
-  absl::Status error = absl::UnavailableError("no store shard answered");
-  for (const auto& one : r) {
-    if (!one) continue;
-    if (one->ok()) {
-      total += **one;
-      any = true;
-    } else {
-      error = one->status();
-    }
-  }
-  if (any) return total;
-  return error;
+  return SumOfAnswers(
+      AskLiveShards<uint32_t>([&](CacheStoreClient& c) { return c.DeleteHeld(keys); }));
 }
 
 }  // namespace kvtier

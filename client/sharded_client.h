@@ -33,6 +33,7 @@
 #define KVTIER_CLIENT_SHARDED_CLIENT_H_
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -134,6 +135,11 @@ class ShardedClient final : public StoreClient {
   void Forget(const LeaseRecord& record) ABSL_EXCLUSIVE_LOCKS_REQUIRED(leases_mu_);
   void StartFetch(FetchState& state, const std::shared_ptr<Shard>& shard,
                   std::vector<uint32_t> blocks);
+  // Runs call on every live shard in parallel (their health noted); the answers of those
+  // asked.
+  template <typename T>
+  std::vector<absl::StatusOr<T>> AskLiveShards(
+      const std::function<absl::StatusOr<T>(CacheStoreClient&)>& call);
 
   const ShardedClientOptions options_;
   const ShardEndpoints endpoints_;

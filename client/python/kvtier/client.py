@@ -104,6 +104,17 @@ def _readable_bytes(buf) -> memoryview:
     return mv.cast("B")
 
 
+def split_blocks(payload, block_bytes: int, keep_address: bool = False) -> List:
+    """The blocks of a Put payload (the blocks back to back), as views (no copy).
+    keep_address: numpy views, whose address a SharedMemoryRegion can place."""
+    data = _readable_bytes(payload)
+    if len(data) == 0 or len(data) % block_bytes:
+        raise ValueError(f"a Put payload is a whole number of {block_bytes}-byte blocks; "
+                         f"got {len(data)} bytes")
+    flat = np.asarray(payload).reshape(-1).view(np.uint8) if keep_address else data
+    return [flat[i:i + block_bytes] for i in range(0, len(data), block_bytes)]
+
+
 class CacheStoreClient:
     def __init__(self, target: str, *, tenant: Optional[str] = None,
                  auth_token: Optional[str] = None, timeout: float = 10.0,
@@ -151,6 +162,23 @@ class CacheStoreClient:
         self.close()
 
     # -- plumbing ------------------------------------------------------------------------
+
+    def _place_in_region(self, shm, buffers, target) -> bool:
+        """Fills `target` (a SharedMemoryBlocks) with the region's id and where each buffer
+        lies in it, for a same-node call; False (use the socket) when this client has no
+        attach socket or the store will not attach the region."""
+        if shm is None or not self.shm_socket:
+            return False
+        offsets = [shm.offset_of(b) for b in buffers]
+        try:
+            target.region_id = shm.region_id(self.shm_socket, self._tenant, self._auth_token)
+        except StoreError as e:
+            if e.code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND,
+                          grpc.StatusCode.UNAVAILABLE):
+                return False
+            raise
+        target.offsets.extend(offsets)
+        return True
 
     def _with_retries(self, attempt: Callable[[float], object], timeout: Optional[float],
                       max_attempts: Optional[int] = None):
@@ -213,16 +241,7 @@ class CacheStoreClient:
         blocks' bytes back to back (any contiguous buffer). Idempotent. With block_indices
         (strictly ascending, first_block 0), the blocks carried are those of the prompt."""
         layout.validate()
-        data = _readable_bytes(payload)
-        bb = layout.block_bytes
-        if len(data) == 0 or len(data) % bb:
-            raise ValueError(f"a Put payload is a whole number of {bb}-byte blocks; "
-                             f"got {len(data)} bytes")
-        if shm is not None:
-            blocks = [np.asarray(payload).reshape(-1).view(np.uint8)[i:i + bb]
-                      for i in range(0, len(data), bb)]
-        else:
-            blocks = [data[i:i + bb] for i in range(0, len(data), bb)]
+        blocks = split_blocks(payload, layout.block_bytes, keep_address=shm is not None)
         return self.put_blocks(layout, tokens, first_block, blocks, salt=salt,
                                last_block_partial=last_block_partial,
                                block_indices=block_indices, shm=shm, timeout=timeout)
@@ -252,18 +271,8 @@ class CacheStoreClient:
             layout=layout.to_proto(), token_ids=list(map(int, tokens)), cache_salt=bytes(salt),
             first_block=first_block, num_blocks=n, last_block_partial=last_block_partial,
             block_indices=list(block_indices))
-        same_node = False
-        if shm is not None and self.shm_socket:
-            try:
-                # The store copies (and hashes) the blocks where they lie: no payload here.
-                offsets = [shm.offset_of(b) for b in blocks]
-                h.shm.region_id = shm.region_id(self.shm_socket, self._tenant, self._auth_token)
-                h.shm.offsets.extend(offsets)
-                same_node = True
-            except StoreError as e:
-                if e.code not in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND,
-                                  grpc.StatusCode.UNAVAILABLE):
-                    raise
+        # Same-node: the store copies (and hashes) the blocks where they lie; no payload here.
+        same_node = self._place_in_region(shm, blocks, h.shm)
         if not same_node:
             h.layer_checksums.extend(xxhash.xxh3_64_intdigest(v[off:off + lb])
                                      for v in views for off in range(0, bb, lb))
@@ -304,18 +313,7 @@ class CacheStoreClient:
             lease_id=lease_id, block_keys=list(keys), max_chunk_bytes=max_chunk_bytes,
             order=(cache_store_pb2.FETCH_ORDER_LAYER_MAJOR if layer_major
                    else cache_store_pb2.FETCH_ORDER_BLOCK_MAJOR))
-        same_node = False
-        if shm is not None and self.shm_socket:
-            try:
-                offsets = [shm.offset_of(b) for b in out]
-                request.shm.region_id = shm.region_id(self.shm_socket, self._tenant,
-                                                      self._auth_token)
-                request.shm.offsets.extend(offsets)
-                same_node = True
-            except StoreError as e:
-                if e.code not in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND,
-                                  grpc.StatusCode.UNAVAILABLE):
-                    raise
+        same_node = self._place_in_region(shm, out, request.shm)
 
         def attempt(left: float) -> FetchResult:
             stream = self._stub.Fetch(request, timeout=left, metadata=self._metadata)

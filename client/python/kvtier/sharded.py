@@ -32,7 +32,7 @@ import grpc
 import numpy as np
 
 from kvtier.client import (CacheStoreClient, FetchResult, LookupResult, PutResult, StoreError,
-                           _readable_bytes, _writable_bytes)
+                           _writable_bytes, split_blocks)
 from kvtier.layout import KvLayout
 from kvtier.placement import rank_shards, routing_keys, shard_name_hash
 
@@ -347,12 +347,8 @@ class ShardedClient:
     def put(self, layout: KvLayout, tokens: Sequence[int], first_block: int, payload, *,
             salt: bytes = b"", last_block_partial: bool = False, shm=None) -> PutResult:
         layout.validate()
-        data = _readable_bytes(payload)
-        bb = layout.block_bytes
-        if len(data) == 0 or len(data) % bb:
-            raise ValueError(f"a Put payload is a whole number of {bb}-byte blocks; "
-                             f"got {len(data)} bytes")
-        n = len(data) // bb
+        blocks = split_blocks(payload, layout.block_bytes, keep_address=shm is not None)
+        n = len(blocks)
         full = len(tokens) // layout.tokens_per_block
         if first_block + n > full:
             raise ValueError(f"the Put carries blocks up to {first_block + n - 1} but its "
@@ -376,14 +372,11 @@ class ShardedClient:
                     per_shard.setdefault(s, []).append(i)
                     taken += 1
 
-        flat = np.asarray(payload).reshape(-1).view(np.uint8) if shm is not None else data
-
         def put_on(item):
             s_index, mine = item
             s = view[s_index]
             try:
-                r = s.client.put_blocks(layout, tokens, 0,
-                                        [flat[i * bb:(i + 1) * bb] for i in mine], salt=salt,
+                r = s.client.put_blocks(layout, tokens, 0, [blocks[i] for i in mine], salt=salt,
                                         last_block_partial=last_block_partial and mine[-1] == n - 1,
                                         block_indices=[first_block + i for i in mine], shm=shm)
                 self._note(s, None)
