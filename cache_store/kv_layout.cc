@@ -60,10 +60,33 @@ absl::Status KvLayout::Validate() const {
                                                    " bytes; the maximum is ", kMaxModelIdLength));
   }
   if (absl::Status s = CheckRange("num_layers", num_layers, kMaxLayers); !s.ok()) return s;
-  if (absl::Status s = CheckRange("num_kv_heads", num_kv_heads, kMaxKvHeads); !s.ok()) {
-    return s;
+  if (kind == LayoutKind::kMla) {
+    if (num_kv_heads != 0 || head_dim != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "an MLA layout has no K/V heads: leave num_kv_heads and head_dim unset (got ",
+          num_kv_heads, " and ", head_dim, "); its width is kv_lora_rank + rope_dim"));
+    }
+    if (absl::Status s = CheckRange("kv_lora_rank", kv_lora_rank, kMaxHeadDim * 4); !s.ok()) {
+      return s;
+    }
+    if (rope_dim > kMaxHeadDim) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("layout.rope_dim = ", rope_dim, " exceeds the maximum ", kMaxHeadDim));
+    }
+  } else if (kind == LayoutKind::kKvHeads) {
+    if (kv_lora_rank != 0 || rope_dim != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "kv_lora_rank and rope_dim belong to MLA layouts; this layout has K/V heads (got ",
+          kv_lora_rank, " and ", rope_dim, ")"));
+    }
+    if (absl::Status s = CheckRange("num_kv_heads", num_kv_heads, kMaxKvHeads); !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = CheckRange("head_dim", head_dim, kMaxHeadDim); !s.ok()) return s;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("layout.kind ", static_cast<int>(kind), " is not a known layout kind"));
   }
-  if (absl::Status s = CheckRange("head_dim", head_dim, kMaxHeadDim); !s.ok()) return s;
   if (absl::Status s = CheckRange("tokens_per_block", tokens_per_block, kMaxTokensPerBlock);
       !s.ok()) {
     return s;
@@ -79,17 +102,38 @@ absl::Status KvLayout::Validate() const {
   return absl::OkStatus();
 }
 
-uint64_t KvLayout::LayerBytes() const {
-  return uint64_t{2} * num_kv_heads * head_dim * DTypeBytes(dtype) * tokens_per_block;
+uint64_t KvLayout::LayerElementBytes() const {
+  const uint64_t per_token = kind == LayoutKind::kMla
+                                 ? uint64_t{kv_lora_rank} + rope_dim
+                                 : uint64_t{2} * num_kv_heads * head_dim;
+  return per_token * DTypeBytes(dtype) * tokens_per_block;
 }
+
+uint64_t KvLayout::LayerScaleBytes() const {
+  if (!quantized()) return 0;
+  const uint64_t scales = kind == LayoutKind::kMla ? 2 : uint64_t{2} * num_kv_heads;
+  return scales * sizeof(float);
+}
+
+uint64_t KvLayout::LayerBytes() const { return LayerElementBytes() + LayerScaleBytes(); }
 
 uint64_t KvLayout::BlockBytes() const { return LayerBytes() * num_layers; }
 
 uint64_t KvLayout::Fingerprint() const {
-  // Length-prefixed so that no two distinct layouts encode alike.
-  std::string canonical = absl::StrCat("kvtier.layout.v1|", model_id.size(), ":", model_id, "|",
-                                       num_layers, "|", num_kv_heads, "|", head_dim, "|",
-                                       static_cast<int>(dtype), "|", tokens_per_block);
+  // Length-prefixed so that no two distinct layouts encode alike. The v1 form is that of
+  // the unquantized K/V-head layouts, whose payload format never changed; a quantized one
+  // says that its payload carries scales, and MLA has its own form.
+  std::string canonical;
+  if (kind == LayoutKind::kMla) {
+    canonical = absl::StrCat("kvtier.layout.mla.v1|", model_id.size(), ":", model_id, "|",
+                             num_layers, "|", kv_lora_rank, "|", rope_dim, "|",
+                             static_cast<int>(dtype), "|", tokens_per_block);
+  } else {
+    canonical = absl::StrCat("kvtier.layout.v1|", model_id.size(), ":", model_id, "|",
+                             num_layers, "|", num_kv_heads, "|", head_dim, "|",
+                             static_cast<int>(dtype), "|", tokens_per_block);
+    if (quantized()) absl::StrAppend(&canonical, "|scales.f32.per_head");
+  }
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(canonical.data()), canonical.size(), digest);
   uint64_t fp = 0;
@@ -98,6 +142,11 @@ uint64_t KvLayout::Fingerprint() const {
 }
 
 std::string KvLayout::DebugString() const {
+  if (kind == LayoutKind::kMla) {
+    return absl::StrCat(model_id, " mla layers=", num_layers, " kv_lora_rank=", kv_lora_rank,
+                        " rope_dim=", rope_dim, " dtype=", DTypeName(dtype),
+                        " tokens_per_block=", tokens_per_block);
+  }
   return absl::StrCat(model_id, " layers=", num_layers, " kv_heads=", num_kv_heads,
                       " head_dim=", head_dim, " dtype=", DTypeName(dtype),
                       " tokens_per_block=", tokens_per_block);

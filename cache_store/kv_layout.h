@@ -1,8 +1,19 @@
 // KvLayout: the shape of one KV block, the payload size it implies, and its fingerprint.
 //
-// A block payload holds all layers of K and V for `tokens_per_block` tokens, layer-major:
-//   for layer in [0, num_layers): K[tokens][kv_heads][head_dim], V[tokens][kv_heads][head_dim]
-// so one layer of one block (its K then V) is one contiguous range of LayerBytes().
+// A block payload holds every layer of `tokens_per_block` tokens, layer-major, so one layer
+// of one block is one contiguous range of LayerBytes(). Two kinds of layout:
+//  - K/V heads (kKvHeads; Llama, Mistral, Qwen...): per layer
+//      K[tokens][kv_heads][head_dim], V[tokens][kv_heads][head_dim]            (dtype)
+//    and, for the quantized dtypes (fp8_e4m3, int8) only, their scales right after:
+//      K_scale[kv_heads], V_scale[kv_heads]                                     (fp32)
+//    (the per-block-per-head scales of kernels/kv_quantize.h: x = stored * scale).
+//  - MLA (kMla; DeepSeek-V2/V3): one compressed latent per token per layer, no K and V:
+//      latent[tokens][kv_lora_rank + rope_dim]                                  (dtype)
+//    and, quantized, two fp32 scales after it: {scale of the kv_lora_rank part, scale of
+//    the rope_dim part}.
+// LayerBytes() = element bytes + scale bytes; BlockBytes() = LayerBytes() * num_layers. So
+// a compressed block is one self-contained buffer in every tier and on the wire, and its
+// per-layer checksums cover the scales.
 //
 // Blocks are shared only between requests whose layouts have equal fingerprints. The
 // fingerprint covers every field, so two models with different shapes, dtypes or ids
@@ -17,6 +28,11 @@
 
 namespace kvtier {
 
+enum class LayoutKind : uint8_t {
+  kKvHeads = 1,
+  kMla = 2,
+};
+
 enum class DType : uint8_t {
   kFp32 = 1,
   kFp16 = 2,
@@ -28,6 +44,10 @@ enum class DType : uint8_t {
 // Bytes per element; 0 for a value outside the enum.
 uint32_t DTypeBytes(DType dtype);
 const char* DTypeName(DType dtype);
+// fp8_e4m3 and int8: elements that carry scales in the payload.
+constexpr bool IsQuantized(DType dtype) {
+  return dtype == DType::kFp8E4M3 || dtype == DType::kInt8;
+}
 
 // Upper bounds that keep a malformed layout from asking for absurd allocations.
 inline constexpr uint32_t kMaxLayers = 1024;
@@ -40,18 +60,27 @@ inline constexpr size_t kMaxModelIdLength = 256;
 struct KvLayout {
   std::string model_id;
   uint32_t num_layers = 0;
-  uint32_t num_kv_heads = 0;
-  uint32_t head_dim = 0;
+  uint32_t num_kv_heads = 0;  // kKvHeads only (0 for kMla)
+  uint32_t head_dim = 0;      // kKvHeads only (0 for kMla)
   DType dtype = DType::kBf16;
   uint32_t tokens_per_block = 0;
+  LayoutKind kind = LayoutKind::kKvHeads;
+  uint32_t kv_lora_rank = 0;  // kMla only: the compressed K/V latent's width
+  uint32_t rope_dim = 0;      // kMla only: the decoupled rotary key's width
 
   // OK, or INVALID_ARGUMENT naming the first bad field.
   absl::Status Validate() const;
 
   // REQUIRES: Validate().ok()
   uint64_t BlockBytes() const;
-  // Bytes of one layer (K and V) of one block. REQUIRES: Validate().ok()
+  // Bytes of one layer of one block: elements then scales. REQUIRES: Validate().ok()
   uint64_t LayerBytes() const;
+  // The element part of LayerBytes(): K and V, or the latent.
+  uint64_t LayerElementBytes() const;
+  // The scale part of LayerBytes() (0 unless the dtype is quantized): fp32 scales for K
+  // and V of each KV head, or for the latent's two parts.
+  uint64_t LayerScaleBytes() const;
+  bool quantized() const { return IsQuantized(dtype); }
   // 64-bit digest (SHA-256 prefix) of every field. REQUIRES: Validate().ok()
   uint64_t Fingerprint() const;
 
@@ -68,6 +97,18 @@ inline KvLayout Llama3_8BLayout(DType dtype = DType::kBf16, uint32_t tokens_per_
                   .head_dim = 128,
                   .dtype = dtype,
                   .tokens_per_block = tokens_per_block};
+}
+
+// DeepSeek-V3's MLA cache (61 layers, kv_lora_rank 512, rope_dim 64): with bf16 and 16
+// tokens per block, 1,124,352-byte blocks.
+inline KvLayout DeepSeekV3MlaLayout(DType dtype = DType::kBf16, uint32_t tokens_per_block = 16) {
+  return KvLayout{.model_id = "deepseek-v3",
+                  .num_layers = 61,
+                  .dtype = dtype,
+                  .tokens_per_block = tokens_per_block,
+                  .kind = LayoutKind::kMla,
+                  .kv_lora_rank = 512,
+                  .rope_dim = 64};
 }
 
 }  // namespace kvtier

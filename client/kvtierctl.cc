@@ -52,6 +52,10 @@ ABSL_FLAG(std::string, model, "llama-3-8b", "Layout: model id.");
 ABSL_FLAG(uint32_t, layers, 32, "Layout: number of layers.");
 ABSL_FLAG(uint32_t, kv_heads, 8, "Layout: number of KV heads.");
 ABSL_FLAG(uint32_t, head_dim, 128, "Layout: head dimension.");
+ABSL_FLAG(uint32_t, kv_lora_rank, 0,
+          "Layout: an MLA layout's latent width (DeepSeek-V3: 512); non-zero makes the layout "
+          "MLA, and --kv_heads/--head_dim are then ignored.");
+ABSL_FLAG(uint32_t, rope_dim, 64, "Layout: an MLA layout's rotary key width.");
 ABSL_FLAG(std::string, dtype, "bf16", "Layout: fp32 | fp16 | bf16 | fp8_e4m3 | int8.");
 ABSL_FLAG(uint32_t, tokens_per_block, 16, "Layout: tokens per block.");
 ABSL_FLAG(std::string, salt, "", "Cache salt (extra key namespace).");
@@ -81,6 +85,12 @@ absl::StatusOr<KvLayout> LayoutFromFlags() {
                   .num_kv_heads = absl::GetFlag(FLAGS_kv_heads),
                   .head_dim = absl::GetFlag(FLAGS_head_dim),
                   .tokens_per_block = absl::GetFlag(FLAGS_tokens_per_block)};
+  if (const uint32_t rank = absl::GetFlag(FLAGS_kv_lora_rank); rank != 0) {
+    layout.kind = LayoutKind::kMla;
+    layout.num_kv_heads = layout.head_dim = 0;
+    layout.kv_lora_rank = rank;
+    layout.rope_dim = absl::GetFlag(FLAGS_rope_dim);
+  }
   bool known = false;
   for (DType t : {DType::kFp32, DType::kFp16, DType::kBf16, DType::kFp8E4M3, DType::kInt8}) {
     if (d == DTypeName(t)) {

@@ -67,7 +67,7 @@ inline void StoreRow(const float* in, uint32_t n, DType dtype, void* dst) {
 inline bool IsActivationType(DType d) {
   return d == DType::kFp32 || d == DType::kFp16 || d == DType::kBf16;
 }
-inline bool IsQuantized(DType d) { return d == DType::kFp8E4M3 || d == DType::kInt8; }
+using ::kvtier::IsQuantized;  // cache_store/kv_layout.h
 
 }  // namespace kvtier::kernels
 

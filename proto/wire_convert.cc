@@ -16,12 +16,20 @@ absl::StatusOr<KvLayout> LayoutFromProto(const v1::KvLayout& proto) {
     return absl::InvalidArgumentError(absl::StrCat(
         "layout.dtype must be set to a known dtype (got ", static_cast<int>(proto.dtype()), ")"));
   }
+  if (!v1::LayoutKind_IsValid(proto.kind())) {
+    return absl::InvalidArgumentError(absl::StrCat("layout.kind ", static_cast<int>(proto.kind()),
+                                                   " is not a known layout kind"));
+  }
   KvLayout layout{.model_id = proto.model_id(),
                   .num_layers = proto.num_layers(),
                   .num_kv_heads = proto.num_kv_heads(),
                   .head_dim = proto.head_dim(),
                   .dtype = static_cast<DType>(proto.dtype()),
-                  .tokens_per_block = proto.tokens_per_block()};
+                  .tokens_per_block = proto.tokens_per_block(),
+                  .kind = proto.kind() == v1::LAYOUT_KIND_MLA ? LayoutKind::kMla
+                                                              : LayoutKind::kKvHeads,
+                  .kv_lora_rank = proto.kv_lora_rank(),
+                  .rope_dim = proto.rope_dim()};
   if (absl::Status s = layout.Validate(); !s.ok()) return s;
   return layout;
 }
@@ -34,6 +42,11 @@ v1::KvLayout LayoutToProto(const KvLayout& layout) {
   proto.set_head_dim(layout.head_dim);
   proto.set_dtype(static_cast<v1::DType>(layout.dtype));
   proto.set_tokens_per_block(layout.tokens_per_block);
+  if (layout.kind == LayoutKind::kMla) {
+    proto.set_kind(v1::LAYOUT_KIND_MLA);
+    proto.set_kv_lora_rank(layout.kv_lora_rank);
+    proto.set_rope_dim(layout.rope_dim);
+  }
   return proto;
 }
 
