@@ -23,7 +23,7 @@ absl::StatusOr<std::vector<std::unique_ptr<ServerProcess>>> StartStores(const st
   for (uint32_t i = 0; i < n; ++i) {
     const uint64_t blocks = total / n + (i < total % n ? 1 : 0);
     absl::StatusOr<std::unique_ptr<ServerProcess>> s = ServerProcess::Start(
-        binary, {"--t1_lock=none", absl::StrCat("--t1_slot_bytes=", slot_bytes),
+        binary, {"--t1_lock=none", absl::StrCat("--t1_min_slot_bytes=", slot_bytes),
                  absl::StrCat("--t1_bytes=", blocks * slot_bytes),
                  absl::StrCat("--shard_id=bench-", i), absl::StrCat("--eviction_policy=", policy)});
     if (!s.ok()) return s.status();

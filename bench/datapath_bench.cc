@@ -247,7 +247,7 @@ absl::StatusOr<std::vector<std::string>> RunDatapathBench(const DatapathBenchOpt
   const uint32_t fetch_set = std::max<uint32_t>(128, call_blocks);
   absl::StatusOr<std::unique_ptr<ServerProcess>> store = ServerProcess::Start(
       o.store_binary.empty() ? SiblingBinary("kvtier-store") : o.store_binary,
-      {"--t1_lock=none", absl::StrCat("--t1_slot_bytes=", vb),
+      {"--t1_lock=none", absl::StrCat("--t1_min_slot_bytes=", vb),
        absl::StrCat("--t1_bytes=", uint64_t{fetch_set + 2 * call_blocks + 64} * vb),
        "--shm_socket=" + socket});
   if (!store.ok()) return store.status();

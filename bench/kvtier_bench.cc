@@ -44,7 +44,7 @@ ABSL_FLAG(std::string, ssd_policy, "lru", "replay: T2 eviction policy (lru, adap
 ABSL_FLAG(double, t2_admit_min_score, 0.05, "replay: T2 admission threshold (0: admit all).");
 ABSL_FLAG(std::string, mode, "engine",
           "replay: engine (BlockStore in process) or grpc (a running kvtier-store; start it "
-          "with --t1_slot_bytes=4096 --t1_bytes=<blocks x 4096>).");
+          "with --t1_min_slot_bytes=4096 --t1_bytes=<blocks x 4096>).");
 ABSL_FLAG(std::string, target, "127.0.0.1:50051",
           "replay --mode=grpc: the store (HOST:PORT), or a cluster of shards "
           "(HOST:PORT,HOST:PORT or dns:///NAME:PORT).");
@@ -160,7 +160,7 @@ int RunReplay() {
     if (capacity != 0 && capacity != server->capacity_blocks) {
       return Fail(absl::FailedPreconditionError(absl::StrCat(
           "the store at ", absl::GetFlag(FLAGS_target), " holds ", server->capacity_blocks,
-          " T1 blocks but ", capacity, " were asked; start it with --t1_slot_bytes=",
+          " T1 blocks but ", capacity, " were asked; start it with --t1_min_slot_bytes=",
           kReplaySlotBytes, " --t1_bytes=", capacity * kReplaySlotBytes)));
     }
   } else {

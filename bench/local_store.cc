@@ -13,7 +13,7 @@ absl::StatusOr<std::unique_ptr<LocalStore>> LocalStore::Start(uint64_t block_byt
   auto s = std::unique_ptr<LocalStore>(new LocalStore());
   BlockStoreOptions o;
   o.t1 = {.capacity_bytes = block_bytes * blocks,
-          .slot_bytes = block_bytes,
+          .min_slot_bytes = block_bytes,
           .lock_mode = MemoryLockMode::kNone};
   absl::StatusOr<std::unique_ptr<BlockStore>> store = BlockStore::Create(o);
   if (!store.ok()) return store.status();

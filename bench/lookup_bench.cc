@@ -63,7 +63,7 @@ absl::StatusOr<std::vector<std::string>> RunLookupBench(const LookupBenchOptions
   if (blocks == 0) return absl::InvalidArgumentError("prompts must hold at least one block");
   absl::StatusOr<std::unique_ptr<ServerProcess>> store = ServerProcess::Start(
       o.store_binary.empty() ? SiblingBinary("kvtier-store") : o.store_binary,
-      {"--t1_lock=none", absl::StrCat("--t1_slot_bytes=", layout.BlockBytes()),
+      {"--t1_lock=none", absl::StrCat("--t1_min_slot_bytes=", layout.BlockBytes()),
        absl::StrCat("--t1_bytes=", (blocks + 16) * layout.BlockBytes()),
        absl::StrCat("--max_prompt_tokens=", std::max<uint32_t>(longest, 1 << 21))});
   if (!store.ok()) return store.status();

@@ -188,7 +188,7 @@ absl::StatusOr<std::unique_ptr<ReplayBackend>> MakeEngineBackend(const EngineBac
   if (o.capacity_blocks == 0) return absl::InvalidArgumentError("capacity_blocks must be > 0");
   BlockStoreOptions options;
   options.t1 = {.capacity_bytes = o.capacity_blocks * kReplaySlotBytes,
-                .slot_bytes = kReplaySlotBytes,
+                .min_slot_bytes = kReplaySlotBytes,
                 .lock_mode = MemoryLockMode::kNone};
   options.eviction_policy = o.policy;
   options.t2_eviction_policy = o.ssd_policy;
@@ -196,7 +196,7 @@ absl::StatusOr<std::unique_ptr<ReplayBackend>> MakeEngineBackend(const EngineBac
   if (o.ssd_capacity_blocks > 0) {
     if (o.ssd_dir.empty()) return absl::InvalidArgumentError("a T2 capacity needs a T2 directory");
     options.t2 = {.directory = o.ssd_dir,
-                  .capacity_bytes = o.ssd_capacity_blocks * kReplaySlotBytes};
+                  .capacity_bytes = o.ssd_capacity_blocks * SsdTier::SlotBytesFor(kReplaySlotBytes)};
   }
   options.max_active_leases = 1 << 16;
   absl::StatusOr<std::unique_ptr<BlockStore>> store = BlockStore::Create(options);

@@ -31,7 +31,7 @@ done
 unique=$(python3 -c "import json,sys; print(json.loads(open(sys.argv[1]).readline())['unique_blocks'])" "$work/oracle.jsonl")
 cap=$(python3 -c "print(int($unique * 0.05))")
 start_store "$build/services/kvtier-store" "$work/store.log" --metrics_listen= --t1_lock=none \
-  --t1_slot_bytes=4096 --t1_bytes=$((cap * 4096))
+  --t1_min_slot_bytes=4096 --t1_bytes=$((cap * 4096))
 pid=$store_pid
 port=$store_port
 "$bench" replay --trace="$trace" --mode=grpc --target="127.0.0.1:$port" >"$work/grpc.json"

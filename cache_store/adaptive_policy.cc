@@ -15,9 +15,9 @@ AdaptivePolicy::AdaptivePolicy(uint32_t handles, uint32_t tier_blocks)
       fingerprint_(handles, 0),
       prio_(handles, 0.0),
       last_tick_(handles, 0),
+      size_class_(handles, 0),
       heap_pos_(handles, kNil),
       ghosts_(size_t{tier_blocks_} * kGhostPerBlock) {
-  heap_.reserve(handles);
   ghost_index_.reserve(ghosts_.size());
 }
 
@@ -41,7 +41,7 @@ double AdaptivePolicy::ReuseScore(uint32_t handle) const {
 
 void AdaptivePolicy::Tick() {
   ++tick_;
-  if (++ops_since_decay_ < uint64_t{tier_blocks_} * kDecayTurnovers) return;
+  if (++ops_since_decay_ < uint64_t{turnover_blocks()} * kDecayTurnovers) return;
   ops_since_decay_ = 0;
   for (int c = 0; c < kClasses; ++c) {
     reuse_[c] /= 2;
@@ -56,10 +56,11 @@ void AdaptivePolicy::Trial(int cls, bool reused) {
 
 void AdaptivePolicy::Reprioritise(uint32_t handle) {
   prio_[handle] = static_cast<double>(last_tick_[handle]) +
-                  kBonusTurnovers * tier_blocks_ * ClassReuseProbability(cls_[handle]);
+                  kBonusTurnovers * turnover_blocks() * ClassReuseProbability(cls_[handle]);
   if (heap_pos_[handle] != kNil) {
-    SiftUp(heap_pos_[handle]);
-    SiftDown(heap_pos_[handle]);
+    std::vector<uint32_t>& heap = heaps_[size_class_[handle]];
+    SiftUp(heap, heap_pos_[handle]);
+    SiftDown(heap, heap_pos_[handle]);
   }
 }
 
@@ -75,9 +76,13 @@ void AdaptivePolicy::OnResident(uint32_t handle, const BlockTraits& traits) {
     ghost_index_.erase(it);
   }
   resident_[handle] = 1;
+  ++resident_count_;
+  peak_resident_ = std::max(peak_resident_, resident_count_);
   count_[handle] = static_cast<uint8_t>(count);
   cls_[handle] = static_cast<uint8_t>(ClassOf(count, traits));
   fingerprint_[handle] = traits.key_fingerprint;
+  size_class_[handle] = traits.size_class;
+  if (heaps_.size() <= traits.size_class) heaps_.resize(traits.size_class + 1);
   last_tick_[handle] = tick_;
   Reprioritise(handle);
 }
@@ -98,9 +103,11 @@ void AdaptivePolicy::SetEvictable(uint32_t handle, bool evictable) {
   const bool in_heap = heap_pos_[handle] != kNil;
   if (evictable == in_heap) return;
   if (evictable) {
-    heap_pos_[handle] = static_cast<uint32_t>(heap_.size());
-    heap_.push_back(handle);
-    SiftUp(heap_pos_[handle]);
+    std::vector<uint32_t>& heap = heaps_[size_class_[handle]];
+    heap_pos_[handle] = static_cast<uint32_t>(heap.size());
+    heap.push_back(handle);
+    ++evictable_;
+    SiftUp(heap, heap_pos_[handle]);
   } else {
     HeapRemove(handle);
   }
@@ -111,26 +118,37 @@ void AdaptivePolicy::OnLeave(uint32_t handle, bool evicted) {
   if (heap_pos_[handle] != kNil) HeapRemove(handle);
   if (evicted) PushGhost(handle);
   resident_[handle] = 0;
+  --resident_count_;
 }
 
 void AdaptivePolicy::PushGhost(uint32_t handle) {
   if (ghosts_.empty()) return;
-  Ghost& slot = ghosts_[ghost_next_];
-  if (slot.valid) {  // aged out without coming back: a failed trial
-    Trial(slot.cls, /*reused=*/false);
-    ghost_index_.erase(slot.fingerprint);
+  // The history spans kGhostPerBlock turnovers of the blocks the tier has held (the ring
+  // is sized for the most it may hold): the oldest records age out first, failed trials.
+  const uint64_t window = std::min<uint64_t>(uint64_t{turnover_blocks()} * kGhostPerBlock,
+                                             ghosts_.size());
+  while (ghost_size_ > 0 && ghost_size_ + 1 > window) {
+    Ghost& old = ghosts_[(ghost_next_ + ghosts_.size() - ghost_size_) % ghosts_.size()];
+    if (old.valid) {  // aged out without coming back
+      Trial(old.cls, /*reused=*/false);
+      ghost_index_.erase(old.fingerprint);
+      old.valid = false;
+    }
+    --ghost_size_;
   }
   // A key evicted twice keeps only its newest record.
   if (auto it = ghost_index_.find(fingerprint_[handle]); it != ghost_index_.end()) {
     ghosts_[it->second].valid = false;
     ghost_index_.erase(it);
   }
+  Ghost& slot = ghosts_[ghost_next_];
   slot = Ghost{.fingerprint = fingerprint_[handle],
                .cls = cls_[handle],
                .count = count_[handle],
                .valid = true};
   ghost_index_[slot.fingerprint] = static_cast<uint32_t>(ghost_next_);
   ghost_next_ = (ghost_next_ + 1) % ghosts_.size();
+  ++ghost_size_;
 }
 
 bool AdaptivePolicy::IsResident(uint32_t handle) const {
@@ -142,8 +160,19 @@ bool AdaptivePolicy::IsEvictable(uint32_t handle) const {
 }
 
 std::optional<uint32_t> AdaptivePolicy::Victim() const {
-  if (heap_.empty()) return std::nullopt;
-  return heap_[0];
+  std::optional<uint32_t> best;
+  for (const std::vector<uint32_t>& heap : heaps_) {
+    if (!heap.empty() && (!best || Less(heap[0], *best))) best = heap[0];
+  }
+  return best;
+}
+
+std::optional<uint32_t> AdaptivePolicy::VictimOfClass(int size_class) const {
+  if (size_class < 0 || static_cast<size_t>(size_class) >= heaps_.size() ||
+      heaps_[size_class].empty()) {
+    return std::nullopt;
+  }
+  return heaps_[size_class][0];
 }
 
 bool AdaptivePolicy::Less(uint32_t a, uint32_t b) const {
@@ -151,43 +180,45 @@ bool AdaptivePolicy::Less(uint32_t a, uint32_t b) const {
   return last_tick_[a] < last_tick_[b];
 }
 
-void AdaptivePolicy::SiftUp(uint32_t i) {
+void AdaptivePolicy::SiftUp(std::vector<uint32_t>& heap, uint32_t i) {
   while (i > 0) {
     const uint32_t parent = (i - 1) / 2;
-    if (!Less(heap_[i], heap_[parent])) break;
-    std::swap(heap_[i], heap_[parent]);
-    heap_pos_[heap_[i]] = i;
-    heap_pos_[heap_[parent]] = parent;
+    if (!Less(heap[i], heap[parent])) break;
+    std::swap(heap[i], heap[parent]);
+    heap_pos_[heap[i]] = i;
+    heap_pos_[heap[parent]] = parent;
     i = parent;
   }
 }
 
-void AdaptivePolicy::SiftDown(uint32_t i) {
-  const uint32_t n = static_cast<uint32_t>(heap_.size());
+void AdaptivePolicy::SiftDown(std::vector<uint32_t>& heap, uint32_t i) {
+  const uint32_t n = static_cast<uint32_t>(heap.size());
   while (true) {
     const uint32_t l = 2 * i + 1;
     const uint32_t r = l + 1;
     uint32_t best = i;
-    if (l < n && Less(heap_[l], heap_[best])) best = l;
-    if (r < n && Less(heap_[r], heap_[best])) best = r;
+    if (l < n && Less(heap[l], heap[best])) best = l;
+    if (r < n && Less(heap[r], heap[best])) best = r;
     if (best == i) return;
-    std::swap(heap_[i], heap_[best]);
-    heap_pos_[heap_[i]] = i;
-    heap_pos_[heap_[best]] = best;
+    std::swap(heap[i], heap[best]);
+    heap_pos_[heap[i]] = i;
+    heap_pos_[heap[best]] = best;
     i = best;
   }
 }
 
 void AdaptivePolicy::HeapRemove(uint32_t handle) {
+  std::vector<uint32_t>& heap = heaps_[size_class_[handle]];
   const uint32_t i = heap_pos_[handle];
-  const uint32_t last = heap_.back();
-  heap_.pop_back();
+  const uint32_t last = heap.back();
+  heap.pop_back();
+  --evictable_;
   heap_pos_[handle] = kNil;
   if (last == handle) return;
-  heap_[i] = last;
+  heap[i] = last;
   heap_pos_[last] = i;
-  SiftUp(i);
-  SiftDown(heap_pos_[last]);
+  SiftUp(heap, i);
+  SiftDown(heap, heap_pos_[last]);
 }
 
 }  // namespace kvtier

@@ -10,21 +10,24 @@
 //    are touched: access count (1, 2, 3, 4+), whether the block is a prompt's padded
 //    partial tail, and depth in the prompt (log2 buckets). For each class the policy learns
 //    P(reuse): a trial succeeds when a block of the class is accessed again while resident
-//    or while its key is still in a ghost history of recently evicted keys (4x the tier's
-//    block count; keys only, no payload), and fails when the key ages out of that history.
-//    Counts halve every 8 tier turnovers so the estimate follows the workload.
-//  - Priority = last access tick + kBonusTurnovers x tier_blocks x P(reuse | class): a block
+//    or while its key is still in a ghost history of recently evicted keys (4 turnovers;
+//    keys only, no payload), and fails when the key ages out of that history. A turnover
+//    is the most blocks the tier has held at once (its capacity in blocks when it is full
+//    of one layout; a tier of many block sizes holds what their mix allows). Counts halve
+//    every 8 turnovers so the estimate follows the workload.
+//  - Priority = last access tick + kBonusTurnovers x turnover x P(reuse | class): a block
 //    that is sure to return gets kBonusTurnovers more cache turnovers of life than a block
 //    that is sure not to. Lowest priority is evicted first. Ties fall back to LRU.
 //  - A returning key keeps the access count it had when evicted (from the ghost history),
 //    so frequency survives a round trip through eviction.
 //
-// State is arrays indexed by handle and an indexed binary heap: OnAccess, SetEvictable and
-// OnLeave are O(log n), Victim O(1), the ghost history O(1) per operation (hash map + ring),
-// the periodic halving O(classes).
+// State is arrays indexed by handle and an indexed binary heap per size class: OnAccess,
+// SetEvictable and OnLeave are O(log n), VictimOfClass O(1), Victim O(size classes in use),
+// the ghost history O(1) per operation (hash map + ring), the periodic halving O(classes).
 #ifndef KVTIER_CACHE_STORE_ADAPTIVE_POLICY_H_
 #define KVTIER_CACHE_STORE_ADAPTIVE_POLICY_H_
 
+#include <algorithm>
 #include <array>
 #include <vector>
 
@@ -51,8 +54,9 @@ class AdaptivePolicy final : public EvictionPolicy {
   bool IsResident(uint32_t handle) const override;
   bool IsEvictable(uint32_t handle) const override;
   std::optional<uint32_t> Victim() const override;
+  std::optional<uint32_t> VictimOfClass(int size_class) const override;
   double ReuseScore(uint32_t handle) const override;
-  size_t evictable_size() const override { return heap_.size(); }
+  size_t evictable_size() const override { return evictable_; }
 
   // The learned P(reuse) of a class; for tests and docs.
   static int ClassOf(uint32_t access_count, const BlockTraits& traits);
@@ -67,14 +71,18 @@ class AdaptivePolicy final : public EvictionPolicy {
     bool valid = false;
   };
 
+  // A turnover of the tier: the most blocks it has held at once, which for a full tier of
+  // one layout is its capacity in blocks (tier_blocks, given at construction, only bounds
+  // it: a tier of many block sizes holds as many blocks as their mix allows).
+  uint32_t turnover_blocks() const { return std::clamp<uint32_t>(peak_resident_, 1, tier_blocks_); }
   void Tick();
   void Trial(int cls, bool reused);
   void Reprioritise(uint32_t handle);
   void PushGhost(uint32_t handle);
-  // Indexed min-heap on prio_.
+  // Indexed min-heaps on prio_, one per size class.
   bool Less(uint32_t a, uint32_t b) const;
-  void SiftUp(uint32_t i);
-  void SiftDown(uint32_t i);
+  void SiftUp(std::vector<uint32_t>& heap, uint32_t i);
+  void SiftDown(std::vector<uint32_t>& heap, uint32_t i);
   void HeapRemove(uint32_t handle);
 
   const uint32_t tier_blocks_;
@@ -89,11 +97,17 @@ class AdaptivePolicy final : public EvictionPolicy {
   std::vector<uint64_t> fingerprint_;
   std::vector<double> prio_;
   std::vector<uint64_t> last_tick_;
+  std::vector<uint16_t> size_class_;
   std::vector<uint32_t> heap_pos_;
-  std::vector<uint32_t> heap_;
+  std::vector<std::vector<uint32_t>> heaps_;  // by size class
+  size_t evictable_ = 0;
 
-  std::vector<Ghost> ghosts_;
+  uint32_t resident_count_ = 0;
+  uint32_t peak_resident_ = 0;
+
+  std::vector<Ghost> ghosts_;  // a ring: the last ghost_size_ records before ghost_next_
   size_t ghost_next_ = 0;
+  size_t ghost_size_ = 0;
   absl::flat_hash_map<uint64_t, uint32_t> ghost_index_;
 };
 

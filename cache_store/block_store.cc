@@ -31,19 +31,32 @@ absl::StatusOr<std::unique_ptr<BlockStore>> BlockStore::Create(const BlockStoreO
   std::unique_ptr<SsdTier> t2;
   if (!options.t2.directory.empty()) {
     SsdTierOptions t2_options = options.t2;
-    t2_options.slot_bytes = (*t1)->slot_bytes();
+    t2_options.max_block_bytes = (*t1)->max_block_bytes();
     absl::StatusOr<std::unique_ptr<SsdTier>> created = SsdTier::Create(t2_options);
     if (!created.ok()) return created.status();
     t2 = *std::move(created);
   }
-  const uint32_t t1_slots = (*t1)->capacity_slots();
-  const uint32_t t2_slots = t2 ? t2->capacity_slots() : 0;
-  const uint32_t handles = t1_slots + t2_slots;
-  absl::StatusOr<std::unique_ptr<EvictionPolicy>> t1_policy =
-      MakeEvictionPolicy(options.eviction_policy, handles, t1_slots);
+  // Blocks each tier would hold in its smallest slots, and what the policies size their
+  // histories by (the handles bound it).
+  const uint64_t t1_most = (*t1)->slots().capacity_slots(0);
+  const uint64_t t2_most = t2 ? t2->slots().capacity_slots(0) : 0;
+  uint64_t handles64 = options.max_blocks;
+  if (handles64 == 0) {
+    handles64 = std::min(t1_most + t2_most,
+                         std::max<uint64_t>(65536, (*t1)->capacity_bytes() / (32 << 10) +
+                                                       (t2 ? t2->capacity_bytes() / (128 << 10) : 0)));
+  }
+  if (handles64 == 0 || handles64 >= UINT32_MAX) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_blocks = ", handles64, " must be in [1, ", UINT32_MAX - 1, "]"));
+  }
+  const auto handles = static_cast<uint32_t>(handles64);
+  absl::StatusOr<std::unique_ptr<EvictionPolicy>> t1_policy = MakeEvictionPolicy(
+      options.eviction_policy, handles, static_cast<uint32_t>(std::min(t1_most, handles64)));
   if (!t1_policy.ok()) return t1_policy.status();
   absl::StatusOr<std::unique_ptr<EvictionPolicy>> t2_policy =
-      MakeEvictionPolicy(options.t2_eviction_policy, handles, std::max<uint32_t>(t2_slots, 1));
+      MakeEvictionPolicy(options.t2_eviction_policy, handles,
+                         static_cast<uint32_t>(std::clamp<uint64_t>(t2_most, 1, handles64)));
   if (!t2_policy.ok()) return t2_policy.status();
   std::unique_ptr<BlockStore> store(new BlockStore(options, *std::move(t1), std::move(t2),
                                                    *std::move(t1_policy), *std::move(t2_policy),
@@ -90,11 +103,41 @@ absl::Duration BlockStore::ClampTtl(absl::Duration requested, absl::Duration def
 // ---------------------------------------------------------------------------------------
 // Reference counting, pins, the prefix tree, removal
 
-BlockTraits BlockStore::TraitsOf(const Entry& e) {
+BlockTraits BlockStore::TraitsOf(const Entry& e) const {
   uint64_t fingerprint = 0;
   std::memcpy(&fingerprint, e.key.bytes.data(), sizeof(fingerprint));
-  return BlockTraits{
-      .key_fingerprint = fingerprint, .depth = e.depth, .prompt_tail = e.prompt_tail};
+  return BlockTraits{.key_fingerprint = fingerprint,
+                     .depth = e.depth,
+                     .prompt_tail = e.prompt_tail,
+                     .size_class = static_cast<uint16_t>(SlotsOf(e.tier).ClassOfSlot(e.slot))};
+}
+
+void BlockStore::Account(const Entry& e, int sign) {
+  const int t = static_cast<int>(e.tier);
+  used_blocks_[t] += sign;
+  used_bytes_[t] += sign * static_cast<int64_t>(e.size);
+  ClassIdle& idle = IdleOf(e.tier, SlotsOf(e.tier).ClassOfSlot(e.slot));
+  idle.blocks += sign;
+  idle.last_access_sum += sign * static_cast<int64_t>(e.last_access);
+  LayoutUsage& u = layouts_[e.layout_fingerprint];
+  u.layout_fingerprint = e.layout_fingerprint;
+  u.block_bytes = e.size;
+  if (e.tier == Tier::kHostDram) {
+    u.t1_blocks += sign;
+    u.t1_bytes += sign * static_cast<int64_t>(e.size);
+  } else {
+    u.t2_blocks += sign;
+    u.t2_bytes += sign * static_cast<int64_t>(e.size);
+  }
+  if (u.t1_blocks == 0 && u.t2_blocks == 0) layouts_.erase(e.layout_fingerprint);
+}
+
+void BlockStore::Touch(uint32_t handle) {
+  Entry& e = entries_[handle];
+  ClassIdle& idle = IdleOf(e.tier, SlotsOf(e.tier).ClassOfSlot(e.slot));
+  idle.last_access_sum += access_tick_ + 1 - e.last_access;
+  e.last_access = ++access_tick_;
+  PolicyFor(e.tier)->OnAccess(handle, TraitsOf(e));
 }
 
 BlockEvent BlockStore::EventFor(const Entry& e, BlockEvent::Type type, BlockEvent::Reason reason) {
@@ -155,7 +198,7 @@ void BlockStore::UnlinkParent(uint32_t handle) {
 }
 
 uint32_t BlockStore::NewHandle() {
-  KVTIER_CHECK(!free_handles_.empty()) << "more blocks than slots in all tiers";
+  KVTIER_CHECK(!free_handles_.empty()) << "more blocks than max_blocks";
   const uint32_t h = free_handles_.back();
   free_handles_.pop_back();
   return h;
@@ -165,13 +208,7 @@ void BlockStore::FreeEntry(uint32_t handle) {
   Entry& e = entries_[handle];
   KVTIER_CHECK(e.t2_reads == 0 && e.retired_t2_slot == kNone)
       << "freeing block " << e.key.ShortHex() << " while its T2 slot is being read";
-  if (e.slot != kNone) {
-    if (e.tier == Tier::kHostDram) {
-      t1_->Free(e.slot);
-    } else {
-      t2_->Free(e.slot);
-    }
-  }
+  if (e.slot != kNone) SlotsOf(e.tier).Free(e.slot);
   const uint32_t generation = e.generation + 1;
   e = Entry{};
   e.generation = generation;
@@ -182,8 +219,9 @@ void BlockStore::AddResident(uint32_t handle) {
   Entry& e = entries_[handle];
   e.state = Entry::State::kLive;
   index_.Insert(e.key, handle);
-  ++used_blocks_[static_cast<int>(e.tier)];
-  used_bytes_[static_cast<int>(e.tier)] += e.size;
+  e.last_access = ++access_tick_;
+  Account(e, +1);
+  SlotsOf(e.tier).SetOwner(e.slot, handle);
   PolicyFor(e.tier)->OnResident(handle, TraitsOf(e));
   LinkParent(handle);
   SyncEvictable(handle);
@@ -214,8 +252,7 @@ void BlockStore::RemoveEntry(uint32_t handle, BlockEvent::Reason reason) {
   }
   UnlinkParent(handle);
   ++e.generation;  // children counted in this entry are no longer
-  --used_blocks_[static_cast<int>(e.tier)];
-  used_bytes_[static_cast<int>(e.tier)] -= e.size;
+  Account(e, -1);
   events_.Append(EventFor(e, BlockEvent::Type::kRemoved, reason));
   if (e.tier == Tier::kLocalSsd && reason == BlockEvent::Reason::kDeleted) {
     // A deleted block must not come back with a restart. Header only: a reader of the
@@ -303,7 +340,7 @@ absl::StatusOr<LookupResult> BlockStore::Lookup(const PromptRef& prompt,
   result.tiers.reserve(handles.size());
   for (uint32_t h : handles) {
     const Entry& e = entries_[h];
-    PolicyFor(e.tier)->OnAccess(h, TraitsOf(e));
+    Touch(h);
     result.keys.push_back(e.key);
     result.tiers.push_back(e.tier);
     if (options.report_present) continue;
@@ -380,10 +417,10 @@ absl::StatusOr<std::unique_ptr<PendingPut>> BlockStore::BeginPut(const PutSpec& 
                      sums_expected, " (one per layer of each block)"));
   }
   const uint64_t block_bytes = layout.BlockBytes();
-  if (block_bytes > t1_->slot_bytes()) {
+  if (block_bytes > t1_->max_block_bytes()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "a block of this layout is ", block_bytes, " bytes and does not fit a T1 slot of ",
-        t1_->slot_bytes(), " bytes (raise the store's --t1_slot_bytes)"));
+        "a block of this layout is ", block_bytes, " bytes; this store takes blocks of at most ",
+        t1_->max_block_bytes(), " bytes (raise the store's --max_block_bytes)"));
   }
 
   const BlockKey ns = NamespaceKey(spec.prompt.tenant, layout.Fingerprint(), spec.prompt.salt);
@@ -393,7 +430,7 @@ absl::StatusOr<std::unique_ptr<PendingPut>> BlockStore::BeginPut(const PutSpec& 
       this, block_bytes, layout.Fingerprint(), layout.num_layers, std::string(spec.prompt.tenant)));
   put->blocks_.reserve(spec.num_blocks);
 
-  std::vector<Demotion> demotions;
+  Reservation reservation;
   {
     absl::MutexLock lock(&mu_);
     Sweep(clock_->Now());
@@ -412,21 +449,25 @@ absl::StatusOr<std::unique_ptr<PendingPut>> BlockStore::BeginPut(const PutSpec& 
       if (std::optional<uint32_t> h = index_.Find(block.key)) {
         // Already cached: an access, and protected until this Put ends so that reserving
         // slots for its successors cannot evict it.
-        const Entry& e = entries_[*h];
-        PolicyFor(e.tier)->OnAccess(*h, TraitsOf(e));
+        Touch(*h);
         Ref(*h);
         block.existing = *h;
       } else {
-        std::optional<uint32_t> slot = AllocateT1(demotions);
-        if (!slot) {
+        std::optional<uint32_t> slot = AllocateT1(block_bytes, reservation);
+        const bool handle = slot && ReserveHandle();
+        if (!handle) {
+          if (slot) t1_->slots().Free(*slot);
           // The slots reserved so far go back to T1: demotions reading from them are
           // abandoned (their blocks dropped), since another Put may reuse the slots.
-          for (Demotion& d : demotions) d.status = absl::AbortedError("the Put failed");
-          FinishDemotions(demotions);
+          for (Demotion& d : reservation.demotions) d.status = absl::AbortedError("the Put failed");
+          FinishDemotions(reservation);
           AbortPutLocked(*put);
-          return absl::ResourceExhaustedError(
-              absl::StrCat("T1 is full: all ", t1_->capacity_slots(),
-                           " slots hold leased, pinned, read or in-flight blocks; retry later"));
+          return absl::ResourceExhaustedError(absl::StrCat(
+              slot ? absl::StrCat("the store holds --max_blocks=", entries_.size(),
+                                  " blocks and none can be evicted to take one more")
+                   : absl::StrCat("T1 has no room for a block of ", block_bytes, " bytes"),
+              ": the blocks that could make room are leased, pinned, read or in flight; retry "
+              "later"));
         }
         ++reserved_blocks_;
         block.slot = *slot;
@@ -434,12 +475,12 @@ absl::StatusOr<std::unique_ptr<PendingPut>> BlockStore::BeginPut(const PutSpec& 
       put->blocks_.push_back(block);
     }
   }
-  if (!demotions.empty()) {
+  if (!reservation.empty()) {
     // The evicted blocks' bytes are still in the slots this Put reserved; they reach T2
     // before the Put may write there.
-    RunDemotions(demotions);
+    RunDemotions(reservation);
     absl::MutexLock lock(&mu_);
-    FinishDemotions(demotions);
+    FinishDemotions(reservation);
   }
   return put;
 }
@@ -492,8 +533,9 @@ absl::StatusOr<PutResult> BlockStore::CommitPut(PendingPut& put) {
       continue;
     }
     --reserved_blocks_;
+    --reserved_handles_;
     if (index_.Find(b.key)) {  // a concurrent Put of the same block committed first
-      t1_->Free(*b.slot);
+      t1_->slots().Free(*b.slot);
       ++result.existing_blocks;
       continue;
     }
@@ -530,8 +572,9 @@ void BlockStore::AbortPut(PendingPut& put) {
 void BlockStore::AbortPutLocked(PendingPut& put) {
   for (const PendingPut::Block& b : put.blocks_) {
     if (b.slot) {
-      t1_->Free(*b.slot);
+      t1_->slots().Free(*b.slot);
       --reserved_blocks_;
+      --reserved_handles_;
     } else if (b.existing) {
       Unref(*b.existing);
     }
@@ -548,7 +591,7 @@ absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::ReadLease(std::stri
                                                                        uint64_t lease_id) {
   std::unique_ptr<BlockReadHandle> read;
   std::vector<Promotion> promotions;
-  std::vector<Demotion> demotions;
+  Reservation reservation;
   {
     absl::MutexLock lock(&mu_);
     Sweep(clock_->Now());
@@ -561,24 +604,24 @@ absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::ReadLease(std::stri
             absl::StrCat("block ", i, " of lease ", lease_id, " was deleted since the lookup"));
       }
     }
-    read = OpenLocked(handles, promotions, demotions);
+    read = OpenLocked(handles, promotions, reservation);
   }
-  return LoadAndVerify(std::move(read), std::move(promotions), std::move(demotions));
+  return LoadAndVerify(std::move(read), std::move(promotions), std::move(reservation));
 }
 
 absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::ReadBlocks(
     std::string_view tenant, std::span<const BlockKey> keys) {
   std::unique_ptr<BlockReadHandle> read;
   std::vector<Promotion> promotions;
-  std::vector<Demotion> demotions;
+  Reservation reservation;
   {
     absl::MutexLock lock(&mu_);
     Sweep(clock_->Now());
     absl::StatusOr<std::vector<uint32_t>> handles = FindOwned(tenant, keys, /*skip_missing=*/false);
     if (!handles.ok()) return handles.status();
-    read = OpenLocked(*std::move(handles), promotions, demotions);
+    read = OpenLocked(*std::move(handles), promotions, reservation);
   }
-  return LoadAndVerify(std::move(read), std::move(promotions), std::move(demotions));
+  return LoadAndVerify(std::move(read), std::move(promotions), std::move(reservation));
 }
 
 void BlockStore::ReleaseRead(std::span<const uint32_t> handles,
@@ -586,7 +629,7 @@ void BlockStore::ReleaseRead(std::span<const uint32_t> handles,
   absl::MutexLock lock(&mu_);
   Sweep(clock_->Now());
   for (uint32_t h : handles) Unref(h);
-  for (uint32_t slot : t1_slots) t1_->Free(slot);
+  for (uint32_t slot : t1_slots) t1_->slots().Free(slot);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -659,19 +702,39 @@ absl::StatusOr<uint32_t> BlockStore::Delete(std::string_view tenant,
 BlockStoreStats BlockStore::Stats() const {
   absl::MutexLock lock(&mu_);
   BlockStoreStats s = counters_;
-  s.t1_capacity_bytes = t1_->capacity_bytes();
-  s.t1_slot_bytes = t1_->slot_bytes();
-  s.t1_capacity_blocks = t1_->capacity_slots();
+  const SlabAllocator& t1 = t1_->slots();
+  s.t1_capacity_bytes = t1.capacity_bytes();
+  s.t1_slot_bytes = t1.class_slot_bytes(0);
+  s.t1_capacity_blocks = t1.capacity_slots(0);
+  s.max_block_bytes = t1_->max_block_bytes();
+  s.t1_slab_bytes = t1.slab_bytes();
+  s.t1_slabs = t1.num_slabs();
+  s.t1_free_slabs = t1.free_slabs();
+  s.t1_allocated_bytes = t1.allocated_bytes();
   s.t1_used_blocks = used_blocks_[static_cast<int>(Tier::kHostDram)];
   s.t1_used_bytes = used_bytes_[static_cast<int>(Tier::kHostDram)];
+  s.max_blocks = entries_.size();
   s.t2_enabled = t2_ != nullptr;
   if (t2_) {
+    const SlabAllocator& t2 = t2_->slots();
     s.t2_direct_io = t2_->direct_io();
-    s.t2_capacity_bytes = t2_->capacity_bytes();
-    s.t2_capacity_blocks = t2_->capacity_slots();
+    s.t2_capacity_bytes = t2.capacity_bytes();
+    s.t2_slot_bytes = t2.class_slot_bytes(0);
+    s.t2_capacity_blocks = t2.capacity_slots(0);
+    s.t2_slab_bytes = t2.slab_bytes();
+    s.t2_slabs = t2.num_slabs();
+    s.t2_free_slabs = t2.free_slabs();
+    s.t2_allocated_bytes = t2.allocated_bytes();
     s.t2_used_blocks = used_blocks_[static_cast<int>(Tier::kLocalSsd)];
     s.t2_used_bytes = used_bytes_[static_cast<int>(Tier::kLocalSsd)];
   }
+  s.layouts.reserve(layouts_.size());
+  for (const auto& [fp, usage] : layouts_) s.layouts.push_back(usage);
+  std::sort(s.layouts.begin(), s.layouts.end(), [](const LayoutUsage& a, const LayoutUsage& b) {
+    const uint64_t x = a.t1_bytes + a.t2_bytes, y = b.t1_bytes + b.t2_bytes;
+    return x != y ? x > y : a.layout_fingerprint < b.layout_fingerprint;
+  });
+  if (s.layouts.size() > kMaxLayoutsReported) s.layouts.resize(kMaxLayoutsReported);
   s.t1_reserved_blocks = reserved_blocks_;
   s.t1_locked = t1_->locked();
   s.t1_lock_method = t1_->lock_method();

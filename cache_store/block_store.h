@@ -8,6 +8,13 @@
 // back to T1 (read from disk straight into a T1 slot). Disk I/O never runs under the mutex:
 // the thread whose Put or read needs it does it between two locked sections.
 //
+// Space (block_store_space.cc): each tier's slots come in size classes of slabs
+// (cache_store/slab_allocator.h), so blocks of every layout up to the tier's largest share
+// it. A block that needs a slot of a full class evicts that class's policy victim, unless
+// another class's victim is worth less per byte (its tail block idles longer, weighted by
+// its size, by more than kRebalanceMargin): then a whole slab of that class is emptied
+// (its blocks demoted or dropped as any victim) and joins the class that needs it.
+//
 // Guarantees (DESIGN.md §4):
 //  - A block becomes visible only when its whole payload was written and its XXH3
 //    checksum verified (PendingPut::Commit); an abandoned Put leaves no trace.
@@ -37,6 +44,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -56,8 +64,12 @@ namespace kvtier {
 
 struct BlockStoreOptions {
   PinnedHostTierOptions t1;
-  // T2 is off when t2.directory is empty. Its slot size is T1's.
+  // T2 is off when t2.directory is empty. Its largest block is T1's.
   SsdTierOptions t2;
+  // Most blocks held at once (T1 + T2): bounds the metadata. 0: the tiers' capacity in
+  // their smallest slots, capped at max(65536, T1 / 32 KiB + T2 / 128 KiB). When it is
+  // reached, a new block evicts one (T2's victim first).
+  uint64_t max_blocks = 0;
   std::string eviction_policy = "adaptive";  // T1
   std::string t2_eviction_policy = "lru";    // T2 (docs/policy.md: why not adaptive)
   // Demote a T1 victim only when the T1 policy's ReuseScore() reaches this (0: always).
@@ -121,21 +133,45 @@ struct PutSpec {
   bool last_block_partial = false;
 };
 
+// What blocks of one layout occupy.
+struct LayoutUsage {
+  uint64_t layout_fingerprint = 0;
+  uint64_t block_bytes = 0;
+  uint64_t t1_blocks = 0;
+  uint64_t t1_bytes = 0;  // payload
+  uint64_t t2_blocks = 0;
+  uint64_t t2_bytes = 0;
+};
+
 struct BlockStoreStats {
   uint64_t t1_capacity_bytes = 0;
+  // The smallest slot, and how many blocks of at most that size the tier holds (an upper
+  // bound on its capacity in blocks; exact for a store of one layout whose blocks are
+  // that size).
   uint64_t t1_slot_bytes = 0;
   uint64_t t1_capacity_blocks = 0;
+  uint64_t max_block_bytes = 0;
+  uint64_t t1_slab_bytes = 0;
+  uint64_t t1_slabs = 0;
+  uint64_t t1_free_slabs = 0;
   uint64_t t1_used_blocks = 0;
-  uint64_t t1_used_bytes = 0;
+  uint64_t t1_used_bytes = 0;       // payload
+  uint64_t t1_allocated_bytes = 0;  // the slots the payload occupies (and reserved ones)
+  uint64_t max_blocks = 0;
   uint64_t t1_reserved_blocks = 0;
   bool t1_locked = false;
   std::string t1_lock_method;
   bool t2_enabled = false;
   bool t2_direct_io = false;
   uint64_t t2_capacity_bytes = 0;
+  uint64_t t2_slot_bytes = 0;  // as for T1; a T2 slot includes a 4 KiB record header
   uint64_t t2_capacity_blocks = 0;
+  uint64_t t2_slab_bytes = 0;
+  uint64_t t2_slabs = 0;
+  uint64_t t2_free_slabs = 0;
   uint64_t t2_used_blocks = 0;
   uint64_t t2_used_bytes = 0;
+  uint64_t t2_allocated_bytes = 0;
   uint64_t lookups = 0;
   uint64_t lookup_requested_blocks = 0;
   uint64_t lookup_hit_blocks = 0;
@@ -173,14 +209,27 @@ struct BlockStoreStats {
   double t2_read_seconds = 0;
   uint64_t t2_recovered_blocks = 0;
   uint64_t t2_recovery_drops = 0;
+  // Slabs moved from one size class to another, and the blocks evicted to empty them.
+  uint64_t t1_slab_moves = 0;
+  uint64_t t1_slab_move_evictions = 0;
+  uint64_t t2_slab_moves = 0;
+  // New blocks that evicted one because max_blocks was reached.
+  uint64_t block_limit_evictions = 0;
   uint64_t active_leases = 0;
   uint64_t pinned_blocks = 0;
+  // By layout, the most bytes first (at most kMaxLayoutsReported).
+  std::vector<LayoutUsage> layouts;
   std::string eviction_policy;
   std::string t2_eviction_policy;
 };
 
 class BlockStore {
  public:
+  static constexpr size_t kMaxLayoutsReported = 64;
+  // A slab moves to a class only when that class's tail block is worth this many times
+  // more per byte than the donor's (hysteresis: slabs do not flap between classes).
+  static constexpr double kRebalanceMargin = 2.0;
+
   static absl::StatusOr<std::unique_ptr<BlockStore>> Create(const BlockStoreOptions& options);
   ~BlockStore();
   BlockStore(const BlockStore&) = delete;
@@ -226,7 +275,7 @@ class BlockStore {
 
   BlockStoreStats Stats() const ABSL_LOCKS_EXCLUDED(mu_);
   EventLog& events() { return events_; }
-  uint64_t slot_bytes() const { return t1_->slot_bytes(); }
+  uint64_t max_block_bytes() const { return t1_->max_block_bytes(); }
 
  private:
   friend class PendingPut;
@@ -260,20 +309,30 @@ class BlockStore {
     uint32_t parent_generation = 0;
     uint32_t generation = 0;
     std::array<uint32_t, 3> children{};  // indexed by Tier
+    uint64_t last_access = 0;            // access_tick_ when it was last stored or hit
     // Disk reads of this block's T2 slot in flight. When the block is promoted while
     // others still read the old slot, the slot is retired and released by the last one.
     uint32_t t2_reads = 0;
     uint32_t retired_t2_slot = kNone;
   };
 
-  // A T1 victim on its way to T2; the T1 slot is still readable until the write ends.
+  // A T1 victim on its way to T2; its bytes stay where they are in T1 until the write
+  // ends (in the slot handed to the caller, or in a slab held by the caller's Reservation).
   struct Demotion {
     uint32_t handle;
-    uint32_t t1_slot;
+    const uint8_t* source;
     uint32_t t2_slot;
     SsdRecord record;
     absl::Status status;
     double seconds = 0;
+  };
+  // What one operation's T1 allocations set in motion: the demotions to run before it
+  // writes into its slots, and the slabs it emptied for another class (held until the
+  // demotions that read them are done).
+  struct Reservation {
+    std::vector<Demotion> demotions;
+    std::vector<uint32_t> held_slabs;
+    bool empty() const { return demotions.empty() && held_slabs.empty(); }
   };
   // A T2 block being promoted into a reserved T1 slot.
   struct Promotion {
@@ -296,7 +355,26 @@ class BlockStore {
   EvictionPolicy* PolicyFor(Tier tier) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return tier == Tier::kHostDram ? t1_policy_.get() : t2_policy_.get();
   }
-  static BlockTraits TraitsOf(const Entry& e);
+  BlockTraits TraitsOf(const Entry& e) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  SlabAllocator& SlotsOf(Tier tier) const {
+    return tier == Tier::kHostDram ? t1_->slots() : t2_->slots();
+  }
+  // Bookkeeping of a block entering or leaving a tier's accounts (used bytes and blocks,
+  // per layout).
+  void Account(const Entry& e, int sign) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A hit or a store: the policy's OnAccess and the rebalancer's clock.
+  void Touch(uint32_t handle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Per tier and size class: how long its blocks have been idle, on average (the
+  // rebalancer compares classes by it).
+  struct ClassIdle {
+    uint64_t blocks = 0;
+    uint64_t last_access_sum = 0;
+  };
+  ClassIdle& IdleOf(Tier tier, int cls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::vector<ClassIdle>& v = idle_[static_cast<int>(tier)];
+    if (v.size() <= static_cast<size_t>(cls)) v.resize(cls + 1);
+    return v[cls];
+  }
   static BlockEvent EventFor(const Entry& e, BlockEvent::Type type, BlockEvent::Reason reason);
   // Expires leases and pins whose time has come. Every locked operation starts with it,
   // so within one operation a pin is either live or already swept.
@@ -307,19 +385,35 @@ class BlockStore {
   void Unref(uint32_t handle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LinkParent(uint32_t handle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UnlinkParent(uint32_t handle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // REQUIRES: a handle reserved with ReserveHandle (or free handles for recovery).
   uint32_t NewHandle() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Promises a handle to a block about to be stored, evicting a block (T2's victim first)
+  // when every handle is taken or promised. False when nothing can be evicted.
+  bool ReserveHandle() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Frees the entry's slot in its tier and the handle.
   void FreeEntry(uint32_t handle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Indexes a block that just became resident in `tier` and tells the policy.
   void AddResident(uint32_t handle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Takes a free T1 slot, evicting the T1 policy's victim if none is free. A victim that
-  // T2 admits is queued in `demotions`; the caller runs them (RunDemotions) before using
-  // the slot, then FinishDemotions.
-  std::optional<uint32_t> AllocateT1(std::vector<Demotion>& demotions)
+  // Takes a T1 slot for `bytes`, evicting if none is free (see Space above). A victim that
+  // T2 admits is queued in `r`; the caller runs its demotions (RunDemotions) before using
+  // the slot, then FinishDemotions. nullopt when nothing can be evicted (or the size has no
+  // class).
+  std::optional<uint32_t> AllocateT1(uint64_t bytes, Reservation& r)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::optional<uint32_t> AllocateT2() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RunDemotions(std::vector<Demotion>& demotions) ABSL_LOCKS_EXCLUDED(mu_);
-  void FinishDemotions(std::vector<Demotion>& demotions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::optional<uint32_t> AllocateT2(uint64_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A T1 victim leaves: to T2 (queued in r) when T2 admits it, otherwise out of the store
+  // (its slot freed). A demoted block's bytes stay in its slot until the write: the slot is
+  // freed in the allocator when `free_slot` (a slab the caller then holds), else returned
+  // to the caller, still allocated, to write into after RunDemotions.
+  std::optional<uint32_t> EvictT1(uint32_t handle, Reservation& r, bool free_slot)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The slab to empty for class `cls` of this tier, or nullopt when `cls` should evict its
+  // own victim (or nothing can be emptied).
+  std::optional<uint32_t> SlabToMove(Tier tier, int cls) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether every block in the slab may be evicted now.
+  bool Drainable(Tier tier, uint32_t slab) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RunDemotions(Reservation& r) ABSL_LOCKS_EXCLUDED(mu_);
+  void FinishDemotions(Reservation& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Removes a live block from the index and its policy; its slot is freed now or when its
   // last reference goes.
   void RemoveEntry(uint32_t handle, BlockEvent::Reason reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -332,13 +426,13 @@ class BlockStore {
   // promotion. Disk reads and verification come after, unlocked.
   std::unique_ptr<BlockReadHandle> OpenLocked(std::vector<uint32_t> handles,
                                               std::vector<Promotion>& promotions,
-                                              std::vector<Demotion>& demotions)
+                                              Reservation& reservation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Reads T2 blocks, verifies every block's checksum, completes promotions; drops the
   // blocks that fail and returns DATA_LOSS.
   absl::StatusOr<std::unique_ptr<BlockReadHandle>> LoadAndVerify(
       std::unique_ptr<BlockReadHandle> read, std::vector<Promotion> promotions,
-      std::vector<Demotion> demotions) ABSL_LOCKS_EXCLUDED(mu_);
+      Reservation reservation) ABSL_LOCKS_EXCLUDED(mu_);
   // Overwrites the headers of T2 slots that no block uses any more, then frees them.
   void ReleaseT2Slots(const std::vector<uint32_t>& slots) ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -375,7 +469,11 @@ class BlockStore {
       pin_expiry_ ABSL_GUARDED_BY(mu_);
   std::array<uint64_t, 3> used_bytes_ ABSL_GUARDED_BY(mu_){};   // by Tier
   std::array<uint64_t, 3> used_blocks_ ABSL_GUARDED_BY(mu_){};  // by Tier
+  absl::flat_hash_map<uint64_t, LayoutUsage> layouts_ ABSL_GUARDED_BY(mu_);
   uint64_t reserved_blocks_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t reserved_handles_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t access_tick_ ABSL_GUARDED_BY(mu_) = 0;
+  std::array<std::vector<ClassIdle>, 3> idle_ ABSL_GUARDED_BY(mu_);  // by Tier, size class
   uint64_t pinned_blocks_ ABSL_GUARDED_BY(mu_) = 0;
   BlockStoreStats counters_ ABSL_GUARDED_BY(mu_);
 };

@@ -1,6 +1,6 @@
-// BlockStore: moving blocks between T1 and T2. Eviction from T1 with demotion to T2
-// (AllocateT1 and the Demotion steps), reads that load T2 blocks and promote them to T1
-// (OpenLocked, LoadAndVerify), and rebuilding the T2 index at start (Recover). Disk I/O
+// BlockStore: moving blocks between T1 and T2. Demotion to T2 (the Demotion steps; which
+// blocks leave T1 is block_store_space.cc's), reads that load T2 blocks and promote them to
+// T1 (OpenLocked, LoadAndVerify), and rebuilding the T2 index at start (Recover). Disk I/O
 // runs between two locked sections, never under the mutex (block_store.h).
 #include <algorithm>
 #include <cstdlib>
@@ -23,9 +23,11 @@ void BlockStore::Recover() {
   absl::MutexLock lock(&mu_);
   counters_.t2_recovery_drops = t2_->recovery_drops();
   std::vector<uint32_t> added;
+  uint64_t over_limit = 0;
   for (auto& [slot, r] : records) {
-    if (index_.Find(r.key)) {  // a stale second copy of a block
-      t2_->Free(slot);
+    if (index_.Find(r.key) || free_handles_.empty()) {  // a stale second copy, or too many
+      if (free_handles_.empty()) ++over_limit;
+      t2_->slots().Free(slot);
       continue;
     }
     const uint32_t h = NewHandle();
@@ -42,10 +44,15 @@ void BlockStore::Recover() {
     e.size = r.size;
     e.checksum = r.checksum;
     index_.Insert(e.key, h);
-    ++used_blocks_[static_cast<int>(Tier::kLocalSsd)];
-    used_bytes_[static_cast<int>(Tier::kLocalSsd)] += e.size;
+    e.last_access = ++access_tick_;
+    Account(e, +1);
+    t2_->slots().SetOwner(slot, h);
     t2_policy_->OnResident(h, TraitsOf(e));
     added.push_back(h);
+  }
+  if (over_limit > 0) {
+    KVTIER_LOG(WARNING) << "T2 held " << over_limit << " blocks more than max_blocks ("
+                        << entries_.size() << "); they are dropped";
   }
   // Parents are linked once every recovered block is indexed; shallow blocks first, so
   // the policy sees the same tree a live store would have built.
@@ -63,73 +70,21 @@ void BlockStore::Recover() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Eviction and demotion
+// Demotion
 
-std::optional<uint32_t> BlockStore::AllocateT2() {
-  if (std::optional<uint32_t> slot = t2_->Allocate()) return slot;
-  std::optional<uint32_t> victim = t2_policy_->Victim();
-  if (!victim) return std::nullopt;
-  RemoveEntry(*victim, BlockEvent::Reason::kEvicted);
-  ++counters_.t2_evicted_blocks;
-  return t2_->Allocate();  // the victim had no references, so its slot is free now
-}
-
-std::optional<uint32_t> BlockStore::AllocateT1(std::vector<Demotion>& demotions) {
-  if (std::optional<uint32_t> slot = t1_->Allocate()) return slot;
-  std::optional<uint32_t> victim = t1_policy_->Victim();
-  if (!victim) return std::nullopt;
-  const uint32_t h = *victim;
-  Entry& e = entries_[h];
-  if (t2_ == nullptr) {
-    RemoveEntry(h, BlockEvent::Reason::kEvicted);
-    ++counters_.evicted_blocks;
-    return t1_->Allocate();
-  }
-  if (t1_policy_->ReuseScore(h) < options_.t2_admit_min_score) {
-    ++counters_.demotion_rejected_blocks;
-    RemoveEntry(h, BlockEvent::Reason::kEvicted);
-    ++counters_.evicted_blocks;
-    return t1_->Allocate();
-  }
-  std::optional<uint32_t> t2_slot = AllocateT2();
-  if (!t2_slot) {  // every T2 block is protected
-    RemoveEntry(h, BlockEvent::Reason::kEvicted);
-    ++counters_.evicted_blocks;
-    return t1_->Allocate();
-  }
-  // Out of the index and the T1 policy while the bytes travel; the T1 slot goes to the
-  // caller, who writes into it only after RunDemotions.
-  index_.Erase(e.key);
-  t1_policy_->OnLeave(h, /*evicted=*/true);
-  UnlinkParent(h);
-  --used_blocks_[static_cast<int>(Tier::kHostDram)];
-  used_bytes_[static_cast<int>(Tier::kHostDram)] -= e.size;
-  e.state = Entry::State::kMoving;
-  const uint32_t t1_slot = e.slot;
-  e.slot = kNone;
-  demotions.push_back(Demotion{.handle = h,
-                               .t1_slot = t1_slot,
-                               .t2_slot = *t2_slot,
-                               .record = SsdRecord{.key = e.key,
-                                                   .parent = e.parent,
-                                                   .tenant = e.tenant,
-                                                   .layout_fingerprint = e.layout_fingerprint,
-                                                   .num_layers = e.num_layers,
-                                                   .depth = e.depth,
-                                                   .size = e.size,
-                                                   .checksum = e.checksum}});
-  return t1_slot;
-}
-
-void BlockStore::RunDemotions(std::vector<Demotion>& demotions) {
-  for (Demotion& d : demotions) {
+void BlockStore::RunDemotions(Reservation& r) {
+  for (Demotion& d : r.demotions) {
+    if (!d.status.ok()) continue;  // abandoned
     const absl::Time start = absl::Now();
-    d.status = t2_->Write(d.t2_slot, d.record, t1_->SlotData(d.t1_slot));
+    d.status = t2_->Write(d.t2_slot, d.record, d.source);
     d.seconds = absl::ToDoubleSeconds(absl::Now() - start);
   }
 }
 
-void BlockStore::FinishDemotions(std::vector<Demotion>& demotions) {
+void BlockStore::FinishDemotions(Reservation& r) {
+  for (uint32_t slab : r.held_slabs) t1_->slots().Unhold(slab);
+  r.held_slabs.clear();
+  std::vector<Demotion>& demotions = r.demotions;
   for (Demotion& d : demotions) {
     Entry& e = entries_[d.handle];
     ++counters_.t2_writes;
@@ -148,7 +103,7 @@ void BlockStore::FinishDemotions(std::vector<Demotion>& demotions) {
       KVTIER_LOG(ERROR) << "demotion of block " << e.key.ShortHex()
                         << " to T2 failed; the block is dropped: " << d.status;
     }
-    t2_->Free(d.t2_slot);
+    t2_->slots().Free(d.t2_slot);
     ++counters_.evicted_blocks;
     events_.Append(EventFor(e, BlockEvent::Type::kRemoved, BlockEvent::Reason::kEvicted));
     e.slot = kNone;
@@ -162,7 +117,7 @@ void BlockStore::FinishDemotions(std::vector<Demotion>& demotions) {
 
 std::unique_ptr<BlockReadHandle> BlockStore::OpenLocked(std::vector<uint32_t> handles,
                                                         std::vector<Promotion>& promotions,
-                                                        std::vector<Demotion>& demotions) {
+                                                        Reservation& reservation) {
   std::vector<BlockView> views;
   views.reserve(handles.size());
   std::vector<uint32_t> first_layer;
@@ -196,7 +151,7 @@ std::unique_ptr<BlockReadHandle> BlockStore::OpenLocked(std::vector<uint32_t> ha
       // a staging buffer.
       // The first listing of a block is promoted; later listings only read it.
       std::optional<uint32_t> t1_slot;
-      if (promoting.insert(h).second) t1_slot = AllocateT1(demotions);
+      if (promoting.insert(h).second) t1_slot = AllocateT1(e.size, reservation);
       ++entries_[h].t2_reads;
       if (t1_slot) ++reserved_blocks_;
       promotions.push_back(
@@ -221,9 +176,9 @@ void BlockStore::DropCorrupt(uint32_t handle, uint32_t layer) {
 
 absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::LoadAndVerify(
     std::unique_ptr<BlockReadHandle> read, std::vector<Promotion> promotions,
-    std::vector<Demotion> demotions) {
+    Reservation reservation) {
   // Demotions first: they empty the T1 slots that promotions read into.
-  RunDemotions(demotions);
+  RunDemotions(reservation);
   for (Promotion& p : promotions) {
     BlockView& v = read->views_[p.view];
     uint8_t* dst = nullptr;
@@ -264,7 +219,7 @@ absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::LoadAndVerify(
   absl::Status result = absl::OkStatus();
   {
     absl::MutexLock lock(&mu_);
-    FinishDemotions(demotions);
+    FinishDemotions(reservation);
     for (const Promotion& p : promotions) {
       ++counters_.t2_reads;
       counters_.t2_read_seconds += p.seconds;
@@ -301,7 +256,7 @@ absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::LoadAndVerify(
       --reserved_blocks_;
       Entry& e = entries_[p.handle];
       if (bad[p.view]) {  // the read fails as a whole; nobody looks at this slot
-        t1_->Free(p.t1_slot);
+        t1_->slots().Free(p.t1_slot);
         continue;
       }
       if (e.tier != Tier::kLocalSsd || e.slot != p.t2_slot) {
@@ -313,8 +268,7 @@ absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::LoadAndVerify(
       if (live) {
         t2_policy_->OnLeave(p.handle, /*evicted=*/false);
         UnlinkParent(p.handle);
-        --used_blocks_[static_cast<int>(Tier::kLocalSsd)];
-        used_bytes_[static_cast<int>(Tier::kLocalSsd)] -= e.size;
+        Account(e, -1);
       }
       if (e.t2_reads == 0) {
         released_t2_slots.push_back(e.slot);
@@ -325,9 +279,10 @@ absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::LoadAndVerify(
       e.slot = p.t1_slot;
       const BlockView& v = read->views_[p.view];
       e.layer_sums.assign(v.layer_checksums.begin(), v.layer_checksums.end());
+      t1_->slots().SetOwner(e.slot, p.handle);
       if (live) {
-        ++used_blocks_[static_cast<int>(Tier::kHostDram)];
-        used_bytes_[static_cast<int>(Tier::kHostDram)] += e.size;
+        e.last_access = ++access_tick_;
+        Account(e, +1);
         t1_policy_->OnResident(p.handle, TraitsOf(e));
         LinkParent(p.handle);
         SyncEvictable(p.handle);
@@ -362,7 +317,7 @@ void BlockStore::ReleaseT2Slots(const std::vector<uint32_t>& slots) {
     }
   }
   absl::MutexLock lock(&mu_);
-  for (uint32_t slot : slots) t2_->Free(slot);
+  for (uint32_t slot : slots) t2_->slots().Free(slot);
 }
 
 }  // namespace kvtier

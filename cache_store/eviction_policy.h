@@ -10,6 +10,10 @@
 // Victim() names only blocks currently evictable. Blocks are named by dense handles in
 // [0, capacity) given at construction, so policies keep per-block state in arrays.
 //
+// A tier holds blocks of many sizes in size classes (cache_store/slab_allocator.h); a slot
+// freed in one class does not fit a block of another, so the store asks for victims by
+// class (VictimOfClass) and compares classes itself when it moves a slab between them.
+//
 // Every call is O(1) or O(log n). Not thread-safe: the store calls it under its mutex.
 #ifndef KVTIER_CACHE_STORE_EVICTION_POLICY_H_
 #define KVTIER_CACHE_STORE_EVICTION_POLICY_H_
@@ -29,6 +33,7 @@ struct BlockTraits {
   uint64_t key_fingerprint = 0;  // first 8 bytes of the block key
   uint32_t depth = 0;            // block index in its prompt (0: first block)
   bool prompt_tail = false;      // the padded partial last block of a prompt
+  uint16_t size_class = 0;       // of its slot in this tier; fixed while it is resident
 };
 
 class EvictionPolicy {
@@ -51,8 +56,10 @@ class EvictionPolicy {
 
   virtual bool IsResident(uint32_t handle) const = 0;
   virtual bool IsEvictable(uint32_t handle) const = 0;
-  // The block to evict next (not removed), or nullopt when nothing is evictable.
+  // The block to evict next (not removed), or nullopt when nothing is evictable: of all
+  // classes, and of one class.
   virtual std::optional<uint32_t> Victim() const = 0;
+  virtual std::optional<uint32_t> VictimOfClass(int size_class) const = 0;
   // Estimated probability in [0, 1] that this resident block is used again.
   virtual double ReuseScore(uint32_t handle) const = 0;
   // Evictable blocks.

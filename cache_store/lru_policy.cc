@@ -5,11 +5,21 @@
 namespace kvtier {
 
 LruPolicy::LruPolicy(uint32_t capacity)
-    : prev_(capacity, kNil), next_(capacity, kNil), resident_(capacity, 0), linked_(capacity, 0) {}
+    : prev_(capacity, kNil),
+      next_(capacity, kNil),
+      resident_(capacity, 0),
+      linked_(capacity, 0),
+      size_class_(capacity, 0),
+      stamp_(capacity, 0) {}
 
-void LruPolicy::OnResident(uint32_t handle, const BlockTraits&) {
+void LruPolicy::OnResident(uint32_t handle, const BlockTraits& traits) {
   KVTIER_CHECK(handle < resident_.size() && !resident_[handle]) << "handle " << handle;
   resident_[handle] = 1;
+  size_class_[handle] = traits.size_class;
+  if (head_.size() <= traits.size_class) {
+    head_.resize(traits.size_class + 1, kNil);
+    tail_.resize(traits.size_class + 1, kNil);
+  }
 }
 
 void LruPolicy::OnAccess(uint32_t handle, const BlockTraits&) {
@@ -50,23 +60,37 @@ bool LruPolicy::IsEvictable(uint32_t handle) const {
 }
 
 std::optional<uint32_t> LruPolicy::Victim() const {
-  if (tail_ == kNil) return std::nullopt;
-  return tail_;
+  std::optional<uint32_t> best;
+  for (uint32_t t : tail_) {
+    if (t != kNil && (!best || stamp_[t] < stamp_[*best])) best = t;
+  }
+  return best;
+}
+
+std::optional<uint32_t> LruPolicy::VictimOfClass(int size_class) const {
+  if (size_class < 0 || static_cast<size_t>(size_class) >= tail_.size() ||
+      tail_[size_class] == kNil) {
+    return std::nullopt;
+  }
+  return tail_[size_class];
 }
 
 void LruPolicy::Unlink(uint32_t handle) {
+  const uint16_t c = size_class_[handle];
   uint32_t p = prev_[handle];
   uint32_t n = next_[handle];
-  (p == kNil ? head_ : next_[p]) = n;
-  (n == kNil ? tail_ : prev_[n]) = p;
+  (p == kNil ? head_[c] : next_[p]) = n;
+  (n == kNil ? tail_[c] : prev_[n]) = p;
   prev_[handle] = next_[handle] = kNil;
 }
 
 void LruPolicy::PushFront(uint32_t handle) {
+  const uint16_t c = size_class_[handle];
   prev_[handle] = kNil;
-  next_[handle] = head_;
-  (head_ == kNil ? tail_ : prev_[head_]) = handle;
-  head_ = handle;
+  next_[handle] = head_[c];
+  (head_[c] == kNil ? tail_[c] : prev_[head_[c]]) = handle;
+  head_[c] = handle;
+  stamp_[handle] = ++clock_;
 }
 
 }  // namespace kvtier

@@ -1,7 +1,8 @@
 // LruPolicy: evicts the evictable block least recently made resident, accessed or made
 // evictable. The baseline that other policies are measured against; with one block per
 // access it is exactly the LRU of ../shared/tools/trace_oracle.py. An intrusive doubly
-// linked list over arrays indexed by handle: every operation is O(1), nothing allocates.
+// linked list per size class over arrays indexed by handle: every operation is O(1)
+// (Victim: O(size classes in use)), nothing allocates after a class is first seen.
 #ifndef KVTIER_CACHE_STORE_LRU_POLICY_H_
 #define KVTIER_CACHE_STORE_LRU_POLICY_H_
 
@@ -24,6 +25,7 @@ class LruPolicy final : public EvictionPolicy {
   bool IsResident(uint32_t handle) const override;
   bool IsEvictable(uint32_t handle) const override;
   std::optional<uint32_t> Victim() const override;
+  std::optional<uint32_t> VictimOfClass(int size_class) const override;
   double ReuseScore(uint32_t) const override { return 1.0; }
   size_t evictable_size() const override { return size_; }
 
@@ -36,9 +38,12 @@ class LruPolicy final : public EvictionPolicy {
   std::vector<uint32_t> prev_;
   std::vector<uint32_t> next_;
   std::vector<uint8_t> resident_;
-  std::vector<uint8_t> linked_;  // evictable: in the list
-  uint32_t head_ = kNil;         // most recent
-  uint32_t tail_ = kNil;         // least recent
+  std::vector<uint8_t> linked_;  // evictable: in its class's list
+  std::vector<uint16_t> size_class_;
+  std::vector<uint64_t> stamp_;  // when it went to the front (orders the classes' tails)
+  uint64_t clock_ = 0;
+  std::vector<uint32_t> head_;  // by size class: most recent
+  std::vector<uint32_t> tail_;  // by size class: least recent
   size_t size_ = 0;
 };
 

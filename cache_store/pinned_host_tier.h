@@ -1,12 +1,13 @@
-// PinnedHostTier (T1): one preallocated arena of fixed-size slots in host memory.
+// PinnedHostTier (T1): one preallocated arena in host memory, cut into slots of many sizes.
 //
 // The arena is mapped, pre-faulted and (by default) locked once at creation and never
-// grows: capacity_bytes / slot_bytes slots, each holding at most one block payload.
-// Slots are 4 KiB aligned (slot_bytes is rounded up to a multiple of 4 KiB) so they can be
-// the source or target of direct I/O and DMA.
+// grows. Its slots come from a SlabAllocator (cache_store/slab_allocator.h): size classes of
+// equal slabs, so blocks of every layout up to max_block_bytes share it with bounded waste.
+// Slots of 64 KiB and more are 4 KiB aligned, so they can be the source or target of
+// direct I/O and DMA.
 //
-// Thread-compatible: Allocate/Free must be serialised by the owner (BlockStore holds its
-// mutex); reading and writing a slot's bytes needs no lock while the owner holds the slot.
+// Thread-compatible: the allocator must be used under the owner's lock (BlockStore holds
+// its mutex); reading and writing a slot's bytes needs no lock while the owner holds it.
 #ifndef KVTIER_CACHE_STORE_PINNED_HOST_TIER_H_
 #define KVTIER_CACHE_STORE_PINNED_HOST_TIER_H_
 
@@ -18,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "cache_store/host_memory_lock.h"
+#include "cache_store/slab_allocator.h"
 
 namespace kvtier {
 
@@ -29,16 +31,19 @@ enum class MemoryLockMode {
 
 struct PinnedHostTierOptions {
   uint64_t capacity_bytes = uint64_t{1} << 30;
-  uint64_t slot_bytes = uint64_t{2} << 20;
+  // 0: the defaults of SlabAllocatorOptions (16 MiB blocks, 64 MiB slabs, less for small
+  // arenas).
+  uint64_t max_block_bytes = 0;
+  uint64_t slab_bytes = 0;
+  // The smallest slot: blocks smaller than this take a slot of this size.
+  uint64_t min_slot_bytes = 256;
   MemoryLockMode lock_mode = MemoryLockMode::kBestEffort;
 };
 
 class PinnedHostTier {
  public:
-  static constexpr uint64_t kSlotAlignment = 4096;
-
-  // INVALID_ARGUMENT when the capacity holds no slot; RESOURCE_EXHAUSTED when the memory
-  // cannot be mapped, or cannot be locked under kRequired.
+  // INVALID_ARGUMENT when the sizes make no slab (SlabAllocator::Create); RESOURCE_EXHAUSTED
+  // when the memory cannot be mapped, or cannot be locked under kRequired.
   static absl::StatusOr<std::unique_ptr<PinnedHostTier>> Create(
       const PinnedHostTierOptions& options);
 
@@ -46,30 +51,22 @@ class PinnedHostTier {
   PinnedHostTier(const PinnedHostTier&) = delete;
   PinnedHostTier& operator=(const PinnedHostTier&) = delete;
 
-  // A free slot, or nullopt when all are taken.
-  std::optional<uint32_t> Allocate();
-  // REQUIRES: slot was returned by Allocate() and not freed since.
-  void Free(uint32_t slot);
+  SlabAllocator& slots() { return slots_; }
+  const SlabAllocator& slots() const { return slots_; }
+  uint8_t* SlotData(uint32_t slot) const { return base_ + slots_.Offset(slot); }
 
-  uint8_t* SlotData(uint32_t slot) const { return base_ + uint64_t{slot} * slot_bytes_; }
-
-  uint64_t slot_bytes() const { return slot_bytes_; }
-  uint32_t capacity_slots() const { return capacity_slots_; }
-  uint64_t capacity_bytes() const { return uint64_t{capacity_slots_} * slot_bytes_; }
-  uint32_t free_slots() const { return static_cast<uint32_t>(free_list_.size()); }
+  uint64_t capacity_bytes() const { return slots_.capacity_bytes(); }
+  uint64_t max_block_bytes() const { return slots_.max_slot_bytes(); }
   bool locked() const { return lock_ != nullptr; }
   // "cuda_host_register", "mlock" or "none".
   const char* lock_method() const { return lock_ ? lock_->MethodName() : "none"; }
 
  private:
-  PinnedHostTier(uint8_t* base, size_t mapped_bytes, uint64_t slot_bytes, uint32_t slots);
+  PinnedHostTier(uint8_t* base, size_t mapped_bytes, SlabAllocator slots);
 
   uint8_t* base_;
   size_t mapped_bytes_;
-  uint64_t slot_bytes_;
-  uint32_t capacity_slots_;
-  std::vector<uint32_t> free_list_;
-  std::vector<bool> allocated_;  // guards against double free
+  SlabAllocator slots_;
   std::unique_ptr<HostMemoryLock> lock_;
 };
 

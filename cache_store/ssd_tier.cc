@@ -20,14 +20,16 @@ namespace {
 
 constexpr uint64_t kSuperMagic = 0x31425354'5245'4954ULL;   // "TIERTSB1"
 constexpr uint64_t kRecordMagic = 0x31524354'5245'4954ULL;  // "TIERTCR1"
-// 2: a record's checksum is the digest of the block's layer checksums (checksum.h); slabs of
-// version 1 (an XXH3 of the whole payload) are discarded.
-constexpr uint32_t kVersion = 2;
+// 2: a record's checksum is the digest of the block's layer checksums (checksum.h).
+// 3: slots of many sizes in size-class slabs, with a slab table. Older files are discarded.
+constexpr uint32_t kVersion = 3;
 constexpr size_t kCrcOffset = SsdTier::kAlign - 8;
 
 uint64_t RoundUp(uint64_t n) {
   return (n + SsdTier::kAlign - 1) / SsdTier::kAlign * SsdTier::kAlign;
 }
+
+bool Aligned(const void* p) { return reinterpret_cast<uintptr_t>(p) % SsdTier::kAlign == 0; }
 
 template <typename T>
 void Put(uint8_t* buf, size_t off, T v) {
@@ -51,12 +53,24 @@ AlignedBuffer AllocAligned(size_t bytes) {
   return AlignedBuffer(p);
 }
 
-void EncodeSuper(uint8_t* b, uint64_t slot_bytes, uint32_t slots) {
+// The geometry a file must have to be reused: slab size, slab count, largest slot.
+void EncodeSuper(uint8_t* b, const SlabAllocator& slots) {
+  std::memset(b, 0, SsdTier::kAlign);
   Put(b, 0, kSuperMagic);
   Put(b, 8, kVersion);
-  Put(b, 16, slot_bytes);
-  Put(b, 24, slots);
+  Put(b, 16, slots.slab_bytes());
+  Put(b, 24, slots.num_slabs());
+  Put(b, 32, slots.capacity_bytes());
+  Put(b, 40, slots.max_slot_bytes());
   Put(b, kCrcOffset, RangeChecksum(b, kCrcOffset));
+}
+
+bool SameGeometry(const uint8_t* b, const SlabAllocator& slots) {
+  return Get<uint64_t>(b, 0) == kSuperMagic &&
+         Get<uint64_t>(b, kCrcOffset) == RangeChecksum(b, kCrcOffset) &&
+         Get<uint32_t>(b, 8) == kVersion && Get<uint64_t>(b, 16) == slots.slab_bytes() &&
+         Get<uint32_t>(b, 24) == slots.num_slabs() && Get<uint64_t>(b, 32) == slots.capacity_bytes() &&
+         Get<uint64_t>(b, 40) == slots.max_slot_bytes();
 }
 
 void EncodeRecord(uint8_t* b, const SsdRecord& r) {
@@ -102,15 +116,18 @@ std::optional<SsdRecord> DecodeRecord(const uint8_t* b, uint64_t slot_bytes) {
 
 absl::StatusOr<std::unique_ptr<SsdTier>> SsdTier::Create(const SsdTierOptions& options) {
   if (options.directory.empty()) return absl::InvalidArgumentError("T2 directory is empty");
-  const uint64_t slot_bytes = RoundUp(std::max<uint64_t>(options.slot_bytes, 1));
-  const uint64_t stride = kAlign + slot_bytes;
-  const uint64_t slots64 = options.capacity_bytes / slot_bytes;
-  if (slots64 == 0 || slots64 > UINT32_MAX / 2) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("T2 capacity of ", options.capacity_bytes, " bytes must hold between 1 and ",
-                     UINT32_MAX / 2, " slots of ", slot_bytes, " bytes"));
+  absl::StatusOr<SlabAllocator> slots = SlabAllocator::Create(
+      {.capacity_bytes = options.capacity_bytes,
+       .slab_bytes = options.slab_bytes,
+       .max_slot_bytes = options.max_block_bytes == 0 ? 0 : SlotBytesFor(options.max_block_bytes),
+       .min_slot_bytes = 2 * kAlign,
+       .fine_align = kAlign,
+       .coarse_align = kAlign,
+       .coarse_from = 0});
+  if (!slots.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("T2 (slots include a ", kAlign,
+                                                   " byte header): ", slots.status().message()));
   }
-  const auto slots = static_cast<uint32_t>(slots64);
   std::error_code ec;
   std::filesystem::create_directories(options.directory, ec);
   if (ec) {
@@ -129,7 +146,7 @@ absl::StatusOr<std::unique_ptr<SsdTier>> SsdTier::Create(const SsdTierOptions& o
     return absl::FailedPreconditionError(
         absl::StrCat("cannot open the T2 slab ", path, ": ", std::strerror(errno)));
   }
-  std::unique_ptr<SsdTier> tier(new SsdTier(fd, path, slot_bytes, slots, direct));
+  std::unique_ptr<SsdTier> tier(new SsdTier(fd, path, *std::move(slots), direct));
 
   struct stat st {};
   if (fstat(fd, &st) != 0) {
@@ -141,14 +158,11 @@ absl::StatusOr<std::unique_ptr<SsdTier>> SsdTier::Create(const SsdTierOptions& o
   bool reuse = false;
   if (file_bytes >= kAlign) {
     if (absl::Status s = PreadAll(fd, super.get(), kAlign, 0, path); !s.ok()) return s;
-    const uint8_t* b = super.get();
-    if (Get<uint64_t>(b, 0) == kSuperMagic &&
-        Get<uint64_t>(b, kCrcOffset) == RangeChecksum(b, kCrcOffset) &&
-        Get<uint32_t>(b, 8) == kVersion && Get<uint64_t>(b, 16) == slot_bytes) {
+    if (SameGeometry(super.get(), tier->slots_)) {
       reuse = true;
     } else {
       KVTIER_LOG(WARNING) << path << " has no version " << kVersion << " superblock for "
-                          << slot_bytes << " byte slots; its contents are discarded";
+                          << tier->slots_.DebugString() << "; its contents are discarded";
     }
   }
   if (reuse) {
@@ -157,7 +171,7 @@ absl::StatusOr<std::unique_ptr<SsdTier>> SsdTier::Create(const SsdTierOptions& o
     return absl::FailedPreconditionError(
         absl::StrCat("cannot clear ", path, ": ", std::strerror(errno)));
   }
-  const uint64_t total = kAlign + uint64_t{slots} * stride;
+  const uint64_t total = kAlign + tier->TableBytes() + tier->slots_.capacity_bytes();
   if (file_bytes > total && ftruncate(fd, static_cast<off_t>(total)) != 0) {
     return absl::FailedPreconditionError(
         absl::StrCat("cannot shrink ", path, ": ", std::strerror(errno)));
@@ -165,72 +179,108 @@ absl::StatusOr<std::unique_ptr<SsdTier>> SsdTier::Create(const SsdTierOptions& o
   if (int err = posix_fallocate(fd, 0, static_cast<off_t>(total)); err != 0) {
     return IoError(absl::StrCat("cannot reserve ", total, " bytes for"), path, err);
   }
-  EncodeSuper(super.get(), slot_bytes, slots);
+  if (!reuse) {  // an empty slab table: no slab has a class yet
+    AlignedBuffer table = AllocAligned(tier->TableBytes());
+    if (absl::Status s = PwriteAll(fd, table.get(), tier->TableBytes(), kAlign, path); !s.ok()) {
+      return s;
+    }
+  }
+  EncodeSuper(super.get(), tier->slots_);
   if (absl::Status s = PwriteAll(fd, super.get(), kAlign, 0, path); !s.ok()) return s;
   if (fdatasync(fd) != 0) return IoError("cannot sync", path, errno);
+  SsdTier* raw = tier.get();
+  tier->slots_.set_on_assign([raw](uint32_t slab, int cls) { raw->RecordSlabClass(slab, cls); });
   return tier;
 }
 
-SsdTier::SsdTier(int fd, std::string path, uint64_t slot_bytes, uint32_t slots, bool direct_io)
+SsdTier::SsdTier(int fd, std::string path, SlabAllocator slots, bool direct_io)
     : fd_(fd),
       path_(std::move(path)),
-      slot_bytes_(slot_bytes),
-      stride_(kAlign + slot_bytes),
-      capacity_slots_(slots),
+      slots_(std::move(slots)),
       direct_io_(direct_io),
-      used_(slots, 0) {
-  free_.reserve(slots);
-  for (uint32_t s = slots; s-- > 0;) free_.push_back(s);
-}
+      table_(slots_.num_slabs(), 0) {}
 
 SsdTier::~SsdTier() { close(fd_); }
 
+void SsdTier::RecordSlabClass(uint32_t slab, int cls) {
+  const uint64_t bytes = slots_.class_slot_bytes(cls);
+  if (table_[slab] == bytes) return;
+  table_[slab] = bytes;
+  // The 4 KiB page of the table that holds this entry, rewritten whole.
+  const uint64_t first = slab / (kAlign / 8) * (kAlign / 8);
+  AlignedBuffer page = AllocAligned(kAlign);
+  for (uint64_t i = first; i < std::min<uint64_t>(first + kAlign / 8, table_.size()); ++i) {
+    Put(page.get(), (i - first) * 8, table_[i]);
+  }
+  if (absl::Status s = PwriteAll(fd_, page.get(), kAlign, kAlign + first * 8, path_); !s.ok()) {
+    ++table_write_errors_;
+    KVTIER_LOG(ERROR) << "cannot record the size class of T2 slab " << slab << ": " << s;
+  }
+}
+
 void SsdTier::ScanExisting(uint64_t file_bytes) {
+  AlignedBuffer table = AllocAligned(TableBytes());
+  if (file_bytes < kAlign + TableBytes() ||
+      !PreadAll(fd_, table.get(), TableBytes(), kAlign, path_).ok()) {
+    return;
+  }
   AlignedBuffer header = AllocAligned(kAlign);
-  for (uint32_t slot = 0; slot < capacity_slots_; ++slot) {
-    if (SlotOffset(slot) + kAlign > file_bytes) break;
-    if (!PreadAll(fd_, header.get(), kAlign, SlotOffset(slot), path_).ok()) break;
-    if (Get<uint64_t>(header.get(), 0) != kRecordMagic) continue;  // never written or invalidated
-    std::optional<SsdRecord> record = DecodeRecord(header.get(), slot_bytes_);
-    if (!record || SlotOffset(slot) + kAlign + record->size > file_bytes) {
-      ++recovery_drops_;  // damaged header, or a payload cut off by truncation
+  for (uint32_t slab = 0; slab < slots_.num_slabs(); ++slab) {
+    const uint64_t bytes = Get<uint64_t>(table.get(), uint64_t{slab} * 8);
+    if (bytes == 0) continue;
+    std::optional<int> cls = slots_.ClassFor(bytes);
+    if (!cls || slots_.class_slot_bytes(*cls) != bytes) {
+      ++recovery_drops_;  // a slot size this geometry has no class for: a damaged table
       continue;
     }
-    used_[slot] = 1;
-    recovered_.emplace_back(slot, *std::move(record));
+    table_[slab] = bytes;
+    std::vector<uint32_t> used;
+    std::vector<SsdRecord> records;
+    for (uint32_t i = 0; i < slots_.SlotsIn(slab, *cls); ++i) {
+      const uint64_t offset = kAlign + TableBytes() + uint64_t{slab} * slots_.slab_bytes() + i * bytes;
+      if (offset + kAlign > file_bytes) break;
+      if (!PreadAll(fd_, header.get(), kAlign, offset, path_).ok()) break;
+      if (Get<uint64_t>(header.get(), 0) != kRecordMagic) continue;  // never written or invalidated
+      std::optional<SsdRecord> record = DecodeRecord(header.get(), bytes - kAlign);
+      if (!record || offset + kAlign + record->size > file_bytes) {
+        ++recovery_drops_;  // damaged header, or a payload cut off by truncation
+        continue;
+      }
+      used.push_back(i);
+      records.push_back(*std::move(record));
+    }
+    slots_.AssignRecovered(slab, *cls, used);
+    for (size_t k = 0; k < used.size(); ++k) {
+      recovered_.emplace_back(slots_.SlotId(slab, used[k]), std::move(records[k]));
+    }
   }
-  std::erase_if(free_, [this](uint32_t s) { return used_[s] != 0; });
 }
 
 std::vector<std::pair<uint32_t, SsdRecord>> SsdTier::TakeRecovered() {
   return std::exchange(recovered_, {});
 }
 
-std::optional<uint32_t> SsdTier::Allocate() {
-  if (free_.empty()) return std::nullopt;
-  const uint32_t slot = free_.back();
-  free_.pop_back();
-  used_[slot] = 1;
-  return slot;
-}
-
-void SsdTier::Free(uint32_t slot) {
-  KVTIER_CHECK(slot < capacity_slots_ && used_[slot]) << "T2 slot " << slot << " is not in use";
-  used_[slot] = 0;
-  free_.push_back(slot);
-}
-
 absl::Status SsdTier::Write(uint32_t slot, const SsdRecord& record, const uint8_t* data) {
-  if (record.size > slot_bytes_ || record.tenant.size() > kMaxTenantBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("a ", record.size, " byte block with a ",
-                                                   record.tenant.size(),
-                                                   " byte tenant does not fit a T2 slot"));
+  if (SlotBytesFor(record.size) > slots_.SlotBytes(slot) ||
+      record.tenant.size() > kMaxTenantBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a ", record.size, " byte block with a ", record.tenant.size(),
+        " byte tenant does not fit a T2 slot of ", slots_.SlotBytes(slot), " bytes"));
   }
   AlignedBuffer header = AllocAligned(kAlign);
   EncodeRecord(header.get(), record);
+  // The payload is written in whole 4 KiB units: from the caller's buffer when that is
+  // aligned and the block fills them, else through a bounce buffer.
+  AlignedBuffer bounce;
+  const uint8_t* src = data;
+  if (!Aligned(data) || record.size % kAlign != 0) {
+    bounce = AllocAligned(record.size);
+    std::memcpy(bounce.get(), data, record.size);
+    src = bounce.get();
+  }
   // Payload first, header last: a crash in between leaves the old header, whose checksum
   // no longer matches the payload; the store drops such a block on its first read.
-  if (absl::Status s = PwriteAll(fd_, data, RoundUp(record.size), SlotOffset(slot) + kAlign, path_);
+  if (absl::Status s = PwriteAll(fd_, src, RoundUp(record.size), SlotOffset(slot) + kAlign, path_);
       !s.ok()) {
     return s;
   }
@@ -238,7 +288,20 @@ absl::Status SsdTier::Write(uint32_t slot, const SsdRecord& record, const uint8_
 }
 
 absl::Status SsdTier::Read(uint32_t slot, uint64_t size, uint8_t* out) const {
-  return PreadAll(fd_, out, RoundUp(size), SlotOffset(slot) + kAlign, path_);
+  if (SlotBytesFor(size) > slots_.SlotBytes(slot)) {
+    return absl::InvalidArgumentError(absl::StrCat("a read of ", size, " bytes from a T2 slot of ",
+                                                   slots_.SlotBytes(slot), " bytes"));
+  }
+  if (Aligned(out) && size % kAlign == 0) {
+    return PreadAll(fd_, out, size, SlotOffset(slot) + kAlign, path_);
+  }
+  AlignedBuffer bounce = AllocAligned(size);
+  if (absl::Status s = PreadAll(fd_, bounce.get(), RoundUp(size), SlotOffset(slot) + kAlign, path_);
+      !s.ok()) {
+    return s;
+  }
+  std::memcpy(out, bounce.get(), size);
+  return absl::OkStatus();
 }
 
 absl::Status SsdTier::Invalidate(uint32_t slot) {

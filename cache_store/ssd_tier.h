@@ -1,18 +1,23 @@
-// SsdTier (T2): a file-backed slab of fixed-size slots on a local directory.
+// SsdTier (T2): a file-backed slab of block slots of many sizes on a local directory.
 //
 // File `<directory>/kvtier-t2.slab`:
-//   [superblock 4 KiB][slot 0][slot 1]...   slot = [record header 4 KiB][payload, 4 KiB aligned]
-// The record header carries everything needed to rebuild the index after a restart (key,
+//   [superblock 4 KiB][slab table, 8 bytes per slab, 4 KiB aligned][slab 0][slab 1]...
+// Slots come from a SlabAllocator (cache_store/slab_allocator.h) whose sizes are multiples
+// of 4 KiB: slot = [record header 4 KiB][payload, rounded up to 4 KiB]. The slab table
+// records each slab's slot size when the slab joins a size class, so a restart finds every
+// slot again. The record header carries everything needed to rebuild the index (key,
 // parent, tenant, layout fingerprint, layers, size, block checksum) and its own XXH3, so a
 // torn or foreign header is recognised and skipped. The payload checksum is verified by
 // the store on every read; a header that parses but whose payload fails is dropped then.
 //
 // I/O is pread/pwrite with O_DIRECT where the filesystem supports it (buffered otherwise,
-// reported by direct_io()); buffers passed in must be 4 KiB aligned with room for the
-// rounded-up length (T1 slots are). The file's space is reserved with posix_fallocate at
-// creation, so a full disk is reported then, not as a surprise later.
+// reported by direct_io()). Buffers need no alignment: one that is not 4 KiB aligned, or
+// has no room for the length rounded up to 4 KiB, goes through an aligned bounce buffer.
+// The file's space is reserved with posix_fallocate at creation, so a full disk is reported
+// then, not as a surprise later.
 //
-// Thread-safety: Allocate/Free/MarkUsed are serialised by the owner (BlockStore's mutex);
+// Thread-safety: the allocator (slots()) is used under the owner's lock (BlockStore's
+// mutex; a slab's table entry is written then, a small write once per change of class);
 // Read/Write/Invalidate of distinct slots run concurrently without a lock.
 #ifndef KVTIER_CACHE_STORE_SSD_TIER_H_
 #define KVTIER_CACHE_STORE_SSD_TIER_H_
@@ -25,14 +30,17 @@
 
 #include "absl/status/statusor.h"
 #include "cache_store/block_key.h"
+#include "cache_store/slab_allocator.h"
 
 namespace kvtier {
 
 struct SsdTierOptions {
   std::string directory;  // empty: no T2
   uint64_t capacity_bytes = 0;
-  uint64_t slot_bytes = uint64_t{2} << 20;  // payload bytes per slot (rounded up to 4 KiB)
-  bool direct_io = true;                    // falls back to buffered I/O if unsupported
+  // The largest block payload (the store sets T1's); 0: SlabAllocator's default.
+  uint64_t max_block_bytes = 0;
+  uint64_t slab_bytes = 0;  // 0: SlabAllocator's default for this capacity
+  bool direct_io = true;    // falls back to buffered I/O if unsupported
 };
 
 // What a slot's record header says about the block in it.
@@ -52,51 +60,55 @@ class SsdTier {
   static constexpr uint64_t kAlign = 4096;
   static constexpr size_t kMaxTenantBytes = 1024;
 
-  // Opens or creates the slab. An existing slab with the same slot size keeps its records
-  // (see Scan); one with another slot size is discarded with a warning. Errors name the
-  // directory and the cause (unwritable directory, no space for the reservation).
+  // Opens or creates the slab file. An existing file with the same slab geometry keeps its
+  // records (see TakeRecovered); one with another geometry is discarded with a warning.
+  // Errors name the directory and the cause (unwritable directory, no space).
   static absl::StatusOr<std::unique_ptr<SsdTier>> Create(const SsdTierOptions& options);
   ~SsdTier();
   SsdTier(const SsdTier&) = delete;
   SsdTier& operator=(const SsdTier&) = delete;
 
-  // Valid records found on disk at creation, by slot. Their slots are marked used; the
+  // Valid records found on disk at creation, by slot. Their slots are allocated; the
   // caller keeps or Frees each. Consumed by the first call.
   std::vector<std::pair<uint32_t, SsdRecord>> TakeRecovered();
 
-  std::optional<uint32_t> Allocate();
-  void Free(uint32_t slot);
+  SlabAllocator& slots() { return slots_; }
+  const SlabAllocator& slots() const { return slots_; }
+  // The slot size that holds a block of `size` payload bytes (header included).
+  static uint64_t SlotBytesFor(uint64_t size) { return kAlign + RoundUp(size); }
 
-  // Writes header + payload (`data` is 4 KiB aligned and readable up to size rounded up).
+  // Writes payload + header. INVALID_ARGUMENT when the block does not fit the slot.
   absl::Status Write(uint32_t slot, const SsdRecord& record, const uint8_t* data);
-  // Reads `size` payload bytes into `out` (4 KiB aligned, writable up to size rounded up).
+  // Reads `size` payload bytes into `out` (writable for `size` bytes).
   absl::Status Read(uint32_t slot, uint64_t size, uint8_t* out) const;
   // Overwrites the slot's header so that a restart does not bring its block back.
   absl::Status Invalidate(uint32_t slot);
 
-  uint32_t capacity_slots() const { return capacity_slots_; }
-  uint64_t slot_bytes() const { return slot_bytes_; }
-  uint64_t capacity_bytes() const { return uint64_t{capacity_slots_} * slot_bytes_; }
+  uint64_t capacity_bytes() const { return slots_.capacity_bytes(); }
   bool direct_io() const { return direct_io_; }
   const std::string& path() const { return path_; }
   // Records found at creation whose header was damaged, or that did not fit the file.
   uint64_t recovery_drops() const { return recovery_drops_; }
+  // Slab table entries that could not be written (the slab's blocks may not come back
+  // after a restart; nothing wrong is served).
+  uint64_t table_write_errors() const { return table_write_errors_; }
 
  private:
-  SsdTier(int fd, std::string path, uint64_t slot_bytes, uint32_t slots, bool direct_io);
-  uint64_t SlotOffset(uint32_t slot) const { return kAlign + uint64_t{slot} * stride_; }
+  SsdTier(int fd, std::string path, SlabAllocator slots, bool direct_io);
+  static uint64_t RoundUp(uint64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+  uint64_t TableBytes() const { return RoundUp(uint64_t{slots_.num_slabs()} * 8); }
+  uint64_t SlotOffset(uint32_t slot) const { return kAlign + TableBytes() + slots_.Offset(slot); }
   void ScanExisting(uint64_t file_bytes);
+  void RecordSlabClass(uint32_t slab, int cls);
 
   const int fd_;
   const std::string path_;
-  const uint64_t slot_bytes_;
-  const uint64_t stride_;
-  const uint32_t capacity_slots_;
+  SlabAllocator slots_;
   const bool direct_io_;
-  std::vector<uint32_t> free_;
-  std::vector<uint8_t> used_;
+  std::vector<uint64_t> table_;  // slot bytes per slab as on disk (0: none)
   std::vector<std::pair<uint32_t, SsdRecord>> recovered_;
   uint64_t recovery_drops_ = 0;
+  uint64_t table_write_errors_ = 0;
 };
 
 }  // namespace kvtier

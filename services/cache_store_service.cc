@@ -225,17 +225,40 @@ grpc::ServerUnaryReactor* CacheStoreService::Stats(grpc::CallbackServerContext* 
     t1->set_reserved_blocks(s.t1_reserved_blocks);
     t1->set_locked(s.t1_locked);
     t1->set_hit_blocks(s.lookup_hit_blocks_t1);
+    t1->set_max_block_bytes(s.max_block_bytes);
+    t1->set_slab_bytes(s.t1_slab_bytes);
+    t1->set_slabs(s.t1_slabs);
+    t1->set_free_slabs(s.t1_free_slabs);
+    t1->set_allocated_bytes(s.t1_allocated_bytes);
     if (s.t2_enabled) {
       v1::TierStats* t2 = response->add_tiers();
       t2->set_tier(v1::TIER_LOCAL_SSD);
       t2->set_capacity_bytes(s.t2_capacity_bytes);
-      t2->set_slot_bytes(s.t1_slot_bytes);
+      t2->set_slot_bytes(s.t2_slot_bytes);
       t2->set_capacity_blocks(s.t2_capacity_blocks);
       t2->set_used_blocks(s.t2_used_blocks);
       t2->set_used_bytes(s.t2_used_bytes);
       t2->set_hit_blocks(s.lookup_hit_blocks_t2);
       t2->set_direct_io(s.t2_direct_io);
+      t2->set_max_block_bytes(s.max_block_bytes);
+      t2->set_slab_bytes(s.t2_slab_bytes);
+      t2->set_slabs(s.t2_slabs);
+      t2->set_free_slabs(s.t2_free_slabs);
+      t2->set_allocated_bytes(s.t2_allocated_bytes);
     }
+    for (const LayoutUsage& u : s.layouts) {
+      v1::LayoutUsage* l = response->add_layouts();
+      l->set_layout_fingerprint(u.layout_fingerprint);
+      l->set_block_bytes(u.block_bytes);
+      l->set_t1_blocks(u.t1_blocks);
+      l->set_t1_bytes(u.t1_bytes);
+      l->set_t2_blocks(u.t2_blocks);
+      l->set_t2_bytes(u.t2_bytes);
+    }
+    response->set_t1_slab_moves(s.t1_slab_moves);
+    response->set_t2_slab_moves(s.t2_slab_moves);
+    response->set_block_limit_evictions(s.block_limit_evictions);
+    response->set_max_blocks(s.max_blocks);
     response->set_lookups(s.lookups);
     response->set_lookup_requested_blocks(s.lookup_requested_blocks);
     response->set_lookup_hit_blocks(s.lookup_hit_blocks);

@@ -32,8 +32,19 @@ ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9091",
           "Prometheus /metrics address (HOST:PORT); empty disables it.");
 ABSL_FLAG(uint64_t, t1_bytes, uint64_t{1} << 30,
           "Capacity of the pinned host-memory tier (T1) in bytes; allocated at start-up.");
-ABSL_FLAG(uint64_t, t1_slot_bytes, uint64_t{2} << 20,
-          "Size of one T1 slot; the largest block the store accepts. Rounded up to 4 KiB.");
+ABSL_FLAG(uint64_t, max_block_bytes, 0,
+          "Largest block (of any layout) the store accepts. 0: 16 MiB, or T1/4 for a T1 under "
+          "64 MiB.");
+ABSL_FLAG(uint64_t, slab_bytes, 0,
+          "T1 and T2 are cut into slabs of this size, each holding blocks of one size class "
+          "(docs/architecture.md). 0: max(max_block_bytes, min(64 MiB, tier / 16)).");
+ABSL_FLAG(uint64_t, t1_min_slot_bytes, 256,
+          "Smallest T1 slot: smaller blocks take a slot of this size.");
+ABSL_FLAG(uint64_t, t1_slot_bytes, 0, "Deprecated: the old name of --t1_min_slot_bytes.");
+ABSL_FLAG(uint64_t, max_blocks, 0,
+          "Most blocks held at once in T1 and T2 (bounds the index's memory, about 300 bytes "
+          "a block). 0: the tiers' capacity in smallest slots, capped at max(65536, "
+          "T1 / 32 KiB + T2 / 128 KiB).");
 ABSL_FLAG(std::string, t1_lock, "best_effort",
           "Pin/lock T1 memory: required | best_effort | none.");
 ABSL_FLAG(std::string, eviction_policy, "adaptive",
@@ -43,8 +54,8 @@ ABSL_FLAG(std::string, t2_dir, "",
           "Directory of the T2 (local SSD) slab file kvtier-t2.slab. Empty: no T2. A store "
           "restarted on the same directory serves the blocks found there.");
 ABSL_FLAG(uint64_t, t2_bytes, uint64_t{16} << 30,
-          "T2 capacity in bytes (payload; headers add 4 KiB per slot). Reserved with "
-          "posix_fallocate at start.");
+          "T2 capacity in bytes: the size of the slab file, each slot a 4 KiB record header "
+          "and its block. Reserved with posix_fallocate at start.");
 ABSL_FLAG(std::string, t2_eviction_policy, "lru",
           "T2 eviction policy: lru or adaptive (docs/policy.md explains the default).");
 ABSL_FLAG(double, t2_admit_min_score, 0.05,
@@ -105,14 +116,25 @@ int Run() {
     KVTIER_LOG(ERROR) << lock_mode.status().message();
     return 2;
   }
+  uint64_t min_slot = absl::GetFlag(FLAGS_t1_min_slot_bytes);
+  if (const uint64_t old = absl::GetFlag(FLAGS_t1_slot_bytes); old != 0) {
+    KVTIER_LOG(WARNING) << "--t1_slot_bytes is deprecated: T1 holds blocks of every size up to "
+                           "--max_block_bytes; taking it as --t1_min_slot_bytes="
+                        << old;
+    min_slot = old;
+  }
   BlockStoreOptions options;
   options.t1 = {.capacity_bytes = absl::GetFlag(FLAGS_t1_bytes),
-                .slot_bytes = absl::GetFlag(FLAGS_t1_slot_bytes),
+                .max_block_bytes = absl::GetFlag(FLAGS_max_block_bytes),
+                .slab_bytes = absl::GetFlag(FLAGS_slab_bytes),
+                .min_slot_bytes = min_slot,
                 .lock_mode = *lock_mode};
   options.eviction_policy = absl::GetFlag(FLAGS_eviction_policy);
   options.t2 = {.directory = absl::GetFlag(FLAGS_t2_dir),
                 .capacity_bytes = absl::GetFlag(FLAGS_t2_bytes),
+                .slab_bytes = absl::GetFlag(FLAGS_slab_bytes),
                 .direct_io = absl::GetFlag(FLAGS_t2_direct_io)};
+  options.max_blocks = absl::GetFlag(FLAGS_max_blocks);
   options.t2_eviction_policy = absl::GetFlag(FLAGS_t2_eviction_policy);
   options.t2_admit_min_score = absl::GetFlag(FLAGS_t2_admit_min_score);
   options.default_lease_ttl = absl::GetFlag(FLAGS_lease_ttl);
@@ -128,12 +150,15 @@ int Run() {
     return 2;
   }
   const BlockStoreStats stats = (*store)->Stats();
-  KVTIER_LOG(INFO) << "T1: " << stats.t1_capacity_blocks << " slots of " << stats.t1_slot_bytes
-                   << " bytes (" << stats.t1_capacity_bytes
-                   << " bytes), memory lock: " << stats.t1_lock_method
+  KVTIER_LOG(INFO) << "T1: " << stats.t1_capacity_bytes << " bytes in " << stats.t1_slabs
+                   << " slabs of " << stats.t1_slab_bytes << " bytes, blocks of "
+                   << stats.t1_slot_bytes << " to " << stats.max_block_bytes
+                   << " bytes, at most " << stats.max_blocks
+                   << " blocks; memory lock: " << stats.t1_lock_method
                    << ", policy: " << stats.eviction_policy;
   if (stats.t2_enabled) {
-    KVTIER_LOG(INFO) << "T2: " << stats.t2_capacity_blocks << " slots in "
+    KVTIER_LOG(INFO) << "T2: " << stats.t2_capacity_bytes << " bytes in " << stats.t2_slabs
+                     << " slabs in "
                      << absl::GetFlag(FLAGS_t2_dir)
                      << " (direct I/O: " << (stats.t2_direct_io ? "yes" : "no") << "), "
                      << stats.t2_recovered_blocks << " blocks recovered, "

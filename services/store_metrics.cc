@@ -2,7 +2,10 @@
 
 #include <prometheus/metric_family.h>
 
+#include <algorithm>
 #include <string>
+
+#include "absl/strings/str_format.h"
 
 #include "services/metric_families.h"
 
@@ -75,10 +78,26 @@ class EngineCollector : public prometheus::Collectable {
     per_tier("kvtier_checksum_failures_total",
              "Blocks that failed checksum verification (or could not be read) and were dropped.",
              T::Counter, s.checksum_failures - s.checksum_failures_t2, s.checksum_failures_t2);
-    per_tier("kvtier_tier_capacity_bytes", "Payload bytes the tier can hold.", T::Gauge,
+    per_tier("kvtier_tier_capacity_bytes",
+             "Bytes of the tier's slabs (T2: slots include a 4 KiB record header).", T::Gauge,
              s.t1_capacity_bytes, s.t2_capacity_bytes);
-    per_tier("kvtier_tier_capacity_blocks", "Slots (blocks) the tier can hold.", T::Gauge,
-             s.t1_capacity_blocks, s.t2_capacity_blocks);
+    per_tier("kvtier_tier_capacity_blocks",
+             "Blocks of the smallest slot size the tier holds: an upper bound on its capacity "
+             "in blocks.",
+             T::Gauge, s.t1_capacity_blocks, s.t2_capacity_blocks);
+    per_tier("kvtier_tier_allocated_bytes",
+             "Bytes of the slots in use: payload rounded up to its size class, and reserved "
+             "slots. used / allocated is the share of slot bytes that hold payload.",
+             T::Gauge, s.t1_allocated_bytes, s.t2_allocated_bytes);
+    per_tier("kvtier_tier_slabs", "Slabs the tier is cut into.", T::Gauge, s.t1_slabs, s.t2_slabs);
+    per_tier("kvtier_tier_free_slabs", "Slabs that belong to no size class.", T::Gauge,
+             s.t1_free_slabs, s.t2_free_slabs);
+    per_tier("kvtier_slab_moves_total",
+             "Slabs emptied and given to another size class (a layout that needs room).",
+             T::Counter, s.t1_slab_moves, s.t2_slab_moves);
+    add("kvtier_block_limit_evictions_total",
+        "Blocks evicted because the store held --max_blocks blocks.", T::Counter,
+        s.block_limit_evictions);
     per_tier("kvtier_tier_used_bytes", "Payload bytes of the blocks in the tier.", T::Gauge,
              s.t1_used_bytes, s.t2_used_bytes);
     per_tier("kvtier_tier_blocks", "Committed blocks in the tier.", T::Gauge, s.t1_used_blocks,
@@ -114,6 +133,29 @@ class EngineCollector : public prometheus::Collectable {
       add("kvtier_t2_recovery_drops", "T2 records found damaged at start and dropped.", T::Gauge,
           s.t2_recovery_drops);
       add("kvtier_t2_direct_io", "1 when T2 uses O_DIRECT.", T::Gauge, s.t2_direct_io ? 1 : 0);
+    }
+    // By layout: the kMaxLayoutSeries layouts with the most bytes (Stats orders them).
+    const size_t layouts = std::min(s.layouts.size(), StoreMetrics::kMaxLayoutSeries);
+    const char* layout_bytes_help =
+        "Payload bytes of the blocks of a layout (by fingerprint, as in Stats; the layouts "
+        "with the most bytes) in the tier.";
+    for (size_t i = 0; i < layouts; ++i) {
+      const std::string fp = absl::StrFormat("%016x", s.layouts[i].layout_fingerprint);
+      add("kvtier_layout_used_bytes", layout_bytes_help, T::Gauge, s.layouts[i].t1_bytes,
+          {{"tier", "t1"}, {"layout", fp}});
+      if (has_t2) {
+        add("kvtier_layout_used_bytes", layout_bytes_help, T::Gauge, s.layouts[i].t2_bytes,
+            {{"tier", "t2"}, {"layout", fp}});
+      }
+    }
+    for (size_t i = 0; i < layouts; ++i) {
+      const std::string fp = absl::StrFormat("%016x", s.layouts[i].layout_fingerprint);
+      add("kvtier_layout_blocks", "Blocks of a layout in the tier (as kvtier_layout_used_bytes).",
+          T::Gauge, s.layouts[i].t1_blocks, {{"tier", "t1"}, {"layout", fp}});
+      if (has_t2) {
+        add("kvtier_layout_blocks", "", T::Gauge, s.layouts[i].t2_blocks,
+            {{"tier", "t2"}, {"layout", fp}});
+      }
     }
     add("kvtier_active_leases", "Lookup leases not yet released or expired.", T::Gauge,
         s.active_leases);

@@ -40,6 +40,9 @@ const char* StoreRpcName(StoreRpc rpc);
 
 class StoreMetrics {
  public:
+  // Layouts that get kvtier_layout_* series (the ones with the most bytes).
+  static constexpr size_t kMaxLayoutSeries = 16;
+
   // Per-tenant hit counters get their own series for the first `max_tenant_series`
   // tenants seen; later tenants share the series tenant="other" (bounded cardinality).
   explicit StoreMetrics(const BlockStore* store, uint32_t max_tenant_series = 32);

@@ -44,7 +44,7 @@ PY
 
 capacity=300
 for policy in lru adaptive; do
-  start_store "$store" "$work/store.log" --metrics_listen= --t1_lock=none --t1_slot_bytes=4096 \
+  start_store "$store" "$work/store.log" --metrics_listen= --t1_lock=none --t1_min_slot_bytes=4096 \
     --t1_bytes=$((capacity * 4096)) --eviction_policy=$policy || fail "store did not start"
   pid=$store_pid
   port=$store_port
@@ -78,7 +78,7 @@ done
 shard_pids=()
 targets=""
 for i in 0 1; do
-  start_store "$store" "$work/shard$i.log" --metrics_listen= --t1_lock=none --t1_slot_bytes=4096 \
+  start_store "$store" "$work/shard$i.log" --metrics_listen= --t1_lock=none --t1_min_slot_bytes=4096 \
     --t1_bytes=$((capacity / 2 * 4096)) --shard_id=shard-$i || fail "shard $i did not start"
   shard_pids+=("$store_pid")
   targets="$targets${targets:+,}127.0.0.1:$store_port"

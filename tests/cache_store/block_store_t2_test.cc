@@ -35,7 +35,7 @@ std::string FreshDir(const std::string& name) {
 BlockStoreOptions T2Options(const std::string& dir) {
   BlockStoreOptions o = SmallStoreOptions(kT1Slots);
   o.eviction_policy = "lru";
-  o.t2 = {.directory = dir, .capacity_bytes = kT2Slots * 4096};
+  o.t2 = {.directory = dir, .capacity_bytes = kT2Slots * SsdTier::SlotBytesFor(4096)};
   o.t2_admit_min_score = 0;
   return o;
 }
@@ -142,10 +142,13 @@ TEST_F(T2Test, ABlockCorruptedOnDiskIsDroppedAndCountedNeverServed) {
   ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, a_, 0, 4).ok());
   ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, b_, 0, 4).ok());
   store_.reset();
-  {  // Flip a payload byte in every slot: slot i's payload starts at 4096 + i*8192 + 4096.
-    std::fstream f(dir + "/kvtier-t2.slab", std::ios::in | std::ios::out | std::ios::binary);
-    for (uint32_t slot = 0; slot < kT2Slots; ++slot) {
-      f.seekp(4096 + slot * 8192 + 4096 + 17);
+  {  // Flip a byte of every payload. The blocks are 4 KiB, so their T2 slots are 8 KiB
+     // (header, payload) side by side after the 4 KiB superblock and the 4 KiB slab table.
+    const std::string path = dir + "/kvtier-t2.slab";
+    const uint64_t bytes = std::filesystem::file_size(path);
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    for (uint64_t slot = 8192; slot + 8192 <= bytes; slot += 8192) {
+      f.seekp(static_cast<std::streamoff>(slot + 4096 + 17));
       f.put('\x42');
     }
   }

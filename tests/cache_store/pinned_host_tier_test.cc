@@ -8,30 +8,43 @@
 namespace kvtier {
 namespace {
 
-TEST(PinnedHostTierTest, SlotsAreAlignedDistinctAndBounded) {
-  auto tier = PinnedHostTier::Create(
-      {.capacity_bytes = 10 * 8192 + 100, .slot_bytes = 5000, .lock_mode = MemoryLockMode::kNone});
+TEST(PinnedHostTierTest, SlotsOfEverySizeAreUsableDistinctAndBounded) {
+  auto tier = PinnedHostTier::Create({.capacity_bytes = 8 << 20,
+                                      .max_block_bytes = 1 << 20,
+                                      .lock_mode = MemoryLockMode::kNone});
   ASSERT_TRUE(tier.ok()) << tier.status();
-  EXPECT_EQ((*tier)->slot_bytes(), 8192u);  // rounded up to 4 KiB
-  EXPECT_EQ((*tier)->capacity_slots(), 10u);
-  std::set<uint32_t> slots;
-  for (int i = 0; i < 10; ++i) {
-    std::optional<uint32_t> s = (*tier)->Allocate();
-    ASSERT_TRUE(s.has_value());
-    EXPECT_EQ(reinterpret_cast<uintptr_t>((*tier)->SlotData(*s)) % 4096, 0u);
-    std::memset((*tier)->SlotData(*s), i, (*tier)->slot_bytes());  // every byte is usable
-    slots.insert(*s);
+  SlabAllocator& slots = (*tier)->slots();
+  EXPECT_EQ((*tier)->max_block_bytes(), 1u << 20);
+  EXPECT_EQ((*tier)->capacity_bytes(), 8u << 20);
+  // Blocks of three sizes; every byte of each slot is written, none overlaps another.
+  std::vector<std::pair<uint32_t, uint64_t>> taken;
+  for (uint64_t size : {uint64_t{300}, uint64_t{70000}, uint64_t{1} << 20}) {
+    const int cls = *slots.ClassFor(size);
+    for (int i = 0; i < 3; ++i) {
+      std::optional<uint32_t> s = slots.Allocate(cls);
+      ASSERT_TRUE(s.has_value());
+      if (slots.SlotBytes(*s) >= 65536) {
+        EXPECT_EQ(reinterpret_cast<uintptr_t>((*tier)->SlotData(*s)) % 4096, 0u);
+      }
+      std::memset((*tier)->SlotData(*s), static_cast<int>(taken.size()), slots.SlotBytes(*s));
+      taken.emplace_back(*s, slots.SlotBytes(*s));
+    }
   }
-  EXPECT_EQ(slots.size(), 10u);
-  EXPECT_FALSE((*tier)->Allocate().has_value());  // never grows
-  (*tier)->Free(3);
-  EXPECT_EQ((*tier)->free_slots(), 1u);
-  EXPECT_EQ((*tier)->Allocate(), 3u);
+  for (size_t i = 0; i < taken.size(); ++i) {
+    const uint8_t* p = (*tier)->SlotData(taken[i].first);
+    for (uint64_t b = 0; b < taken[i].second; b += 997) ASSERT_EQ(p[b], i) << "slot " << i;
+  }
+  // Never grows: 1 MiB slots run out once the other classes' slabs are counted.
+  const int big = *slots.ClassFor(1 << 20);
+  int more = 0;
+  while (slots.Allocate(big)) ++more;
+  EXPECT_EQ(more, 3);  // 8 slabs of 1 MiB: 2 hold the small blocks, 3 the first big ones
+  EXPECT_FALSE(slots.ClassFor((1 << 20) + 1).has_value());
 }
 
 TEST(PinnedHostTierTest, BestEffortLockingReportsWhatItGot) {
   auto tier = PinnedHostTier::Create(
-      {.capacity_bytes = 1 << 20, .slot_bytes = 1 << 16, .lock_mode = MemoryLockMode::kBestEffort});
+      {.capacity_bytes = 1 << 20, .lock_mode = MemoryLockMode::kBestEffort});
   ASSERT_TRUE(tier.ok()) << tier.status();
   if ((*tier)->locked()) {
     EXPECT_NE(std::string((*tier)->lock_method()), "none");
@@ -40,22 +53,16 @@ TEST(PinnedHostTierTest, BestEffortLockingReportsWhatItGot) {
   }
 }
 
-TEST(PinnedHostTierTest, RejectsCapacityBelowOneSlot) {
-  auto tier = PinnedHostTier::Create(
-      {.capacity_bytes = 4096, .slot_bytes = 8192, .lock_mode = MemoryLockMode::kNone});
+TEST(PinnedHostTierTest, RejectsSizesThatMakeNoSlabWithTheReason) {
+  auto tier = PinnedHostTier::Create({.capacity_bytes = 1000, .lock_mode = MemoryLockMode::kNone});
   EXPECT_EQ(tier.status().code(), absl::StatusCode::kInvalidArgument);
-  tier = PinnedHostTier::Create(
-      {.capacity_bytes = 4096, .slot_bytes = 0, .lock_mode = MemoryLockMode::kNone});
+  EXPECT_NE(tier.status().message().find("T1"), std::string_view::npos) << tier.status();
+  tier = PinnedHostTier::Create({.capacity_bytes = 1 << 20,
+                                 .max_block_bytes = 2 << 20,
+                                 .lock_mode = MemoryLockMode::kNone});
   EXPECT_EQ(tier.status().code(), absl::StatusCode::kInvalidArgument);
-}
-
-TEST(PinnedHostTierDeathTest, DoubleFreeAborts) {
-  auto tier = PinnedHostTier::Create(
-      {.capacity_bytes = 8192, .slot_bytes = 4096, .lock_mode = MemoryLockMode::kNone});
-  ASSERT_TRUE(tier.ok());
-  uint32_t s = *(*tier)->Allocate();
-  (*tier)->Free(s);
-  EXPECT_DEATH((*tier)->Free(s), "double free");
+  EXPECT_NE(tier.status().message().find("largest block"), std::string_view::npos)
+      << tier.status();
 }
 
 }  // namespace

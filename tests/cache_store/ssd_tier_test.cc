@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
+#include <algorithm>
 #include <fstream>
 
 #include "cache_store/checksum.h"
@@ -46,116 +47,139 @@ SsdRecord RecordFor(uint8_t tag, const Aligned& data, uint64_t size) {
   return r;
 }
 
-TEST(SsdTierTest, WritesReadsAndRecoversRecordsAcrossReopen) {
+std::optional<uint32_t> Take(SsdTier& tier, uint64_t payload) {
+  return tier.slots().Allocate(*tier.slots().ClassFor(SsdTier::SlotBytesFor(payload)));
+}
+
+TEST(SsdTierTest, WritesReadsAndRecoversRecordsOfManySizesAcrossReopen) {
   const std::string dir = FreshDir("roundtrip");
-  constexpr uint64_t kSlot = 8192;
-  Aligned data(kSlot);
-  for (size_t i = 0; i < kSlot; ++i) data.p[i] = static_cast<uint8_t>(i * 7 + 1);
-  const uint64_t size = 5000;  // not a multiple of 4 KiB
+  constexpr uint64_t kBig = 300000;
+  Aligned data(kBig + 4096);
+  for (size_t i = 0; i < data.size; ++i) data.p[i] = static_cast<uint8_t>(i * 7 + 1);
+  const SsdTierOptions options{.directory = dir, .capacity_bytes = 4 << 20, .max_block_bytes = 512 << 10};
+  std::vector<uint64_t> sizes = {5000, 100, kBig, 5000};  // not multiples of 4 KiB
+  std::vector<uint32_t> slots;
   {
-    auto tier =
-        SsdTier::Create({.directory = dir, .capacity_bytes = 4 * kSlot, .slot_bytes = kSlot});
+    auto tier = SsdTier::Create(options);
     ASSERT_TRUE(tier.ok()) << tier.status();
-    EXPECT_EQ((*tier)->capacity_slots(), 4u);
     EXPECT_TRUE((*tier)->TakeRecovered().empty());
-    std::optional<uint32_t> a = (*tier)->Allocate();
-    std::optional<uint32_t> b = (*tier)->Allocate();
-    ASSERT_TRUE(a && b);
-    ASSERT_TRUE((*tier)->Write(*a, RecordFor(1, data, size), data.p).ok());
-    ASSERT_TRUE((*tier)->Write(*b, RecordFor(2, data, size), data.p).ok());
-    Aligned back(kSlot);
-    ASSERT_TRUE((*tier)->Read(*a, size, back.p).ok());
-    EXPECT_EQ(std::memcmp(back.p, data.p, size), 0);
-    ASSERT_TRUE((*tier)->Invalidate(*b).ok());  // b must not come back
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      std::optional<uint32_t> slot = Take(**tier, sizes[i]);
+      ASSERT_TRUE(slot);
+      slots.push_back(*slot);
+      // Unaligned sources go through a bounce buffer.
+      ASSERT_TRUE((*tier)->Write(*slot, RecordFor(i + 1, data, sizes[i]), data.p + (i % 2)).ok());
+    }
+    std::vector<uint8_t> back(kBig);
+    ASSERT_TRUE((*tier)->Read(slots[2], kBig, back.data() + 0).ok());
+    EXPECT_EQ(std::memcmp(back.data(), data.p, kBig), 0);
+    ASSERT_TRUE((*tier)->Invalidate(slots[3]).ok());  // the 4th must not come back
   }
-  auto tier = SsdTier::Create({.directory = dir, .capacity_bytes = 4 * kSlot, .slot_bytes = kSlot});
+  auto tier = SsdTier::Create(options);
   ASSERT_TRUE(tier.ok()) << tier.status();
   auto recovered = (*tier)->TakeRecovered();
-  ASSERT_EQ(recovered.size(), 1u);
-  const SsdRecord& r = recovered[0].second;
-  EXPECT_EQ(r.key.bytes[0], 1);
-  ASSERT_TRUE(r.parent.has_value());
-  EXPECT_EQ(r.parent->bytes[0], 2);
-  EXPECT_EQ(r.tenant, "tenant-a");
-  EXPECT_EQ(r.layout_fingerprint, 0xabcdefu);
-  EXPECT_EQ(r.num_layers, 2u);
-  EXPECT_EQ(r.size, size);
-  EXPECT_EQ(r.checksum, RangeChecksum(data.p, size));
-  // The recovered slot is in use; the other three are free.
-  int free_slots = 0;
-  while ((*tier)->Allocate()) ++free_slots;
-  EXPECT_EQ(free_slots, 3);
+  ASSERT_EQ(recovered.size(), 3u);
+  std::sort(recovered.begin(), recovered.end(),
+            [](const auto& a, const auto& b) { return a.second.depth < b.second.depth; });
+  for (size_t i = 0; i < 3; ++i) {
+    const SsdRecord& r = recovered[i].second;
+    EXPECT_EQ(recovered[i].first, slots[i]);
+    EXPECT_EQ(r.key.bytes[0], i + 1);
+    ASSERT_TRUE(r.parent.has_value());
+    EXPECT_EQ(r.parent->bytes[0], i + 2);
+    EXPECT_EQ(r.tenant, "tenant-a");
+    EXPECT_EQ(r.layout_fingerprint, 0xabcdefu);
+    EXPECT_EQ(r.size, sizes[i]);
+    EXPECT_EQ(r.checksum, RangeChecksum(data.p, sizes[i]));
+    std::vector<uint8_t> back(r.size);
+    ASSERT_TRUE((*tier)->Read(recovered[i].first, r.size, back.data()).ok());
+    EXPECT_EQ(std::memcmp(back.data(), data.p + (i % 2), r.size), 0);
+  }
+  // The recovered slots stay in use: new slots are others.
+  for (int i = 0; i < 4; ++i) {
+    std::optional<uint32_t> slot = Take(**tier, 5000);
+    ASSERT_TRUE(slot);
+    EXPECT_NE(*slot, slots[0]);
+  }
 }
 
 TEST(SsdTierTest, DamagedHeaderAndTruncatedSlabAreCountedDrops) {
   const std::string dir = FreshDir("damaged");
-  constexpr uint64_t kSlot = 4096;
-  Aligned data(kSlot);
-  std::memset(data.p, 0x5a, kSlot);
+  constexpr uint64_t kBlock = 4096;
+  Aligned data(kBlock);
+  std::memset(data.p, 0x5a, kBlock);
+  const SsdTierOptions options{
+      .directory = dir, .capacity_bytes = 3 * 8192, .max_block_bytes = kBlock, .slab_bytes = 3 * 8192};
+  uint64_t table_end = 0;
   {
-    auto tier =
-        SsdTier::Create({.directory = dir, .capacity_bytes = 3 * kSlot, .slot_bytes = kSlot});
-    ASSERT_TRUE(tier.ok());
+    auto tier = SsdTier::Create(options);
+    ASSERT_TRUE(tier.ok()) << tier.status();
     for (uint8_t tag = 1; tag <= 3; ++tag) {
-      ASSERT_TRUE((*tier)->Write(*(*tier)->Allocate(), RecordFor(tag, data, kSlot), data.p).ok());
+      ASSERT_TRUE((*tier)->Write(*Take(**tier, kBlock), RecordFor(tag, data, kBlock), data.p).ok());
     }
+    table_end = 4096 + 4096;  // superblock, then a one-page slab table
   }
   const std::string slab = dir + "/kvtier-t2.slab";
-  // Slot layout: 4 KiB superblock, then (4 KiB header + 4 KiB payload) per slot. Damage the
-  // header of the first slot written (slot 0) and cut the file inside the last slot.
+  // One slab of three 8 KiB slots (4 KiB header + 4 KiB payload). Damage the header of the
+  // first slot and cut the file inside the last.
   {
     std::fstream f(slab, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(4096 + 100);
+    f.seekp(table_end + 100);
     f.put('\x77');
   }
-  fs::resize_file(slab, 4096 + 2 * 8192 + 4096 + 10);
-  auto tier = SsdTier::Create({.directory = dir, .capacity_bytes = 3 * kSlot, .slot_bytes = kSlot});
+  fs::resize_file(slab, table_end + 2 * 8192 + 4096 + 10);
+  auto tier = SsdTier::Create(options);
   ASSERT_TRUE(tier.ok()) << tier.status();
   EXPECT_EQ((*tier)->TakeRecovered().size(), 1u);  // only slot 1 is intact
   EXPECT_EQ((*tier)->recovery_drops(), 2u);
-  // The slab is full size again and usable.
-  EXPECT_EQ(fs::file_size(slab), 4096u + 3 * 8192u);
+  // The slab file is full size again and usable.
+  EXPECT_EQ(fs::file_size(slab), table_end + 3 * 8192u);
 }
 
-TEST(SsdTierTest, AnotherSlotSizeDiscardsTheOldSlab) {
+TEST(SsdTierTest, AnotherGeometryDiscardsTheOldSlab) {
   const std::string dir = FreshDir("geometry");
   Aligned data(8192);
   std::memset(data.p, 1, 8192);
-  {  // A 4 KiB block in slot 0 of an 8 KiB-slot slab: its header sits where slot 0's
-     // header of a 4 KiB-slot slab would, and it would fit that slot.
-    auto tier = SsdTier::Create({.directory = dir, .capacity_bytes = 16384, .slot_bytes = 8192});
+  {
+    auto tier = SsdTier::Create({.directory = dir, .capacity_bytes = 65536, .max_block_bytes = 8192});
     ASSERT_TRUE(tier.ok());
-    std::optional<uint32_t> slot = (*tier)->Allocate();
-    ASSERT_EQ(slot, 0u);
-    ASSERT_TRUE((*tier)->Write(*slot, RecordFor(1, data, 4096), data.p).ok());
+    ASSERT_TRUE((*tier)->Write(*Take(**tier, 4096), RecordFor(1, data, 4096), data.p).ok());
   }
   for (int reopen = 0; reopen < 2; ++reopen) {
-    // The first reopen discards the old slab; the second finds a valid 4 KiB superblock
-    // and must still not mistake the old header for one of its own.
-    auto tier = SsdTier::Create({.directory = dir, .capacity_bytes = 16384, .slot_bytes = 4096});
+    // The first reopen discards the old file; the second finds a valid superblock of the
+    // new geometry and must still not mistake the old header for one of its own.
+    auto tier = SsdTier::Create({.directory = dir, .capacity_bytes = 65536, .max_block_bytes = 4096});
     ASSERT_TRUE(tier.ok());
     EXPECT_TRUE((*tier)->TakeRecovered().empty()) << "reopen " << reopen;
   }
+}
+
+TEST(SsdTierTest, ABlockLargerThanItsSlotIsRefused) {
+  auto tier = SsdTier::Create(
+      {.directory = FreshDir("toolarge"), .capacity_bytes = 1 << 20, .max_block_bytes = 65536});
+  ASSERT_TRUE(tier.ok());
+  Aligned data(65536);
+  const uint32_t slot = *Take(**tier, 4096);
+  absl::Status s = (*tier)->Write(slot, RecordFor(1, data, 65536), data.p);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
 }
 
 TEST(SsdTierTest, UnusableDirectoryIsAClearError) {
   const std::string dir = FreshDir("notadir");
   fs::create_directories(fs::path(dir).parent_path());
   std::ofstream(dir) << "a file where the directory should be";
-  auto tier =
-      SsdTier::Create({.directory = dir + "/sub", .capacity_bytes = 8192, .slot_bytes = 4096});
+  auto tier = SsdTier::Create({.directory = dir + "/sub", .capacity_bytes = 65536});
   ASSERT_FALSE(tier.ok());
   EXPECT_EQ(tier.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(tier.status().message().find(dir), std::string_view::npos) << tier.status();
-  auto zero =
-      SsdTier::Create({.directory = FreshDir("zero"), .capacity_bytes = 100, .slot_bytes = 4096});
+  auto zero = SsdTier::Create({.directory = FreshDir("zero"), .capacity_bytes = 100});
   EXPECT_EQ(zero.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(SsdTierTest, NoSpaceForTheSlabIsResourceExhausted) {
   const std::string dir = FreshDir("full");
   FileSizeLimit limit(64 * 1024);
-  auto tier = SsdTier::Create({.directory = dir, .capacity_bytes = 1 << 20, .slot_bytes = 4096});
+  auto tier = SsdTier::Create({.directory = dir, .capacity_bytes = 1 << 20});
   ASSERT_FALSE(tier.ok());
   EXPECT_EQ(tier.status().code(), absl::StatusCode::kResourceExhausted) << tier.status();
   EXPECT_NE(tier.status().message().find("kvtier-t2.slab"), std::string_view::npos);
@@ -163,12 +187,12 @@ TEST(SsdTierTest, NoSpaceForTheSlabIsResourceExhausted) {
 
 TEST(SsdTierTest, AWriteThatFailsReportsResourceExhausted) {
   const std::string dir = FreshDir("fullwrite");
-  auto tier = SsdTier::Create({.directory = dir, .capacity_bytes = 8 * 4096, .slot_bytes = 4096});
+  auto tier = SsdTier::Create({.directory = dir, .capacity_bytes = 8 * 8192, .max_block_bytes = 4096});
   ASSERT_TRUE(tier.ok());
   Aligned data(4096);
   std::memset(data.p, 3, 4096);
   FileSizeLimit limit(4096);  // only the superblock fits now
-  absl::Status s = (*tier)->Write(*(*tier)->Allocate(), RecordFor(1, data, 4096), data.p);
+  absl::Status s = (*tier)->Write(*Take(**tier, 4096), RecordFor(1, data, 4096), data.p);
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
 }
 

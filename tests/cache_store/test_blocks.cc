@@ -18,7 +18,7 @@ KvLayout SmallLayout() {
 BlockStoreOptions SmallStoreOptions(uint32_t slots, Clock* clock) {
   BlockStoreOptions o;
   o.t1 = {.capacity_bytes = uint64_t{slots} * 4096,
-          .slot_bytes = 4096,
+          .min_slot_bytes = 4096,
           .lock_mode = MemoryLockMode::kNone};
   o.clock = clock;
   return o;

@@ -23,14 +23,14 @@ fail() { echo "FAIL: $*" >&2; [ -f "$work/store.log" ] && cat "$work/store.log" 
 cat >"$work/store.flags" <<FLAGS
 --metrics_listen=
 --t1_bytes=33554432
---t1_slot_bytes=65536
+--t1_min_slot_bytes=65536
 --t1_lock=none
 --lease_ttl=5s
 FLAGS
 start_store "$store" "$work/store.log" --flagfile="$work/store.flags" || fail "store did not start"
 pid=$store_pid
 port=$store_port
-grep -q "512 slots of 65536 bytes" "$work/store.log" || fail "flag file not applied"
+grep -q "blocks of 65536 to" "$work/store.log" || fail "flag file not applied"
 
 # Small layout: 2 layers x 2 heads x 64 dims x fp16 x 16 tokens x K,V = 16 KiB blocks.
 layout=(--model=tiny --layers=2 --kv_heads=2 --head_dim=64 --dtype=fp16 --tokens_per_block=16)

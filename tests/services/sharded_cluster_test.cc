@@ -240,7 +240,7 @@ TEST(ShardedClusterTest, ADnsNameIsEveryAddressItResolvesTo) {
   EXPECT_FALSE(ShardEndpoints::Parse("dns:///no-such-host.invalid:1")->Resolve().ok());
 
   Cluster cluster;
-  ASSERT_TRUE(cluster.Start(1, {"--t1_bytes=8388608", "--t1_slot_bytes=8192"}).ok());
+  ASSERT_TRUE(cluster.Start(1, {"--t1_bytes=8388608", "--t1_min_slot_bytes=8192"}).ok());
   ShardedClientOptions o;
   o.targets = absl::StrCat("dns:///localhost:", cluster.Target(0).substr(10));
   o.shard.tenant = "dns";
@@ -260,7 +260,7 @@ TEST(ShardedClusterTest, ADnsNameIsEveryAddressItResolvesTo) {
 // layer by layer across shards.
 TEST(ShardedClusterTest, PutLookupFetchAcrossThreeShardsWithTwoCopies) {
   Cluster cluster;
-  ASSERT_TRUE(cluster.Start(3, {"--t1_bytes=67108864", "--t1_slot_bytes=8192"}).ok());
+  ASSERT_TRUE(cluster.Start(3, {"--t1_bytes=67108864", "--t1_min_slot_bytes=8192"}).ok());
   std::unique_ptr<ShardedClient> client = Connect(cluster, 2);
   ASSERT_NE(client, nullptr);
   ASSERT_EQ(client->ShardClients().size(), 3u);
@@ -352,7 +352,7 @@ TEST(ShardedClusterTest, PutLookupFetchAcrossThreeShardsWithTwoCopies) {
 // still found whole and read from the other copies; it rejoins once it answers again.
 TEST(ShardedClusterTest, AStalledShardIsAMissNotAnErrorOrAHang) {
   Cluster cluster;
-  ASSERT_TRUE(cluster.Start(3, {"--t1_bytes=67108864", "--t1_slot_bytes=8192"}).ok());
+  ASSERT_TRUE(cluster.Start(3, {"--t1_bytes=67108864", "--t1_min_slot_bytes=8192"}).ok());
   std::unique_ptr<ShardedClient> client = Connect(cluster, 2, absl::Seconds(1));
   ASSERT_NE(client, nullptr);
   const uint32_t n = 48;
@@ -434,7 +434,7 @@ std::vector<bench::TraceRequest> ReplayTrace() {
 
 TEST(ShardedClusterTest, AShardKilledMidReplayCostsNoErrorsAndNoHits) {
   const std::vector<bench::TraceRequest> trace = ReplayTrace();
-  const std::vector<std::string> flags = {"--t1_slot_bytes=4096", "--t1_bytes=268435456"};
+  const std::vector<std::string> flags = {"--t1_min_slot_bytes=4096", "--t1_bytes=268435456"};
   double hit_rate[2] = {0, 0};
   double undisturbed_seconds = 0;
   for (int killed = 0; killed < 2; ++killed) {
@@ -476,7 +476,7 @@ TEST(ShardedClusterTest, AShardRestartedOnItsT2DirectoryRejoinsAndServes) {
                            std::filesystem::create_directories(dir / absl::StrCat(i));
                            return std::vector<std::string>{
                                "--t1_bytes=131072",
-                               "--t1_slot_bytes=8192",
+                               "--t1_min_slot_bytes=8192",
                                "--t2_bytes=16777216",
                                "--t2_admit_min_score=0",
                                "--t2_direct_io=false",

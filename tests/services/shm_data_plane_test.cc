@@ -139,7 +139,7 @@ class ShmDataPlaneTest : public ::testing::Test {
 
   static constexpr uint32_t kBlocks = 5;
   testing::TestStoreServer store_{
-      {.slot_bytes = Layout().BlockBytes(),
+      {.min_slot_bytes = Layout().BlockBytes(),
        .same_node = true,
        .shm_attach_timeout = absl::Milliseconds(300),
        .shm_regions = {.max_regions = 8, .max_total_bytes = uint64_t{64} << 20}}};
@@ -229,7 +229,7 @@ TEST_F(ShmDataPlaneTest, NoSameNodeStoreIsARefusalNotAnError) {
   absl::StatusOr<FetchReply> r = lost.Fetch({.keys = {keys_[0]}}, out, {.shm = region->get()});
   EXPECT_TRUE(IsSameNodeRefusal(r.status())) << r.status();
 
-  testing::TestStoreServer plain({.slot_bytes = Layout().BlockBytes()});
+  testing::TestStoreServer plain({.min_slot_bytes = Layout().BlockBytes()});
   std::unique_ptr<CacheStoreClient> other = MakeClient("t", plain.target());  // our socket
   r = other->Fetch({.keys = {keys_[0]}}, out, {.shm = region->get()});
   EXPECT_TRUE(IsSameNodeRefusal(r.status())) << r.status();  // FAILED_PRECONDITION
@@ -304,7 +304,7 @@ TEST(ShmAuthTest, AttachTakesTheTenantFromTheCredentials) {
   const int fd = mkstemp(path);
   close(fd);
   std::ofstream(path) << "secret-a tenant-a\n";
-  testing::TestStoreServer store({.slot_bytes = 16384, .auth_token_file = path, .same_node = true});
+  testing::TestStoreServer store({.min_slot_bytes = 16384, .auth_token_file = path, .same_node = true});
   absl::StatusOr<std::unique_ptr<SharedMemoryRegion>> region = SharedMemoryRegion::Create(1 << 20);
   ASSERT_TRUE(region.ok());
   absl::StatusOr<std::string> id =

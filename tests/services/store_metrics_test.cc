@@ -10,7 +10,7 @@ namespace {
 
 TEST(StoreMetricsTest, TenantSeriesAreBounded) {
   BlockStoreOptions o;
-  o.t1 = {.capacity_bytes = 1 << 20, .slot_bytes = 4096, .lock_mode = MemoryLockMode::kNone};
+  o.t1 = {.capacity_bytes = 1 << 20, .min_slot_bytes = 4096, .lock_mode = MemoryLockMode::kNone};
   auto store = BlockStore::Create(o);
   ASSERT_TRUE(store.ok());
   StoreMetrics metrics(store->get(), /*max_tenant_series=*/2);

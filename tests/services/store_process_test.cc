@@ -59,7 +59,9 @@ TEST(StoreProcessTest, MetricsEndpointCountsWhatHappened) {
   ASSERT_TRUE(before.ok()) << before.status();
   EXPECT_EQ(Sample(*before, "kvtier_lookups_total"), 0);
   EXPECT_EQ(Sample(*before, "kvtier_tier_capacity_bytes{tier=\"t1\"}"), 64 << 20);
-  EXPECT_EQ(Sample(*before, "kvtier_tier_capacity_blocks{tier=\"t1\"}"), 32);
+  // In its smallest slots (256 bytes); blocks of every size up to 16 MiB share the tier.
+  EXPECT_EQ(Sample(*before, "kvtier_tier_capacity_blocks{tier=\"t1\"}"), (64 << 20) / 256);
+  EXPECT_EQ(Sample(*before, "kvtier_tier_slabs{tier=\"t1\"}"), 4);
 
   CacheStoreClient client({.target = (*store)->target(), .tenant = "m"});
   const KvLayout layout = Llama3_8BLayout();
@@ -156,7 +158,7 @@ TEST(StoreProcessTest, ServesOnAUnixSocket) {
   }
   absl::StatusOr<std::unique_ptr<bench::ChildProcess>> store = bench::ChildProcess::Start(
       KVTIER_STORE_BINARY,
-      {"--listen=unix://" + path, "--metrics_listen=", "--t1_bytes=4194304", "--t1_lock=none"});
+      {"--listen=unix://" + path, "--metrics_listen=", "--t1_bytes=8388608", "--t1_lock=none"});
   ASSERT_TRUE(store.ok());
   ASSERT_TRUE((*store)->AwaitLog(std::regex("serving on unix://"), absl::Seconds(20)).ok())
       << (*store)->Log();
@@ -213,6 +215,10 @@ TEST(StoreProcessTest, DocsListExactlyTheExposedMetrics) {
   // Per-tenant series appear with a tenant's first Lookup.
   const std::vector<uint32_t> tokens(32, 7);
   ASSERT_TRUE(client.Lookup(Llama3_8BLayout(), tokens).ok());
+  // Per-layout series appear with a layout's first block.
+  const KvLayout small{.model_id = "m", .num_layers = 1, .num_kv_heads = 1, .head_dim = 64,
+                       .dtype = DType::kBf16, .tokens_per_block = 16};
+  ASSERT_TRUE(client.Put(small, tokens, 0, std::vector<uint8_t>(2 * small.BlockBytes(), 1)).ok());
   absl::StatusOr<std::string> exposition = HttpGet((*store)->metrics_port(), "/metrics");
   ASSERT_TRUE(exposition.ok());
   EXPECT_EQ(ExposedKvtierMetrics(*exposition), documented);
@@ -223,7 +229,7 @@ TEST(StoreProcessTest, DocsListExactlyTheExposedMetrics) {
 TEST(StoreProcessTest, T2ServesEvictedBlocksAndSurvivesARestart) {
   const std::string dir = ::testing::TempDir() + "/kvtier_process_t2";
   std::filesystem::remove_all(dir);
-  const std::vector<std::string> flags = {"--t1_bytes=4194304", "--t1_slot_bytes=65536",
+  const std::vector<std::string> flags = {"--t1_bytes=4194304", "--t1_min_slot_bytes=65536",
                                           "--t2_dir=" + dir, "--t2_bytes=16777216",
                                           "--t2_admit_min_score=0"};
   const KvLayout layout{.model_id = "tiny",
@@ -448,7 +454,7 @@ TEST(StoreProcessTest, BadFlagsFailAtStartupWithAClearMessage) {
   std::tie(code, log) = StoreProcess::RunToExit(
       {"--t1_bytes=1000", "--t1_lock=none", "--metrics_listen=", "--listen=127.0.0.1:0"});
   EXPECT_EQ(code, 2);
-  EXPECT_NE(log.find("holds no slot"), std::string::npos) << log;
+  EXPECT_NE(log.find("makes no slab"), std::string::npos) << log;
   std::tie(code, log) = StoreProcess::RunToExit(
       {"--eviction_policy=random", "--t1_lock=none", "--metrics_listen=", "--t1_bytes=8388608"});
   EXPECT_EQ(code, 2);

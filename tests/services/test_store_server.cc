@@ -11,7 +11,7 @@ namespace kvtier::testing {
 TestStoreServer::TestStoreServer(const TestStoreOptions& options) {
   BlockStoreOptions o;
   o.t1 = {.capacity_bytes = options.t1_bytes,
-          .slot_bytes = options.slot_bytes,
+          .min_slot_bytes = options.min_slot_bytes,
           .lock_mode = MemoryLockMode::kNone};
   o.clock = &clock_;
   absl::StatusOr<std::unique_ptr<BlockStore>> store = BlockStore::Create(o);

@@ -16,7 +16,7 @@ namespace kvtier::testing {
 
 struct TestStoreOptions {
   uint64_t t1_bytes = uint64_t{64} << 20;
-  uint64_t slot_bytes = uint64_t{2} << 20;
+  uint64_t min_slot_bytes = 256;  // T1 blocks of at most this size take a slot of it
   std::string auth_token_file;  // empty: insecure (x-kvtier-tenant)
   bool same_node = false;       // the same-node data plane, its socket in a temp directory
   int transfer_threads = 0;

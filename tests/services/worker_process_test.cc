@@ -91,7 +91,7 @@ void ExpectSameLogits(const std::vector<float>& a, const std::vector<float>& b) 
 
 TEST(WorkerProcessTest, RestoredPrefixesDecodeExactlyLikeRecomputedOnes) {
   absl::StatusOr<std::unique_ptr<StoreProcess>> store =
-      StoreProcess::Start({"--t1_bytes=16777216", "--t1_slot_bytes=16384"});
+      StoreProcess::Start({"--t1_bytes=16777216", "--t1_min_slot_bytes=16384"});
   ASSERT_TRUE(store.ok()) << store.status();
   const std::vector<uint32_t> prompt = Prompt(100, 1);
 
@@ -154,7 +154,7 @@ TEST(WorkerProcessTest, SameNodeRestoresAndOffloadsIdentically) {
   ASSERT_NE(::mkdtemp(dir.data()), nullptr);
   const std::string socket = dir + "/shm.sock";
   absl::StatusOr<std::unique_ptr<StoreProcess>> store = StoreProcess::Start(
-      {"--t1_bytes=16777216", "--t1_slot_bytes=16384", "--shm_socket=" + socket});
+      {"--t1_bytes=16777216", "--t1_min_slot_bytes=16384", "--shm_socket=" + socket});
   ASSERT_TRUE(store.ok()) << store.status();
   const std::vector<uint32_t> prompt = Prompt(100, 3);
   auto worker = StartWorker((*store)->target(), socket);
@@ -195,7 +195,7 @@ TEST(WorkerProcessTest, AClusterOfShardsRestoresIdenticallyAndSurvivesAShardLoss
   for (int i = 0; i < 3; ++i) {
     const std::string id = "store-" + std::to_string(i);
     absl::StatusOr<std::unique_ptr<StoreProcess>> s =
-        StoreProcess::Start({"--t1_bytes=16777216", "--t1_slot_bytes=16384", "--shard_id=" + id,
+        StoreProcess::Start({"--t1_bytes=16777216", "--t1_min_slot_bytes=16384", "--shard_id=" + id,
                              "--shm_socket=" + dir + "/" + id + ".sock"});
     ASSERT_TRUE(s.ok()) << s.status();
     targets += (i ? "," : "") + (*s)->target();

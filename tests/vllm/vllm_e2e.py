@@ -42,7 +42,7 @@ def start_store():
     log = tempfile.NamedTemporaryFile(prefix="kvtier-store-", suffix=".log", delete=False)
     p = subprocess.Popen([f"{BUILD}/services/kvtier-store", "--listen=127.0.0.1:0",
                           "--metrics_listen=", "--t1_lock=none", "--t1_bytes=268435456",
-                          "--t1_slot_bytes=65536"], stdout=log, stderr=subprocess.STDOUT)
+                          "--t1_min_slot_bytes=65536"], stdout=log, stderr=subprocess.STDOUT)
     for _ in range(600):
         m = re.search(r"serving on .*\(port (\d+)\)", open(log.name).read())
         if m:

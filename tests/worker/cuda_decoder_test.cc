@@ -143,7 +143,7 @@ TEST(CudaDecoderTest, BadInputIsRefused) {
 // exactly what the cold worker generated.
 TEST(CudaDecoderTest, RestoredDevicePagesDecodeExactlyLikeRecomputedOnes) {
   SKIP_WITHOUT_CUDA();
-  testing::TestStoreServer store({.slot_bytes = TinyLlamaConfig().Layout().BlockBytes()});
+  testing::TestStoreServer store({.min_slot_bytes = TinyLlamaConfig().Layout().BlockBytes()});
   auto client = [&] {
     ClientOptions o;
     o.target = store.target();

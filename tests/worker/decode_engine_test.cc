@@ -75,7 +75,7 @@ Generation Generate(DecodeEngine& engine, const std::vector<uint32_t>& prompt, i
 
 testing::TestStoreServer& Store() {
   static auto* store = new testing::TestStoreServer(
-      {.t1_bytes = uint64_t{64} << 20, .slot_bytes = TinyLlamaConfig().Layout().BlockBytes()});
+      {.t1_bytes = uint64_t{64} << 20, .min_slot_bytes = TinyLlamaConfig().Layout().BlockBytes()});
   return *store;
 }
 
@@ -283,7 +283,7 @@ TEST(DecodeEngineTest, ABlockThatFailsItsChecksumCostsARecompute) {
 TEST(DecodeEngineTest, AFullStoreDropsOffloadsAndLosesNothingLocally) {
   // A store with room for two blocks: a 5-block offload cannot fit.
   testing::TestStoreServer tiny({.t1_bytes = 2 * TinyLlamaConfig().Layout().BlockBytes(),
-                                 .slot_bytes = TinyLlamaConfig().Layout().BlockBytes()});
+                                 .min_slot_bytes = TinyLlamaConfig().Layout().BlockBytes()});
   auto engine = Engine(Client(tiny.target(), "full"), 64, "full");
   const std::vector<uint32_t> p = Prompt(85, 7);
   const Generation first = Generate(*engine, p, 4);
@@ -313,7 +313,7 @@ TEST(DecodeEngineTest, TenantsNeverShareBlocks) {
 // the socket.
 TEST(DecodeEngineTest, SameNodeRestoresAndOffloadsThroughThePagesIdentically) {
   testing::TestStoreServer store(
-      {.slot_bytes = TinyLlamaConfig().Layout().BlockBytes(), .same_node = true});
+      {.min_slot_bytes = TinyLlamaConfig().Layout().BlockBytes(), .same_node = true});
   const DecodeEngineOptions options{.pages = 64, .tenant = "t1", .same_node = true};
   const std::vector<uint32_t> p = Prompt(100, 21);
   Generation cold;

@@ -186,7 +186,7 @@ class PipelinedRestoreTest : public ::testing::Test {
   }
 
   static constexpr uint32_t kBlocks = 6;
-  testing::TestStoreServer store_{{.slot_bytes = Layout().BlockBytes()}};
+  testing::TestStoreServer store_{{.min_slot_bytes = Layout().BlockBytes()}};
   std::unique_ptr<CacheStoreClient> client_;
   std::vector<uint32_t> tokens_;
   std::vector<uint8_t> payload_;

@@ -19,7 +19,7 @@ class Store:
         self.log = tempfile.NamedTemporaryFile(prefix="kvtier-store-", suffix=".log")
         self.proc = subprocess.Popen(
             [binary, "--listen=127.0.0.1:0", "--metrics_listen=", "--t1_lock=none",
-             "--t1_bytes=8388608", "--t1_slot_bytes=8192", *flags],
+             "--t1_bytes=8388608", "--t1_min_slot_bytes=8192", *flags],
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

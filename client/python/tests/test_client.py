@@ -46,6 +46,44 @@ def test_known_answer_keys_shared_with_cpp():
     assert cases >= 5
 
 
+def test_known_answer_layouts_shared_with_cpp():
+    """Sizes and fingerprints of tests/data/layout_vectors.txt, as the C++ test reads them."""
+    codes = {1: "fp32", 2: "fp16", 3: "bf16", 4: "fp8_e4m3", 5: "int8"}
+    cases = 0
+    for line in (ROOT / "tests/data/layout_vectors.txt").read_text().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        f = line.split("|")
+        layout = KvLayout(f[1], int(f[2]), int(f[3]), int(f[4]), codes[int(f[7])], int(f[8]),
+                          kind=f[0], kv_lora_rank=int(f[5]), rope_dim=int(f[6]))
+        layout.validate()
+        assert (layout.layer_bytes, layout.block_bytes) == (int(f[9]), int(f[10])), line
+        assert f"{layout.fingerprint():016x}" == f[11], line
+        cases += 1
+    assert cases >= 8
+
+
+def test_quantized_and_mla_layouts_round_trip_beside_each_other(store):
+    """An fp8 layout (scales in the payload) and an MLA one share the store with LAYOUT."""
+    fp8 = KvLayout("py-fp8", num_layers=4, num_kv_heads=2, head_dim=32, dtype="fp8_e4m3",
+                   tokens_per_block=8)
+    mla = KvLayout.mla("py-mla", num_layers=3, kv_lora_rank=64, rope_dim=16, dtype="bf16",
+                       tokens_per_block=8)
+    assert fp8.layer_bytes == 2 * 2 * 32 * 8 + 2 * 2 * 4
+    with CacheStoreClient(store.target, tenant="py") as c:
+        tokens = prompt(3, 5)
+        for layout in (LAYOUT, fp8, mla):
+            data = np.random.default_rng(layout.block_bytes).integers(
+                0, 256, 3 * layout.block_bytes, dtype=np.uint8)
+            assert c.put(layout, tokens, 0, data).stored_blocks == 3
+            found = c.lookup(layout, tokens)
+            assert found.matched_blocks == 3 and found.block_bytes == layout.block_bytes
+            out = [np.zeros(layout.block_bytes, np.uint8) for _ in range(3)]
+            c.fetch(out, lease_id=found.lease_id)
+            assert np.array_equal(np.concatenate(out), data)
+            c.release(found.lease_id)
+
+
 def test_put_lookup_fetch_round_trip_in_both_orders(store):
     with CacheStoreClient(store.target, tenant="py") as c:
         tokens, data = prompt(6, 1), payload(6, 1)

@@ -1,0 +1,184 @@
+// BlockStore: room for blocks. Taking T1 and T2 slots of a block's size class, evicting a
+// class's victim or moving a slab between classes when the tier is full (block_store.h,
+// "Space"), and the bound on how many blocks the store holds (max_blocks).
+#include <algorithm>
+
+#include "cache_store/block_store.h"
+#include "cache_store/log.h"
+
+namespace kvtier {
+
+bool BlockStore::ReserveHandle() {
+  if (free_handles_.size() > reserved_handles_) {
+    ++reserved_handles_;
+    return true;
+  }
+  // Every handle is taken or promised: a block leaves the store. T2's victim first (its
+  // bytes are the cheapest to lose); a T1 victim is dropped, not demoted, since a demoted
+  // block keeps its handle.
+  std::optional<uint32_t> victim = t2_ ? t2_policy_->Victim() : std::nullopt;
+  if (victim) {
+    RemoveEntry(*victim, BlockEvent::Reason::kEvicted);
+    ++counters_.t2_evicted_blocks;
+  } else {
+    victim = t1_policy_->Victim();
+    if (!victim) return false;
+    RemoveEntry(*victim, BlockEvent::Reason::kEvicted);
+    ++counters_.evicted_blocks;
+  }
+  ++counters_.block_limit_evictions;
+  if (free_handles_.size() <= reserved_handles_) return false;  // the victim is still read
+  ++reserved_handles_;
+  return true;
+}
+
+bool BlockStore::Drainable(Tier tier, uint32_t slab) const {
+  const SlabAllocator& slots = SlotsOf(tier);
+  if (slots.held(slab) || slots.ClassOfSlab(slab) < 0) return false;
+  for (auto [slot, owner] : slots.AllocatedInSlab(slab)) {
+    // A slot without a live owner here is reserved by a Put or a promotion, or still read.
+    if (owner == SlabAllocator::kNoOwner || owner >= entries_.size()) return false;
+    const Entry& e = entries_[owner];
+    if (e.state != Entry::State::kLive || e.tier != tier || e.slot != slot || e.refs > 0 ||
+        e.pinned_until != absl::InfinitePast() || e.t2_reads > 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::optional<uint32_t> BlockStore::SlabToMove(Tier tier, int cls) const {
+  const SlabAllocator& slots = SlotsOf(tier);
+  const EvictionPolicy* policy = PolicyFor(tier);
+  // How long a class's blocks sit idle on average, times their size: byte-time per access.
+  // A class whose bytes wait longer for their next use is worth less per byte; moving a
+  // slab toward the class that waits less evens them out (each class ends up with memory
+  // in proportion to the accesses it gets, whatever its block size).
+  const std::vector<ClassIdle>& idle = idle_[static_cast<int>(tier)];
+  auto idle_bytes = [&](int c) {
+    if (static_cast<size_t>(c) >= idle.size() || idle[c].blocks == 0) return -1.0;
+    const double mean_last =
+        static_cast<double>(idle[c].last_access_sum) / static_cast<double>(idle[c].blocks);
+    return (static_cast<double>(access_tick_) - mean_last + 1) *
+           static_cast<double>(slots.class_slot_bytes(c));
+  };
+  // A class with no slab, or nothing of its own to evict, must take a slab.
+  const double own_idle =
+      policy->VictimOfClass(cls) && slots.class_slabs(cls) > 0 ? idle_bytes(cls) : -1.0;
+  std::vector<std::pair<double, int>> donors;  // (idle bytes, class)
+  for (int d = 0; d < slots.num_classes(); ++d) {
+    if (d == cls || slots.class_slabs(d) == 0 || !policy->VictimOfClass(d)) continue;
+    const double d_idle = idle_bytes(d);
+    if (own_idle >= 0 && d_idle < kRebalanceMargin * own_idle) continue;
+    donors.emplace_back(d_idle, d);
+  }
+  std::sort(donors.begin(), donors.end(), std::greater<>());
+  for (auto [idle, d] : donors) {
+    // The tail block's own slab first (its neighbours are as likely cold), then the
+    // donor's other slabs, emptiest first; a few are tried.
+    std::vector<uint32_t> candidates = slots.SlabsOfClass(d);
+    const uint32_t tail_slab = slots.SlabOf(entries_[*policy->VictimOfClass(d)].slot);
+    std::sort(candidates.begin(), candidates.end(), [&](uint32_t a, uint32_t b) {
+      if ((a == tail_slab) != (b == tail_slab)) return a == tail_slab;
+      return slots.allocated_in_slab(a) < slots.allocated_in_slab(b);
+    });
+    constexpr size_t kMaxTried = 8;
+    for (size_t i = 0; i < candidates.size() && i < kMaxTried; ++i) {
+      if (slots.SlotsIn(candidates[i], cls) > 0 && Drainable(tier, candidates[i])) {
+        return candidates[i];
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<uint32_t> BlockStore::EvictT1(uint32_t h, Reservation& r, bool free_slot) {
+  Entry& e = entries_[h];
+  auto drop = [&] {
+    RemoveEntry(h, BlockEvent::Reason::kEvicted);
+    ++counters_.evicted_blocks;
+    return std::nullopt;
+  };
+  if (t2_ == nullptr) return drop();
+  if (t1_policy_->ReuseScore(h) < options_.t2_admit_min_score) {
+    ++counters_.demotion_rejected_blocks;
+    return drop();
+  }
+  std::optional<uint32_t> t2_slot = AllocateT2(e.size);
+  if (!t2_slot) return drop();  // every T2 block is protected
+  // Out of the index and the T1 policy while the bytes travel; they stay in the T1 slot
+  // until the write ends.
+  index_.Erase(e.key);
+  t1_policy_->OnLeave(h, /*evicted=*/true);
+  UnlinkParent(h);
+  Account(e, -1);
+  e.state = Entry::State::kMoving;
+  const uint32_t t1_slot = e.slot;
+  e.slot = kNone;
+  r.demotions.push_back(Demotion{.handle = h,
+                                 .source = t1_->SlotData(t1_slot),
+                                 .t2_slot = *t2_slot,
+                                 .record = SsdRecord{.key = e.key,
+                                                     .parent = e.parent,
+                                                     .tenant = e.tenant,
+                                                     .layout_fingerprint = e.layout_fingerprint,
+                                                     .num_layers = e.num_layers,
+                                                     .depth = e.depth,
+                                                     .size = e.size,
+                                                     .checksum = e.checksum}});
+  if (free_slot) {
+    t1_->slots().Free(t1_slot);  // in a slab the caller holds until the write is done
+    return std::nullopt;
+  }
+  t1_->slots().SetOwner(t1_slot, SlabAllocator::kNoOwner);
+  return t1_slot;
+}
+
+std::optional<uint32_t> BlockStore::AllocateT1(uint64_t bytes, Reservation& r) {
+  SlabAllocator& slots = t1_->slots();
+  const std::optional<int> cls = slots.ClassFor(bytes);
+  if (!cls) return std::nullopt;
+  if (std::optional<uint32_t> slot = slots.Allocate(*cls)) return slot;
+  for (uint32_t slab : r.held_slabs) {
+    if (slots.ClassOfSlab(slab) != *cls) continue;
+    if (std::optional<uint32_t> slot = slots.AllocateInSlab(slab)) return slot;
+  }
+  if (std::optional<uint32_t> slab = SlabToMove(Tier::kHostDram, *cls)) {
+    ++counters_.t1_slab_moves;
+    for (auto [slot, owner] : slots.AllocatedInSlab(*slab)) {
+      ++counters_.t1_slab_move_evictions;
+      EvictT1(owner, r, /*free_slot=*/true);
+    }
+    // Held by this operation: demotions still read the old blocks' bytes from it.
+    slots.Reassign(*slab, *cls);
+    r.held_slabs.push_back(*slab);
+    return slots.AllocateInSlab(*slab);
+  }
+  const std::optional<uint32_t> victim = t1_policy_->VictimOfClass(*cls);
+  if (!victim) return std::nullopt;
+  if (std::optional<uint32_t> handed = EvictT1(*victim, r, /*free_slot=*/false)) return handed;
+  return slots.Allocate(*cls);  // the victim had no references, so its slot is free now
+}
+
+std::optional<uint32_t> BlockStore::AllocateT2(uint64_t bytes) {
+  SlabAllocator& slots = t2_->slots();
+  const std::optional<int> cls = slots.ClassFor(SsdTier::SlotBytesFor(bytes));
+  if (!cls) return std::nullopt;
+  if (std::optional<uint32_t> slot = slots.Allocate(*cls)) return slot;
+  if (std::optional<uint32_t> slab = SlabToMove(Tier::kLocalSsd, *cls)) {
+    ++counters_.t2_slab_moves;
+    // Nobody reads these blocks: once evicted the slab is empty and free for any class.
+    for (auto [slot, owner] : slots.AllocatedInSlab(*slab)) {
+      RemoveEntry(owner, BlockEvent::Reason::kEvicted);
+      ++counters_.t2_evicted_blocks;
+    }
+    return slots.Allocate(*cls);
+  }
+  const std::optional<uint32_t> victim = t2_policy_->VictimOfClass(*cls);
+  if (!victim) return std::nullopt;
+  RemoveEntry(*victim, BlockEvent::Reason::kEvicted);
+  ++counters_.t2_evicted_blocks;
+  return slots.Allocate(*cls);
+}
+
+}  // namespace kvtier
