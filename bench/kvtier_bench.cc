@@ -27,6 +27,7 @@
 #include "bench/lookup_bench.h"
 #include "bench/replay.h"
 #include "bench/trace.h"
+#include "bench/kvquant_bench.h"
 #include "bench/ttft_bench.h"
 #include "kernels/dispatch.h"
 
@@ -66,6 +67,12 @@ ABSL_FLAG(std::string, backend, "auto",
 ABSL_FLAG(std::string, prefixes, "1024,8192",
           "ttft: cached prefix lengths in tokens (multiples of 16; comma-separated).");
 ABSL_FLAG(uint32_t, question_tokens, 16, "ttft: tokens after the cached prefix.");
+ABSL_FLAG(uint32_t, prompts, 300, "kvquant: prompts.");
+ABSL_FLAG(uint32_t, prompt_tokens, 64, "kvquant: tokens per prompt.");
+ABSL_FLAG(uint32_t, generate, 64, "kvquant: greedy tokens generated after each prompt.");
+ABSL_FLAG(std::string, quant_model, "small",
+          "kvquant: model dimensions, tiny (2 layers, hidden 128) or small (4 layers, hidden "
+          "512); seeded weights.");
 ABSL_FLAG(std::string, model, "tiny", "ttft: model dimensions, tiny or llama-3-8b.");
 ABSL_FLAG(uint32_t, pages, 128, "copy: 2 MiB pages (Llama-3-8B blocks) to restore.");
 ABSL_FLAG(uint32_t, blocks, 256, "fetch: blocks (Llama-3-8B layout) to fetch.");
@@ -219,6 +226,18 @@ int RunTtft() {
   return 0;
 }
 
+int RunKvQuant() {
+  absl::StatusOr<std::vector<std::string>> lines =
+      RunKvQuantBench({.prompts = absl::GetFlag(FLAGS_prompts),
+                       .prompt_tokens = absl::GetFlag(FLAGS_prompt_tokens),
+                       .generate = absl::GetFlag(FLAGS_generate),
+                       .model = absl::GetFlag(FLAGS_quant_model),
+                       .threads = absl::GetFlag(FLAGS_threads)});
+  if (!lines.ok()) return Fail(lines.status());
+  for (const std::string& line : *lines) std::cout << line << std::endl;
+  return 0;
+}
+
 int RunFetch() {
   const std::string order = absl::GetFlag(FLAGS_order);
   if (order != "layer-major" && order != "block-major") {
@@ -364,6 +383,11 @@ const std::vector<Subcommand>& Subcommands() {
        "(bench/ttft_bench.h)",
        {"prefixes", "question_tokens", "model", "threads", "backend", "same_node"},
        RunTtft},
+      {"kvquant",
+       "compressed K/V (fp8_e4m3, int8) against bf16 on the reference decoder: logit "
+       "differences, greedy agreement, block bytes and blocks per GiB (bench/kvquant_bench.h)",
+       {"prompts", "prompt_tokens", "generate", "quant_model", "threads"},
+       RunKvQuant},
       {"fetch",
        "the restore's Fetch from an in-process store over loopback gRPC or same-node, against "
        "memcpy (bench/fetch_bench.h)",

@@ -100,6 +100,23 @@ __device__ __forceinline__ void StoreActivation(void* base, DType dtype, uint64_
   }
 }
 
+// Stores one K/V element of any dtype: activations as StoreActivation, fp8 e4m3 and int8 as
+// x / scale rounded as QuantizeKernel does (int8 to nearest even, clamped; fp8 saturating).
+__device__ __forceinline__ void StoreKv(void* base, DType dtype, uint64_t i, float v, float scale) {
+  switch (dtype) {
+    case DType::kFp8E4M3:
+      static_cast<__nv_fp8_storage_t*>(base)[i] =
+          __nv_cvt_float_to_fp8(v / scale, __NV_SATFINITE, __NV_E4M3);
+      return;
+    case DType::kInt8:
+      static_cast<int8_t*>(base)[i] =
+          static_cast<int8_t>(fminf(fmaxf(rintf(v / scale), -127.0f), 127.0f));
+      return;
+    default:
+      StoreActivation(base, dtype, i, v);
+  }
+}
+
 }  // namespace kvtier::kernels::cuda
 
 #endif  // KVTIER_KERNELS_CUDA_ELEMENTS_CUH_

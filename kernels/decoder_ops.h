@@ -48,8 +48,11 @@ absl::Status EmbedCuda(const uint16_t* embed, uint32_t vocab, uint32_t hidden,
 // fused q, k, v projections). Rotates q and k with rotate_half RoPE at positions[r]
 // (angle = position · theta^(-2i/head_dim), computed in double as the reference decoder
 // does), writes q to q_out [m, q_heads · head_dim] fp32, and K and V into `pool` at
-// `layer`: page page_of_row[r], slot positions[r] % tokens_per_page, in the pool's dtype
-// (fp32, fp16 or bf16). positions and page_of_row are device arrays.
+// `layer`: page page_of_row[r], slot positions[r] % tokens_per_page, in the pool's dtype:
+// fp32, fp16 or bf16, or fp8_e4m3 / int8 for a pool with inline scales, quantized with
+// kv_scales (device [num_layers][2][kv_heads], K's then V's, the pool's fixed per-layer,
+// per-head scales), which are also written into the page. positions and page_of_row are
+// device arrays.
 struct RopeKvArgs {
   const float* qkv = nullptr;
   uint32_t m = 0;
@@ -59,6 +62,7 @@ struct RopeKvArgs {
   uint32_t layer = 0;
   float rope_theta = 10000.0f;
   float* q_out = nullptr;
+  const float* kv_scales = nullptr;  // quantized pools only
 };
 absl::Status RopeAndStoreKvCuda(const KvPagePool& pool, const RopeKvArgs& args,
                                 const CudaOptions& options = {});

@@ -146,6 +146,8 @@ struct RopeKvShape {
   uint32_t q_heads, kv_heads, head_dim, tokens_per_page;
   uint64_t page_bytes, layer_bytes;
   DType dtype;
+  const float* kv_scales;  // quantized pools: this layer's [2][kv_heads]; else null
+  uint64_t scale_offset;   // bytes from a layer's K to its inline scales
 };
 
 // (a, b) rotated by the angle of frequency pair i at `position`, as the reference decoder
@@ -190,12 +192,20 @@ __global__ void __launch_bounds__(kRowThreads)
       const uint64_t base = uint64_t{head - s.q_heads} * s.head_dim;
       const float2 v =
           Rotate(in[qdim + base + i], in[qdim + base + i + half], i, position, s.head_dim, theta);
-      cuda::StoreActivation(layer_base, s.dtype, k_row + base + i, v.x);
-      cuda::StoreActivation(layer_base, s.dtype, k_row + base + i + half, v.y);
+      const float ks = s.kv_scales != nullptr ? s.kv_scales[head - s.q_heads] : 1.0f;
+      cuda::StoreKv(layer_base, s.dtype, k_row + base + i, v.x, ks);
+      cuda::StoreKv(layer_base, s.dtype, k_row + base + i + half, v.y, ks);
     }
   }
   for (uint32_t e = threadIdx.x; e < kvdim; e += kRowThreads) {
-    cuda::StoreActivation(layer_base, s.dtype, v_row + e, in[qdim + kvdim + e]);
+    const float vs = s.kv_scales != nullptr ? s.kv_scales[s.kv_heads + e / s.head_dim] : 1.0f;
+    cuda::StoreKv(layer_base, s.dtype, v_row + e, in[qdim + kvdim + e], vs);
+  }
+  if (s.kv_scales != nullptr) {
+    // The page carries the scales its elements were stored with (every row of the page
+    // writes the same values).
+    float* scales = reinterpret_cast<float*>(layer_base + s.scale_offset);
+    for (uint32_t j = threadIdx.x; j < 2 * s.kv_heads; j += kRowThreads) scales[j] = s.kv_scales[j];
   }
 }
 
@@ -264,8 +274,12 @@ absl::Status RopeAndStoreKvCuda(const KvPagePool& pool, const RopeKvArgs& args,
       args.page_of_row == nullptr || pool.pages == nullptr) {
     return absl::InvalidArgumentError("rope/kv: qkv, q_out, positions, page_of_row and pages");
   }
-  if (pool.dtype != DType::kFp32 && pool.dtype != DType::kFp16 && pool.dtype != DType::kBf16) {
-    return absl::InvalidArgumentError("rope/kv: the pool's dtype must be fp32, fp16 or bf16");
+  if (IsQuantized(pool.dtype) ? !pool.InlineScales() || args.kv_scales == nullptr
+                              : pool.dtype != DType::kFp32 && pool.dtype != DType::kFp16 &&
+                                    pool.dtype != DType::kBf16) {
+    return absl::InvalidArgumentError(
+        "rope/kv: the pool's dtype must be fp32, fp16 or bf16, or fp8_e4m3/int8 with inline "
+        "scales and kv_scales");
   }
   if (pool.head_dim == 0 || pool.head_dim % 2 != 0 || pool.num_kv_heads == 0 ||
       args.num_q_heads == 0 || args.num_q_heads % pool.num_kv_heads != 0) {
@@ -282,7 +296,11 @@ absl::Status RopeAndStoreKvCuda(const KvPagePool& pool, const RopeKvArgs& args,
                           .tokens_per_page = pool.tokens_per_page,
                           .page_bytes = pool.PageBytes(),
                           .layer_bytes = pool.LayerBytes(),
-                          .dtype = pool.dtype};
+                          .dtype = pool.dtype,
+                          .kv_scales = IsQuantized(pool.dtype)
+                                           ? args.kv_scales + uint64_t{args.layer} * 2 * pool.num_kv_heads
+                                           : nullptr,
+                          .scale_offset = pool.ScaleOffset()};
   RopeKvKernel<<<args.m, kRowThreads, 0, StreamOf(options)>>>(
       args.qkv, args.positions, args.page_of_row,
       static_cast<uint8_t*>(const_cast<void*>(pool.pages)), args.layer, args.rope_theta, shape,

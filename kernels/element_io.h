@@ -2,6 +2,7 @@
 #ifndef KVTIER_KERNELS_ELEMENT_IO_H_
 #define KVTIER_KERNELS_ELEMENT_IO_H_
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -61,6 +62,29 @@ inline void StoreRow(const float* in, uint32_t n, DType dtype, void* dst) {
     }
     default:
       return;  // callers validate the dtype first
+  }
+}
+
+// Writes n floats as a row of K/V of any dtype: fp32/fp16/bf16 as StoreRow; fp8 e4m3 and
+// int8 as round(x / scale) (int8 clamped to [-127, 127], fp8 saturating), the rounding of
+// QuantizeKvCpu.
+inline void StoreKvRow(const float* in, uint32_t n, DType dtype, float scale, void* dst) {
+  switch (dtype) {
+    case DType::kFp8E4M3: {
+      auto* p = static_cast<uint8_t*>(dst);
+      for (uint32_t i = 0; i < n; ++i) p[i] = FloatToE4m3(in[i] / scale);
+      return;
+    }
+    case DType::kInt8: {
+      auto* p = static_cast<int8_t*>(dst);
+      for (uint32_t i = 0; i < n; ++i) {
+        const float q = std::nearbyint(in[i] / scale);
+        p[i] = static_cast<int8_t>(q > 127.0f ? 127.0f : (q < -127.0f ? -127.0f : q));
+      }
+      return;
+    }
+    default:
+      StoreRow(in, n, dtype, dst);
   }
 }
 

@@ -22,7 +22,7 @@ absl::Status ValidateDecodeAttention(const KvPagePool& pool, const DecodeAttenti
         absl::StrCat("unsupported head_dim ", pool.head_dim, " (supported: 64, 128, 256)"));
   }
   if (DTypeBytes(pool.dtype) == 0) return absl::InvalidArgumentError("unknown K/V dtype");
-  if (IsQuantized(pool.dtype) && pool.scales == nullptr) {
+  if (IsQuantized(pool.dtype) && pool.scales == nullptr && !pool.inline_scales) {
     return absl::InvalidArgumentError(
         absl::StrCat("K/V dtype ", DTypeName(pool.dtype), " needs per-page, per-head scales"));
   }

@@ -17,8 +17,11 @@
 // [num_seqs][num_q_heads], natural log of the softmax denominator (-inf for an empty
 // sequence, whose output is zeros). GQA: query head h reads KV head h / (num_q_heads /
 // num_kv_heads). Quantized K/V (fp8 e4m3, int8) carry one float scale per page, layer, K or
-// V, and KV head: scales[((page * num_layers + layer) * 2 + kv) * num_kv_heads + head], and
-// value = stored * scale.
+// V, and KV head, and value = stored * scale. The scales are either a separate array,
+//   scales[((page * num_layers + layer) * 2 + kv) * num_kv_heads + head],
+// or, with inline_scales, inside each page after each layer's K and V: K_scale[num_kv_heads]
+// then V_scale[num_kv_heads] (the store's compressed block format, cache_store/kv_layout.h;
+// the layer then spans LayerBytes() including them).
 //
 // Errors: a clear INVALID_ARGUMENT / OUT_OF_RANGE naming the problem; nothing is written
 // to out or lse unless the arguments are valid. The CPU and CUDA implementations take the
@@ -42,10 +45,16 @@ struct KvPagePool {
   uint32_t num_kv_heads = 0;
   uint32_t head_dim = 0;
   DType dtype = DType::kBf16;
-  const float* scales = nullptr;  // fp8/int8 only
+  const float* scales = nullptr;  // fp8/int8 only, unless inline_scales
+  bool inline_scales = false;     // fp8/int8: the scales are in the pages (see above)
 
   uint64_t RowBytes() const { return uint64_t{num_kv_heads} * head_dim * DTypeBytes(dtype); }
-  uint64_t LayerBytes() const { return 2 * tokens_per_page * RowBytes(); }
+  // Bytes from a layer's K to its scales (inline_scales).
+  uint64_t ScaleOffset() const { return 2 * tokens_per_page * RowBytes(); }
+  uint64_t LayerBytes() const {
+    return ScaleOffset() + (InlineScales() ? 2 * uint64_t{num_kv_heads} * sizeof(float) : 0);
+  }
+  bool InlineScales() const { return inline_scales && IsQuantized(dtype); }
   uint64_t PageBytes() const { return num_layers * LayerBytes(); }
 };
 

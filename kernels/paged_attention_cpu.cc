@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -97,7 +98,12 @@ absl::Status PagedDecodeAttentionCpu(const KvPagePool& pool, const DecodeAttenti
       const uint8_t* layer = pages + page * pool.PageBytes() + args.layer * pool.LayerBytes();
       const uint64_t row = uint64_t{slot} * pool.RowBytes() + it.kv_head * head_bytes;
       float k_scale = 1.0f, v_scale = 1.0f;
-      if (pool.scales != nullptr && IsQuantized(pool.dtype)) {
+      if (pool.InlineScales()) {
+        std::memcpy(&k_scale, layer + pool.ScaleOffset() + it.kv_head * sizeof(float),
+                    sizeof(float));
+        std::memcpy(&v_scale, layer + pool.ScaleOffset() + (kv_heads + it.kv_head) * sizeof(float),
+                    sizeof(float));
+      } else if (pool.scales != nullptr && IsQuantized(pool.dtype)) {
         const uint64_t base = (uint64_t{page} * pool.num_layers + args.layer) * 2 * kv_heads;
         k_scale = pool.scales[base + it.kv_head];
         v_scale = pool.scales[base + kv_heads + it.kv_head];

@@ -52,6 +52,8 @@ struct MergeItem {
 struct Params {
   const uint8_t* pages;
   const float* scales;
+  bool inline_scales;     // scales after the layer's K and V, at scale_offset
+  uint64_t scale_offset;  // bytes from a layer's K to its K scales
   uint64_t page_bytes;
   uint64_t layer_offset;  // bytes from a page's start to this layer's K
   uint64_t v_offset;      // bytes from K to V within the layer
@@ -128,7 +130,13 @@ __global__ void __launch_bounds__(kThreads) DecodeAttentionKernel(const Params p
           (t % p.tokens_per_page) * p.row_bytes + (uint64_t{kv_head} * kDim + col) * sizeof(KV);
       cuda::Load8(reinterpret_cast<const KV*>(layer + at), k);
       cuda::Load8(reinterpret_cast<const KV*>(layer + p.v_offset + at), v);
-      if (p.scales != nullptr) {
+      if (p.inline_scales) {
+        const float* inline_scales = reinterpret_cast<const float*>(layer + p.scale_offset);
+        const float ks = inline_scales[kv_head];
+        const float vs = inline_scales[p.num_kv_heads + kv_head];
+#pragma unroll
+        for (int i = 0; i < kVec; ++i) k[i] *= ks, v[i] *= vs;
+      } else if (p.scales != nullptr) {
         const uint64_t s = (uint64_t{page} * p.num_layers + p.layer) * 2 * p.num_kv_heads;
         const float ks = p.scales[s + kv_head];
         const float vs = p.scales[s + p.num_kv_heads + kv_head];
@@ -372,7 +380,9 @@ absl::Status PagedDecodeAttentionCuda(const KvPagePool& pool, const DecodeAttent
 
   Params p{};
   p.pages = static_cast<const uint8_t*>(pool.pages);
-  p.scales = IsQuantized(pool.dtype) ? pool.scales : nullptr;
+  p.inline_scales = pool.InlineScales();
+  p.scale_offset = pool.ScaleOffset();
+  p.scales = IsQuantized(pool.dtype) && !p.inline_scales ? pool.scales : nullptr;
   p.page_bytes = pool.PageBytes();
   p.layer_offset = uint64_t{args.layer} * pool.LayerBytes();
   p.v_offset = uint64_t{pool.tokens_per_page} * pool.RowBytes();

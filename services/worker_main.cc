@@ -51,6 +51,10 @@ ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file.");
 ABSL_FLAG(absl::Duration, store_timeout, absl::Seconds(2),
           "Deadline of each store call; past it the worker recomputes.");
 ABSL_FLAG(std::string, model, "tiny", "Model dimensions: tiny or llama-3-8b.");
+ABSL_FLAG(std::string, kv_dtype, "auto",
+          "How K/V are kept in the pages and in the store: auto (the model's, bf16), bf16, fp16, "
+          "fp32, or compressed: fp8_e4m3 or int8 (half of bf16's bytes; per-layer, per-head "
+          "scales calibrated at start and carried in every block).");
 ABSL_FLAG(std::string, weights, "",
           "Safetensors file with Hugging Face Llama tensor names; empty: seeded weights.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed of the random weights (without --weights).");
@@ -82,6 +86,20 @@ int Run() {
   } else {
     KVTIER_LOG(ERROR) << "unknown --model '" << model << "' (tiny or llama-3-8b)";
     return 2;
+  }
+  if (const std::string kv = absl::GetFlag(FLAGS_kv_dtype); kv != "auto") {
+    bool known = false;
+    for (DType t : {DType::kFp32, DType::kFp16, DType::kBf16, DType::kFp8E4M3, DType::kInt8}) {
+      if (kv == DTypeName(t)) {
+        config.kv_dtype = t;
+        known = true;
+      }
+    }
+    if (!known) {
+      KVTIER_LOG(ERROR) << "unknown --kv_dtype '" << kv
+                        << "' (auto, bf16, fp16, fp32, fp8_e4m3 or int8)";
+      return 2;
+    }
   }
   absl::StatusOr<worker::LlamaWeights> weights =
       absl::GetFlag(FLAGS_weights).empty()

@@ -203,7 +203,8 @@ absl::Status CudaDecoder::QueueLayer(uint32_t l, uint32_t first, uint32_t count,
                                      .page_of_row = page_of_row,
                                      .layer = l,
                                      .rope_theta = c.rope_theta,
-                                     .q_out = q},
+                                     .q_out = q,
+                                     .kv_scales = pool.device_kv_scales()},
                                     o);
   }
   if (s.ok()) {

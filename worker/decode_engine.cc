@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "cache_store/log.h"
 #include "kernels/cuda_memory.h"
+#include "worker/kv_calibration.h"
 
 namespace kvtier::worker {
 namespace {
@@ -22,12 +23,20 @@ absl::StatusOr<std::unique_ptr<DecodeEngine>> DecodeEngine::Create(
     const DecodeEngineOptions& options) {
   if (weights == nullptr) return absl::InvalidArgumentError("no model weights");
   if (absl::Status s = weights->config.Validate(); !s.ok()) return s;
-  absl::StatusOr<std::unique_ptr<PagePool>> pool =
-      PagePool::Create(weights->config.Layout(), options.pages, options.kernels.backend,
-                       store != nullptr && options.same_node);
-  if (!pool.ok()) return pool.status();
   absl::StatusOr<std::unique_ptr<Decoder>> decoder = MakeDecoder(weights, options.kernels);
   if (!decoder.ok()) return decoder.status();
+  const KvLayout layout = weights->config.Layout();
+  std::vector<float> kv_scales;
+  if (layout.quantized()) {
+    absl::StatusOr<std::vector<float>> scales =
+        CalibrateKvScales(**decoder, layout, options.kernels.backend);
+    if (!scales.ok()) return scales.status();
+    kv_scales = *std::move(scales);
+  }
+  absl::StatusOr<std::unique_ptr<PagePool>> pool =
+      PagePool::Create(layout, options.pages, options.kernels.backend,
+                       store != nullptr && options.same_node, std::move(kv_scales));
+  if (!pool.ok()) return pool.status();
   auto engine = std::unique_ptr<DecodeEngine>(new DecodeEngine(
       std::move(weights), std::move(store), *std::move(pool), *std::move(decoder), options));
   if (options.kernels.backend == kernels::Backend::kCuda && engine->store_ != nullptr) {

@@ -35,8 +35,8 @@ absl::Status LlamaConfig::Validate() const {
   if (!(rms_eps > 0.0f) || !std::isfinite(rms_eps)) {
     return absl::InvalidArgumentError("model rms_eps must be finite and > 0");
   }
-  if (kv_dtype != DType::kFp32 && kv_dtype != DType::kFp16 && kv_dtype != DType::kBf16) {
-    return absl::InvalidArgumentError("model kv_dtype must be fp32, fp16 or bf16");
+  if (DTypeBytes(kv_dtype) == 0) {
+    return absl::InvalidArgumentError("model kv_dtype must be fp32, fp16, bf16, fp8_e4m3 or int8");
   }
   return Layout().Validate();
 }

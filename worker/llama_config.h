@@ -28,7 +28,9 @@ struct LlamaConfig {
   uint32_t intermediate = 256;
   float rope_theta = 10000.0f;
   float rms_eps = 1e-5f;
-  DType kv_dtype = DType::kBf16;  // how K/V are stored in pages and in the store
+  // How K/V are stored in pages and in the store: fp32/fp16/bf16, or quantized (fp8_e4m3,
+  // int8: with per-layer, per-head scales, worker/kv_calibration.h).
+  DType kv_dtype = DType::kBf16;
   uint32_t tokens_per_block = 16;
 
   // INVALID_ARGUMENT naming the first bad field (head_dim must be one the kernels support,

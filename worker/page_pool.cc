@@ -1,5 +1,6 @@
 #include "worker/page_pool.h"
 
+#include <cmath>
 #include <cstdlib>
 
 #include "absl/strings/str_cat.h"
@@ -9,9 +10,37 @@ namespace kvtier::worker {
 absl::StatusOr<std::unique_ptr<PagePool>> PagePool::Create(const KvLayout& layout,
                                                            uint32_t num_pages,
                                                            kernels::Backend backend,
-                                                           bool shared_memory) {
+                                                           bool shared_memory,
+                                                           std::vector<float> kv_scales) {
   if (absl::Status s = layout.Validate(); !s.ok()) return s;
   if (num_pages == 0) return absl::InvalidArgumentError("the page pool needs at least one page");
+  if (layout.kind != LayoutKind::kKvHeads) {
+    return absl::InvalidArgumentError("the worker's pages hold K/V-head layouts only");
+  }
+  const uint64_t want_scales =
+      layout.quantized() ? uint64_t{2} * layout.num_layers * layout.num_kv_heads : 0;
+  if (kv_scales.size() != want_scales) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a page pool of ", DTypeName(layout.dtype), " K/V needs ", want_scales,
+        " K/V scales (num_layers x 2 x num_kv_heads), got ", kv_scales.size()));
+  }
+  for (float s : kv_scales) {
+    if (!(s > 0) || !std::isfinite(s)) {
+      return absl::InvalidArgumentError(absl::StrCat("K/V scale ", s, " is not finite and > 0"));
+    }
+  }
+  kernels::CudaBuffer device_scales;
+  if (backend == kernels::Backend::kCuda && !kv_scales.empty()) {
+    absl::StatusOr<kernels::CudaBuffer> b =
+        kernels::CudaBuffer::Allocate(kv_scales.size() * sizeof(float));
+    if (!b.ok()) return b.status();
+    device_scales = *std::move(b);
+    if (absl::Status s = kernels::CudaCopy(device_scales.data(), kv_scales.data(),
+                                           kv_scales.size() * sizeof(float));
+        !s.ok()) {
+      return s;
+    }
+  }
   const uint64_t bytes = layout.BlockBytes() * num_pages;
   uint8_t* base = nullptr;
   kernels::CudaBuffer device;
@@ -33,13 +62,15 @@ absl::StatusOr<std::unique_ptr<PagePool>> PagePool::Create(const KvLayout& layou
           absl::StrCat("cannot allocate ", bytes, " bytes for ", num_pages, " pages"));
     }
   }
-  return std::unique_ptr<PagePool>(
-      new PagePool(layout, num_pages, backend, base, std::move(device), std::move(region)));
+  return std::unique_ptr<PagePool>(new PagePool(layout, num_pages, backend, base,
+                                                std::move(device), std::move(region),
+                                                std::move(kv_scales), std::move(device_scales)));
 }
 
 PagePool::PagePool(const KvLayout& layout, uint32_t num_pages, kernels::Backend backend,
                    uint8_t* base, kernels::CudaBuffer device,
-                   std::unique_ptr<SharedMemoryRegion> region)
+                   std::unique_ptr<SharedMemoryRegion> region, std::vector<float> kv_scales,
+                   kernels::CudaBuffer device_scales)
     : layout_(layout),
       num_pages_(num_pages),
       page_bytes_(layout.BlockBytes()),
@@ -47,6 +78,8 @@ PagePool::PagePool(const KvLayout& layout, uint32_t num_pages, kernels::Backend 
       base_(base),
       device_(std::move(device)),
       region_(std::move(region)),
+      kv_scales_(std::move(kv_scales)),
+      device_scales_(std::move(device_scales)),
       pages_(num_pages) {
   free_.reserve(num_pages);
   for (uint32_t p = num_pages; p > 0; --p) free_.push_back(p - 1);
@@ -63,7 +96,8 @@ kernels::KvPagePool PagePool::KernelView() const {
                              .tokens_per_page = layout_.tokens_per_block,
                              .num_kv_heads = layout_.num_kv_heads,
                              .head_dim = layout_.head_dim,
-                             .dtype = layout_.dtype};
+                             .dtype = layout_.dtype,
+                             .inline_scales = layout_.quantized()};
 }
 
 void PagePool::Forget(uint32_t page) {

@@ -1,5 +1,7 @@
 // PagePool: the worker's KV memory. A fixed number of pages, each holding one block payload
-// (the layer-major layout of kernels/paged_attention.h), allocated once at start: device
+// (the layer-major layout of kernels/paged_attention.h; for a quantized layout the
+// store's compressed format, with each layer's per-head scales inside the page, so a
+// page is offloaded and restored as it is), allocated once at start: device
 // memory on the CUDA backend, 64-byte-aligned host memory on the CPU backend (optionally a
 // SharedMemoryRegion, so that a store on the same node writes restored blocks straight into
 // the pages). The capacity is hard: when no page can be had, Allocate fails with
@@ -45,11 +47,15 @@ class PagePool {
   };
 
   // `shared_memory` (CPU backend only): the pages live in a SharedMemoryRegion, so that a
-  // store on this node can copy blocks straight into and out of them.
+  // store on this node can copy blocks straight into and out of them. `kv_scales`: for a
+  // quantized layout (fp8_e4m3, int8), the scales new K/V are stored with,
+  // [num_layers][2][num_kv_heads] (K's then V's; worker/kv_calibration.h); required then,
+  // empty otherwise.
   static absl::StatusOr<std::unique_ptr<PagePool>> Create(const KvLayout& layout,
                                                           uint32_t num_pages,
                                                           kernels::Backend backend,
-                                                          bool shared_memory = false);
+                                                          bool shared_memory = false,
+                                                          std::vector<float> kv_scales = {});
   ~PagePool();
 
   // A page for new K/V, with refcount 1: a free one, else the least recently released
@@ -71,6 +77,10 @@ class PagePool {
   uint8_t* PageData(uint32_t page) const { return base_ + uint64_t{page} * page_bytes_; }
   kernels::KvPagePool KernelView() const;
   const KvLayout& layout() const { return layout_; }
+  // The scales K/V are stored with (quantized layouts; empty otherwise), on the host, and
+  // on the device for the CUDA backend.
+  const std::vector<float>& kv_scales() const { return kv_scales_; }
+  const float* device_kv_scales() const { return static_cast<const float*>(device_scales_.data()); }
   kernels::Backend backend() const { return backend_; }
   uint32_t num_pages() const { return num_pages_; }
   uint64_t page_bytes() const { return page_bytes_; }
@@ -89,7 +99,8 @@ class PagePool {
   };
 
   PagePool(const KvLayout& layout, uint32_t num_pages, kernels::Backend backend, uint8_t* base,
-           kernels::CudaBuffer device, std::unique_ptr<SharedMemoryRegion> region);
+           kernels::CudaBuffer device, std::unique_ptr<SharedMemoryRegion> region,
+           std::vector<float> kv_scales, kernels::CudaBuffer device_scales);
   void Forget(uint32_t page) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const KvLayout layout_;
@@ -99,6 +110,8 @@ class PagePool {
   uint8_t* const base_;
   kernels::CudaBuffer device_;                  // owns base_ on the CUDA backend
   std::unique_ptr<SharedMemoryRegion> region_;  // owns base_ when the pages are shared
+  const std::vector<float> kv_scales_;
+  kernels::CudaBuffer device_scales_;
 
   mutable absl::Mutex mu_;
   std::vector<Page> pages_ ABSL_GUARDED_BY(mu_);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu_parallel.h"
@@ -152,8 +153,23 @@ absl::Status ReferenceDecoder::RunLayer(uint32_t l, std::span<const Step> batch,
     }
     uint8_t* layer = pool.PageData(s.page_table[s.position / tpb]) + l * layout.LayerBytes();
     const uint64_t slot = s.position % tpb;
-    kernels::StoreRow(k.data(), kvdim, layout.dtype, layer + slot * row_bytes);
-    kernels::StoreRow(v.data(), kvdim, layout.dtype, layer + (tpb + slot) * row_bytes);
+    if (!layout.quantized()) {
+      kernels::StoreRow(k.data(), kvdim, layout.dtype, layer + slot * row_bytes);
+      kernels::StoreRow(v.data(), kvdim, layout.dtype, layer + (tpb + slot) * row_bytes);
+      continue;
+    }
+    // Quantized pages: each head with the pool's fixed scale for this layer, K and V; the
+    // page carries those scales after the layer's elements (every row writes the same).
+    const float* scales = pool.kv_scales().data() + uint64_t{l} * 2 * c.num_kv_heads;
+    const uint64_t head_bytes = uint64_t{c.head_dim} * DTypeBytes(layout.dtype);
+    for (uint32_t head = 0; head < c.num_kv_heads; ++head) {
+      kernels::StoreKvRow(k.data() + uint64_t{head} * c.head_dim, c.head_dim, layout.dtype,
+                          scales[head], layer + slot * row_bytes + head * head_bytes);
+      kernels::StoreKvRow(v.data() + uint64_t{head} * c.head_dim, c.head_dim, layout.dtype,
+                          scales[c.num_kv_heads + head],
+                          layer + (tpb + slot) * row_bytes + head * head_bytes);
+    }
+    std::memcpy(layer + 2 * tpb * row_bytes, scales, 2 * c.num_kv_heads * sizeof(float));
   }
   const kernels::DecodeAttentionArgs args{
       .q = q.data(),

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <tuple>
 
 #include "tests/kernels/kernel_test_util.h"
@@ -110,6 +111,47 @@ TEST(PagedAttentionCpuLongTest, QuantizedKvStaysCloseToFullPrecision) {
       for (size_t d = 0; d < a.size(); ++d) worst = std::max(worst, std::fabs(a[d] - q[d]));
     }
     EXPECT_LT(worst, kv == DType::kInt8 ? 0.02 : 0.08) << DTypeName(kv);
+  }
+}
+
+// The store's compressed block format keeps each layer's scales in the page, after its K
+// and V. Attention over such pages gives exactly what it gives over the same elements with
+// the scales in a separate array.
+TEST(PagedAttentionCpuLongTest, ScalesInsideThePagesReadLikeASeparateArray) {
+  for (DType kv : {DType::kFp8E4M3, DType::kInt8}) {
+    const Batch b = MakeBatch({1, 17, 70}, 8, 2, 64, kPage, kv, DType::kBf16, 3, 21);
+    KvPagePool inline_pool = b.pool;
+    inline_pool.scales = nullptr;
+    inline_pool.inline_scales = true;
+    const uint64_t elements = b.pool.LayerBytes();  // without scales
+    ASSERT_EQ(inline_pool.LayerBytes(), elements + 2 * 2 * sizeof(float));
+    std::vector<uint8_t> pages(inline_pool.PageBytes() * b.pool.num_pages);
+    for (uint32_t p = 0; p < b.pool.num_pages; ++p) {
+      for (uint32_t l = 0; l < b.pool.num_layers; ++l) {
+        uint8_t* dst = pages.data() + p * inline_pool.PageBytes() + l * inline_pool.LayerBytes();
+        std::memcpy(dst, b.pages.data() + p * b.pool.PageBytes() + l * elements, elements);
+        std::memcpy(dst + elements, &b.scales[(uint64_t{p} * b.pool.num_layers + l) * 2 * 2],
+                    2 * 2 * sizeof(float));
+      }
+    }
+    inline_pool.pages = pages.data();
+    const uint32_t seqs = static_cast<uint32_t>(b.lens.size());
+    std::vector<float> a(uint64_t{seqs} * b.num_q_heads * 64), c(a.size(), -1.0f);
+    DecodeAttentionArgs args{.q = b.q.data(),
+                             .q_dtype = b.q_dtype,
+                             .out = a.data(),
+                             .out_dtype = DType::kFp32,
+                             .num_seqs = seqs,
+                             .num_q_heads = b.num_q_heads,
+                             .layer = 2,
+                             .softmax_scale = 0.125f,
+                             .page_indptr = b.indptr.data(),
+                             .page_indices = b.indices.data(),
+                             .seq_lens = b.lens.data()};
+    ASSERT_TRUE(PagedDecodeAttentionCpu(b.pool, args, {.threads = 2}).ok());
+    args.out = c.data();
+    ASSERT_TRUE(PagedDecodeAttentionCpu(inline_pool, args, {.threads = 2}).ok());
+    EXPECT_EQ(a, c) << DTypeName(kv);
   }
 }
 
