@@ -16,6 +16,7 @@ AdaptivePolicy::AdaptivePolicy(uint32_t handles, uint32_t tier_blocks)
       prio_(handles, 0.0),
       last_tick_(handles, 0),
       size_class_(handles, 0),
+      capacity_(handles, 0),
       heap_pos_(handles, kNil),
       ghosts_(size_t{tier_blocks_} * kGhostPerBlock) {
   ghost_index_.reserve(ghosts_.size());
@@ -56,7 +57,8 @@ void AdaptivePolicy::Trial(int cls, bool reused) {
 
 void AdaptivePolicy::Reprioritise(uint32_t handle) {
   prio_[handle] = static_cast<double>(last_tick_[handle]) +
-                  kBonusTurnovers * turnover_blocks() * ClassReuseProbability(cls_[handle]);
+                  kBonusTurnovers * (capacity_[handle] ? capacity_[handle] : tier_blocks_) *
+                      ClassReuseProbability(cls_[handle]);
   if (heap_pos_[handle] != kNil) {
     std::vector<uint32_t>& heap = heaps_[size_class_[handle]];
     SiftUp(heap, heap_pos_[handle]);
@@ -82,6 +84,7 @@ void AdaptivePolicy::OnResident(uint32_t handle, const BlockTraits& traits) {
   cls_[handle] = static_cast<uint8_t>(ClassOf(count, traits));
   fingerprint_[handle] = traits.key_fingerprint;
   size_class_[handle] = traits.size_class;
+  capacity_[handle] = traits.tier_capacity;
   if (heaps_.size() <= traits.size_class) heaps_.resize(traits.size_class + 1);
   last_tick_[handle] = tick_;
   Reprioritise(handle);

@@ -15,9 +15,11 @@
 //    is the most blocks the tier has held at once (its capacity in blocks when it is full
 //    of one layout; a tier of many block sizes holds what their mix allows). Counts halve
 //    every 8 turnovers so the estimate follows the workload.
-//  - Priority = last access tick + kBonusTurnovers x turnover x P(reuse | class): a block
+//  - Priority = last access tick + kBonusTurnovers x capacity x P(reuse | class): a block
 //    that is sure to return gets kBonusTurnovers more cache turnovers of life than a block
-//    that is sure not to. Lowest priority is evicted first. Ties fall back to LRU.
+//    that is sure not to, a turnover being the blocks of its size the tier holds
+//    (BlockTraits::tier_capacity: per byte, a smaller block earns more life for the same
+//    P). Lowest priority is evicted first. Ties fall back to LRU.
 //  - A returning key keeps the access count it had when evicted (from the ghost history),
 //    so frequency survives a round trip through eviction.
 //
@@ -98,6 +100,7 @@ class AdaptivePolicy final : public EvictionPolicy {
   std::vector<double> prio_;
   std::vector<uint64_t> last_tick_;
   std::vector<uint16_t> size_class_;
+  std::vector<uint32_t> capacity_;  // BlockTraits::tier_capacity
   std::vector<uint32_t> heap_pos_;
   std::vector<std::vector<uint32_t>> heaps_;  // by size class
   size_t evictable_ = 0;

@@ -109,7 +109,10 @@ BlockTraits BlockStore::TraitsOf(const Entry& e) const {
   return BlockTraits{.key_fingerprint = fingerprint,
                      .depth = e.depth,
                      .prompt_tail = e.prompt_tail,
-                     .size_class = static_cast<uint16_t>(SlotsOf(e.tier).ClassOfSlot(e.slot))};
+                     .size_class = static_cast<uint16_t>(SlotsOf(e.tier).ClassOfSlot(e.slot)),
+                     .tier_capacity = static_cast<uint32_t>(std::min<uint64_t>(
+                         SlotsOf(e.tier).capacity_slots(SlotsOf(e.tier).ClassOfSlot(e.slot)),
+                         UINT32_MAX))};
 }
 
 void BlockStore::Account(const Entry& e, int sign) {

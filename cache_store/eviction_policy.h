@@ -34,6 +34,11 @@ struct BlockTraits {
   uint32_t depth = 0;            // block index in its prompt (0: first block)
   bool prompt_tail = false;      // the padded partial last block of a prompt
   uint16_t size_class = 0;       // of its slot in this tier; fixed while it is resident
+  // How many blocks of this size the tier holds (0: unknown). The adaptive policy measures
+  // a block's extra life in turnovers of its tier at its size: for a tier of one layout,
+  // its capacity in blocks; across sizes, smaller blocks get more ticks of life for the
+  // same reuse probability (their value per byte is higher).
+  uint32_t tier_capacity = 0;
 };
 
 class EvictionPolicy {

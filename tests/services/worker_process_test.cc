@@ -14,6 +14,7 @@
 #include <set>
 #include <sstream>
 
+#include "bench/child_process.h"
 #include "client/cache_store_client.h"
 #include "kvtier/v1/decode_worker.grpc.pb.h"
 #include "tests/services/store_process.h"
@@ -149,6 +150,41 @@ TEST(WorkerProcessTest, RestoredPrefixesDecodeExactlyLikeRecomputedOnes) {
 // The same-node data plane between the real processes: the store copies the offloaded
 // blocks out of the worker's shared-memory page pool and the restored ones into it; the
 // tokens are those of the cold run, and the store's socket goes with it on SIGTERM.
+// --kv_dtype: the real binaries with compressed K/V. The store holds the fp8 blocks as the
+// worker made them (half of bf16's bytes plus scales), and a restarted worker restores them
+// and decodes exactly what a worker computing everything decodes.
+TEST(WorkerProcessTest, CompressedKvRestoresExactlyLikeItRecomputes) {
+  absl::StatusOr<std::unique_ptr<StoreProcess>> store =
+      StoreProcess::Start({"--t1_bytes=16777216"});
+  ASSERT_TRUE(store.ok()) << store.status();
+  const std::vector<uint32_t> prompt = Prompt(100, 3);
+  const std::vector<std::string> fp8 = {"--kv_dtype=fp8_e4m3"};
+  auto worker = StartWorker((*store)->target(), "", fp8);
+  ASSERT_NE(worker, nullptr);
+  const Result cold = Generate(*worker, prompt, 8);
+  worker->Signal(SIGTERM);
+  ASSERT_EQ(worker->Wait(absl::Seconds(30)), 0) << worker->Log();
+  worker = StartWorker((*store)->target(), "", fp8);
+  ASSERT_NE(worker, nullptr);
+  const Result warm = Generate(*worker, prompt, 8);
+  EXPECT_EQ(warm.sources.store_tokens(), 96u);
+  EXPECT_EQ(warm.tokens, cold.tokens);
+  ExpectSameLogits(warm.logits, cold.logits);
+  worker::LlamaConfig config = worker::TinyLlamaConfig();
+  config.kv_dtype = DType::kFp8E4M3;
+  const uint64_t block = config.Layout().BlockBytes();
+  EXPECT_EQ(Metric(*worker, "kvtier_worker_restored_bytes_total"), 6.0 * block);
+  auto alone = StartWorker("", "", fp8);
+  ASSERT_NE(alone, nullptr);
+  const Result want = Generate(*alone, prompt, 8);
+  EXPECT_EQ(want.tokens, cold.tokens);
+  ExpectSameLogits(want.logits, cold.logits);
+  auto bad = bench::ChildProcess::Start(KVTIER_WORKER_BINARY, {"--kv_dtype=fp4", "--store="});
+  ASSERT_TRUE(bad.ok());
+  EXPECT_EQ((*bad)->Wait(absl::Seconds(20)), 2);
+  EXPECT_NE((*bad)->Log().find("unknown --kv_dtype"), std::string::npos) << (*bad)->Log();
+}
+
 TEST(WorkerProcessTest, SameNodeRestoresAndOffloadsIdentically) {
   std::string dir = (std::filesystem::temp_directory_path() / "kvtier-e2e-shm-XXXXXX").string();
   ASSERT_NE(::mkdtemp(dir.data()), nullptr);
