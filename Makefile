@@ -38,6 +38,7 @@ test-asan: deps
 # kvtier's connector against a real kvtier-store (docs/vllm.md). Not part of `make test`.
 test-vllm: build
 	@py=$$(bash scripts/vllm_venv.sh $(BUILD_DIR)) && \
+	  $$py -m pytest -q tests/vllm/test_connector_layout.py && \
 	  $$py tests/vllm/vllm_e2e.py $(BUILD_DIR) $(BUILD_DIR)/vllm-e2e
 
 format:

@@ -23,6 +23,11 @@ block is per layer K [block_size, kv_heads, head_dim] then V: converted with one
 layer (no loop per token). The kvtier layout's model id is the model's name, its dtype the
 K/V dtype, its tokens_per_block vLLM's block size. vLLM's cache_salt and LoRA id go into
 kvtier's salt.
+
+An fp8 cache (--kv-cache-dtype fp8 / fp8_e4m3) is kept as kvtier's fp8_e4m3 layout: each
+layer's elements as vLLM holds them, then the layer's K and V scales per KV head (vLLM's
+per-layer k_scale and v_scale, repeated), so blocks carry their scales. A block saved with
+other scales (another engine, another calibration) is rescaled into this engine's on load.
 """
 from __future__ import annotations
 
@@ -72,6 +77,42 @@ class KvtierConnectorStats(KVConnectorStats):
         return not any(self.data.values())
 
 _TORCH_DTYPES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+_FP8_CACHE_DTYPES = ("fp8", "fp8_e4m3")
+_E4M3_MAX = 448.0
+
+
+def pack_layer(pages: torch.Tensor, scales: Optional[Tuple[float, float]] = None) -> torch.Tensor:
+    """vLLM pages of one layer -> kvtier's bytes of that layer, one row per block.
+
+    pages: [n, kv_heads, block_size, (K | V) bytes] as uint8. scales: (k_scale, v_scale) for
+    an fp8 layer, appended as K_scale[kv_heads] then V_scale[kv_heads] (fp32)."""
+    n, h, t, c = pages.shape
+    raw = pages.contiguous().view(torch.uint8).reshape(n, h, t, 2, c // 2)
+    out = raw.permute(0, 3, 2, 1, 4).reshape(n, -1)
+    if scales is None:
+        return out
+    tail = torch.tensor([scales[0]] * h + [scales[1]] * h, dtype=torch.float32)
+    return torch.cat([out, tail.view(torch.uint8).reshape(1, -1).expand(n, -1)], dim=1)
+
+
+def unpack_layer(data: torch.Tensor, shape, scales: Optional[Tuple[float, float]] = None
+                 ) -> torch.Tensor:
+    """kvtier's bytes of one layer, one row per block -> vLLM pages [n, H, N, (K | V) bytes].
+
+    For an fp8 layer, `scales` are this engine's (k_scale, v_scale): elements of a block
+    stored with other scales are converted (value = element x block scale; saturating)."""
+    n, h, t, c = shape
+    elements = t * h * c
+    body = data[:, :elements]
+    if scales is not None:
+        got = data[:, elements:elements + 8 * h].contiguous().view(torch.float32).reshape(n, 2, h)
+        want = torch.tensor(scales, dtype=torch.float32).reshape(1, 2, 1)
+        if not torch.equal(got, want.expand(n, 2, h)):
+            x = body.contiguous().view(torch.float8_e4m3fn).reshape(n, 2, t, h, c // 2)
+            ratio = (got / want).reshape(n, 2, 1, h, 1)
+            y = (x.to(torch.float32) * ratio).clamp(-_E4M3_MAX, _E4M3_MAX)
+            body = y.to(torch.float8_e4m3fn).view(torch.uint8).reshape(n, elements)
+    return body.reshape(n, 2, t, h, c // 2).permute(0, 3, 2, 1, 4).reshape(n, h, t, c)
 
 
 @dataclasses.dataclass
@@ -118,16 +159,19 @@ class KvtierConnector(KVConnectorBase_V1):
         parallel = vllm_config.parallel_config
         dtype = model.dtype
         cache_dtype = vllm_config.cache_config.cache_dtype
-        if cache_dtype not in ("auto", None):
-            raise ValueError(f"kvtier: kv cache dtype {cache_dtype!r} is not supported yet")
+        if cache_dtype not in ("auto", None) + _FP8_CACHE_DTYPES:
+            raise ValueError(f"kvtier: kv cache dtype {cache_dtype!r} has no kvtier layout "
+                             f"(auto, fp8 or fp8_e4m3)")
         if dtype not in _TORCH_DTYPES:
             raise ValueError(f"kvtier: K/V dtype {dtype} has no kvtier layout")
+        self._fp8 = cache_dtype in _FP8_CACHE_DTYPES
+        self._vllm_config = vllm_config
         self._layout = KvLayout(
             model_id=str(extra.get("model_id") or model.served_model_name or model.model),
             num_layers=model.get_num_layers(parallel),
             num_kv_heads=model.get_num_kv_heads(parallel),
             head_dim=model.get_head_size(),
-            dtype=_TORCH_DTYPES[dtype],
+            dtype="fp8_e4m3" if self._fp8 else _TORCH_DTYPES[dtype],
             tokens_per_block=self._block_size)
         self._layout.validate()
         self._salt = str(extra.get("salt", "")).encode()
@@ -148,6 +192,7 @@ class KvtierConnector(KVConnectorBase_V1):
         # Worker side.
         self._layers: List[Tuple[str, torch.Tensor]] = []
         self._layer_index: Dict[str, int] = {}
+        self._scales: List[Optional[Tuple[float, float]]] = []  # per layer, fp8 only
         self._load_state: Optional[dict] = None
         self._save_staging: List[Tuple[_Save, np.ndarray]] = []
         self._save_queue: "queue.Queue" = queue.Queue(maxsize=64)
@@ -261,9 +306,18 @@ class KvtierConnector(KVConnectorBase_V1):
         self._layers = sorted(kv_caches.items(), key=lambda kv: index(kv[0]))
         self._layer_index = {name: i for i, (name, _) in enumerate(self._layers)}
         lay = self._layout
+        context = getattr(getattr(self._vllm_config, "compilation_config", None),
+                          "static_forward_context", None) or {}
+        self._scales = []
         for name, t in self._layers:
+            if self._fp8:  # the attention layer's static per-layer scales
+                attn = context.get(name)
+                self._scales.append((float(getattr(attn, "_k_scale_float", 1.0)),
+                                     float(getattr(attn, "_v_scale_float", 1.0))))
+            else:
+                self._scales.append(None)
             # [blocks, kv_heads, block_size, (K | V) bytes]
-            cell = lay.layer_bytes // (lay.tokens_per_block * lay.num_kv_heads)  # K|V bytes
+            cell = lay.layer_element_bytes // (lay.tokens_per_block * lay.num_kv_heads)
             if t.dim() != 4 or t.shape[1] != lay.num_kv_heads or \
                     t.shape[2] != lay.tokens_per_block or t.shape[3] * t.element_size() != cell:
                 raise ValueError(f"kvtier: layer {name} has an unexpected K/V page view "
@@ -271,17 +325,6 @@ class KvtierConnector(KVConnectorBase_V1):
         if len(self._layers) != lay.num_layers:
             raise ValueError(f"kvtier: {len(self._layers)} attention layers, layout says "
                              f"{lay.num_layers}")
-
-    def _to_kvtier(self, pages: torch.Tensor) -> torch.Tensor:
-        """[n, H, N, C] page bytes -> [n, layer_bytes] in kvtier's order (K then V,
-        each [N, H, D])."""
-        n, h, t, c = pages.shape
-        raw = pages.contiguous().view(torch.uint8).reshape(n, h, t, 2, c // 2)
-        return raw.permute(0, 3, 2, 1, 4).reshape(n, -1)
-
-    def _from_kvtier(self, data: torch.Tensor, shape) -> torch.Tensor:
-        n, h, t, c = shape
-        return data.reshape(n, 2, t, h, c // 2).permute(0, 3, 2, 1, 4).reshape(n, h, t, c)
 
     def start_load_kv(self, forward_context, **kwargs: Any) -> None:
         meta = self._get_connector_metadata()
@@ -348,8 +391,8 @@ class KvtierConnector(KVConnectorBase_V1):
                 continue
             ids = torch.tensor(load.block_ids, dtype=torch.long)
             data = torch.from_numpy(staging[:, l * lb:(l + 1) * lb])
-            pages = self._from_kvtier(data, (len(load.block_ids), *layer.shape[1:3],
-                                             layer.shape[3] * layer.element_size()))
+            pages = unpack_layer(data, (len(load.block_ids), *layer.shape[1:3],
+                                        layer.shape[3] * layer.element_size()), self._scales[l])
             layer.view(torch.uint8).view(layer.shape[0], *pages.shape[1:])[ids] = pages
 
     def get_block_ids_with_load_errors(self) -> set:
@@ -377,7 +420,7 @@ class KvtierConnector(KVConnectorBase_V1):
             pages = kv_layer.view(torch.uint8).view(
                 kv_layer.shape[0], kv_layer.shape[1], kv_layer.shape[2],
                 kv_layer.shape[3] * kv_layer.element_size())[ids]
-            staging[:, l * lb:(l + 1) * lb] = self._to_kvtier(pages).numpy()
+            staging[:, l * lb:(l + 1) * lb] = pack_layer(pages, self._scales[l]).numpy()
 
     def wait_for_save(self):
         staged, self._save_staging = self._save_staging, []
