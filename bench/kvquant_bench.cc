@@ -15,12 +15,16 @@ namespace {
 struct Run {
   std::vector<std::vector<float>> logits;     // per prompt, after its last token
   std::vector<std::vector<uint32_t>> tokens;  // per prompt, generated
+  // Teacher-forced along the reference's generation: greedy choices equal to it.
+  uint64_t forced_agree = 0, forced_total = 0;
   uint64_t block_bytes = 0;
 };
 
+// `reference` (null for the reference run itself): its generations are also fed token by
+// token, and each greedy choice compared with the reference's next token.
 absl::StatusOr<Run> Generate(const worker::LlamaConfig& config, DType kv_dtype,
                              const std::vector<std::vector<uint32_t>>& prompts,
-                             const KvQuantBenchOptions& o) {
+                             const KvQuantBenchOptions& o, const Run* reference) {
   worker::LlamaConfig c = config;
   c.kv_dtype = kv_dtype;
   absl::StatusOr<worker::LlamaWeights> weights = worker::LlamaWeights::FromSeed(c, o.seed);
@@ -46,6 +50,21 @@ absl::StatusOr<Run> Generate(const worker::LlamaConfig& config, DType kv_dtype,
     }
     run.tokens.push_back(std::move(generated));
     if (absl::Status s = (*engine)->Close(opened->id); !s.ok()) return s;
+    if (reference == nullptr) continue;
+    const std::vector<uint32_t>& want = reference->tokens[run.tokens.size() - 1];
+    absl::StatusOr<worker::DecodeEngine::Opened> forced = (*engine)->Open(prompt);
+    if (!forced.ok()) return forced.status();
+    uint32_t choice = forced->next_token;
+    for (size_t i = 0; i < want.size(); ++i) {
+      run.forced_agree += choice == want[i] ? 1 : 0;
+      ++run.forced_total;
+      if (i + 1 == want.size()) break;
+      const uint32_t fed = want[i];
+      absl::StatusOr<std::vector<float>> logits = (*engine)->Append(forced->id, {&fed, 1});
+      if (!logits.ok()) return logits.status();
+      choice = worker::Decoder::Greedy(*logits);
+    }
+    if (absl::Status s = (*engine)->Close(forced->id); !s.ok()) return s;
   }
   return run;
 }
@@ -76,13 +95,14 @@ absl::StatusOr<std::vector<std::string>> RunKvQuantBench(const KvQuantBenchOptio
     for (uint32_t& t : p) t = static_cast<uint32_t>(rng() % config.vocab_size);
   }
   std::vector<std::string> lines;
-  absl::StatusOr<Run> reference = Generate(config, DType::kBf16, prompts, o);
+  absl::StatusOr<Run> reference = Generate(config, DType::kBf16, prompts, o, nullptr);
   if (!reference.ok()) return reference.status();
   for (DType d : {DType::kBf16, DType::kFp8E4M3, DType::kInt8}) {
-    absl::StatusOr<Run> run = d == DType::kBf16 ? reference : Generate(config, d, prompts, o);
+    absl::StatusOr<Run> run =
+        d == DType::kBf16 ? reference : Generate(config, d, prompts, o, &*reference);
     if (!run.ok()) return run.status();
     double max_diff = 0, sum_diff = 0, logit_range = 0;
-    uint64_t diffs = 0, agree = 0, total = 0, identical = 0;
+    uint64_t diffs = 0, agree = 0, total = 0, identical = 0, first = 0;
     for (size_t p = 0; p < prompts.size(); ++p) {
       const std::vector<float>& a = reference->logits[p];
       const std::vector<float>& b = run->logits[p];
@@ -95,6 +115,7 @@ absl::StatusOr<std::vector<std::string>> RunKvQuantBench(const KvQuantBenchOptio
       }
       const std::vector<uint32_t>& x = reference->tokens[p];
       const std::vector<uint32_t>& y = run->tokens[p];
+      first += x[0] == y[0] ? 1 : 0;
       uint64_t same = 0;
       for (size_t i = 0; i < x.size(); ++i) same += x[i] == y[i] ? 1 : 0;
       agree += same;
@@ -112,10 +133,13 @@ absl::StatusOr<std::vector<std::string>> RunKvQuantBench(const KvQuantBenchOptio
         "\"store_blocks_per_gib\": %d, "
         "\"restore_bytes_per_prompt\": %d, \"max_abs_logit_diff\": %.6f, "
         "\"mean_abs_logit_diff\": %.6f, \"max_abs_logit\": %.4f, "
+        "\"first_token_agreement\": %.4f, \"teacher_forced_agreement\": %.4f, "
         "\"greedy_token_agreement\": %.4f, \"identical_generations\": %.4f}",
         DTypeName(d), o.model, o.prompts, o.prompt_tokens, o.generate, run->block_bytes,
         gib / run->block_bytes, store_blocks, uint64_t{o.prompt_tokens / config.tokens_per_block} * run->block_bytes,
         max_diff, diffs ? sum_diff / double(diffs) : 0.0, logit_range,
+        double(first) / double(prompts.size()),
+        run->forced_total ? double(run->forced_agree) / double(run->forced_total) : 1.0,
         total ? double(agree) / double(total) : 0.0,
         prompts.empty() ? 0.0 : double(identical) / double(prompts.size())));
   }

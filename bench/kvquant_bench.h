@@ -4,9 +4,11 @@
 // `prompt_tokens` random tokens and then `generate` greedy tokens, once per kv_dtype (bf16,
 // the reference, then fp8_e4m3 and int8: pages and blocks in the compressed format with
 // calibrated per-layer, per-head scales, worker/kv_calibration.h). Per compressed dtype it
-// reports against bf16: the largest and the mean |logit difference| after the prompt, the
-// share of generated tokens equal to bf16's at the same position, and the share of
-// generations equal in full; and per dtype the block size, the blocks a GiB holds (payload
+// reports against bf16: the largest and the mean |logit difference| after the prompt; the
+// share of first generated tokens equal to bf16's; teacher-forced agreement (bf16's
+// generation fed token by token, each greedy choice compared with bf16's next token: no
+// divergence compounds); free-running, the share of generated tokens equal to bf16's at the
+// same position, and the share of generations equal in full; and per dtype the block size, the blocks a GiB holds (payload
 // alone, and in a 1 GiB store's size classes of slabs) and the bytes a restore of the
 // prompt moves.
 #ifndef KVTIER_BENCH_KVQUANT_BENCH_H_
