@@ -101,7 +101,8 @@ __device__ __forceinline__ void StoreActivation(void* base, DType dtype, uint64_
 }
 
 // Stores one K/V element of any dtype: activations as StoreActivation, fp8 e4m3 and int8 as
-// x / scale rounded as QuantizeKernel does (int8 to nearest even, clamped; fp8 saturating).
+// x / scale rounded as StoreKvRow does on the host (int8 to nearest even, clamped; fp8
+// saturating). QuantizeKernel and RopeKvKernel both round here.
 __device__ __forceinline__ void StoreKv(void* base, DType dtype, uint64_t i, float v, float scale) {
   switch (dtype) {
     case DType::kFp8E4M3:

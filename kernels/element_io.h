@@ -66,8 +66,8 @@ inline void StoreRow(const float* in, uint32_t n, DType dtype, void* dst) {
 }
 
 // Writes n floats as a row of K/V of any dtype: fp32/fp16/bf16 as StoreRow; fp8 e4m3 and
-// int8 as round(x / scale) (int8 clamped to [-127, 127], fp8 saturating), the rounding of
-// QuantizeKvCpu.
+// int8 as round(x / scale) (int8 to nearest even, clamped to [-127, 127]; fp8 saturating).
+// QuantizeKvCpu and the decoders' K/V stores both round here.
 inline void StoreKvRow(const float* in, uint32_t n, DType dtype, float scale, void* dst) {
   switch (dtype) {
     case DType::kFp8E4M3: {

@@ -58,16 +58,7 @@ absl::Status QuantizeKvCpu(const void* src, DType src_dtype, const KvPageShape& 
       const uint64_t r = RowIndex(shape, at, t);
       LoadRow(static_cast<const uint8_t*>(src) + r * in_bytes, src_dtype, shape.head_dim, 1.0f,
               row.data());
-      auto* out = static_cast<uint8_t*>(dst) + r;
-      for (uint32_t d = 0; d < shape.head_dim; ++d) {
-        const float x = row[d] / scale;
-        if (dst_dtype == DType::kInt8) {
-          const float q = std::clamp(std::nearbyint(x), -127.0f, 127.0f);
-          out[d] = static_cast<uint8_t>(static_cast<int8_t>(q));
-        } else {
-          out[d] = FloatToE4m3(x);
-        }
-      }
+      StoreKvRow(row.data(), shape.head_dim, dst_dtype, scale, static_cast<uint8_t*>(dst) + r);
     }
   });
   return absl::OkStatus();

@@ -56,13 +56,7 @@ __global__ void __launch_bounds__(kThreads)
   if (threadIdx.x == 0) scales[blockIdx.x] = scale;
   for (uint32_t e = threadIdx.x; e < n; e += kThreads) {
     const uint64_t i = (u.first_row + uint64_t{e / dim} * u.row_stride) * dim + e % dim;
-    const float x = cuda::LoadElement(src, src_dtype, i) / scale;
-    if (dst_dtype == DType::kInt8) {
-      const float q = fminf(fmaxf(rintf(x), -127.0f), 127.0f);
-      dst[i] = static_cast<uint8_t>(static_cast<int8_t>(q));
-    } else {
-      dst[i] = __nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E4M3);
-    }
+    cuda::StoreKv(dst, dst_dtype, i, cuda::LoadElement(src, src_dtype, i), scale);
   }
 }
 
