@@ -27,6 +27,7 @@
 #include "bench/lookup_bench.h"
 #include "bench/replay.h"
 #include "bench/trace.h"
+#include "bench/capacity_bench.h"
 #include "bench/kvquant_bench.h"
 #include "bench/ttft_bench.h"
 #include "kernels/dispatch.h"
@@ -67,6 +68,7 @@ ABSL_FLAG(std::string, backend, "auto",
 ABSL_FLAG(std::string, prefixes, "1024,8192",
           "ttft: cached prefix lengths in tokens (multiples of 16; comma-separated).");
 ABSL_FLAG(uint32_t, question_tokens, 16, "ttft: tokens after the cached prefix.");
+ABSL_FLAG(uint64_t, tier_bytes, uint64_t{1} << 30, "capacity: the tier's size in bytes.");
 ABSL_FLAG(uint32_t, prompts, 300, "kvquant: prompts.");
 ABSL_FLAG(uint32_t, prompt_tokens, 64, "kvquant: tokens per prompt.");
 ABSL_FLAG(uint32_t, generate, 64, "kvquant: greedy tokens generated after each prompt.");
@@ -221,6 +223,14 @@ int RunTtft() {
                     .threads = absl::GetFlag(FLAGS_threads),
                     .backend = *backend,
                     .same_node = absl::GetFlag(FLAGS_same_node)});
+  if (!lines.ok()) return Fail(lines.status());
+  for (const std::string& line : *lines) std::cout << line << std::endl;
+  return 0;
+}
+
+int RunCapacity() {
+  absl::StatusOr<std::vector<std::string>> lines =
+      RunCapacityBench(absl::GetFlag(FLAGS_tier_bytes));
   if (!lines.ok()) return Fail(lines.status());
   for (const std::string& line : *lines) std::cout << line << std::endl;
   return 0;
@@ -383,6 +393,11 @@ const std::vector<Subcommand>& Subcommands() {
        "(bench/ttft_bench.h)",
        {"prefixes", "question_tokens", "model", "threads", "backend", "same_node"},
        RunTtft},
+      {"capacity",
+       "blocks of real layouts (Llama-3-8B/70B, fp8/int8, DeepSeek-V3 MLA) a tier of "
+       "--tier_bytes holds in its size classes of slabs (bench/capacity_bench.h)",
+       {"tier_bytes"},
+       RunCapacity},
       {"kvquant",
        "compressed K/V (fp8_e4m3, int8) against bf16 on the reference decoder: logit "
        "differences, greedy agreement, block bytes and blocks per GiB (bench/kvquant_bench.h)",
