@@ -115,26 +115,6 @@ BlockTraits BlockStore::TraitsOf(const Entry& e) const {
                          UINT32_MAX))};
 }
 
-void BlockStore::Account(const Entry& e, int sign) {
-  const int t = static_cast<int>(e.tier);
-  used_blocks_[t] += sign;
-  used_bytes_[t] += sign * static_cast<int64_t>(e.size);
-  ClassIdle& idle = IdleOf(e.tier, SlotsOf(e.tier).ClassOfSlot(e.slot));
-  idle.blocks += sign;
-  idle.last_access_sum += sign * static_cast<int64_t>(e.last_access);
-  LayoutUsage& u = layouts_[e.layout_fingerprint];
-  u.layout_fingerprint = e.layout_fingerprint;
-  u.block_bytes = e.size;
-  if (e.tier == Tier::kHostDram) {
-    u.t1_blocks += sign;
-    u.t1_bytes += sign * static_cast<int64_t>(e.size);
-  } else {
-    u.t2_blocks += sign;
-    u.t2_bytes += sign * static_cast<int64_t>(e.size);
-  }
-  if (u.t1_blocks == 0 && u.t2_blocks == 0) layouts_.erase(e.layout_fingerprint);
-}
-
 void BlockStore::Touch(uint32_t handle) {
   Entry& e = entries_[handle];
   ClassIdle& idle = IdleOf(e.tier, SlotsOf(e.tier).ClassOfSlot(e.slot));
@@ -636,7 +616,7 @@ void BlockStore::ReleaseRead(std::span<const uint32_t> handles,
 }
 
 // ---------------------------------------------------------------------------------------
-// Release, pins, delete, stats
+// Release, pins, delete
 
 absl::Status BlockStore::Release(std::string_view tenant, uint64_t lease_id) {
   absl::MutexLock lock(&mu_);
@@ -700,52 +680,6 @@ absl::StatusOr<uint32_t> BlockStore::Delete(std::string_view tenant,
   }
   counters_.deleted_blocks += deleted;
   return deleted;
-}
-
-BlockStoreStats BlockStore::Stats() const {
-  absl::MutexLock lock(&mu_);
-  BlockStoreStats s = counters_;
-  const SlabAllocator& t1 = t1_->slots();
-  s.t1_capacity_bytes = t1.capacity_bytes();
-  s.t1_slot_bytes = t1.class_slot_bytes(0);
-  s.t1_capacity_blocks = t1.capacity_slots(0);
-  s.max_block_bytes = t1_->max_block_bytes();
-  s.t1_slab_bytes = t1.slab_bytes();
-  s.t1_slabs = t1.num_slabs();
-  s.t1_free_slabs = t1.free_slabs();
-  s.t1_allocated_bytes = t1.allocated_bytes();
-  s.t1_used_blocks = used_blocks_[static_cast<int>(Tier::kHostDram)];
-  s.t1_used_bytes = used_bytes_[static_cast<int>(Tier::kHostDram)];
-  s.max_blocks = entries_.size();
-  s.t2_enabled = t2_ != nullptr;
-  if (t2_) {
-    const SlabAllocator& t2 = t2_->slots();
-    s.t2_direct_io = t2_->direct_io();
-    s.t2_capacity_bytes = t2.capacity_bytes();
-    s.t2_slot_bytes = t2.class_slot_bytes(0);
-    s.t2_capacity_blocks = t2.capacity_slots(0);
-    s.t2_slab_bytes = t2.slab_bytes();
-    s.t2_slabs = t2.num_slabs();
-    s.t2_free_slabs = t2.free_slabs();
-    s.t2_allocated_bytes = t2.allocated_bytes();
-    s.t2_used_blocks = used_blocks_[static_cast<int>(Tier::kLocalSsd)];
-    s.t2_used_bytes = used_bytes_[static_cast<int>(Tier::kLocalSsd)];
-  }
-  s.layouts.reserve(layouts_.size());
-  for (const auto& [fp, usage] : layouts_) s.layouts.push_back(usage);
-  std::sort(s.layouts.begin(), s.layouts.end(), [](const LayoutUsage& a, const LayoutUsage& b) {
-    const uint64_t x = a.t1_bytes + a.t2_bytes, y = b.t1_bytes + b.t2_bytes;
-    return x != y ? x > y : a.layout_fingerprint < b.layout_fingerprint;
-  });
-  if (s.layouts.size() > kMaxLayoutsReported) s.layouts.resize(kMaxLayoutsReported);
-  s.t1_reserved_blocks = reserved_blocks_;
-  s.t1_locked = t1_->locked();
-  s.t1_lock_method = t1_->lock_method();
-  s.active_leases = leases_.active();
-  s.pinned_blocks = pinned_blocks_;
-  s.eviction_policy = std::string(t1_policy_->name());
-  s.t2_eviction_policy = std::string(t2_policy_->name());
-  return s;
 }
 
 }  // namespace kvtier
