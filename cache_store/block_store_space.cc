@@ -56,11 +56,12 @@ std::optional<uint32_t> BlockStore::SlabToMove(Tier tier, int cls) const {
   // slab toward the class that waits less evens them out (each class ends up with memory
   // in proportion to the accesses it gets, whatever its block size).
   const std::vector<ClassIdle>& idle = idle_[static_cast<int>(tier)];
+  const double now = static_cast<double>(access_tick_);
   auto idle_bytes = [&](int c) {
     if (static_cast<size_t>(c) >= idle.size() || idle[c].blocks == 0) return -1.0;
     const double mean_last =
         static_cast<double>(idle[c].last_access_sum) / static_cast<double>(idle[c].blocks);
-    return (static_cast<double>(access_tick_) - mean_last + 1) *
+    return (now - mean_last + 1) *
            static_cast<double>(slots.class_slot_bytes(c));
   };
   // A class with no slab, or nothing of its own to evict, must take a slab.
@@ -95,18 +96,16 @@ std::optional<uint32_t> BlockStore::SlabToMove(Tier tier, int cls) const {
 
 std::optional<uint32_t> BlockStore::EvictT1(uint32_t h, Reservation& r, bool free_slot) {
   Entry& e = entries_[h];
-  auto drop = [&] {
+  // Dropped without T2, when T2's admission filter refuses it, or when every T2 block is
+  // protected.
+  const bool admitted = t2_ != nullptr && t1_policy_->ReuseScore(h) >= options_.t2_admit_min_score;
+  if (t2_ != nullptr && !admitted) ++counters_.demotion_rejected_blocks;
+  const std::optional<uint32_t> t2_slot = admitted ? AllocateT2(e.size) : std::nullopt;
+  if (!t2_slot) {
     RemoveEntry(h, BlockEvent::Reason::kEvicted);
     ++counters_.evicted_blocks;
     return std::nullopt;
-  };
-  if (t2_ == nullptr) return drop();
-  if (t1_policy_->ReuseScore(h) < options_.t2_admit_min_score) {
-    ++counters_.demotion_rejected_blocks;
-    return drop();
   }
-  std::optional<uint32_t> t2_slot = AllocateT2(e.size);
-  if (!t2_slot) return drop();  // every T2 block is protected
   // Out of the index and the T1 policy while the bytes travel; they stay in the T1 slot
   // until the write ends.
   index_.Erase(e.key);
