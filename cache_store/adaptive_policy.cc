@@ -15,7 +15,7 @@ AdaptivePolicy::AdaptivePolicy(uint32_t handles, uint32_t tier_blocks)
       fingerprint_(handles, 0),
       prio_(handles, 0.0),
       last_tick_(handles, 0),
-      size_class_(handles, 0),
+      partition_(handles, 0),
       capacity_(handles, 0),
       heap_pos_(handles, kNil),
       ghosts_(size_t{tier_blocks_} * kGhostPerBlock) {
@@ -60,7 +60,7 @@ void AdaptivePolicy::Reprioritise(uint32_t handle) {
                   kBonusTurnovers * (capacity_[handle] ? capacity_[handle] : tier_blocks_) *
                       ClassReuseProbability(cls_[handle]);
   if (heap_pos_[handle] != kNil) {
-    std::vector<uint32_t>& heap = heaps_[size_class_[handle]];
+    std::vector<uint32_t>& heap = heaps_[partition_[handle]];
     SiftUp(heap, heap_pos_[handle]);
     SiftDown(heap, heap_pos_[handle]);
   }
@@ -83,9 +83,9 @@ void AdaptivePolicy::OnResident(uint32_t handle, const BlockTraits& traits) {
   count_[handle] = static_cast<uint8_t>(count);
   cls_[handle] = static_cast<uint8_t>(ClassOf(count, traits));
   fingerprint_[handle] = traits.key_fingerprint;
-  size_class_[handle] = traits.size_class;
+  partition_[handle] = traits.partition;
   capacity_[handle] = traits.tier_capacity;
-  if (heaps_.size() <= traits.size_class) heaps_.resize(traits.size_class + 1);
+  if (heaps_.size() <= traits.partition) heaps_.resize(traits.partition + 1);
   last_tick_[handle] = tick_;
   Reprioritise(handle);
 }
@@ -106,7 +106,7 @@ void AdaptivePolicy::SetEvictable(uint32_t handle, bool evictable) {
   const bool in_heap = heap_pos_[handle] != kNil;
   if (evictable == in_heap) return;
   if (evictable) {
-    std::vector<uint32_t>& heap = heaps_[size_class_[handle]];
+    std::vector<uint32_t>& heap = heaps_[partition_[handle]];
     heap_pos_[handle] = static_cast<uint32_t>(heap.size());
     heap.push_back(handle);
     ++evictable_;
@@ -170,12 +170,11 @@ std::optional<uint32_t> AdaptivePolicy::Victim() const {
   return best;
 }
 
-std::optional<uint32_t> AdaptivePolicy::VictimOfClass(int size_class) const {
-  if (size_class < 0 || static_cast<size_t>(size_class) >= heaps_.size() ||
-      heaps_[size_class].empty()) {
+std::optional<uint32_t> AdaptivePolicy::VictimOf(uint32_t partition) const {
+  if (partition >= heaps_.size() || heaps_[partition].empty()) {
     return std::nullopt;
   }
-  return heaps_[size_class][0];
+  return heaps_[partition][0];
 }
 
 bool AdaptivePolicy::Less(uint32_t a, uint32_t b) const {
@@ -211,7 +210,7 @@ void AdaptivePolicy::SiftDown(std::vector<uint32_t>& heap, uint32_t i) {
 }
 
 void AdaptivePolicy::HeapRemove(uint32_t handle) {
-  std::vector<uint32_t>& heap = heaps_[size_class_[handle]];
+  std::vector<uint32_t>& heap = heaps_[partition_[handle]];
   const uint32_t i = heap_pos_[handle];
   const uint32_t last = heap.back();
   heap.pop_back();

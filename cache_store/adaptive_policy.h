@@ -23,8 +23,8 @@
 //  - A returning key keeps the access count it had when evicted (from the ghost history),
 //    so frequency survives a round trip through eviction.
 //
-// State is arrays indexed by handle and an indexed binary heap per size class: OnAccess,
-// SetEvictable and OnLeave are O(log n), VictimOfClass O(1), Victim O(size classes in use),
+// State is arrays indexed by handle and an indexed binary heap per partition: OnAccess,
+// SetEvictable and OnLeave are O(log n), VictimOf O(1), Victim O(partitions in use),
 // the ghost history O(1) per operation (hash map + ring), the periodic halving O(classes).
 #ifndef KVTIER_CACHE_STORE_ADAPTIVE_POLICY_H_
 #define KVTIER_CACHE_STORE_ADAPTIVE_POLICY_H_
@@ -56,7 +56,8 @@ class AdaptivePolicy final : public EvictionPolicy {
   bool IsResident(uint32_t handle) const override;
   bool IsEvictable(uint32_t handle) const override;
   std::optional<uint32_t> Victim() const override;
-  std::optional<uint32_t> VictimOfClass(int size_class) const override;
+  std::optional<uint32_t> VictimOf(uint32_t partition) const override;
+  bool EvictsBefore(uint32_t a, uint32_t b) const override { return Less(a, b); }
   double ReuseScore(uint32_t handle) const override;
   size_t evictable_size() const override { return evictable_; }
 
@@ -81,7 +82,7 @@ class AdaptivePolicy final : public EvictionPolicy {
   void Trial(int cls, bool reused);
   void Reprioritise(uint32_t handle);
   void PushGhost(uint32_t handle);
-  // Indexed min-heaps on prio_, one per size class.
+  // Indexed min-heaps on prio_, one per partition.
   bool Less(uint32_t a, uint32_t b) const;
   void SiftUp(std::vector<uint32_t>& heap, uint32_t i);
   void SiftDown(std::vector<uint32_t>& heap, uint32_t i);
@@ -99,10 +100,10 @@ class AdaptivePolicy final : public EvictionPolicy {
   std::vector<uint64_t> fingerprint_;
   std::vector<double> prio_;
   std::vector<uint64_t> last_tick_;
-  std::vector<uint16_t> size_class_;
+  std::vector<uint32_t> partition_;
   std::vector<uint32_t> capacity_;  // BlockTraits::tier_capacity
   std::vector<uint32_t> heap_pos_;
-  std::vector<std::vector<uint32_t>> heaps_;  // by size class
+  std::vector<std::vector<uint32_t>> heaps_;  // by partition
   size_t evictable_ = 0;
 
   uint32_t resident_count_ = 0;

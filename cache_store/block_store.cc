@@ -58,6 +58,11 @@ absl::StatusOr<std::unique_ptr<BlockStore>> BlockStore::Create(const BlockStoreO
       MakeEvictionPolicy(options.t2_eviction_policy, handles,
                          static_cast<uint32_t>(std::clamp<uint64_t>(t2_most, 1, handles64)));
   if (!t2_policy.ok()) return t2_policy.status();
+  if (absl::Status q = options.quotas.ValidateAgainstCapacity(
+          (*t1)->capacity_bytes(), t2 ? t2->capacity_bytes() : 0);
+      !q.ok()) {
+    return q;
+  }
   std::unique_ptr<BlockStore> store(new BlockStore(options, *std::move(t1), std::move(t2),
                                                    *std::move(t1_policy), *std::move(t2_policy),
                                                    handles));
@@ -76,7 +81,8 @@ BlockStore::BlockStore(const BlockStoreOptions& options, std::unique_ptr<PinnedH
       t1_policy_(std::move(t1_policy)),
       t2_policy_(std::move(t2_policy)),
       leases_(options.max_active_leases),
-      entries_(handles) {
+      entries_(handles),
+      ledger_(options.quotas) {
   free_handles_.reserve(handles);
   for (uint32_t h = handles; h-- > 0;) free_handles_.push_back(h);
 }
@@ -103,13 +109,14 @@ absl::Duration BlockStore::ClampTtl(absl::Duration requested, absl::Duration def
 // ---------------------------------------------------------------------------------------
 // Reference counting, pins, the prefix tree, removal
 
-BlockTraits BlockStore::TraitsOf(const Entry& e) const {
+BlockTraits BlockStore::TraitsOf(const Entry& e) {
   uint64_t fingerprint = 0;
   std::memcpy(&fingerprint, e.key.bytes.data(), sizeof(fingerprint));
   return BlockTraits{.key_fingerprint = fingerprint,
                      .depth = e.depth,
                      .prompt_tail = e.prompt_tail,
-                     .size_class = static_cast<uint16_t>(SlotsOf(e.tier).ClassOfSlot(e.slot)),
+                     .partition = ledger_.PartitionOf(
+                         e.tier, SlotsOf(e.tier).ClassOfSlot(e.slot), e.tenant_id),
                      .tier_capacity = static_cast<uint32_t>(std::min<uint64_t>(
                          SlotsOf(e.tier).capacity_slots(SlotsOf(e.tier).ClassOfSlot(e.slot)),
                          UINT32_MAX))};
@@ -192,6 +199,7 @@ void BlockStore::FreeEntry(uint32_t handle) {
   KVTIER_CHECK(e.t2_reads == 0 && e.retired_t2_slot == kNone)
       << "freeing block " << e.key.ShortHex() << " while its T2 slot is being read";
   if (e.slot != kNone) SlotsOf(e.tier).Free(e.slot);
+  if (e.tenant_id != kNone) ledger_.Release(e.tenant_id);
   const uint32_t generation = e.generation + 1;
   e = Entry{};
   e.generation = generation;
@@ -417,6 +425,7 @@ absl::StatusOr<std::unique_ptr<PendingPut>> BlockStore::BeginPut(const PutSpec& 
   {
     absl::MutexLock lock(&mu_);
     Sweep(clock_->Now());
+    put->tenant_id_ = ledger_.Acquire(spec.prompt.tenant);
     for (uint32_t i = 0; i < spec.num_blocks; ++i) {
       const uint32_t b = carried[i];
       PendingPut::Block block;
@@ -436,23 +445,33 @@ absl::StatusOr<std::unique_ptr<PendingPut>> BlockStore::BeginPut(const PutSpec& 
         Ref(*h);
         block.existing = *h;
       } else {
-        std::optional<uint32_t> slot = AllocateT1(block_bytes, reservation);
-        const bool handle = slot && ReserveHandle();
+        std::optional<uint32_t> slot = AllocateT1(block_bytes, put->tenant_id_, reservation);
+        const bool handle = slot && ReserveHandle(put->tenant_id_);
         if (!handle) {
           if (slot) t1_->slots().Free(*slot);
+          const uint64_t limit = ledger_.quota(put->tenant_id_).t1_limit;
+          const bool at_limit = ledger_.OverLimit(put->tenant_id_, Tier::kHostDram, block_bytes);
           // The slots reserved so far go back to T1: demotions reading from them are
           // abandoned (their blocks dropped), since another Put may reuse the slots.
           for (Demotion& d : reservation.demotions) d.status = absl::AbortedError("the Put failed");
           FinishDemotions(reservation);
           AbortPutLocked(*put);
+          if (at_limit) {
+            return absl::ResourceExhaustedError(absl::StrCat(
+                "tenant ", std::string(spec.prompt.tenant), " is at its T1 limit of ", limit,
+                " bytes and none of its blocks can be evicted to take a block of ",
+                absl::StrCat(block_bytes,
+                             " bytes: they are leased, pinned, read or in flight; retry later")));
+          }
           return absl::ResourceExhaustedError(absl::StrCat(
               slot ? absl::StrCat("the store holds --max_blocks=", entries_.size(),
                                   " blocks and none can be evicted to take one more")
                    : absl::StrCat("T1 has no room for a block of ", block_bytes, " bytes"),
-              ": the blocks that could make room are leased, pinned, read or in flight; retry "
-              "later"));
+              ": the blocks that could make room are leased, pinned, read or in flight",
+              ledger_.enabled() ? " or within other tenants' guarantees" : "", "; retry later"));
         }
         ++reserved_blocks_;
+        ledger_.Charge(put->tenant_id_, Tier::kHostDram, static_cast<int64_t>(block_bytes), 0);
         block.slot = *slot;
       }
       put->blocks_.push_back(block);
@@ -517,6 +536,7 @@ absl::StatusOr<PutResult> BlockStore::CommitPut(PendingPut& put) {
     }
     --reserved_blocks_;
     --reserved_handles_;
+    ledger_.Charge(put.tenant_id_, Tier::kHostDram, -static_cast<int64_t>(put.block_bytes_), 0);
     if (index_.Find(b.key)) {  // a concurrent Put of the same block committed first
       t1_->slots().Free(*b.slot);
       ++result.existing_blocks;
@@ -529,6 +549,7 @@ absl::StatusOr<PutResult> BlockStore::CommitPut(PendingPut& put) {
     e.key = b.key;
     e.parent = b.parent;
     e.tenant = put.tenant_;
+    e.tenant_id = ledger_.Acquire(put.tenant_);
     e.layout_fingerprint = put.layout_fingerprint_;
     e.num_layers = put.num_layers_;
     e.depth = b.depth;
@@ -541,10 +562,22 @@ absl::StatusOr<PutResult> BlockStore::CommitPut(PendingPut& put) {
     events_.Append(EventFor(e, BlockEvent::Type::kStored, BlockEvent::Reason::kPut));
   }
   put.done_ = true;
+  ReleasePutTenant(put);
   counters_.put_stored_blocks += result.stored_blocks;
   counters_.put_existing_blocks += result.existing_blocks;
   counters_.put_bytes += put.expected_bytes();
   return result;
+}
+
+void BlockStore::ReleasePutTenant(PendingPut& put) {
+  if (put.tenant_id_ == kNone) return;
+  ledger_.Release(put.tenant_id_);
+  put.tenant_id_ = kNone;
+}
+
+TenantUsage BlockStore::UsageOf(std::string_view tenant) const {
+  absl::MutexLock lock(&mu_);
+  return ledger_.UsageOf(tenant);
 }
 
 void BlockStore::AbortPut(PendingPut& put) {
@@ -558,12 +591,14 @@ void BlockStore::AbortPutLocked(PendingPut& put) {
       t1_->slots().Free(*b.slot);
       --reserved_blocks_;
       --reserved_handles_;
+      ledger_.Charge(put.tenant_id_, Tier::kHostDram, -static_cast<int64_t>(put.block_bytes_), 0);
     } else if (b.existing) {
       Unref(*b.existing);
     }
   }
   put.blocks_.clear();
   put.done_ = true;
+  ReleasePutTenant(put);
   ++counters_.put_failures;
 }
 

@@ -15,6 +15,14 @@
 // its size, by more than kRebalanceMargin): then a whole slab of that class is emptied
 // (its blocks demoted or dropped as any victim) and joins the class that needs it.
 //
+// Tenants (cache_store/tenant_ledger.h): each tenant's payload bytes per tier are counted,
+// blocks of Puts in flight included. With quotas (BlockStoreOptions::quotas) a tenant at
+// its limit in a tier makes room by evicting its own blocks (its own victim of the size
+// class it needs, else of any size), and no allocation evicts another tenant's block when
+// that would leave the other tenant below its guarantee; within those bounds victims are
+// chosen as without quotas. A tenant that can neither take a free slot nor evict gets
+// RESOURCE_EXHAUSTED naming its limit.
+//
 // Guarantees (DESIGN.md §4):
 //  - A block becomes visible only when its whole payload was written and its XXH3
 //    checksum verified (PendingPut::Commit); an abandoned Put leaves no trace.
@@ -58,6 +66,8 @@
 #include "cache_store/pinned_host_tier.h"
 #include "cache_store/prefix_index.h"
 #include "cache_store/ssd_tier.h"
+#include "cache_store/tenant_ledger.h"
+#include "cache_store/tenant_quota.h"
 #include "cache_store/tier.h"
 
 namespace kvtier {
@@ -82,6 +92,9 @@ struct BlockStoreOptions {
   size_t event_log_capacity = size_t{1} << 16;
   // Longest prompt accepted by Lookup and Put.
   size_t max_prompt_tokens = size_t{1} << 21;
+  // Per-tenant guarantees and limits in T1 and T2 (cache_store/tenant_quota.h). The default
+  // (none) keeps one shared victim order per size class.
+  TenantQuotas quotas;
   Clock* clock = nullptr;  // nullptr: Clock::Real()
 };
 
@@ -219,6 +232,10 @@ struct BlockStoreStats {
   uint64_t pinned_blocks = 0;
   // By layout, the most bytes first (at most kMaxLayoutsReported).
   std::vector<LayoutUsage> layouts;
+  // By tenant, the most bytes first (at most kMaxTenantsReported), and how many hold any.
+  std::vector<TenantUsage> tenants;
+  uint64_t tenants_holding = 0;
+  bool quotas_enabled = false;
   std::string eviction_policy;
   std::string t2_eviction_policy;
 };
@@ -226,6 +243,7 @@ struct BlockStoreStats {
 class BlockStore {
  public:
   static constexpr size_t kMaxLayoutsReported = 64;
+  static constexpr size_t kMaxTenantsReported = 64;
   // A slab moves to a class only when that class's tail block is worth this many times
   // more per byte than the donor's (hysteresis: slabs do not flap between classes).
   static constexpr double kRebalanceMargin = 2.0;
@@ -274,6 +292,8 @@ class BlockStore {
                                   bool skip_missing = false) ABSL_LOCKS_EXCLUDED(mu_);
 
   BlockStoreStats Stats() const ABSL_LOCKS_EXCLUDED(mu_);
+  // What one tenant holds and its quota (zero usage when it holds nothing).
+  TenantUsage UsageOf(std::string_view tenant) const ABSL_LOCKS_EXCLUDED(mu_);
   EventLog& events() { return events_; }
   uint64_t max_block_bytes() const { return t1_->max_block_bytes(); }
 
@@ -292,6 +312,7 @@ class BlockStore {
     BlockKey key;
     std::optional<BlockKey> parent;
     std::string tenant;
+    uint32_t tenant_id = kNone;  // in ledger_, referenced while the entry is not free
     uint64_t layout_fingerprint = 0;
     uint32_t num_layers = 0;
     uint32_t depth = 0;
@@ -332,7 +353,10 @@ class BlockStore {
   struct Reservation {
     std::vector<Demotion> demotions;
     std::vector<uint32_t> held_slabs;
-    bool empty() const { return demotions.empty() && held_slabs.empty(); }
+    // T1 slots of demoted blocks this operation does not use (a tenant at its limit evicted
+    // a block of another size): freed once the demotions that read them are done.
+    std::vector<uint32_t> free_after;
+    bool empty() const { return demotions.empty() && held_slabs.empty() && free_after.empty(); }
   };
   // A T2 block being promoted into a reserved T1 slot.
   struct Promotion {
@@ -355,7 +379,7 @@ class BlockStore {
   EvictionPolicy* PolicyFor(Tier tier) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return tier == Tier::kHostDram ? t1_policy_.get() : t2_policy_.get();
   }
-  BlockTraits TraitsOf(const Entry& e) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  BlockTraits TraitsOf(const Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   SlabAllocator& SlotsOf(Tier tier) const {
     return tier == Tier::kHostDram ? t1_->slots() : t2_->slots();
   }
@@ -389,7 +413,8 @@ class BlockStore {
   uint32_t NewHandle() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Promises a handle to a block about to be stored, evicting a block (T2's victim first)
   // when every handle is taken or promised. False when nothing can be evicted.
-  bool ReserveHandle() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The victim is one `tenant` may evict (see VictimFor).
+  bool ReserveHandle(uint32_t tenant) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Frees the entry's slot in its tier and the handle.
   void FreeEntry(uint32_t handle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Indexes a block that just became resident in `tier` and tells the policy.
@@ -398,9 +423,20 @@ class BlockStore {
   // T2 admits is queued in `r`; the caller runs its demotions (RunDemotions) before using
   // the slot, then FinishDemotions. nullopt when nothing can be evicted (or the size has no
   // class).
-  std::optional<uint32_t> AllocateT1(uint64_t bytes, Reservation& r)
+  // `tenant` is the block's: at its limit it evicts its own blocks first, and it evicts no
+  // other tenant's below that tenant's guarantee.
+  std::optional<uint32_t> AllocateT1(uint64_t bytes, uint32_t tenant, Reservation& r)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  std::optional<uint32_t> AllocateT2(uint64_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::optional<uint32_t> AllocateT2(uint64_t bytes, uint32_t tenant)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The policy's first victim of size class `cls` that may make room for `tenant`'s block:
+  // its own, or another tenant's that keeps its guarantee without it (TenantLedger::Yields).
+  // cls < 0: of any class.
+  std::optional<uint32_t> VictimFor(Tier tier, int cls, uint32_t tenant) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The tenant's own first victim, of class `cls` if it has one there, else of any class.
+  std::optional<uint32_t> OwnVictim(Tier tier, int cls, uint32_t tenant) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A T1 victim leaves: to T2 (queued in r) when T2 admits it, otherwise out of the store
   // (its slot freed). A demoted block's bytes stay in its slot until the write: the slot is
   // freed in the allocator when `free_slot` (a slab the caller then holds), else returned
@@ -409,9 +445,11 @@ class BlockStore {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The slab to empty for class `cls` of this tier, or nullopt when `cls` should evict its
   // own victim (or nothing can be emptied).
-  std::optional<uint32_t> SlabToMove(Tier tier, int cls) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Whether every block in the slab may be evicted now.
-  bool Drainable(Tier tier, uint32_t slab) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::optional<uint32_t> SlabToMove(Tier tier, int cls, uint32_t tenant) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether every block in the slab may be evicted now, for `tenant`.
+  bool Drainable(Tier tier, uint32_t slab, uint32_t tenant) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RunDemotions(Reservation& r) ABSL_LOCKS_EXCLUDED(mu_);
   void FinishDemotions(Reservation& r) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Removes a live block from the index and its policy; its slot is freed now or when its
@@ -440,6 +478,8 @@ class BlockStore {
   absl::StatusOr<PutResult> CommitPut(PendingPut& put) ABSL_LOCKS_EXCLUDED(mu_);
   void AbortPut(PendingPut& put) ABSL_LOCKS_EXCLUDED(mu_);
   void AbortPutLocked(PendingPut& put) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The Put's reference on its tenant's account, once its blocks are committed or gone.
+  void ReleasePutTenant(PendingPut& put) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReleaseRead(std::span<const uint32_t> handles, std::span<const uint32_t> t1_slots)
       ABSL_LOCKS_EXCLUDED(mu_);
   // A reader found a layer of the block that does not match its checksum: the block
@@ -470,6 +510,7 @@ class BlockStore {
   std::array<uint64_t, 3> used_bytes_ ABSL_GUARDED_BY(mu_){};   // by Tier
   std::array<uint64_t, 3> used_blocks_ ABSL_GUARDED_BY(mu_){};  // by Tier
   absl::flat_hash_map<uint64_t, LayoutUsage> layouts_ ABSL_GUARDED_BY(mu_);
+  TenantLedger ledger_ ABSL_GUARDED_BY(mu_);
   uint64_t reserved_blocks_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t reserved_handles_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t access_tick_ ABSL_GUARDED_BY(mu_) = 0;

@@ -9,7 +9,7 @@
 
 namespace kvtier {
 
-bool BlockStore::ReserveHandle() {
+bool BlockStore::ReserveHandle(uint32_t tenant) {
   if (free_handles_.size() > reserved_handles_) {
     ++reserved_handles_;
     return true;
@@ -17,12 +17,12 @@ bool BlockStore::ReserveHandle() {
   // Every handle is taken or promised: a block leaves the store. T2's victim first (its
   // bytes are the cheapest to lose); a T1 victim is dropped, not demoted, since a demoted
   // block keeps its handle.
-  std::optional<uint32_t> victim = t2_ ? t2_policy_->Victim() : std::nullopt;
+  std::optional<uint32_t> victim = t2_ ? VictimFor(Tier::kLocalSsd, -1, tenant) : std::nullopt;
   if (victim) {
     RemoveEntry(*victim, BlockEvent::Reason::kEvicted);
     ++counters_.t2_evicted_blocks;
   } else {
-    victim = t1_policy_->Victim();
+    victim = VictimFor(Tier::kHostDram, -1, tenant);
     if (!victim) return false;
     RemoveEntry(*victim, BlockEvent::Reason::kEvicted);
     ++counters_.evicted_blocks;
@@ -33,9 +33,10 @@ bool BlockStore::ReserveHandle() {
   return true;
 }
 
-bool BlockStore::Drainable(Tier tier, uint32_t slab) const {
+bool BlockStore::Drainable(Tier tier, uint32_t slab, uint32_t tenant) const {
   const SlabAllocator& slots = SlotsOf(tier);
   if (slots.held(slab) || slots.ClassOfSlab(slab) < 0) return false;
+  absl::flat_hash_map<uint32_t, uint64_t> bytes_of_tenant;  // other tenants' (with quotas)
   for (auto [slot, owner] : slots.AllocatedInSlab(slab)) {
     // A slot without a live owner here is reserved by a Put or a promotion, or still read.
     if (owner == SlabAllocator::kNoOwner || owner >= entries_.size()) return false;
@@ -44,13 +45,51 @@ bool BlockStore::Drainable(Tier tier, uint32_t slab) const {
         e.pinned_until != absl::InfinitePast() || e.t2_reads > 0) {
       return false;
     }
+    if (ledger_.enabled() && e.tenant_id != tenant) bytes_of_tenant[e.tenant_id] += e.size;
+  }
+  for (auto [other, bytes] : bytes_of_tenant) {
+    if (!ledger_.Yields(other, tier, bytes)) return false;
   }
   return true;
 }
 
-std::optional<uint32_t> BlockStore::SlabToMove(Tier tier, int cls) const {
-  const SlabAllocator& slots = SlotsOf(tier);
+std::optional<uint32_t> BlockStore::VictimFor(Tier tier, int cls, uint32_t tenant) const {
   const EvictionPolicy* policy = PolicyFor(tier);
+  if (!ledger_.enabled()) return cls < 0 ? policy->Victim() : policy->VictimOf(cls);
+  std::optional<uint32_t> best;
+  const int first = cls < 0 ? 0 : cls;
+  const int last = cls < 0 ? SlotsOf(tier).num_classes() - 1 : cls;
+  for (int c = first; c <= last; ++c) {
+    for (const TenantLedger::Partition& p : ledger_.PartitionsOfClass(tier, c)) {
+      const std::optional<uint32_t> v = policy->VictimOf(p.partition);
+      if (!v || (best && !policy->EvictsBefore(*v, *best))) continue;
+      if (p.tenant != tenant && !ledger_.Yields(p.tenant, tier, entries_[*v].size)) continue;
+      best = v;
+    }
+  }
+  return best;
+}
+
+std::optional<uint32_t> BlockStore::OwnVictim(Tier tier, int cls, uint32_t tenant) const {
+  const EvictionPolicy* policy = PolicyFor(tier);
+  auto own_of_class = [&](int c) -> std::optional<uint32_t> {
+    for (const TenantLedger::Partition& p : ledger_.PartitionsOfClass(tier, c)) {
+      if (p.tenant == tenant) return policy->VictimOf(p.partition);
+    }
+    return std::nullopt;
+  };
+  if (std::optional<uint32_t> v = own_of_class(cls)) return v;
+  std::optional<uint32_t> best;
+  for (int c = 0; c < SlotsOf(tier).num_classes(); ++c) {
+    if (c == cls) continue;
+    const std::optional<uint32_t> v = own_of_class(c);
+    if (v && (!best || policy->EvictsBefore(*v, *best))) best = v;
+  }
+  return best;
+}
+
+std::optional<uint32_t> BlockStore::SlabToMove(Tier tier, int cls, uint32_t tenant) const {
+  const SlabAllocator& slots = SlotsOf(tier);
   // How long a class's blocks sit idle on average, times their size: byte-time per access.
   // A class whose bytes wait longer for their next use is worth less per byte; moving a
   // slab toward the class that waits less evens them out (each class ends up with memory
@@ -66,10 +105,15 @@ std::optional<uint32_t> BlockStore::SlabToMove(Tier tier, int cls) const {
   };
   // A class with no slab, or nothing of its own to evict, must take a slab.
   const double own_idle =
-      policy->VictimOfClass(cls) && slots.class_slabs(cls) > 0 ? idle_bytes(cls) : -1.0;
+      VictimFor(tier, cls, tenant) && slots.class_slabs(cls) > 0 ? idle_bytes(cls) : -1.0;
   std::vector<std::pair<double, int>> donors;  // (idle bytes, class)
+  std::vector<uint32_t> donor_victims;         // by class
+  donor_victims.resize(slots.num_classes(), kNone);
   for (int d = 0; d < slots.num_classes(); ++d) {
-    if (d == cls || slots.class_slabs(d) == 0 || !policy->VictimOfClass(d)) continue;
+    if (d == cls || slots.class_slabs(d) == 0) continue;
+    const std::optional<uint32_t> victim = VictimFor(tier, d, tenant);
+    if (!victim) continue;
+    donor_victims[d] = *victim;
     const double d_idle = idle_bytes(d);
     if (own_idle >= 0 && d_idle < kRebalanceMargin * own_idle) continue;
     donors.emplace_back(d_idle, d);
@@ -79,14 +123,14 @@ std::optional<uint32_t> BlockStore::SlabToMove(Tier tier, int cls) const {
     // The tail block's own slab first (its neighbours are as likely cold), then the
     // donor's other slabs, emptiest first; a few are tried.
     std::vector<uint32_t> candidates = slots.SlabsOfClass(d);
-    const uint32_t tail_slab = slots.SlabOf(entries_[*policy->VictimOfClass(d)].slot);
+    const uint32_t tail_slab = slots.SlabOf(entries_[donor_victims[d]].slot);
     std::sort(candidates.begin(), candidates.end(), [&](uint32_t a, uint32_t b) {
       if ((a == tail_slab) != (b == tail_slab)) return a == tail_slab;
       return slots.allocated_in_slab(a) < slots.allocated_in_slab(b);
     });
     constexpr size_t kMaxTried = 8;
     for (size_t i = 0; i < candidates.size() && i < kMaxTried; ++i) {
-      if (slots.SlotsIn(candidates[i], cls) > 0 && Drainable(tier, candidates[i])) {
+      if (slots.SlotsIn(candidates[i], cls) > 0 && Drainable(tier, candidates[i], tenant)) {
         return candidates[i];
       }
     }
@@ -100,7 +144,8 @@ std::optional<uint32_t> BlockStore::EvictT1(uint32_t h, Reservation& r, bool fre
   // protected.
   const bool admitted = t2_ != nullptr && t1_policy_->ReuseScore(h) >= options_.t2_admit_min_score;
   if (t2_ != nullptr && !admitted) ++counters_.demotion_rejected_blocks;
-  const std::optional<uint32_t> t2_slot = admitted ? AllocateT2(e.size) : std::nullopt;
+  const std::optional<uint32_t> t2_slot =
+      admitted ? AllocateT2(e.size, e.tenant_id) : std::nullopt;
   if (!t2_slot) {
     RemoveEntry(h, BlockEvent::Reason::kEvicted);
     ++counters_.evicted_blocks;
@@ -112,6 +157,8 @@ std::optional<uint32_t> BlockStore::EvictT1(uint32_t h, Reservation& r, bool fre
   t1_policy_->OnLeave(h, /*evicted=*/true);
   UnlinkParent(h);
   Account(e, -1);
+  // Its T2 slot counts against the tenant's T2 usage while the bytes travel.
+  ledger_.Charge(e.tenant_id, Tier::kLocalSsd, static_cast<int64_t>(e.size), 0);
   e.state = Entry::State::kMoving;
   const uint32_t t1_slot = e.slot;
   e.slot = kNone;
@@ -134,16 +181,36 @@ std::optional<uint32_t> BlockStore::EvictT1(uint32_t h, Reservation& r, bool fre
   return t1_slot;
 }
 
-std::optional<uint32_t> BlockStore::AllocateT1(uint64_t bytes, Reservation& r) {
+std::optional<uint32_t> BlockStore::AllocateT1(uint64_t bytes, uint32_t tenant, Reservation& r) {
   SlabAllocator& slots = t1_->slots();
   const std::optional<int> cls = slots.ClassFor(bytes);
   if (!cls) return std::nullopt;
+  // A tenant at its limit makes room among its own blocks. A victim of the class needed
+  // hands over its slot; a victim of another size frees its slot after its demotion.
+  std::optional<uint32_t> own_slot;
+  while (ledger_.OverLimit(tenant, Tier::kHostDram, bytes)) {
+    const std::optional<uint32_t> victim = OwnVictim(Tier::kHostDram, *cls, tenant);
+    if (!victim) {
+      if (own_slot) r.free_after.push_back(*own_slot);
+      return std::nullopt;
+    }
+    ledger_.CountLimitEviction(tenant, Tier::kHostDram);
+    const bool same_class = slots.ClassOfSlot(entries_[*victim].slot) == *cls;
+    if (std::optional<uint32_t> handed = EvictT1(*victim, r, /*free_slot=*/false)) {
+      if (same_class && !own_slot) {
+        own_slot = handed;
+      } else {
+        r.free_after.push_back(*handed);
+      }
+    }
+  }
+  if (own_slot) return own_slot;
   if (std::optional<uint32_t> slot = slots.Allocate(*cls)) return slot;
   for (uint32_t slab : r.held_slabs) {
     if (slots.ClassOfSlab(slab) != *cls) continue;
     if (std::optional<uint32_t> slot = slots.AllocateInSlab(slab)) return slot;
   }
-  if (std::optional<uint32_t> slab = SlabToMove(Tier::kHostDram, *cls)) {
+  if (std::optional<uint32_t> slab = SlabToMove(Tier::kHostDram, *cls, tenant)) {
     ++counters_.t1_slab_moves;
     for (auto [slot, owner] : slots.AllocatedInSlab(*slab)) {
       ++counters_.t1_slab_move_evictions;
@@ -154,18 +221,25 @@ std::optional<uint32_t> BlockStore::AllocateT1(uint64_t bytes, Reservation& r) {
     r.held_slabs.push_back(*slab);
     return slots.AllocateInSlab(*slab);
   }
-  const std::optional<uint32_t> victim = t1_policy_->VictimOfClass(*cls);
+  const std::optional<uint32_t> victim = VictimFor(Tier::kHostDram, *cls, tenant);
   if (!victim) return std::nullopt;
   if (std::optional<uint32_t> handed = EvictT1(*victim, r, /*free_slot=*/false)) return handed;
   return slots.Allocate(*cls);  // the victim had no references, so its slot is free now
 }
 
-std::optional<uint32_t> BlockStore::AllocateT2(uint64_t bytes) {
+std::optional<uint32_t> BlockStore::AllocateT2(uint64_t bytes, uint32_t tenant) {
   SlabAllocator& slots = t2_->slots();
   const std::optional<int> cls = slots.ClassFor(SsdTier::SlotBytesFor(bytes));
   if (!cls) return std::nullopt;
+  while (ledger_.OverLimit(tenant, Tier::kLocalSsd, bytes)) {
+    const std::optional<uint32_t> victim = OwnVictim(Tier::kLocalSsd, *cls, tenant);
+    if (!victim) return std::nullopt;
+    ledger_.CountLimitEviction(tenant, Tier::kLocalSsd);
+    RemoveEntry(*victim, BlockEvent::Reason::kEvicted);
+    ++counters_.t2_evicted_blocks;
+  }
   if (std::optional<uint32_t> slot = slots.Allocate(*cls)) return slot;
-  if (std::optional<uint32_t> slab = SlabToMove(Tier::kLocalSsd, *cls)) {
+  if (std::optional<uint32_t> slab = SlabToMove(Tier::kLocalSsd, *cls, tenant)) {
     ++counters_.t2_slab_moves;
     // Nobody reads these blocks: once evicted the slab is empty and free for any class.
     for (auto [slot, owner] : slots.AllocatedInSlab(*slab)) {
@@ -174,7 +248,7 @@ std::optional<uint32_t> BlockStore::AllocateT2(uint64_t bytes) {
     }
     return slots.Allocate(*cls);
   }
-  const std::optional<uint32_t> victim = t2_policy_->VictimOfClass(*cls);
+  const std::optional<uint32_t> victim = VictimFor(Tier::kLocalSsd, *cls, tenant);
   if (!victim) return std::nullopt;
   RemoveEntry(*victim, BlockEvent::Reason::kEvicted);
   ++counters_.t2_evicted_blocks;
@@ -189,6 +263,7 @@ void BlockStore::Account(const Entry& e, int sign) {
   used_blocks_[t] += sign;
   used_bytes_[t] += sign * static_cast<int64_t>(e.size);
   ClassIdle& idle = IdleOf(e.tier, SlotsOf(e.tier).ClassOfSlot(e.slot));
+  ledger_.Charge(e.tenant_id, e.tier, sign * static_cast<int64_t>(e.size), sign);
   idle.blocks += sign;
   idle.last_access_sum += sign * static_cast<int64_t>(e.last_access);
   LayoutUsage& u = layouts_[e.layout_fingerprint];
@@ -240,6 +315,10 @@ BlockStoreStats BlockStore::Stats() const {
     return x != y ? x > y : a.layout_fingerprint < b.layout_fingerprint;
   });
   if (s.layouts.size() > kMaxLayoutsReported) s.layouts.resize(kMaxLayoutsReported);
+  s.quotas_enabled = ledger_.enabled();
+  s.tenants = ledger_.Usage();
+  s.tenants_holding = s.tenants.size();
+  if (s.tenants.size() > kMaxTenantsReported) s.tenants.resize(kMaxTenantsReported);
   s.t1_reserved_blocks = reserved_blocks_;
   s.t1_locked = t1_->locked();
   s.t1_lock_method = t1_->lock_method();

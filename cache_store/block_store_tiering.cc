@@ -38,6 +38,7 @@ void BlockStore::Recover() {
     e.key = r.key;
     e.parent = r.parent;
     e.tenant = std::move(r.tenant);
+    e.tenant_id = ledger_.Acquire(e.tenant);
     e.layout_fingerprint = r.layout_fingerprint;
     e.num_layers = r.num_layers;
     e.depth = r.depth;
@@ -84,12 +85,15 @@ void BlockStore::RunDemotions(Reservation& r) {
 void BlockStore::FinishDemotions(Reservation& r) {
   for (uint32_t slab : r.held_slabs) t1_->slots().Unhold(slab);
   r.held_slabs.clear();
+  for (uint32_t slot : r.free_after) t1_->slots().Free(slot);
+  r.free_after.clear();
   std::vector<Demotion>& demotions = r.demotions;
   for (Demotion& d : demotions) {
     Entry& e = entries_[d.handle];
     ++counters_.t2_writes;
     counters_.t2_write_seconds += d.seconds;
     const bool duplicate = index_.Find(e.key).has_value();  // re-Put while it travelled
+    ledger_.Charge(e.tenant_id, Tier::kLocalSsd, -static_cast<int64_t>(e.size), 0);
     if (d.status.ok() && !duplicate) {
       counters_.t2_bytes_written += e.size;
       e.tier = Tier::kLocalSsd;
@@ -151,7 +155,7 @@ std::unique_ptr<BlockReadHandle> BlockStore::OpenLocked(std::vector<uint32_t> ha
       // a staging buffer.
       // The first listing of a block is promoted; later listings only read it.
       std::optional<uint32_t> t1_slot;
-      if (promoting.insert(h).second) t1_slot = AllocateT1(e.size, reservation);
+      if (promoting.insert(h).second) t1_slot = AllocateT1(e.size, e.tenant_id, reservation);
       ++entries_[h].t2_reads;
       if (t1_slot) ++reserved_blocks_;
       promotions.push_back(

@@ -10,9 +10,12 @@
 // Victim() names only blocks currently evictable. Blocks are named by dense handles in
 // [0, capacity) given at construction, so policies keep per-block state in arrays.
 //
-// A tier holds blocks of many sizes in size classes (cache_store/slab_allocator.h); a slot
-// freed in one class does not fit a block of another, so the store asks for victims by
-// class (VictimOfClass) and compares classes itself when it moves a slab between them.
+// Partitions: the store files each block in a partition and asks for victims by partition
+// (VictimOf), comparing partitions' victims with EvictsBefore. A tier holds blocks of many
+// sizes in size classes (cache_store/slab_allocator.h); a slot freed in one class does not
+// fit a block of another, so each class has its partitions; with tenant quotas each
+// (class, tenant) pair has one (cache_store/tenant_ledger.h). The policy's learning and its
+// clock are shared by all partitions: a partition only restricts where a victim is sought.
 //
 // Every call is O(1) or O(log n). Not thread-safe: the store calls it under its mutex.
 #ifndef KVTIER_CACHE_STORE_EVICTION_POLICY_H_
@@ -33,7 +36,7 @@ struct BlockTraits {
   uint64_t key_fingerprint = 0;  // first 8 bytes of the block key
   uint32_t depth = 0;            // block index in its prompt (0: first block)
   bool prompt_tail = false;      // the padded partial last block of a prompt
-  uint16_t size_class = 0;       // of its slot in this tier; fixed while it is resident
+  uint32_t partition = 0;        // the store's; fixed while the block is resident
   // How many blocks of this size the tier holds (0: unknown). The adaptive policy measures
   // a block's extra life in turnovers of its tier at its size: for a tier of one layout,
   // its capacity in blocks; across sizes, smaller blocks get more ticks of life for the
@@ -62,9 +65,11 @@ class EvictionPolicy {
   virtual bool IsResident(uint32_t handle) const = 0;
   virtual bool IsEvictable(uint32_t handle) const = 0;
   // The block to evict next (not removed), or nullopt when nothing is evictable: of all
-  // classes, and of one class.
+  // partitions, and of one partition.
   virtual std::optional<uint32_t> Victim() const = 0;
-  virtual std::optional<uint32_t> VictimOfClass(int size_class) const = 0;
+  virtual std::optional<uint32_t> VictimOf(uint32_t partition) const = 0;
+  // Whether evictable block `a` goes before evictable block `b` (of any partitions).
+  virtual bool EvictsBefore(uint32_t a, uint32_t b) const = 0;
   // Estimated probability in [0, 1] that this resident block is used again.
   virtual double ReuseScore(uint32_t handle) const = 0;
   // Evictable blocks.

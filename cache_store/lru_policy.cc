@@ -9,16 +9,16 @@ LruPolicy::LruPolicy(uint32_t capacity)
       next_(capacity, kNil),
       resident_(capacity, 0),
       linked_(capacity, 0),
-      size_class_(capacity, 0),
+      partition_(capacity, 0),
       stamp_(capacity, 0) {}
 
 void LruPolicy::OnResident(uint32_t handle, const BlockTraits& traits) {
   KVTIER_CHECK(handle < resident_.size() && !resident_[handle]) << "handle " << handle;
   resident_[handle] = 1;
-  size_class_[handle] = traits.size_class;
-  if (head_.size() <= traits.size_class) {
-    head_.resize(traits.size_class + 1, kNil);
-    tail_.resize(traits.size_class + 1, kNil);
+  partition_[handle] = traits.partition;
+  if (head_.size() <= traits.partition) {
+    head_.resize(traits.partition + 1, kNil);
+    tail_.resize(traits.partition + 1, kNil);
   }
 }
 
@@ -67,16 +67,15 @@ std::optional<uint32_t> LruPolicy::Victim() const {
   return best;
 }
 
-std::optional<uint32_t> LruPolicy::VictimOfClass(int size_class) const {
-  if (size_class < 0 || static_cast<size_t>(size_class) >= tail_.size() ||
-      tail_[size_class] == kNil) {
+std::optional<uint32_t> LruPolicy::VictimOf(uint32_t partition) const {
+  if (partition >= tail_.size() || tail_[partition] == kNil) {
     return std::nullopt;
   }
-  return tail_[size_class];
+  return tail_[partition];
 }
 
 void LruPolicy::Unlink(uint32_t handle) {
-  const uint16_t c = size_class_[handle];
+  const uint32_t c = partition_[handle];
   uint32_t p = prev_[handle];
   uint32_t n = next_[handle];
   (p == kNil ? head_[c] : next_[p]) = n;
@@ -85,7 +84,7 @@ void LruPolicy::Unlink(uint32_t handle) {
 }
 
 void LruPolicy::PushFront(uint32_t handle) {
-  const uint16_t c = size_class_[handle];
+  const uint32_t c = partition_[handle];
   prev_[handle] = kNil;
   next_[handle] = head_[c];
   (head_[c] == kNil ? tail_[c] : prev_[head_[c]]) = handle;

@@ -1,8 +1,8 @@
 // LruPolicy: evicts the evictable block least recently made resident, accessed or made
 // evictable. The baseline that other policies are measured against; with one block per
 // access it is exactly the LRU of ../shared/tools/trace_oracle.py. An intrusive doubly
-// linked list per size class over arrays indexed by handle: every operation is O(1)
-// (Victim: O(size classes in use)), nothing allocates after a class is first seen.
+// linked list per partition over arrays indexed by handle: every operation is O(1)
+// (Victim: O(partitions in use)), nothing allocates after a class is first seen.
 #ifndef KVTIER_CACHE_STORE_LRU_POLICY_H_
 #define KVTIER_CACHE_STORE_LRU_POLICY_H_
 
@@ -25,7 +25,8 @@ class LruPolicy final : public EvictionPolicy {
   bool IsResident(uint32_t handle) const override;
   bool IsEvictable(uint32_t handle) const override;
   std::optional<uint32_t> Victim() const override;
-  std::optional<uint32_t> VictimOfClass(int size_class) const override;
+  std::optional<uint32_t> VictimOf(uint32_t partition) const override;
+  bool EvictsBefore(uint32_t a, uint32_t b) const override { return stamp_[a] < stamp_[b]; }
   double ReuseScore(uint32_t) const override { return 1.0; }
   size_t evictable_size() const override { return size_; }
 
@@ -39,11 +40,11 @@ class LruPolicy final : public EvictionPolicy {
   std::vector<uint32_t> next_;
   std::vector<uint8_t> resident_;
   std::vector<uint8_t> linked_;  // evictable: in its class's list
-  std::vector<uint16_t> size_class_;
-  std::vector<uint64_t> stamp_;  // when it went to the front (orders the classes' tails)
+  std::vector<uint32_t> partition_;
+  std::vector<uint64_t> stamp_;  // when it went to the front (orders the partitions' tails)
   uint64_t clock_ = 0;
-  std::vector<uint32_t> head_;  // by size class: most recent
-  std::vector<uint32_t> tail_;  // by size class: least recent
+  std::vector<uint32_t> head_;  // by partition: most recent
+  std::vector<uint32_t> tail_;  // by partition: least recent
   size_t size_ = 0;
 };
 
