@@ -28,6 +28,7 @@
 #include "bench/replay.h"
 #include "bench/trace.h"
 #include "bench/capacity_bench.h"
+#include "bench/noisy_neighbor_bench.h"
 #include "bench/kvquant_bench.h"
 #include "bench/ttft_bench.h"
 #include "kernels/dispatch.h"
@@ -68,6 +69,14 @@ ABSL_FLAG(std::string, backend, "auto",
 ABSL_FLAG(std::string, prefixes, "1024,8192",
           "ttft: cached prefix lengths in tokens (multiples of 16; comma-separated).");
 ABSL_FLAG(uint32_t, question_tokens, 16, "ttft: tokens after the cached prefix.");
+ABSL_FLAG(double, guarantee_fraction, 0.05,
+          "noisy: tenant b's T1 guarantee as a fraction of the trace's unique blocks.");
+ABSL_FLAG(double, store_multiple, 4, "noisy: the shared store's size in b's guarantees.");
+ABSL_FLAG(uint32_t, scan_requests, 4, "noisy: tenant a's scan prompts before each b request.");
+ABSL_FLAG(uint32_t, scan_blocks, 32, "noisy: blocks of each scan prompt (all new).");
+ABSL_FLAG(double, min_ratio, 0,
+          "noisy: exit 1 when b's hit rate with quotas is below this times its hit rate alone "
+          "(0: never).");
 ABSL_FLAG(uint64_t, tier_bytes, uint64_t{1} << 30, "capacity: the tier's size in bytes.");
 ABSL_FLAG(uint32_t, prompts, 300, "kvquant: prompts.");
 ABSL_FLAG(uint32_t, prompt_tokens, 64, "kvquant: tokens per prompt.");
@@ -236,6 +245,30 @@ int RunCapacity() {
   return 0;
 }
 
+int RunNoisy() {
+  const std::string path = absl::GetFlag(FLAGS_trace);
+  if (path.empty()) return Fail(absl::InvalidArgumentError("noisy needs --trace"));
+  absl::StatusOr<std::vector<TraceRequest>> trace = LoadTrace(path);
+  if (!trace.ok()) return Fail(trace.status());
+  absl::StatusOr<NoisyNeighborResult> r = RunNoisyNeighborBench(
+      *trace, std::filesystem::path(path).filename().string(),
+      {.guarantee_fraction = absl::GetFlag(FLAGS_guarantee_fraction),
+       .store_multiple = absl::GetFlag(FLAGS_store_multiple),
+       .scan_requests = absl::GetFlag(FLAGS_scan_requests),
+       .scan_blocks = absl::GetFlag(FLAGS_scan_blocks),
+       .policy = absl::GetFlag(FLAGS_policy),
+       .limit = absl::GetFlag(FLAGS_limit_requests)});
+  if (!r.ok()) return Fail(r.status());
+  for (const std::string& line : r->lines) std::cout << line << std::endl;
+  const double min_ratio = absl::GetFlag(FLAGS_min_ratio);
+  if (min_ratio > 0 && r->with_quota < min_ratio * r->alone) {
+    std::cerr << "b's hit rate with quotas " << r->with_quota << " is below " << min_ratio
+              << " x its hit rate alone " << r->alone << std::endl;
+    return 1;
+  }
+  return 0;
+}
+
 int RunKvQuant() {
   absl::StatusOr<std::vector<std::string>> lines =
       RunKvQuantBench({.prompts = absl::GetFlag(FLAGS_prompts),
@@ -398,6 +431,12 @@ const std::vector<Subcommand>& Subcommands() {
        "--tier_bytes holds in its size classes of slabs (bench/capacity_bench.h)",
        {"tier_bytes"},
        RunCapacity},
+      {"noisy",
+       "tenant isolation: one tenant's trace hit rate while another floods the store with a "
+       "scan, alone / with its quota / without (bench/noisy_neighbor_bench.h)",
+       {"trace", "guarantee_fraction", "store_multiple", "scan_requests", "scan_blocks", "policy",
+        "limit_requests", "min_ratio"},
+       RunNoisy},
       {"kvquant",
        "compressed K/V (fp8_e4m3, int8) against bf16 on the reference decoder: logit "
        "differences, greedy agreement, block bytes and blocks per GiB (bench/kvquant_bench.h)",

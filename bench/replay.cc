@@ -49,26 +49,25 @@ std::vector<uint8_t> ReplayPayload(std::span<const uint64_t> hash_ids, uint32_t 
 
 namespace {
 
-constexpr std::string_view kTenant = "replay";
 
 class EngineBackend final : public ReplayBackend {
  public:
-  explicit EngineBackend(std::unique_ptr<BlockStore> store)
-      : store_(std::move(store)), layout_(ReplayLayout()) {}
+  EngineBackend(std::shared_ptr<BlockStore> store, std::string tenant)
+      : store_(std::move(store)), tenant_(std::move(tenant)), layout_(ReplayLayout()) {}
 
   absl::StatusOr<Hits> LookupFetchRelease(const ReplayPrompt& prompt) override {
     absl::StatusOr<LookupResult> found = store_->Lookup(
-        PromptRef{.tenant = kTenant, .layout = &layout_, .tokens = prompt.tokens}, {});
+        PromptRef{.tenant = tenant_, .layout = &layout_, .tokens = prompt.tokens}, {});
     if (!found.ok()) return found.status();
     Hits hits;
     for (Tier t : found->tiers) ++(t == Tier::kHostDram ? hits.t1 : hits.t2);
     if (found->lease_id != 0) {
       {  // the read handle goes before the lease
         absl::StatusOr<std::unique_ptr<BlockReadHandle>> read =
-            store_->ReadLease(kTenant, found->lease_id);
+            store_->ReadLease(tenant_, found->lease_id);
         hits.fetch_failed = !read.ok();
       }
-      if (absl::Status s = store_->Release(kTenant, found->lease_id); !s.ok()) return s;
+      if (absl::Status s = store_->Release(tenant_, found->lease_id); !s.ok()) return s;
     }
     return hits;
   }
@@ -76,7 +75,7 @@ class EngineBackend final : public ReplayBackend {
   absl::Status Put(const ReplayPrompt& prompt, uint32_t first_block,
                    std::span<const uint8_t> payload, bool last_block_partial) override {
     return store_
-        ->Put(PutSpec{.prompt = {.tenant = kTenant, .layout = &layout_, .tokens = prompt.tokens},
+        ->Put(PutSpec{.prompt = {.tenant = tenant_, .layout = &layout_, .tokens = prompt.tokens},
                       .first_block = first_block,
                       .num_blocks = static_cast<uint32_t>(payload.size() / layout_.BlockBytes()),
                       .last_block_partial = last_block_partial},
@@ -97,7 +96,8 @@ class EngineBackend final : public ReplayBackend {
   }
 
  private:
-  std::unique_ptr<BlockStore> store_;
+  std::shared_ptr<BlockStore> store_;
+  std::string tenant_;
   KvLayout layout_;
 };
 
@@ -184,7 +184,7 @@ class GrpcBackend final : public ReplayBackend {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<ReplayBackend>> MakeEngineBackend(const EngineBackendOptions& o) {
+absl::StatusOr<std::shared_ptr<BlockStore>> MakeEngineStore(const EngineBackendOptions& o) {
   if (o.capacity_blocks == 0) return absl::InvalidArgumentError("capacity_blocks must be > 0");
   BlockStoreOptions options;
   options.t1 = {.capacity_bytes = o.capacity_blocks * kReplaySlotBytes,
@@ -199,9 +199,21 @@ absl::StatusOr<std::unique_ptr<ReplayBackend>> MakeEngineBackend(const EngineBac
                   .capacity_bytes = o.ssd_capacity_blocks * SsdTier::SlotBytesFor(kReplaySlotBytes)};
   }
   options.max_active_leases = 1 << 16;
+  options.quotas = o.quotas;
   absl::StatusOr<std::unique_ptr<BlockStore>> store = BlockStore::Create(options);
   if (!store.ok()) return store.status();
-  return std::make_unique<EngineBackend>(*std::move(store));
+  return std::shared_ptr<BlockStore>(*std::move(store));
+}
+
+std::unique_ptr<ReplayBackend> MakeEngineBackendOn(std::shared_ptr<BlockStore> store,
+                                                   std::string tenant) {
+  return std::make_unique<EngineBackend>(std::move(store), std::move(tenant));
+}
+
+absl::StatusOr<std::unique_ptr<ReplayBackend>> MakeEngineBackend(const EngineBackendOptions& o) {
+  absl::StatusOr<std::shared_ptr<BlockStore>> store = MakeEngineStore(o);
+  if (!store.ok()) return store.status();
+  return MakeEngineBackendOn(*std::move(store), o.tenant);
 }
 
 absl::StatusOr<std::unique_ptr<ReplayBackend>> MakeGrpcBackend(const GrpcBackendOptions& o) {
@@ -283,37 +295,42 @@ std::unique_ptr<ReplayBackend> MakeRoundRobinBackend(
   return std::make_unique<RoundRobinBackend>(std::move(backends));
 }
 
+absl::Status ReplayRequest(const TraceRequest& req, ReplayBackend& backend, ReplayResult& r) {
+  if (req.hash_ids.empty()) {
+    ++r.requests;
+    return absl::OkStatus();
+  }
+  const ReplayPrompt prompt{.hash_ids = req.hash_ids, .tokens = ReplayTokens(req.hash_ids)};
+  absl::StatusOr<ReplayBackend::Hits> hits = backend.LookupFetchRelease(prompt);
+  if (!hits.ok()) {
+    return absl::Status(hits.status().code(), absl::StrCat("lookup: ", hits.status().message()));
+  }
+  const uint32_t matched = hits->t1 + hits->t2;
+  r.hit_blocks += matched;
+  r.t1_hit_blocks += hits->t1;
+  r.t2_hit_blocks += hits->t2;
+  r.fetch_failures += hits->fetch_failed ? 1 : 0;
+  r.blocks += req.hash_ids.size();
+  ++r.requests;
+  if (matched < req.hash_ids.size()) {
+    const bool partial = req.input_length > 0 && req.input_length % kTraceBlockTokens != 0;
+    const auto n = static_cast<uint32_t>(req.hash_ids.size()) - matched;
+    const std::vector<uint8_t> payload = ReplayPayload(req.hash_ids, matched, n);
+    if (absl::Status s = backend.Put(prompt, matched, payload, partial); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("put: ", s.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<ReplayResult> Replay(const std::vector<TraceRequest>& trace, ReplayBackend& backend,
                                     size_t limit) {
   ReplayResult r;
   const size_t n = limit == 0 ? trace.size() : std::min(limit, trace.size());
   const auto start = std::chrono::steady_clock::now();
   for (size_t i = 0; i < n; ++i) {
-    const TraceRequest& req = trace[i];
-    if (req.hash_ids.empty()) {
-      ++r.requests;
-      continue;
-    }
-    const ReplayPrompt prompt{.hash_ids = req.hash_ids, .tokens = ReplayTokens(req.hash_ids)};
-    absl::StatusOr<ReplayBackend::Hits> hits = backend.LookupFetchRelease(prompt);
-    if (!hits.ok()) {
-      return absl::Status(hits.status().code(),
-                          absl::StrCat("request ", i, ": lookup: ", hits.status().message()));
-    }
-    const uint32_t matched = hits->t1 + hits->t2;
-    r.hit_blocks += matched;
-    r.t1_hit_blocks += hits->t1;
-    r.t2_hit_blocks += hits->t2;
-    r.fetch_failures += hits->fetch_failed ? 1 : 0;
-    r.blocks += req.hash_ids.size();
-    ++r.requests;
-    if (matched < req.hash_ids.size()) {
-      const bool partial = req.input_length > 0 && req.input_length % kTraceBlockTokens != 0;
-      const auto n = static_cast<uint32_t>(req.hash_ids.size()) - matched;
-      const std::vector<uint8_t> payload = ReplayPayload(req.hash_ids, matched, n);
-      if (absl::Status s = backend.Put(prompt, matched, payload, partial); !s.ok()) {
-        return absl::Status(s.code(), absl::StrCat("request ", i, ": put: ", s.message()));
-      }
+    if (absl::Status s = ReplayRequest(trace[i], backend, r); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("request ", i, ": ", s.message()));
     }
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -25,7 +25,9 @@
 
 #include "absl/status/statusor.h"
 #include "bench/trace.h"
+#include "cache_store/block_store.h"
 #include "cache_store/kv_layout.h"
+#include "cache_store/tenant_quota.h"
 
 namespace kvtier::bench {
 
@@ -80,8 +82,15 @@ struct EngineBackendOptions {
   std::string policy = "adaptive";
   std::string ssd_policy = "lru";
   double t2_admit_min_score = 0.05;
+  std::string tenant = "replay";
+  TenantQuotas quotas;
 };
 absl::StatusOr<std::unique_ptr<ReplayBackend>> MakeEngineBackend(const EngineBackendOptions& o);
+// The store MakeEngineBackend makes, and a backend of one tenant on a store (several
+// tenants may share one: bench/noisy_neighbor_bench.h).
+absl::StatusOr<std::shared_ptr<BlockStore>> MakeEngineStore(const EngineBackendOptions& o);
+std::unique_ptr<ReplayBackend> MakeEngineBackendOn(std::shared_ptr<BlockStore> store,
+                                                   std::string tenant);
 
 struct GrpcBackendOptions {
   // One store (HOST:PORT) or a cluster of shards (HOST:PORT,HOST:PORT or dns:///NAME:PORT).
@@ -117,6 +126,9 @@ struct ReplayResult {
   double hit_rate() const { return blocks ? double(hit_blocks) / double(blocks) : 0; }
   std::string ToJson() const;
 };
+
+// One request (steps 1-3 above), added to r's counts (requests, blocks, hits).
+absl::Status ReplayRequest(const TraceRequest& request, ReplayBackend& backend, ReplayResult& r);
 
 // Replays the first `limit` requests (0: all).
 absl::StatusOr<ReplayResult> Replay(const std::vector<TraceRequest>& trace, ReplayBackend& backend,

@@ -19,8 +19,9 @@
 // blocks of Puts in flight included. With quotas (BlockStoreOptions::quotas) a tenant at
 // its limit in a tier makes room by evicting its own blocks (its own victim of the size
 // class it needs, else of any size), and no allocation evicts another tenant's block when
-// that would leave the other tenant below its guarantee; within those bounds victims are
-// chosen as without quotas. A tenant that can neither take a free slot nor evict gets
+// that would leave the other tenant below its guarantee; a tenant below its own guarantee
+// takes room from other tenants' blocks before it evicts its own (it grows into its share
+// even when its blocks are older). Within those bounds victims are chosen as without quotas. A tenant that can neither take a free slot nor evict gets
 // RESOURCE_EXHAUSTED naming its limit.
 //
 // Guarantees (DESIGN.md §4):

@@ -56,18 +56,24 @@ bool BlockStore::Drainable(Tier tier, uint32_t slab, uint32_t tenant) const {
 std::optional<uint32_t> BlockStore::VictimFor(Tier tier, int cls, uint32_t tenant) const {
   const EvictionPolicy* policy = PolicyFor(tier);
   if (!ledger_.enabled()) return cls < 0 ? policy->Victim() : policy->VictimOf(cls);
-  std::optional<uint32_t> best;
+  // A tenant below its guarantee grows into it: other tenants' blocks go before its own.
+  const bool grow = ledger_.BelowGuarantee(tenant, tier);
   const int first = cls < 0 ? 0 : cls;
   const int last = cls < 0 ? SlotsOf(tier).num_classes() - 1 : cls;
-  for (int c = first; c <= last; ++c) {
-    for (const TenantLedger::Partition& p : ledger_.PartitionsOfClass(tier, c)) {
-      const std::optional<uint32_t> v = policy->VictimOf(p.partition);
-      if (!v || (best && !policy->EvictsBefore(*v, *best))) continue;
-      if (p.tenant != tenant && !ledger_.Yields(p.tenant, tier, entries_[*v].size)) continue;
-      best = v;
+  for (const bool own : {!grow, true}) {
+    std::optional<uint32_t> best;
+    for (int c = first; c <= last; ++c) {
+      for (const TenantLedger::Partition& p : ledger_.PartitionsOfClass(tier, c)) {
+        if (p.tenant == tenant && !own) continue;
+        const std::optional<uint32_t> v = policy->VictimOf(p.partition);
+        if (!v || (best && !policy->EvictsBefore(*v, *best))) continue;
+        if (p.tenant != tenant && !ledger_.Yields(p.tenant, tier, entries_[*v].size)) continue;
+        best = v;
+      }
     }
+    if (best || own) return best;
   }
-  return best;
+  return std::nullopt;
 }
 
 std::optional<uint32_t> BlockStore::OwnVictim(Tier tier, int cls, uint32_t tenant) const {

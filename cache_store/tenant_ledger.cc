@@ -67,6 +67,12 @@ bool TenantLedger::Yields(uint32_t id, Tier tier, uint64_t bytes) const {
   return guarantee == 0 || (used >= bytes && used - bytes >= guarantee);
 }
 
+bool TenantLedger::BelowGuarantee(uint32_t id, Tier tier) const {
+  const Account& a = accounts_[id];
+  const uint64_t guarantee = tier == Tier::kHostDram ? a.quota.t1_guarantee : a.quota.t2_guarantee;
+  return a.bytes[Index(tier)] < guarantee;
+}
+
 uint32_t TenantLedger::PartitionOf(Tier tier, int cls, uint32_t id) {
   const int t = Index(tier);
   std::vector<std::vector<Partition>>& by_class = by_class_[t];

@@ -7,6 +7,8 @@
 //  - OverLimit: would `incoming` more bytes take the tenant past its limit?
 //  - Yields: may `bytes` of its blocks be evicted to make room for another tenant, i.e.
 //    does it keep at least its guarantee afterwards?
+//  - BelowGuarantee: does it hold less than its guarantee (so it grows into it by evicting
+//    other tenants' blocks before its own)?
 //
 // Partitions. A policy keeps one victim order per partition (cache_store/eviction_policy.h).
 // Without quotas (TenantQuotas::enabled() false) a partition is a size class, shared by
@@ -70,6 +72,9 @@ class TenantLedger {
   uint64_t used_bytes(uint32_t id, Tier tier) const { return accounts_[id].bytes[Index(tier)]; }
   bool OverLimit(uint32_t id, Tier tier, uint64_t incoming) const;
   bool Yields(uint32_t id, Tier tier, uint64_t bytes) const;
+  // Holds less than its guarantee: it takes room from tenants above theirs before it
+  // evicts its own blocks.
+  bool BelowGuarantee(uint32_t id, Tier tier) const;
   void CountLimitEviction(uint32_t id, Tier tier) { ++accounts_[id].limit_evictions[Index(tier)]; }
 
   // The partition of the tenant's blocks of size class `cls` in the tier.

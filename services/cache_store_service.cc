@@ -213,8 +213,23 @@ grpc::ServerUnaryReactor* CacheStoreService::Delete(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* CacheStoreService::Stats(grpc::CallbackServerContext* ctx,
                                                    const v1::StatsRequest* request,
                                                    v1::StatsResponse* response) {
-  return Unary(ctx, StoreRpc::kStats, [&](const std::string&) {
+  return Unary(ctx, StoreRpc::kStats, [&](const std::string& tenant) {
     const BlockStoreStats s = store_->Stats();
+    const TenantUsage own = store_->UsageOf(tenant);
+    v1::TenantUsage* u = response->mutable_tenant();
+    u->set_tenant(own.tenant);
+    u->set_t1_bytes(own.t1_bytes);
+    u->set_t1_blocks(own.t1_blocks);
+    u->set_t2_bytes(own.t2_bytes);
+    u->set_t2_blocks(own.t2_blocks);
+    u->set_t1_guarantee_bytes(own.quota.t1_guarantee);
+    u->set_t1_limit_bytes(own.quota.t1_limit);
+    u->set_t2_guarantee_bytes(own.quota.t2_guarantee);
+    u->set_t2_limit_bytes(own.quota.t2_limit);
+    u->set_t1_limit_evictions(own.t1_limit_evictions);
+    u->set_t2_limit_evictions(own.t2_limit_evictions);
+    response->set_quotas_enabled(s.quotas_enabled);
+    response->set_tenants_holding(s.tenants_holding);
     v1::TierStats* t1 = response->add_tiers();
     t1->set_tier(v1::TIER_HOST_DRAM);
     t1->set_capacity_bytes(s.t1_capacity_bytes);

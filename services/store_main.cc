@@ -45,6 +45,17 @@ ABSL_FLAG(uint64_t, max_blocks, 0,
           "Most blocks held at once in T1 and T2 (bounds the index's memory, about 300 bytes "
           "a block). 0: the tiers' capacity in smallest slots, capped at max(65536, "
           "T1 / 32 KiB + T2 / 128 KiB).");
+ABSL_FLAG(std::string, tenant_quota_file, "",
+          "Per-tenant quotas: lines of \"TENANT t1_guarantee=SIZE t1_limit=SIZE t2_guarantee=SIZE "
+          "t2_limit=SIZE\" (keys optional; \"*\" for every tenant not listed; docs/deploy.md). "
+          "A tenant at its limit evicts its own blocks; one under its guarantee is not evicted "
+          "for another. Empty: no quotas besides the two flags below.");
+ABSL_FLAG(uint64_t, tenant_t1_limit_bytes, 0,
+          "Most T1 payload bytes any one tenant may hold (0: no limit); the quota file's "
+          "lines override it.");
+ABSL_FLAG(uint64_t, tenant_t2_limit_bytes, 0,
+          "Most T2 payload bytes any one tenant may hold (0: no limit); the quota file's "
+          "lines override it.");
 ABSL_FLAG(std::string, t1_lock, "best_effort",
           "Pin/lock T1 memory: required | best_effort | none.");
 ABSL_FLAG(std::string, eviction_policy, "adaptive",
@@ -144,6 +155,18 @@ int Run() {
   options.max_active_leases = absl::GetFlag(FLAGS_max_active_leases);
   options.max_prompt_tokens = absl::GetFlag(FLAGS_max_prompt_tokens);
   options.event_log_capacity = absl::GetFlag(FLAGS_event_log_capacity);
+  const TenantQuota default_quota{.t1_limit = absl::GetFlag(FLAGS_tenant_t1_limit_bytes),
+                                  .t2_limit = absl::GetFlag(FLAGS_tenant_t2_limit_bytes)};
+  if (const std::string path = absl::GetFlag(FLAGS_tenant_quota_file); !path.empty()) {
+    absl::StatusOr<TenantQuotas> quotas = LoadTenantQuotaFile(path, default_quota);
+    if (!quotas.ok()) {
+      KVTIER_LOG(ERROR) << quotas.status().message();
+      return 2;
+    }
+    options.quotas = *std::move(quotas);
+  } else {
+    options.quotas.defaults = default_quota;
+  }
   absl::StatusOr<std::unique_ptr<BlockStore>> store = BlockStore::Create(options);
   if (!store.ok()) {
     KVTIER_LOG(ERROR) << "cannot create the store: " << store.status().message();
@@ -163,6 +186,13 @@ int Run() {
                      << " (direct I/O: " << (stats.t2_direct_io ? "yes" : "no") << "), "
                      << stats.t2_recovered_blocks << " blocks recovered, "
                      << stats.t2_recovery_drops << " dropped, policy " << stats.t2_eviction_policy;
+  }
+
+  if (options.quotas.enabled()) {
+    KVTIER_LOG(INFO) << "tenant quotas: " << options.quotas.tenants.size()
+                     << " tenants listed; any other tenant: T1 limit "
+                     << options.quotas.defaults.t1_limit << " bytes, T2 limit "
+                     << options.quotas.defaults.t2_limit << " bytes (0: none)";
   }
 
   std::unique_ptr<TenantAuthenticator> auth;

@@ -157,6 +157,50 @@ class EngineCollector : public prometheus::Collectable {
             {{"tier", "t2"}, {"layout", fp}});
       }
     }
+    // By tenant: the kMaxTenantUsageSeries tenants with the most bytes (Stats orders them).
+    const size_t tenants = std::min(s.tenants.size(), StoreMetrics::kMaxTenantUsageSeries);
+    auto per_tenant = [&](const char* name, const char* help, T type, auto value) {
+      for (size_t i = 0; i < tenants; ++i) {
+        const TenantUsage& u = s.tenants[i];
+        add(name, i == 0 ? help : "", type, value(u, Tier::kHostDram),
+            {{"tenant", u.tenant}, {"tier", "t1"}});
+        if (has_t2) {
+          add(name, "", type, value(u, Tier::kLocalSsd), {{"tenant", u.tenant}, {"tier", "t2"}});
+        }
+      }
+    };
+    per_tenant("kvtier_tenant_used_bytes",
+               "Payload bytes a tenant holds in the tier, Puts in flight included (the tenants "
+               "with the most bytes).",
+               T::Gauge, [](const TenantUsage& u, Tier t) {
+                 return static_cast<double>(t == Tier::kHostDram ? u.t1_bytes : u.t2_bytes);
+               });
+    per_tenant("kvtier_tenant_blocks", "Blocks a tenant holds in the tier.", T::Gauge,
+               [](const TenantUsage& u, Tier t) {
+                 return static_cast<double>(t == Tier::kHostDram ? u.t1_blocks : u.t2_blocks);
+               });
+    {
+      per_tenant("kvtier_tenant_guarantee_bytes",
+                 "Bytes of the tier guaranteed to the tenant (--tenant_quota_file).", T::Gauge,
+                 [](const TenantUsage& u, Tier t) {
+                   return static_cast<double>(t == Tier::kHostDram ? u.quota.t1_guarantee
+                                                                   : u.quota.t2_guarantee);
+                 });
+      per_tenant("kvtier_tenant_limit_bytes",
+                 "Most bytes of the tier the tenant may hold (0: no limit).", T::Gauge,
+                 [](const TenantUsage& u, Tier t) {
+                   return static_cast<double>(t == Tier::kHostDram ? u.quota.t1_limit
+                                                                   : u.quota.t2_limit);
+                 });
+      per_tenant("kvtier_tenant_limit_evictions_total",
+                 "Blocks a tenant evicted of its own because it was at its limit in the tier.",
+                 T::Counter, [](const TenantUsage& u, Tier t) {
+                   return static_cast<double>(t == Tier::kHostDram ? u.t1_limit_evictions
+                                                                   : u.t2_limit_evictions);
+                 });
+    }
+    add("kvtier_tenants_holding", "Tenants that hold blocks in the store.", T::Gauge,
+        s.tenants_holding);
     add("kvtier_active_leases", "Lookup leases not yet released or expired.", T::Gauge,
         s.active_leases);
     add("kvtier_pinned_blocks", "Blocks pinned against eviction.", T::Gauge, s.pinned_blocks);

@@ -42,6 +42,8 @@ class StoreMetrics {
  public:
   // Layouts that get kvtier_layout_* series (the ones with the most bytes).
   static constexpr size_t kMaxLayoutSeries = 16;
+  // Tenants with usage series (kvtier_tenant_used_bytes, ...): the ones with the most bytes.
+  static constexpr size_t kMaxTenantUsageSeries = 16;
 
   // Per-tenant hit counters get their own series for the first `max_tenant_series`
   // tenants seen; later tenants share the series tenant="other" (bounded cardinality).

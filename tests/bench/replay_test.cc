@@ -1,11 +1,13 @@
 // The replay's definition: trace parsing, prefix hit counting, and that with policy lru the
 // engine evicts exactly as a textbook LRU over blocks (the oracle's definition) does.
 #include "bench/replay.h"
+#include "bench/noisy_neighbor_bench.h"
 
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <list>
 #include <random>
 
@@ -176,6 +178,21 @@ TEST(ReplayTest, TwoTiersServeHitsFromBothAndLoseNothingAgainstOneFlatCache) {
                             "\"capacity_blocks\"", "\"policy\"", "\"blocks\"", "\"requests\""}) {
     EXPECT_NE(json.find(field), std::string::npos) << field;
   }
+}
+
+
+// A guarantee keeps a tenant's hit rate while a neighbour scans far more than the store
+// holds; without quotas the scan takes it (LRU has no defence of its own).
+TEST(NoisyNeighborTest, AGuaranteeHoldsTheHitRateAScanWouldTake) {
+  const std::vector<TraceRequest> trace = SyntheticTrace(1500, 11);
+  absl::StatusOr<NoisyNeighborResult> r = RunNoisyNeighborBench(
+      trace, "synthetic", {.guarantee_fraction = 0.1, .store_multiple = 3, .policy = "lru"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  for (const std::string& line : r->lines) std::cout << line << std::endl;
+  ASSERT_GT(r->alone, 0.05);
+  EXPECT_GE(r->with_quota, 0.95 * r->alone);
+  EXPECT_LT(r->without_quota, 0.9 * r->alone);
+  EXPECT_FALSE(RunNoisyNeighborBench(trace, "x", {.guarantee_fraction = 0}).ok());
 }
 
 }  // namespace

@@ -174,6 +174,27 @@ TEST(TenantQuotaStoreTest, AGuaranteeSurvivesAFloodThatFillsTheStore) {
   EXPECT_EQ(Cached(*plain, "protected", mine), 0u);
 }
 
+TEST(TenantQuotaStoreTest, BelowItsGuaranteeATenantGrowsIntoItAgainstFresherBlocks) {
+  TenantQuotas q;
+  q.tenants["b"] = {.t1_guarantee = 6 * kBlock};
+  auto store = StoreWith(16, q);
+  const KvLayout layout = SmallLayout();
+  uint32_t seed = 1000;
+  for (int i = 0; i < 16; ++i) {
+    ASSERT_TRUE(PutBlocks(*store, "a", layout, Tokens(4, seed++), 0, 1).ok());
+  }
+  // b's blocks soon become the least recent, yet each new one takes a's room until b holds
+  // its guarantee; from then on b's own oldest go first.
+  for (uint32_t round = 0; round < 12; ++round) {
+    ASSERT_TRUE(PutBlocks(*store, "b", layout, Tokens(4, round), 0, 1).ok());
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_TRUE(PutBlocks(*store, "a", layout, Tokens(4, seed++), 0, 1).ok());
+    }
+    EXPECT_EQ(store->UsageOf("b").t1_blocks, std::min<uint64_t>(round + 1, 6));
+  }
+  EXPECT_EQ(store->UsageOf("a").t1_blocks, 10u);
+}
+
 TEST(TenantQuotaStoreTest, AboveItsGuaranteeATenantCompetesAsUsual) {
   TenantQuotas q;
   q.tenants["a"] = {.t1_guarantee = 2 * kBlock};

@@ -447,6 +447,58 @@ TEST(StoreProcessTest, HealthAndReflectionAnswerLikeForAnyGrpcTool) {
               ::testing::IsSupersetOf({"kvtier.v1.CacheStore", "grpc.health.v1.Health"}));
 }
 
+// Quotas as an operator configures them: a quota file, two tenants, each tenant's Stats
+// showing its own usage and quota, and /metrics showing every tenant's.
+TEST(StoreProcessTest, TenantQuotaFileLimitsOneTenantAndShowsUsage) {
+  const KvLayout layout = Llama3_8BLayout();
+  const uint64_t bb = layout.BlockBytes();  // 2 MiB
+  const std::string quota_file = ::testing::TempDir() + "/kvtier_quota_process";
+  std::ofstream(quota_file) << "# a is kept to 3 blocks; b may not lose its first 2\n"
+                            << "a t1_limit=" << 3 * bb << "\n"
+                            << "b t1_guarantee=" << 2 * bb << "\n";
+  auto store = StoreProcess::Start({"--t1_bytes=" + std::to_string(16 * bb),
+                                    "--tenant_quota_file=" + quota_file});
+  ASSERT_TRUE(store.ok()) << store.status();
+  CacheStoreClient a({.target = (*store)->target(), .tenant = "a"});
+  CacheStoreClient b({.target = (*store)->target(), .tenant = "b"});
+  const std::vector<uint8_t> payload(bb, 0x33);
+  for (uint32_t seed = 0; seed < 8; ++seed) {
+    ASSERT_TRUE(a.Put(layout, Tokens(16, 100 + seed), 0, payload).ok());
+  }
+  ASSERT_TRUE(b.Put(layout, Tokens(16, 7), 0, payload).ok());
+  absl::StatusOr<v1::StatsResponse> sa = a.Stats();
+  ASSERT_TRUE(sa.ok()) << sa.status();
+  EXPECT_TRUE(sa->quotas_enabled());
+  EXPECT_EQ(sa->tenants_holding(), 2u);
+  EXPECT_EQ(sa->tenant().tenant(), "a");
+  EXPECT_EQ(sa->tenant().t1_blocks(), 3u);
+  EXPECT_EQ(sa->tenant().t1_bytes(), 3 * bb);
+  EXPECT_EQ(sa->tenant().t1_limit_bytes(), 3 * bb);
+  EXPECT_EQ(sa->tenant().t1_limit_evictions(), 5u);
+  absl::StatusOr<v1::StatsResponse> sb = b.Stats();
+  ASSERT_TRUE(sb.ok());
+  EXPECT_EQ(sb->tenant().tenant(), "b");
+  EXPECT_EQ(sb->tenant().t1_blocks(), 1u);
+  EXPECT_EQ(sb->tenant().t1_guarantee_bytes(), 2 * bb);
+  EXPECT_EQ(sb->tenant().t1_limit_bytes(), 0u);
+
+  absl::StatusOr<std::string> m = HttpGet((*store)->metrics_port(), "/metrics");
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(Sample(*m, "kvtier_tenant_used_bytes{tenant=\"a\",tier=\"t1\"}"), 3.0 * bb);
+  EXPECT_EQ(Sample(*m, "kvtier_tenant_used_bytes{tenant=\"b\",tier=\"t1\"}"), 1.0 * bb);
+  EXPECT_EQ(Sample(*m, "kvtier_tenant_limit_bytes{tenant=\"a\",tier=\"t1\"}"), 3.0 * bb);
+  EXPECT_EQ(Sample(*m, "kvtier_tenant_guarantee_bytes{tenant=\"b\",tier=\"t1\"}"), 2.0 * bb);
+  EXPECT_EQ(Sample(*m, "kvtier_tenant_limit_evictions_total{tenant=\"a\",tier=\"t1\"}"), 5);
+  EXPECT_EQ(Sample(*m, "kvtier_tenants_holding"), 2);
+
+  // A malformed quota file stops the store at start, naming the line.
+  std::ofstream(quota_file) << "a t1_limit=3 t1_limit=4\n";
+  auto [code, log] = StoreProcess::RunToExit({"--tenant_quota_file=" + quota_file, "--t1_lock=none",
+                                              "--metrics_listen=", "--t1_bytes=8388608"});
+  EXPECT_EQ(code, 2);
+  EXPECT_NE(log.find(quota_file + ":1: \"t1_limit\" is given twice"), std::string::npos) << log;
+}
+
 TEST(StoreProcessTest, BadFlagsFailAtStartupWithAClearMessage) {
   auto [code, log] = StoreProcess::RunToExit({"--t1_lock=sometimes", "--metrics_listen="});
   EXPECT_EQ(code, 2);
