@@ -40,6 +40,8 @@ std::shared_ptr<grpc::Channel> MakeStoreChannel(const ClientOptions& options) {
   if (options.tls) {
     grpc::SslCredentialsOptions ssl;
     ssl.pem_root_certs = options.tls_root_certs;
+    ssl.pem_cert_chain = options.tls_cert_chain;
+    ssl.pem_private_key = options.tls_private_key;
     return grpc::CreateCustomChannel(options.target, grpc::SslCredentials(ssl), args);
   }
   return grpc::CreateCustomChannel(options.target, grpc::InsecureChannelCredentials(), args);

@@ -48,6 +48,10 @@ ABSL_FLAG(absl::Duration, timeout, absl::Seconds(10), "Deadline of each call.");
 ABSL_FLAG(bool, tls, false, "Connect over TLS.");
 ABSL_FLAG(std::string, tls_ca_file, "",
           "PEM CA bundle that verifies the server (implies --tls); empty: system roots.");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM client certificate for a store that requires one (mutual TLS; implies --tls); "
+          "with --tls_key_file. The store takes the tenant from it.");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file.");
 ABSL_FLAG(std::string, model, "llama-3-8b", "Layout: model id.");
 ABSL_FLAG(uint32_t, layers, 32, "Layout: number of layers.");
 ABSL_FLAG(uint32_t, kv_heads, 8, "Layout: number of KV heads.");
@@ -240,13 +244,26 @@ int Main(const std::vector<char*>& args) {
                         .timeout = absl::GetFlag(FLAGS_timeout),
                         .tenant = absl::GetFlag(FLAGS_tenant),
                         .auth_token = absl::GetFlag(FLAGS_token)};
+  const std::string cert = absl::GetFlag(FLAGS_tls_cert_file);
+  const std::string key = absl::GetFlag(FLAGS_tls_key_file);
+  if (cert.empty() != key.empty()) {
+    return Fail(absl::InvalidArgumentError("--tls_cert_file and --tls_key_file go together"));
+  }
   if (const std::string ca = absl::GetFlag(FLAGS_tls_ca_file);
-      absl::GetFlag(FLAGS_tls) || !ca.empty()) {
+      absl::GetFlag(FLAGS_tls) || !ca.empty() || !cert.empty()) {
     options.tls = true;
     if (!ca.empty()) {
       absl::StatusOr<std::string> pem = ReadPemFile(ca);
       if (!pem.ok()) return Fail(pem.status());
       options.tls_root_certs = *pem;
+    }
+    if (!cert.empty()) {
+      absl::StatusOr<std::string> chain = ReadPemFile(cert);
+      if (!chain.ok()) return Fail(chain.status());
+      absl::StatusOr<std::string> private_key = ReadPemFile(key);
+      if (!private_key.ok()) return Fail(private_key.status());
+      options.tls_cert_chain = *chain;
+      options.tls_private_key = *private_key;
     }
   }
   if (ShardEndpoints::IsCluster(options.target)) {

@@ -39,6 +39,10 @@ struct ClientOptions {
   // system's roots).
   bool tls = false;
   std::string tls_root_certs;
+  // A client certificate chain and its private key (PEM contents) for a store that requires
+  // one (kvtier-store --tls_client_ca_file); both empty: none.
+  std::string tls_cert_chain;
+  std::string tls_private_key;
   // Largest message accepted from the server.
   int max_message_bytes = 16 << 20;
   // The same-node data plane: the store's attach socket (kvtier-store --shm_socket) as seen

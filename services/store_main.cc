@@ -97,13 +97,21 @@ ABSL_FLAG(int32_t, transfer_threads, 0,
           "core, at most 8).");
 ABSL_FLAG(int32_t, max_threads, 64, "Threads gRPC may use (ResourceQuota).");
 ABSL_FLAG(std::string, auth_token_file, "",
-          "File of \"TOKEN TENANT\" lines; when set, calls must carry a bearer token. "
-          "When empty, the tenant is the x-kvtier-tenant metadata (trusted networks only).");
+          "File of \"TOKEN TENANT\" lines; when set, calls must carry a bearer token (or, "
+          "with --tls_client_ca_file, a client certificate). Reloaded when it changes. When "
+          "neither is set, the tenant is the x-kvtier-tenant metadata (trusted networks only).");
 ABSL_FLAG(uint32_t, max_tenant_series, 32,
           "Tenants with their own hit-rate series in /metrics; later ones count as \"other\".");
 ABSL_FLAG(std::string, tls_cert_file, "",
           "PEM certificate (chain) to serve gRPC over TLS; with --tls_key_file. Empty: plaintext.");
 ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file.");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "PEM CA bundle: with it, clients must present a certificate this CA signed (mutual "
+          "TLS), and a call without a bearer token acts for the tenant its certificate names "
+          "(URI SAN kvtier://tenant/NAME, else the subject CN). Needs --tls_cert_file.");
+ABSL_FLAG(absl::Duration, credentials_reload_interval, absl::Seconds(10),
+          "How often the TLS files and --auth_token_file are checked for changes; a changed "
+          "file takes effect without a restart (new connections, for certificates).");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(20),
           "On SIGTERM, how long calls in flight may take to finish.");
 
@@ -195,19 +203,30 @@ int Run() {
                      << options.quotas.defaults.t2_limit << " bytes (0: none)";
   }
 
-  std::unique_ptr<TenantAuthenticator> auth;
-  if (const std::string path = absl::GetFlag(FLAGS_auth_token_file); !path.empty()) {
-    absl::StatusOr<std::unique_ptr<TenantAuthenticator>> a =
-        TenantAuthenticator::FromTokenFile(path);
-    if (!a.ok()) {
-      KVTIER_LOG(ERROR) << a.status().message();
-      return 2;
-    }
-    auth = *std::move(a);
+  absl::StatusOr<std::unique_ptr<TenantAuthenticator>> created = TenantAuthenticator::Create(
+      {.token_file = absl::GetFlag(FLAGS_auth_token_file),
+       .certificate_identity = !absl::GetFlag(FLAGS_tls_client_ca_file).empty()});
+  if (!created.ok()) {
+    KVTIER_LOG(ERROR) << created.status().message();
+    return 2;
+  }
+  std::unique_ptr<TenantAuthenticator> auth = *std::move(created);
+  auth->StartReloading(absl::GetFlag(FLAGS_credentials_reload_interval));
+  if (!auth->authenticates()) {
+    KVTIER_LOG(WARNING)
+        << "INSECURE: no --auth_token_file and no --tls_client_ca_file: this store trusts the "
+        << kTenantMetadataKey
+        << " metadata, so any caller that reaches it can read and write any tenant's blocks. "
+           "Use this only on a trusted network (docs/deploy.md, \"Security\").";
   } else {
-    auth = TenantAuthenticator::Insecure();
-    KVTIER_LOG(WARNING) << "no --auth_token_file: tenants are taken from the " << kTenantMetadataKey
-                        << " metadata without authentication";
+    KVTIER_LOG(INFO) << "tenants authenticated by "
+                     << (absl::GetFlag(FLAGS_auth_token_file).empty() ? "" : "bearer token")
+                     << (!absl::GetFlag(FLAGS_auth_token_file).empty() &&
+                                 !absl::GetFlag(FLAGS_tls_client_ca_file).empty()
+                             ? " or "
+                             : "")
+                     << (absl::GetFlag(FLAGS_tls_client_ca_file).empty() ? ""
+                                                                        : "client certificate");
   }
 
   StoreMetrics metrics(store->get(), absl::GetFlag(FLAGS_max_tenant_series));
@@ -234,8 +253,12 @@ int Run() {
   server_options.shm_regions = {.max_regions = absl::GetFlag(FLAGS_shm_max_regions),
                                 .max_total_bytes = absl::GetFlag(FLAGS_shm_max_bytes)};
   server_options.transfer_threads = absl::GetFlag(FLAGS_transfer_threads);
-  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = ServerCredentialsFromFiles(
-      absl::GetFlag(FLAGS_tls_cert_file), absl::GetFlag(FLAGS_tls_key_file));
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      ServerCredentialsFromFiles({.cert_file = absl::GetFlag(FLAGS_tls_cert_file),
+                                  .key_file = absl::GetFlag(FLAGS_tls_key_file),
+                                  .client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file),
+                                  .reload_interval =
+                                      absl::GetFlag(FLAGS_credentials_reload_interval)});
   if (!credentials.ok()) {
     KVTIER_LOG(ERROR) << credentials.status().message();
     return 2;

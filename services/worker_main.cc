@@ -8,12 +8,14 @@
 #include <signal.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <string>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
 #include "cache_store/log.h"
 #include "client/connect_store.h"
 #include "client/sharded_client.h"
@@ -41,6 +43,13 @@ ABSL_FLAG(std::string, store_shm_dir, "",
           "this node (<shard_id>.sock), for same-node delivery from those shards.");
 ABSL_FLAG(std::string, tenant, "default", "Tenant sent to the store (x-kvtier-tenant).");
 ABSL_FLAG(std::string, auth_token, "", "Bearer token for a store with --auth_token_file.");
+ABSL_FLAG(std::string, auth_token_file, "",
+          "File whose first line is the bearer token (instead of --auth_token, which other "
+          "users of the node can read in the process list).");
+ABSL_FLAG(std::string, store_tls_cert_file, "",
+          "PEM client certificate for a store that requires one (--tls_client_ca_file there; "
+          "implies --store_tls); with --store_tls_key_file.");
+ABSL_FLAG(std::string, store_tls_key_file, "", "PEM private key of --store_tls_cert_file.");
 ABSL_FLAG(std::string, cache_salt, "", "Extra namespace of every block key (e.g. an adapter).");
 ABSL_FLAG(std::string, store_tls_ca_file, "",
           "PEM CA bundle to reach the store over TLS; empty: plaintext (see --store_tls).");
@@ -115,10 +124,35 @@ int Run() {
     o.target = target;
     o.tenant = absl::GetFlag(FLAGS_tenant);
     o.auth_token = absl::GetFlag(FLAGS_auth_token);
+    if (const std::string path = absl::GetFlag(FLAGS_auth_token_file); !path.empty()) {
+      std::ifstream in(path);
+      std::string token;
+      if (!in || !std::getline(in, token) || absl::StripAsciiWhitespace(token).empty()) {
+        KVTIER_LOG(ERROR) << "cannot read a token from --auth_token_file=" << path;
+        return 2;
+      }
+      o.auth_token = std::string(absl::StripAsciiWhitespace(token));
+    }
     o.timeout = absl::GetFlag(FLAGS_store_timeout);
     o.shm_socket = absl::GetFlag(FLAGS_store_shm_socket);
     const std::string ca = absl::GetFlag(FLAGS_store_tls_ca_file);
-    if (absl::GetFlag(FLAGS_store_tls) || !ca.empty()) {
+    const std::string cert = absl::GetFlag(FLAGS_store_tls_cert_file);
+    const std::string key = absl::GetFlag(FLAGS_store_tls_key_file);
+    if (cert.empty() != key.empty()) {
+      KVTIER_LOG(ERROR) << "--store_tls_cert_file and --store_tls_key_file go together";
+      return 2;
+    }
+    if (!cert.empty()) {
+      absl::StatusOr<std::string> chain = ReadPemFile(cert);
+      absl::StatusOr<std::string> private_key = ReadPemFile(key);
+      if (!chain.ok() || !private_key.ok()) {
+        KVTIER_LOG(ERROR) << (chain.ok() ? private_key.status() : chain.status()).message();
+        return 2;
+      }
+      o.tls_cert_chain = *chain;
+      o.tls_private_key = *private_key;
+    }
+    if (absl::GetFlag(FLAGS_store_tls) || !ca.empty() || !cert.empty()) {
       o.tls = true;
       if (!ca.empty()) {
         absl::StatusOr<std::string> pem = ReadPemFile(ca);
