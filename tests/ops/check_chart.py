@@ -6,7 +6,8 @@ kinds against Kubernetes' JSON schemas (kubernetes-validate), helm lint, that th
 PrometheusRule carries exactly the rules file promtool tests, and that every metric the
 dashboard and the alerts query is one the servers export (docs/metrics.md).
 
-  check_chart.py REPO_ROOT      (run with scripts/ops_venv.sh's python)
+  check_chart.py REPO_ROOT [BUILD_DIR]   (run with scripts/ops_venv.sh's python; with
+  BUILD_DIR, also starts that build's kvtier-store with the chart's default flags)
 """
 import json
 import re
@@ -74,8 +75,51 @@ IMAGE = {"image": {"repository": "registry.example/kvtier"}}
 # 1. Defaults (plus the one required value).
 docs = render(IMAGE)
 kinds = sorted(d["kind"] for d in docs)
-check(kinds == ["ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "Service",
-                "StatefulSet"], f"default kinds: {kinds}")
+check(kinds == ["ConfigMap", "Deployment", "NetworkPolicy", "NetworkPolicy", "PodDisruptionBudget",
+                "Secret", "Service", "Service", "StatefulSet"], f"default kinds: {kinds}")
+# Secure by default: the store requires a token, the chart made one for the workers and
+# hands them only theirs, and NetworkPolicies admit only the workers, listed clients and
+# Prometheus.
+secret = by_kind(docs, "Secret")[0]
+check(secret["metadata"]["name"] == "kv-kvtier-auth", f"auth Secret name: {secret['metadata']}")
+worker_token = secret["stringData"]["worker-token"]
+token_lines = [l.split() for l in secret["stringData"]["tokens"].splitlines()
+               if l.strip() and not l.startswith("#")]
+check(len(worker_token) == 48 and token_lines == [[worker_token, "default"]],
+      f"a random worker token listed for the workers' tenant: {token_lines}")
+default_store_args = container_args(docs, "StatefulSet")
+check("--auth_token_file=/etc/kvtier/auth/tokens" in default_store_args,
+      f"the store requires tokens by default: {default_store_args}")
+default_worker = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]
+check("--auth_token_file=/etc/kvtier/auth-token/worker-token" in
+      default_worker["containers"][0]["args"] and
+      any(v["name"] == "auth-token" and v["secret"]["items"] == [{"key": "worker-token",
+                                                                  "path": "worker-token"}]
+          for v in default_worker["volumes"]),
+      "workers get their own token and not the token file")
+netpols = {n["metadata"]["name"]: n for n in by_kind(docs, "NetworkPolicy")}
+check(set(netpols) == {"kv-kvtier-store", "kv-kvtier-worker"}, f"NetworkPolicies: {set(netpols)}")
+SECURE_DEFAULTS = {"store_args": default_store_args, "secret": secret}
+insecure = render({**IMAGE, "store": {"auth": {"enabled": False}}})
+check(not by_kind(insecure, "Secret") and
+      not any(a.startswith("--auth_token_file") for a in container_args(insecure, "StatefulSet")),
+      "auth.enabled=false: no token file, no Secret")
+custom = render({**IMAGE, "store": {"auth": {"existingSecret": "mine", "workerTokenKey": "w"},
+                                     "quotas": {"file": "a t1_limit=1GiB\n",
+                                                "tenantT1LimitBytes": 1000}},
+                 "tls": {"existingSecret": "kvtier-tls", "clientAuth": True}})
+cargs = container_args(custom, "StatefulSet")
+check(not by_kind(custom, "Secret") and "--tenant_quota_file=/etc/kvtier/quotas/quotas" in cargs
+      and "--tenant_t1_limit_bytes=1000" in cargs
+      and "--tls_client_ca_file=/etc/kvtier/tls/ca.crt" in cargs,
+      f"existing Secret, quotas and mutual TLS flags: {cargs}")
+check(any(c["metadata"]["name"] == "kv-kvtier-store-quotas" and
+          c["data"]["quotas"].startswith("a t1_limit=1GiB") for c in by_kind(custom, "ConfigMap")),
+      "the quota file in a ConfigMap")
+cw = container_args(custom, "Deployment")
+check("--store_tls_cert_file=/etc/kvtier/tls/tls.crt" in cw and
+      "--auth_token_file=/etc/kvtier/auth-token/w" in cw, f"worker client cert and token: {cw}")
+validate_builtin(custom, "auth, quotas, mutual TLS")
 store_args = container_args(docs, "StatefulSet")
 check("--t1_bytes=3435973836" in store_args, f"T1 = 4Gi x 0.8 expected in {store_args}")
 sts = by_kind(docs, "StatefulSet")[0]
@@ -249,6 +293,53 @@ with open(f"{ROOT}/docs/deploy.md") as f:
     table = set(re.findall(r"\n\| `([A-Za-z0-9_.]+)` \|", f.read()))
 check(table == values_doc, f"docs/deploy.md values table differs from values.yaml: "
                            f"missing {sorted(values_doc - table)}, extra {sorted(table - values_doc)}")
+
+# 7. The real kvtier-store, started with the flags the chart renders by default (the token
+# file as the Secret holds it), refuses a call without a token, or with a tenant header
+# only, and serves the workers' token. Only the ports, T1's size and its lock are local.
+if len(sys.argv) > 2:
+    import subprocess
+    import tempfile
+    import threading
+
+    build = sys.argv[2]
+    ctl = f"{build}/client/kvtierctl"
+    with tempfile.TemporaryDirectory() as tmp:
+        tokens_path = f"{tmp}/tokens"
+        with open(tokens_path, "w") as f:
+            f.write(SECURE_DEFAULTS["secret"]["stringData"]["tokens"])
+        args = [a.replace("/etc/kvtier/auth/tokens", tokens_path).replace("$(POD_NAME)", "kv-0")
+                for a in SECURE_DEFAULTS["store_args"]]
+        args += ["--listen=127.0.0.1:0", "--metrics_listen=", "--t1_bytes=67108864",
+                 "--t1_lock=none"]
+        proc = subprocess.Popen([f"{build}/services/kvtier-store", *args],
+                                stderr=subprocess.PIPE, text=True)
+        port, log = None, []
+        for line in proc.stderr:
+            log.append(line)
+            m = re.search(r"serving on \S+ \(port (\d+)\)", line)
+            if m:
+                port = m.group(1)
+                break
+        threading.Thread(target=lambda: [log.append(l) for l in proc.stderr], daemon=True).start()
+        check(port is not None, f"the store with the chart's default flags starts: {''.join(log)}")
+        if port:
+            def ctl_stats(*extra):
+                return subprocess.run([ctl, f"--target=127.0.0.1:{port}", "--timeout=5s", *extra,
+                                       "stats"], capture_output=True, text=True, timeout=60)
+            anonymous = ctl_stats()
+            check(anonymous.returncode != 0 and "UNAUTHENTICATED" in anonymous.stderr,
+                  f"an unauthenticated call is refused: {anonymous.returncode} {anonymous.stderr}")
+            header = ctl_stats("--tenant=default")
+            check(header.returncode != 0 and "UNAUTHENTICATED" in header.stderr,
+                  f"a tenant header is not an identity: {header.stderr}")
+            worker = ctl_stats(f"--token={worker_token}")
+            check(worker.returncode == 0 and '"default"' in worker.stdout,
+                  f"the workers' token is accepted, as the workers' tenant: "
+                  f"{worker.returncode} {worker.stdout} {worker.stderr}")
+        proc.terminate()
+        proc.wait(timeout=30)
+        check(not any("INSECURE" in l for l in log), "the default store does not run insecure")
 
 print(f"check_chart: {len(failures)} failure(s)")
 sys.exit(1 if failures else 0)

@@ -98,3 +98,8 @@ livenessProbe:
 {{- fail "worker.storeTarget is required when store.enabled is false" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The Secret with the token file and the workers' token (store.auth). */}}
+{{- define "kvtier.auth.secretName" -}}
+{{- if .Values.store.auth.existingSecret -}}{{ .Values.store.auth.existingSecret }}{{- else -}}{{ include "kvtier.fullname" . | trunc 58 | trimSuffix "-" }}-auth{{- end -}}
+{{- end -}}

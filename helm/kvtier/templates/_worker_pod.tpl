@@ -51,6 +51,13 @@ spec:
         - --store_tls_ca_file=/etc/kvtier/tls/ca.crt
         - --tls_cert_file=/etc/kvtier/tls/tls.crt
         - --tls_key_file=/etc/kvtier/tls/tls.key
+        {{- if .Values.tls.clientAuth }}
+        - --store_tls_cert_file=/etc/kvtier/tls/tls.crt
+        - --store_tls_key_file=/etc/kvtier/tls/tls.key
+        {{- end }}
+        {{- end }}
+        {{- if and .Values.store.auth.enabled .Values.store.enabled }}
+        - --auth_token_file=/etc/kvtier/auth-token/{{ .Values.store.auth.workerTokenKey }}
         {{- end }}
         {{- if and .Values.sameNode.enabled .Values.store.enabled }}
         - --store_shm_dir=/var/run/kvtier-shm
@@ -77,11 +84,16 @@ spec:
         readOnlyRootFilesystem: true
         capabilities:
           drop: [ALL]
-      {{- if or .Values.tls.existingSecret .Values.sameNode.enabled }}
+      {{- if or .Values.tls.existingSecret .Values.sameNode.enabled (and .Values.store.auth.enabled .Values.store.enabled) }}
       volumeMounts:
         {{- if .Values.tls.existingSecret }}
         - name: tls
           mountPath: /etc/kvtier/tls
+          readOnly: true
+        {{- end }}
+        {{- if and .Values.store.auth.enabled .Values.store.enabled }}
+        - name: auth-token
+          mountPath: /etc/kvtier/auth-token
           readOnly: true
         {{- end }}
         {{- if .Values.sameNode.enabled }}
@@ -93,6 +105,15 @@ spec:
     - name: tls
       secret:
         secretName: {{ .Values.tls.existingSecret }}
+    {{- end }}
+    {{- if and .Values.store.auth.enabled .Values.store.enabled }}
+    - name: auth-token
+      secret:
+        # Only the workers' own token, not the token file.
+        secretName: {{ include "kvtier.auth.secretName" . }}
+        items:
+          - key: {{ .Values.store.auth.workerTokenKey }}
+            path: {{ .Values.store.auth.workerTokenKey }}
     {{- end }}
     {{- if .Values.sameNode.enabled }}
     - name: shm
