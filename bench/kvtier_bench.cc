@@ -29,6 +29,7 @@
 #include "bench/trace.h"
 #include "bench/capacity_bench.h"
 #include "bench/noisy_neighbor_bench.h"
+#include "bench/soak_bench.h"
 #include "bench/kvquant_bench.h"
 #include "bench/ttft_bench.h"
 #include "kernels/dispatch.h"
@@ -77,6 +78,12 @@ ABSL_FLAG(uint32_t, scan_blocks, 32, "noisy: blocks of each scan prompt (all new
 ABSL_FLAG(double, min_ratio, 0,
           "noisy: exit 1 when b's hit rate with quotas is below this times its hit rate alone "
           "(0: never).");
+ABSL_FLAG(uint32_t, soak_clients, 32, "soak: concurrent clients.");
+ABSL_FLAG(double, soak_seconds, 600, "soak: how long the load runs.");
+ABSL_FLAG(uint64_t, soak_t1_bytes, uint64_t{256} << 20, "soak: the store's T1 bytes.");
+ABSL_FLAG(uint64_t, soak_t2_bytes, uint64_t{1} << 30, "soak: the store's T2 bytes.");
+ABSL_FLAG(uint64_t, max_overhead_bytes, uint64_t{512} << 20,
+          "soak: the store's RSS may exceed T1 by at most this.");
 ABSL_FLAG(uint64_t, tier_bytes, uint64_t{1} << 30, "capacity: the tier's size in bytes.");
 ABSL_FLAG(uint32_t, prompts, 300, "kvquant: prompts.");
 ABSL_FLAG(uint32_t, prompt_tokens, 64, "kvquant: tokens per prompt.");
@@ -269,6 +276,20 @@ int RunNoisy() {
   return 0;
 }
 
+int RunSoak() {
+  absl::StatusOr<SoakResult> r = RunSoakBench({.clients = absl::GetFlag(FLAGS_soak_clients),
+                                               .seconds = absl::GetFlag(FLAGS_soak_seconds),
+                                               .t1_bytes = absl::GetFlag(FLAGS_soak_t1_bytes),
+                                               .t2_bytes = absl::GetFlag(FLAGS_soak_t2_bytes),
+                                               .max_overhead_bytes =
+                                                   absl::GetFlag(FLAGS_max_overhead_bytes),
+                                               .store_binary = absl::GetFlag(FLAGS_store_binary)});
+  if (!r.ok()) return Fail(r.status());
+  for (const std::string& line : r->lines) std::cout << line << std::endl;
+  for (const std::string& v : r->violations) std::cerr << "soak: " << v << std::endl;
+  return r->violations.empty() ? 0 : 1;
+}
+
 int RunKvQuant() {
   absl::StatusOr<std::vector<std::string>> lines =
       RunKvQuantBench({.prompts = absl::GetFlag(FLAGS_prompts),
@@ -437,6 +458,13 @@ const std::vector<Subcommand>& Subcommands() {
        {"trace", "guarantee_fraction", "store_multiple", "scan_requests", "scan_blocks", "policy",
         "limit_requests", "min_ratio"},
        RunNoisy},
+      {"soak",
+       "a real store with T2 and tenant limits under N clients (put, lookup, fetch, release, "
+       "delete, watch) for a bounded time: latency per method, errors by code, RSS/fds/threads "
+       "(bench/soak_bench.h)",
+       {"soak_clients", "soak_seconds", "soak_t1_bytes", "soak_t2_bytes", "max_overhead_bytes",
+        "store_binary"},
+       RunSoak},
       {"kvquant",
        "compressed K/V (fp8_e4m3, int8) against bf16 on the reference decoder: logit "
        "differences, greedy agreement, block bytes and blocks per GiB (bench/kvquant_bench.h)",

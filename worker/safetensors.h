@@ -28,6 +28,9 @@ class SafetensorsFile {
   };
 
   static absl::StatusOr<SafetensorsFile> Open(const std::string& path);
+  // The same from the file's bytes; `path` names it in errors.
+  static absl::StatusOr<SafetensorsFile> FromBytes(std::vector<uint8_t> bytes,
+                                                   const std::string& path);
 
   bool Has(const std::string& name) const { return entries_.count(name) != 0; }
   const std::map<std::string, Entry>& entries() const { return entries_; }
