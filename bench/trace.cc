@@ -1,6 +1,7 @@
 #include "bench/trace.h"
 
 #include <cctype>
+#include <cmath>
 #include <charconv>
 #include <fstream>
 
@@ -102,7 +103,9 @@ absl::StatusOr<int64_t> WholeNumber(Cursor& c, std::string_view field) {
   absl::StatusOr<double> v = c.Number();
   if (!v.ok())
     return absl::InvalidArgumentError(absl::StrCat(std::string(field), ": ", v.status().message()));
-  if (*v < 0 || *v != static_cast<double>(static_cast<int64_t>(*v))) {
+  // Checked before any cast: a double outside int64's range does not convert (undefined).
+  constexpr double kLargest = 9007199254740992.0;  // 2^53: every whole number below is exact
+  if (!(*v >= 0 && *v <= kLargest) || *v != std::floor(*v)) {
     return absl::InvalidArgumentError(
         absl::StrCat(std::string(field), " must be a non-negative whole number, got ", *v));
   }

@@ -37,6 +37,12 @@ class HeaderParser {
     return absl::InvalidArgumentError(
         absl::StrCat("header JSON: ", std::string(what), " at byte ", pos_));
   }
+  static int HexDigit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  }
   void Space() {
     while (pos_ < s_.size() &&
            (s_[pos_] == ' ' || s_[pos_] == '\n' || s_[pos_] == '\r' || s_[pos_] == '\t')) {
@@ -70,7 +76,12 @@ class HeaderParser {
             break;
           case 'u': {
             if (pos_ + 4 > s_.size()) return Error("bad \\u escape");
-            const unsigned code = std::stoul(std::string(s_.substr(pos_, 4)), nullptr, 16);
+            unsigned code = 0;
+            for (size_t k = 0; k < 4; ++k) {
+              const int digit = HexDigit(s_[pos_ + k]);
+              if (digit < 0) return Error("bad \\u escape");
+              code = code * 16 + static_cast<unsigned>(digit);
+            }
             pos_ += 4;
             if (code >= 0x80) return Error("non-ASCII \\u escape");
             c = static_cast<char>(code);

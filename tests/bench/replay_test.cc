@@ -36,6 +36,14 @@ TEST(TraceTest, BadRecordsAreErrorsThatNameTheProblem) {
   EXPECT_NE(missing.status().message().find("hash_ids"), std::string_view::npos);
   auto negative = ParseTraceLine(R"({"hash_ids": [1, -2]})");
   EXPECT_NE(negative.status().message().find("non-negative"), std::string_view::npos);
+  // Found by trace_parser_fuzzer: a number beyond int64 was cast before it was checked.
+  for (const char* huge : {R"({"timestamp": 6.6e72, "hash_ids": [1]})",
+                           R"({"hash_ids": [1e300]})", R"({"input_length": 1e19, "hash_ids": [1]})"}) {
+    auto r = ParseTraceLine(huge);
+    ASSERT_FALSE(r.ok()) << huge;
+    EXPECT_NE(r.status().message().find("non-negative whole number"), std::string_view::npos)
+        << r.status();
+  }
   auto fractional = ParseTraceLine(R"({"input_length": 1.5, "hash_ids": [1]})");
   EXPECT_NE(fractional.status().message().find("input_length"), std::string_view::npos);
   EXPECT_FALSE(ParseTraceLine(R"({"hash_ids": [1, 2})").ok());
