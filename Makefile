@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build test test-vllm test-asan fuzz run format lint clean
+.PHONY: all deps configure build test test-vllm test-asan test-tsan fuzz run format lint clean
 
 all: build
 
@@ -18,8 +18,12 @@ configure: deps
 build: configure
 	cmake --build $(BUILD_DIR) -j$(JOBS)
 
+# After the suite, every fuzz target runs briefly (TEST_FUZZ_SECONDS each; `make fuzz` below)
+# so that a parser regression shows in CI; TEST_FUZZ_SECONDS=0 skips it.
+TEST_FUZZ_SECONDS ?= 5
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS)
+	@if [ "$(TEST_FUZZ_SECONDS)" != 0 ]; then $(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(TEST_FUZZ_SECONDS); fi
 
 run: build
 	@bash scripts/run_demo.sh $(BUILD_DIR)
@@ -33,6 +37,20 @@ test-asan: deps
 	cmake --build $(BUILD_DIR)-asan -j$(JOBS)
 	ASAN_OPTIONS=abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(BUILD_DIR)-asan --output-on-failure -j$(JOBS)
+
+# The concurrency, service and worker tests under ThreadSanitizer (scripts/run_tsan_tests.sh),
+# in a build tree of their own; tests/tsan/ makes Debian's Abseil visible to TSan.
+TSAN_TARGETS = block_store_concurrency_test tenant_quota_test block_store_t2_test \
+  cache_store_service_test client_resilience_test fetch_integrity_test shm_data_plane_test \
+  sharded_cluster_test store_process_test tenant_identity_test worker_process_test \
+  decode_engine_test pipelined_restore_test page_pool_test kvtier-store kvtier-worker \
+  shm_client_process
+test-tsan: deps
+	@cmake -S . -B $(BUILD_DIR)-tsan -G Ninja -DKVTIER_SANITIZE=thread -DKVTIER_CUDA=OFF \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo > $(BUILD_DIR)-tsan.configure.log 2>&1 \
+	  || (cat $(BUILD_DIR)-tsan.configure.log; exit 1)
+	cmake --build $(BUILD_DIR)-tsan -j$(JOBS) --target $(TSAN_TARGETS)
+	bash scripts/run_tsan_tests.sh $(BUILD_DIR)-tsan
 
 # The fuzz targets (tests/fuzz) built with clang and libFuzzer under ASan + UBSan, in a build
 # tree of their own, each run for FUZZ_SECONDS from its seed corpus (scripts/run_fuzzers.sh).

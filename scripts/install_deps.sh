@@ -8,7 +8,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev libxxhash-dev libssl-dev libjemalloc-dev
   libgtest-dev libgmock-dev
-  clang-format clang-tidy
+  clang-format clang-tidy clang libclang-rt-14-dev
   prometheus python3-venv python3-yaml python3-matplotlib openssl redis-server
 )
 

@@ -1,0 +1,149 @@
+// ThreadSanitizer builds only (make test-tsan). Debian's Abseil is a shared library built
+// without TSan, so the happens-before edges its Mutex, CondVar, Notification and
+// BlockingCounter create (atomics and futexes inside the library) are invisible to TSan,
+// which would report every access guarded by an absl::Mutex as a race. This file defines
+// those methods in the executable: each calls the library's own (found with
+// dlsym(RTLD_NEXT)) and tells TSan what it did (__tsan_acquire / __tsan_release on the
+// object). Executables' definitions take precedence over the library's, also for calls
+// from other shared libraries (gRPC locks with absl::Mutex too), so every lock is seen.
+// The edges are exactly those the primitives promise (unlock before the next lock; notify
+// before a wait that returns notified), so no real race is hidden.
+#include <dlfcn.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "absl/synchronization/blocking_counter.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+
+extern "C" void __tsan_acquire(void* addr);
+extern "C" void __tsan_release(void* addr);
+
+namespace {
+
+void* Next(const char* symbol) {
+  void* f = dlsym(RTLD_NEXT, symbol);
+  if (f == nullptr) {
+    std::fprintf(stderr, "absl_sync_annotations: %s not found in Abseil\n", symbol);
+    std::abort();
+  }
+  return f;
+}
+
+// The library's implementation of a member function, as a plain function of `this`.
+#define KVTIER_REAL(type, symbol, ...)                                       \
+  static const auto real = reinterpret_cast<type (*)(__VA_ARGS__)>(Next(symbol))
+
+void Acquire(const void* p) { __tsan_acquire(const_cast<void*>(p)); }
+void Release(const void* p) { __tsan_release(const_cast<void*>(p)); }
+
+}  // namespace
+
+namespace absl {
+ABSL_NAMESPACE_BEGIN
+
+void Mutex::Lock() {
+  KVTIER_REAL(void, "_ZN4absl7debian35Mutex4LockEv", Mutex*);
+  real(this);
+  Acquire(this);
+}
+void Mutex::Unlock() {
+  KVTIER_REAL(void, "_ZN4absl7debian35Mutex6UnlockEv", Mutex*);
+  Release(this);
+  real(this);
+}
+bool Mutex::TryLock() {
+  KVTIER_REAL(bool, "_ZN4absl7debian35Mutex7TryLockEv", Mutex*);
+  const bool locked = real(this);
+  if (locked) Acquire(this);
+  return locked;
+}
+void Mutex::ReaderLock() {
+  KVTIER_REAL(void, "_ZN4absl7debian35Mutex10ReaderLockEv", Mutex*);
+  real(this);
+  Acquire(this);
+}
+void Mutex::ReaderUnlock() {
+  KVTIER_REAL(void, "_ZN4absl7debian35Mutex12ReaderUnlockEv", Mutex*);
+  Release(this);
+  real(this);
+}
+bool Mutex::ReaderTryLock() {
+  KVTIER_REAL(bool, "_ZN4absl7debian35Mutex13ReaderTryLockEv", Mutex*);
+  const bool locked = real(this);
+  if (locked) Acquire(this);
+  return locked;
+}
+// Await and LockWhen release and retake the mutex inside the library.
+void Mutex::Await(const Condition& cond) {
+  KVTIER_REAL(void, "_ZN4absl7debian35Mutex5AwaitERKNS0_9ConditionE", Mutex*, const Condition&);
+  Release(this);
+  real(this, cond);
+  Acquire(this);
+}
+bool Mutex::AwaitWithTimeout(const Condition& cond, absl::Duration timeout) {
+  KVTIER_REAL(bool, "_ZN4absl7debian35Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE",
+              Mutex*, const Condition&, absl::Duration);
+  Release(this);
+  const bool met = real(this, cond, timeout);
+  Acquire(this);
+  return met;
+}
+void Mutex::LockWhen(const Condition& cond) {
+  KVTIER_REAL(void, "_ZN4absl7debian35Mutex8LockWhenERKNS0_9ConditionE", Mutex*,
+              const Condition&);
+  real(this, cond);
+  Acquire(this);
+}
+
+void CondVar::Wait(Mutex* mu) {
+  KVTIER_REAL(void, "_ZN4absl7debian37CondVar4WaitEPNS0_5MutexE", CondVar*, Mutex*);
+  Release(mu);
+  real(this, mu);
+  Acquire(mu);
+}
+bool CondVar::WaitWithTimeout(Mutex* mu, absl::Duration timeout) {
+  KVTIER_REAL(bool, "_ZN4absl7debian37CondVar15WaitWithTimeoutEPNS0_5MutexENS0_8DurationE",
+              CondVar*, Mutex*, absl::Duration);
+  Release(mu);
+  const bool timed_out = real(this, mu, timeout);
+  Acquire(mu);
+  return timed_out;
+}
+
+void Notification::Notify() {
+  KVTIER_REAL(void, "_ZN4absl7debian312Notification6NotifyEv", Notification*);
+  Release(this);
+  // HasBeenNotified() is an inline acquire load of the flag after the mutex: the same edge.
+  Release(reinterpret_cast<const char*>(this) + sizeof(Mutex));
+  real(this);
+}
+void Notification::WaitForNotification() const {
+  KVTIER_REAL(void, "_ZNK4absl7debian312Notification19WaitForNotificationEv",
+              const Notification*);
+  real(this);
+  Acquire(this);
+}
+bool Notification::WaitForNotificationWithTimeout(absl::Duration timeout) const {
+  KVTIER_REAL(bool,
+              "_ZNK4absl7debian312Notification30WaitForNotificationWithTimeoutENS0_8DurationE",
+              const Notification*, absl::Duration);
+  const bool notified = real(this, timeout);
+  if (notified) Acquire(this);
+  return notified;
+}
+
+void BlockingCounter::DecrementCount() {
+  KVTIER_REAL(void, "_ZN4absl7debian315BlockingCounter14DecrementCountEv", BlockingCounter*);
+  Release(this);
+  real(this);
+}
+void BlockingCounter::Wait() {
+  KVTIER_REAL(void, "_ZN4absl7debian315BlockingCounter4WaitEv", BlockingCounter*);
+  real(this);
+  Acquire(this);
+}
+
+ABSL_NAMESPACE_END
+}  // namespace absl
