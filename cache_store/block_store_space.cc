@@ -78,17 +78,18 @@ std::optional<uint32_t> BlockStore::VictimFor(Tier tier, int cls, uint32_t tenan
 
 std::optional<uint32_t> BlockStore::OwnVictim(Tier tier, int cls, uint32_t tenant) const {
   const EvictionPolicy* policy = PolicyFor(tier);
-  auto own_of_class = [&](int c) -> std::optional<uint32_t> {
-    for (const TenantLedger::Partition& p : ledger_.PartitionsOfClass(tier, c)) {
+  // The analysis does not follow mu_ into a lambda: the ledger is passed in.
+  auto own_of_class = [&](const TenantLedger& ledger, int c) -> std::optional<uint32_t> {
+    for (const TenantLedger::Partition& p : ledger.PartitionsOfClass(tier, c)) {
       if (p.tenant == tenant) return policy->VictimOf(p.partition);
     }
     return std::nullopt;
   };
-  if (std::optional<uint32_t> v = own_of_class(cls)) return v;
+  if (std::optional<uint32_t> v = own_of_class(ledger_, cls)) return v;
   std::optional<uint32_t> best;
   for (int c = 0; c < SlotsOf(tier).num_classes(); ++c) {
     if (c == cls) continue;
-    const std::optional<uint32_t> v = own_of_class(c);
+    const std::optional<uint32_t> v = own_of_class(ledger_, c);
     if (v && (!best || policy->EvictsBefore(*v, *best))) best = v;
   }
   return best;

@@ -100,7 +100,11 @@ def main():
     if trace is None:
         trace = synthetic_trace(f"{tmp}/trace.jsonl")
         print("the shared trace is not here; replaying a synthetic one", flush=True)
+    # Quotas, so that the dashboard's tenant panels (usage against limit and guarantee) have data.
+    with open(f"{tmp}/quotas.txt", "w") as f:
+        f.write("team-a t1_limit=24MiB t2_limit=24MiB\nteam-b t1_guarantee=8MiB\n")
     store = start([f"{BUILD}/services/kvtier-store", f"--listen=127.0.0.1:{ports['store']}",
+                   f"--tenant_quota_file={tmp}/quotas.txt",
                    f"--metrics_listen=127.0.0.1:{ports['store_m']}", "--t1_lock=none",
                    "--t1_min_slot_bytes=16384", f"--t1_bytes={3000 * 16384}",
                    f"--t2_dir={tmp}/t2", f"--t2_bytes={3000 * 16384}", "--t2_admit_min_score=0"],

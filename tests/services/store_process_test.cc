@@ -57,6 +57,10 @@ TEST(StoreProcessTest, MetricsEndpointCountsWhatHappened) {
   ASSERT_GT((*store)->metrics_port(), 0);
   absl::StatusOr<std::string> before = HttpGet((*store)->metrics_port(), "/metrics");
   ASSERT_TRUE(before.ok()) << before.status();
+  // A store without credentials trusts the tenant header, and says so.
+  EXPECT_NE((*store)->Log().find("INSECURE: no --auth_token_file and no --tls_client_ca_file"),
+            std::string::npos)
+      << (*store)->Log();
   EXPECT_EQ(Sample(*before, "kvtier_lookups_total"), 0);
   EXPECT_EQ(Sample(*before, "kvtier_tier_capacity_bytes{tier=\"t1\"}"), 64 << 20);
   // In its smallest slots (256 bytes); blocks of every size up to 16 MiB share the tier.
