@@ -1,16 +1,15 @@
 // kvtier-bench soak: a real kvtier-store (T1 and T2, per-tenant limits) under --clients
 // clients for --seconds. Each client acts for one of four tenants and loops over prompts
 // drawn from a shared, skewed pool (so prefixes are shared and evicted): Lookup with a
-// lease, Fetch of what matched, Release, Put of the rest; now and then it Deletes one of its
-// blocks. One watcher per eight clients keeps a WatchEvents stream open, reopening it when it
-// ends. A sampler reads the store's RSS, open fds and threads from /proc every second.
+// lease, Fetch of what matched, Release, Put of the rest; now and then it Puts a prompt of
+// its own and Deletes it (skipping blocks evicted meanwhile). One watcher per eight clients
+// keeps a WatchEvents stream open, reopening it when it ends. A sampler reads the store's
+// RSS, open fds and threads from /proc every second.
 //
 // Reports (JSON lines): per method the calls, p50 and p99 latency and the errors by code;
 // the RSS, fd and thread samples (first, last, max); and the limits it was held to: errors
-// other than RESOURCE_EXHAUSTED (and NOT_FOUND from a Delete or a Fetch: clients of one
-// tenant share prompts, so one may delete a block another looked up or deleted already),
-// RSS above T1 + --max_overhead_bytes, or fds or threads growing by more than a small
-// allowance after the first minute fail the run (exit 1).
+// other than RESOURCE_EXHAUSTED, RSS above T1 + --max_overhead_bytes, or fds or threads
+// growing by more than a small allowance after the first minute fail the run (exit 1).
 #ifndef KVTIER_BENCH_SOAK_BENCH_H_
 #define KVTIER_BENCH_SOAK_BENCH_H_
 
