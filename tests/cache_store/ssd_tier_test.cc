@@ -27,7 +27,9 @@ std::string FreshDir(const std::string& name) {
 }
 
 struct Aligned {
-  explicit Aligned(size_t n) : p(static_cast<uint8_t*>(std::aligned_alloc(4096, n))), size(n) {}
+  // aligned_alloc wants a size that is a multiple of the alignment.
+  explicit Aligned(size_t n)
+      : p(static_cast<uint8_t*>(std::aligned_alloc(4096, (n + 4095) / 4096 * 4096))), size(n) {}
   ~Aligned() { std::free(p); }
   uint8_t* p;
   size_t size;
