@@ -14,13 +14,23 @@ tests=(
   services/store_process_test services/tenant_identity_test services/worker_process_test
   worker/decode_engine_test worker/pipelined_restore_test worker/page_pool_test
 )
+# The checked-in suppressions, and one called_from_lib line per uninstrumented gRPC,
+# Abseil or protobuf library the programs load (tests/tsan/suppressions.txt says why).
+suppressions="$build/tsan-suppressions.txt"
+cp "$root/tests/tsan/suppressions.txt" "$suppressions"
+for t in "${tests[@]}" services/kvtier-store services/kvtier-worker; do
+  bin="$build/$t"
+  [ -x "$bin" ] || bin="$build/tests/$t"
+  ldd "$bin" | awk '{print $1}'
+done | grep -E '^lib(grpc|gpr|absl_|protobuf|upb|address_sorting|ssl|crypto)' | sort -u \
+  | sed 's/^/called_from_lib:/' >>"$suppressions"
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 history_size=4 \
-suppressions=$root/tests/tsan/suppressions.txt"
+suppressions=$suppressions"
 failed=()
 for t in "${tests[@]}"; do
   log="$build/tsan-$(basename "$t").log"
   echo "== $t"
-  if ! "$build/tests/$t" >"$log" 2>&1; then
+  if ! timeout 900 "$build/tests/$t" >"$log" 2>&1; then
     failed+=("$t")
     grep -n -A40 "WARNING: ThreadSanitizer" "$log" | head -80 || tail -40 "$log"
   else

@@ -6,8 +6,10 @@
 // dlsym(RTLD_NEXT)) and tells TSan what it did (__tsan_acquire / __tsan_release on the
 // object). Executables' definitions take precedence over the library's, also for calls
 // from other shared libraries (gRPC locks with absl::Mutex too), so every lock is seen.
-// The edges are exactly those the primitives promise (unlock before the next lock; notify
-// before a wait that returns notified), so no real race is hidden.
+// Conditions passed to Await and LockWhen are wrapped so that their evaluation inside the
+// library is ordered too. The edges are exactly those the primitives promise (unlock
+// before the next lock; notify before a wait that returns notified), so no real race is
+// hidden.
 #include <dlfcn.h>
 
 #include <cstdio>
@@ -37,6 +39,21 @@ void* Next(const char* symbol) {
 
 void Acquire(const void* p) { __tsan_acquire(const_cast<void*>(p)); }
 void Release(const void* p) { __tsan_release(const_cast<void*>(p)); }
+
+// Await and LockWhen evaluate the caller's condition inside the library, with the mutex
+// held, and (when it is false) release the mutex there: for TSan the evaluation acquires
+// the mutex before and releases it after, so the condition's reads are ordered after the
+// previous holders' writes and before the next holders'.
+struct GuardedCondition {
+  const absl::Mutex* mu;
+  const absl::Condition* cond;
+};
+bool EvalGuarded(GuardedCondition* g) {
+  Acquire(g->mu);
+  const bool met = g->cond->Eval();
+  Release(g->mu);
+  return met;
+}
 
 }  // namespace
 
@@ -78,23 +95,59 @@ bool Mutex::ReaderTryLock() {
 // Await and LockWhen release and retake the mutex inside the library.
 void Mutex::Await(const Condition& cond) {
   KVTIER_REAL(void, "_ZN4absl7debian35Mutex5AwaitERKNS0_9ConditionE", Mutex*, const Condition&);
+  GuardedCondition guarded{this, &cond};
   Release(this);
-  real(this, cond);
+  real(this, absl::Condition(&EvalGuarded, &guarded));
   Acquire(this);
 }
 bool Mutex::AwaitWithTimeout(const Condition& cond, absl::Duration timeout) {
   KVTIER_REAL(bool, "_ZN4absl7debian35Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE",
               Mutex*, const Condition&, absl::Duration);
+  GuardedCondition guarded{this, &cond};
   Release(this);
-  const bool met = real(this, cond, timeout);
+  const bool met = real(this, absl::Condition(&EvalGuarded, &guarded), timeout);
   Acquire(this);
   return met;
 }
 void Mutex::LockWhen(const Condition& cond) {
   KVTIER_REAL(void, "_ZN4absl7debian35Mutex8LockWhenERKNS0_9ConditionE", Mutex*,
               const Condition&);
-  real(this, cond);
+  GuardedCondition guarded{this, &cond};
+  real(this, absl::Condition(&EvalGuarded, &guarded));
   Acquire(this);
+}
+bool Mutex::AwaitWithDeadline(const Condition& cond, absl::Time deadline) {
+  KVTIER_REAL(bool, "_ZN4absl7debian35Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE",
+              Mutex*, const Condition&, absl::Time);
+  GuardedCondition guarded{this, &cond};
+  Release(this);
+  const bool met = real(this, absl::Condition(&EvalGuarded, &guarded), deadline);
+  Acquire(this);
+  return met;
+}
+void Mutex::ReaderLockWhen(const Condition& cond) {
+  KVTIER_REAL(void, "_ZN4absl7debian35Mutex14ReaderLockWhenERKNS0_9ConditionE", Mutex*,
+              const Condition&);
+  GuardedCondition guarded{this, &cond};
+  real(this, absl::Condition(&EvalGuarded, &guarded));
+  Acquire(this);
+}
+// These hold the mutex on return whether or not the condition was met.
+bool Mutex::LockWhenWithTimeout(const Condition& cond, absl::Duration timeout) {
+  KVTIER_REAL(bool, "_ZN4absl7debian35Mutex19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE",
+              Mutex*, const Condition&, absl::Duration);
+  GuardedCondition guarded{this, &cond};
+  const bool met = real(this, absl::Condition(&EvalGuarded, &guarded), timeout);
+  Acquire(this);
+  return met;
+}
+bool Mutex::LockWhenWithDeadline(const Condition& cond, absl::Time deadline) {
+  KVTIER_REAL(bool, "_ZN4absl7debian35Mutex20LockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE",
+              Mutex*, const Condition&, absl::Time);
+  GuardedCondition guarded{this, &cond};
+  const bool met = real(this, absl::Condition(&EvalGuarded, &guarded), deadline);
+  Acquire(this);
+  return met;
 }
 
 void CondVar::Wait(Mutex* mu) {
@@ -108,6 +161,14 @@ bool CondVar::WaitWithTimeout(Mutex* mu, absl::Duration timeout) {
               CondVar*, Mutex*, absl::Duration);
   Release(mu);
   const bool timed_out = real(this, mu, timeout);
+  Acquire(mu);
+  return timed_out;
+}
+bool CondVar::WaitWithDeadline(Mutex* mu, absl::Time deadline) {
+  KVTIER_REAL(bool, "_ZN4absl7debian37CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE",
+              CondVar*, Mutex*, absl::Time);
+  Release(mu);
+  const bool timed_out = real(this, mu, deadline);
   Acquire(mu);
   return timed_out;
 }
@@ -134,10 +195,19 @@ bool Notification::WaitForNotificationWithTimeout(absl::Duration timeout) const 
   return notified;
 }
 
-void BlockingCounter::DecrementCount() {
-  KVTIER_REAL(void, "_ZN4absl7debian315BlockingCounter14DecrementCountEv", BlockingCounter*);
+bool Notification::WaitForNotificationWithDeadline(absl::Time deadline) const {
+  KVTIER_REAL(bool,
+              "_ZNK4absl7debian312Notification31WaitForNotificationWithDeadlineENS0_4TimeE",
+              const Notification*, absl::Time);
+  const bool notified = real(this, deadline);
+  if (notified) Acquire(this);
+  return notified;
+}
+
+bool BlockingCounter::DecrementCount() {
+  KVTIER_REAL(bool, "_ZN4absl7debian315BlockingCounter14DecrementCountEv", BlockingCounter*);
   Release(this);
-  real(this);
+  return real(this);
 }
 void BlockingCounter::Wait() {
   KVTIER_REAL(void, "_ZN4absl7debian315BlockingCounter4WaitEv", BlockingCounter*);
