@@ -24,14 +24,25 @@ for t in "${tests[@]}" services/kvtier-store services/kvtier-worker; do
   ldd "$bin" | awk '{print $1}'
 done | grep -E '^lib(grpc|gpr|absl_|protobuf|upb|address_sorting|ssl|crypto)' | sort -u \
   | sed 's/^/called_from_lib:/' >>"$suppressions"
+# Reports go to files, one per process: the real kvtier-store and kvtier-worker processes a
+# test starts report there too (their own logs are the tests' temporary files).
+reports="$build/tsan-reports"
 export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 history_size=4 \
-suppressions=$suppressions"
+suppressions=$suppressions log_path=$reports/report"
 failed=()
 for t in "${tests[@]}"; do
   log="$build/tsan-$(basename "$t").log"
   echo "== $t"
-  if ! timeout 900 "$build/tests/$t" >"$log" 2>&1; then
+  rm -rf "$reports" && mkdir -p "$reports"
+  status=0
+  timeout 900 "$build/tests/$t" >"$log" 2>&1 || status=$?
+  if compgen -G "$reports/report.*" >/dev/null; then
+    cat "$reports"/report.* >>"$log"
+    [ "$status" -ne 0 ] || status=66
+  fi
+  if [ "$status" -ne 0 ]; then
     failed+=("$t")
+    [ "$status" -ne 124 ] || echo "timed out after 900 s"
     grep -n -A40 "WARNING: ThreadSanitizer" "$log" | head -80 || tail -40 "$log"
   else
     grep -E "^\[  PASSED  \]|SKIPPED" "$log" | head -3

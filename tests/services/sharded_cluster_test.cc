@@ -388,7 +388,7 @@ TEST(ShardedClusterTest, AStalledShardIsAMissNotAnErrorOrAHang) {
     }
     absl::SleepFor(absl::Milliseconds(100));
   }
-  EXPECT_TRUE(rejoined);
+  EXPECT_TRUE(rejoined) << "store-1's log:\n" << cluster.store(1).Log();
 }
 
 // The bundled trace (or a generated one) replayed through three shards with R = 2, once
