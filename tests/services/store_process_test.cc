@@ -321,6 +321,12 @@ TEST(StoreProcessTest, SigtermWhileStreamingDrainsAndExitsZero) {
         },
         absl::InfiniteDuration());
   });
+  // If an assertion bails out, the store is killed so that the watcher's stream ends.
+  absl::Cleanup join_watcher = [&] {
+    if (!watcher.joinable()) return;
+    (*store)->Signal(SIGKILL);
+    watcher.join();
+  };
   ASSERT_TRUE(watching.WaitForNotificationWithTimeout(absl::Seconds(10)));
 
   // Fetches in a loop with small chunks, so one is in flight when the signal lands. The
@@ -329,6 +335,7 @@ TEST(StoreProcessTest, SigtermWhileStreamingDrainsAndExitsZero) {
   std::atomic<bool> give_up{false};  // only if the test bails out early
   std::atomic<int> complete_fetches{0};
   std::atomic<int> wrong_bytes{0};
+  std::atomic<bool> fetcher_stopped{false};
   absl::Status last_fetch;
   std::thread fetcher([&] {
     std::vector<uint8_t> got(16 * bb);
@@ -344,13 +351,22 @@ TEST(StoreProcessTest, SigtermWhileStreamingDrainsAndExitsZero) {
       if (got != payload) ++wrong_bytes;
       ++complete_fetches;
     }
+    fetcher_stopped = true;
   });
   absl::Cleanup join_fetcher = [&] {
     if (!fetcher.joinable()) return;
     give_up = true;
     fetcher.join();
   };
-  while (complete_fetches < 2) absl::SleepFor(absl::Milliseconds(5));
+  const absl::Time give_up_at = absl::Now() + absl::Seconds(60);
+  while (complete_fetches < 2 && !fetcher_stopped && absl::Now() < give_up_at) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  ASSERT_GE(complete_fetches.load(), 2)
+      << "two fetches did not complete before the signal (the fetcher "
+      << (fetcher_stopped ? "failed: " + last_fetch.ToString() : std::string("stalled"))
+      << ")\n"
+      << (*store)->Log();
   const absl::Time signalled = absl::Now();
   (*store)->Signal(SIGTERM);
   std::optional<int> code = (*store)->Wait(absl::Seconds(20));
