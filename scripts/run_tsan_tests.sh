@@ -14,8 +14,8 @@ tests=(
   services/store_process_test services/tenant_identity_test services/worker_process_test
   worker/decode_engine_test worker/pipelined_restore_test worker/page_pool_test
 )
-# The checked-in suppressions, and one called_from_lib line per uninstrumented gRPC,
-# Abseil or protobuf library the programs load (tests/tsan/suppressions.txt says why).
+# The checked-in suppressions, and one called_from_lib line per uninstrumented gRPC, Abseil,
+# protobuf or OpenSSL library the programs load (tests/tsan/suppressions.txt says why).
 suppressions="$build/tsan-suppressions.txt"
 cp "$root/tests/tsan/suppressions.txt" "$suppressions"
 for t in "${tests[@]}" services/kvtier-store services/kvtier-worker; do
@@ -38,7 +38,7 @@ for t in "${tests[@]}"; do
   timeout 900 "$build/tests/$t" >"$log" 2>&1 || status=$?
   if compgen -G "$reports/report.*" >/dev/null; then
     cat "$reports"/report.* >>"$log"
-    [ "$status" -ne 0 ] || status=66
+    [ "$status" -ne 0 ] || status=66  # TSan's exit code: only a started process reported
   fi
   if [ "$status" -ne 0 ]; then
     failed+=("$t")

@@ -10,32 +10,17 @@
 // library is ordered too. The edges are exactly those the primitives promise (unlock
 // before the next lock; notify before a wait that returns notified), so no real race is
 // hidden.
-#include <dlfcn.h>
-
-#include <cstdio>
-#include <cstdlib>
-
 #include "absl/synchronization/blocking_counter.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
-
-extern "C" void __tsan_acquire(void* addr);
-extern "C" void __tsan_release(void* addr);
+#include "tests/tsan/library_definition.h"
 
 namespace {
 
-void* Next(const char* symbol) {
-  void* f = dlsym(RTLD_NEXT, symbol);
-  if (f == nullptr) {
-    std::fprintf(stderr, "absl_sync_annotations: %s not found in Abseil\n", symbol);
-    std::abort();
-  }
-  return f;
-}
-
 // The library's implementation of a member function, as a plain function of `this`.
-#define KVTIER_REAL(type, symbol, ...)                                       \
-  static const auto real = reinterpret_cast<type (*)(__VA_ARGS__)>(Next(symbol))
+#define KVTIER_REAL(type, symbol, ...) \
+  static const auto real =             \
+      reinterpret_cast<type (*)(__VA_ARGS__)>(kvtier::tsan::NextDefinition("Abseil", symbol))
 
 void Acquire(const void* p) { __tsan_acquire(const_cast<void*>(p)); }
 void Release(const void* p) { __tsan_release(const_cast<void*>(p)); }
@@ -53,6 +38,13 @@ bool EvalGuarded(GuardedCondition* g) {
   const bool met = g->cond->Eval();
   Release(g->mu);
   return met;
+}
+// Calls the library's Await/LockWhen variant `real` with the caller's condition guarded.
+template <typename R, typename... Args>
+R WithGuardedCondition(R (*real)(absl::Mutex*, const absl::Condition&, Args...), absl::Mutex* mu,
+                       const absl::Condition& cond, Args... args) {
+  GuardedCondition guarded{mu, &cond};
+  return real(mu, absl::Condition(&EvalGuarded, &guarded), args...);
 }
 
 }  // namespace
@@ -95,57 +87,49 @@ bool Mutex::ReaderTryLock() {
 // Await and LockWhen release and retake the mutex inside the library.
 void Mutex::Await(const Condition& cond) {
   KVTIER_REAL(void, "_ZN4absl7debian35Mutex5AwaitERKNS0_9ConditionE", Mutex*, const Condition&);
-  GuardedCondition guarded{this, &cond};
   Release(this);
-  real(this, absl::Condition(&EvalGuarded, &guarded));
+  WithGuardedCondition(real, this, cond);
   Acquire(this);
 }
 bool Mutex::AwaitWithTimeout(const Condition& cond, absl::Duration timeout) {
   KVTIER_REAL(bool, "_ZN4absl7debian35Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE",
               Mutex*, const Condition&, absl::Duration);
-  GuardedCondition guarded{this, &cond};
   Release(this);
-  const bool met = real(this, absl::Condition(&EvalGuarded, &guarded), timeout);
+  const bool met = WithGuardedCondition(real, this, cond, timeout);
   Acquire(this);
   return met;
 }
 void Mutex::LockWhen(const Condition& cond) {
-  KVTIER_REAL(void, "_ZN4absl7debian35Mutex8LockWhenERKNS0_9ConditionE", Mutex*,
-              const Condition&);
-  GuardedCondition guarded{this, &cond};
-  real(this, absl::Condition(&EvalGuarded, &guarded));
+  KVTIER_REAL(void, "_ZN4absl7debian35Mutex8LockWhenERKNS0_9ConditionE", Mutex*, const Condition&);
+  WithGuardedCondition(real, this, cond);
   Acquire(this);
 }
 bool Mutex::AwaitWithDeadline(const Condition& cond, absl::Time deadline) {
-  KVTIER_REAL(bool, "_ZN4absl7debian35Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE",
-              Mutex*, const Condition&, absl::Time);
-  GuardedCondition guarded{this, &cond};
+  KVTIER_REAL(bool, "_ZN4absl7debian35Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE", Mutex*,
+              const Condition&, absl::Time);
   Release(this);
-  const bool met = real(this, absl::Condition(&EvalGuarded, &guarded), deadline);
+  const bool met = WithGuardedCondition(real, this, cond, deadline);
   Acquire(this);
   return met;
 }
 void Mutex::ReaderLockWhen(const Condition& cond) {
   KVTIER_REAL(void, "_ZN4absl7debian35Mutex14ReaderLockWhenERKNS0_9ConditionE", Mutex*,
               const Condition&);
-  GuardedCondition guarded{this, &cond};
-  real(this, absl::Condition(&EvalGuarded, &guarded));
+  WithGuardedCondition(real, this, cond);
   Acquire(this);
 }
 // These hold the mutex on return whether or not the condition was met.
 bool Mutex::LockWhenWithTimeout(const Condition& cond, absl::Duration timeout) {
   KVTIER_REAL(bool, "_ZN4absl7debian35Mutex19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE",
               Mutex*, const Condition&, absl::Duration);
-  GuardedCondition guarded{this, &cond};
-  const bool met = real(this, absl::Condition(&EvalGuarded, &guarded), timeout);
+  const bool met = WithGuardedCondition(real, this, cond, timeout);
   Acquire(this);
   return met;
 }
 bool Mutex::LockWhenWithDeadline(const Condition& cond, absl::Time deadline) {
   KVTIER_REAL(bool, "_ZN4absl7debian35Mutex20LockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE",
               Mutex*, const Condition&, absl::Time);
-  GuardedCondition guarded{this, &cond};
-  const bool met = real(this, absl::Condition(&EvalGuarded, &guarded), deadline);
+  const bool met = WithGuardedCondition(real, this, cond, deadline);
   Acquire(this);
   return met;
 }
@@ -165,8 +149,8 @@ bool CondVar::WaitWithTimeout(Mutex* mu, absl::Duration timeout) {
   return timed_out;
 }
 bool CondVar::WaitWithDeadline(Mutex* mu, absl::Time deadline) {
-  KVTIER_REAL(bool, "_ZN4absl7debian37CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE",
-              CondVar*, Mutex*, absl::Time);
+  KVTIER_REAL(bool, "_ZN4absl7debian37CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE", CondVar*,
+              Mutex*, absl::Time);
   Release(mu);
   const bool timed_out = real(this, mu, deadline);
   Acquire(mu);
@@ -181,8 +165,7 @@ void Notification::Notify() {
   real(this);
 }
 void Notification::WaitForNotification() const {
-  KVTIER_REAL(void, "_ZNK4absl7debian312Notification19WaitForNotificationEv",
-              const Notification*);
+  KVTIER_REAL(void, "_ZNK4absl7debian312Notification19WaitForNotificationEv", const Notification*);
   real(this);
   Acquire(this);
 }
@@ -196,8 +179,7 @@ bool Notification::WaitForNotificationWithTimeout(absl::Duration timeout) const 
 }
 
 bool Notification::WaitForNotificationWithDeadline(absl::Time deadline) const {
-  KVTIER_REAL(bool,
-              "_ZNK4absl7debian312Notification31WaitForNotificationWithDeadlineENS0_4TimeE",
+  KVTIER_REAL(bool, "_ZNK4absl7debian312Notification31WaitForNotificationWithDeadlineENS0_4TimeE",
               const Notification*, absl::Time);
   const bool notified = real(this, deadline);
   if (notified) Acquire(this);

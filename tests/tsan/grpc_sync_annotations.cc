@@ -9,30 +9,19 @@
 // starting a batch (release on its tag) happens before its completion (acquire on the same
 // tag). Callback tags complete through their functor, so the functor of gRPC's two callback
 // tag classes is pointed at a trampoline that acquires and then runs the original.
-#include <dlfcn.h>
 #include <grpc/grpc.h>
 #include <grpcpp/support/callback_common.h>
 
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 
-extern "C" void __tsan_acquire(void* addr);
-extern "C" void __tsan_release(void* addr);
+#include "tests/tsan/library_definition.h"
 
 namespace {
 
 using FunctorRun = void (*)(grpc_completion_queue_functor*, int);
 
-void* Next(const char* symbol) {
-  void* f = dlsym(RTLD_NEXT, symbol);
-  if (f == nullptr) {
-    std::fprintf(stderr, "grpc_sync_annotations: %s not found in gRPC\n", symbol);
-    std::abort();
-  }
-  return f;
-}
+void* Next(const char* symbol) { return kvtier::tsan::NextDefinition("gRPC", symbol); }
 
 // Tags are pointers to gRPC objects; anything else (a small integer used as a tag) is left
 // alone, since TSan can only track application memory.
