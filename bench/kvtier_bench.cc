@@ -45,7 +45,9 @@ ABSL_FLAG(std::string, ssd_dir, "",
           "replay: T2 directory (default: a fresh temporary directory, removed afterwards).");
 ABSL_FLAG(std::string, policy, "adaptive", "replay: T1 eviction policy (adaptive, lru).");
 ABSL_FLAG(std::string, ssd_policy, "lru", "replay: T2 eviction policy (lru, adaptive).");
-ABSL_FLAG(double, t2_admit_min_score, 0.05, "replay: T2 admission threshold (0: admit all).");
+ABSL_FLAG(std::string, t2_admission, "score", "replay: which T1 victims T2 takes (reuse, score, all).");
+ABSL_FLAG(double, t2_admit_min_score, 0.05, "replay: T2 admission threshold for blocks without shown reuse.");
+ABSL_FLAG(bool, t2_keep_promoted_copy, false, "replay: promoted T2 blocks keep their T2 copy.");
 ABSL_FLAG(std::string, mode, "engine",
           "replay: engine (BlockStore in process) or grpc (a running kvtier-store; start it "
           "with --t1_min_slot_bytes=4096 --t1_bytes=<blocks x 4096>).");
@@ -168,7 +170,9 @@ int RunReplay() {
                            .ssd_dir = ssd_dir,
                            .policy = absl::GetFlag(FLAGS_policy),
                            .ssd_policy = absl::GetFlag(FLAGS_ssd_policy),
-                           .t2_admit_min_score = absl::GetFlag(FLAGS_t2_admit_min_score)});
+                           .t2_admit_min_score = absl::GetFlag(FLAGS_t2_admit_min_score),
+                           .t2_admission = absl::GetFlag(FLAGS_t2_admission),
+                           .t2_keep_promoted_copy = absl::GetFlag(FLAGS_t2_keep_promoted_copy)});
     if (!b.ok()) return Fail(b.status());
     backend = *std::move(b);
   } else if (mode == "grpc") {
@@ -429,7 +433,7 @@ const std::vector<Subcommand>& Subcommands() {
        "replay a Mooncake-format trace against the engine in process or a running "
        "kvtier-store; prints the prefix hit rate (bench/replay.h)",
        {"trace", "capacity_blocks", "capacity_fraction", "ssd_capacity_blocks",
-        "ssd_capacity_fraction", "ssd_dir", "policy", "ssd_policy", "t2_admit_min_score", "mode",
+        "ssd_capacity_fraction", "ssd_dir", "policy", "ssd_policy", "t2_admission", "t2_keep_promoted_copy", "t2_admit_min_score", "mode",
         "target", "replication", "tenant", "limit_requests"},
        RunReplay},
       {"attention",

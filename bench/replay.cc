@@ -91,6 +91,7 @@ class EngineBackend final : public ReplayBackend {
                     .demoted_blocks = s.demoted_blocks,
                     .demotion_rejected_blocks = s.demotion_rejected_blocks,
                     .promoted_blocks = s.promoted_blocks,
+                    .clean_demotions = s.clean_demotions,
                     .t2_direct_io = s.t2_direct_io,
                     .policy = s.eviction_policy};
   }
@@ -158,6 +159,7 @@ class GrpcBackend final : public ReplayBackend {
       c.t2_bytes_written += s->t2_bytes_written();
       c.demoted_blocks += s->demoted_blocks();
       c.demotion_rejected_blocks += s->demotion_rejected_blocks();
+      c.clean_demotions += s->clean_demotions();
       c.promoted_blocks += s->promoted_blocks();
       c.policy = s->eviction_policy();
       for (const v1::TierStats& t : s->tiers()) {
@@ -193,6 +195,10 @@ absl::StatusOr<std::shared_ptr<BlockStore>> MakeEngineStore(const EngineBackendO
   options.eviction_policy = o.policy;
   options.t2_eviction_policy = o.ssd_policy;
   options.t2_admit_min_score = o.t2_admit_min_score;
+  absl::StatusOr<BlockStoreOptions::T2Admission> admission = ParseT2Admission(o.t2_admission);
+  if (!admission.ok()) return admission.status();
+  options.t2_admission = *admission;
+  options.t2_keep_promoted_copy = o.t2_keep_promoted_copy;
   if (o.ssd_capacity_blocks > 0) {
     if (o.ssd_dir.empty()) return absl::InvalidArgumentError("a T2 capacity needs a T2 directory");
     options.t2 = {.directory = o.ssd_dir,
@@ -261,6 +267,7 @@ class RoundRobinBackend final : public ReplayBackend {
       sum.t2_bytes_written += c->t2_bytes_written;
       sum.demoted_blocks += c->demoted_blocks;
       sum.demotion_rejected_blocks += c->demotion_rejected_blocks;
+      sum.clean_demotions += c->clean_demotions;
       sum.promoted_blocks += c->promoted_blocks;
       sum.t2_direct_io = c->t2_direct_io;
       sum.policy = c->policy;
@@ -351,7 +358,7 @@ std::string ReplayResult::ToJson() const {
       "\"ssd_capacity_blocks\": %d, \"policy\": \"%s\", \"hit_rate\": %.6f, "
       "\"t1_hit_rate\": %.6f, \"t2_hit_rate\": %.6f, \"fetch_failures\": %d, "
       "\"requests_per_second\": %.1f, \"seconds\": %.3f, \"demoted_blocks\": %d, "
-      "\"demotion_rejected_blocks\": %d, \"promoted_blocks\": %d, "
+      "\"demotion_rejected_blocks\": %d, \"promoted_blocks\": %d, \"clean_demotions\": %d, "
       "\"ssd_blocks_written_per_request\": %.3f, \"ssd_bytes_written_per_request\": %.1f, "
       "\"t2_direct_io\": %s, \"lookup_p50_ms\": %.3f, \"lookup_p99_ms\": %.3f}",
       trace, mode, requests, blocks, unique_blocks, counters.capacity_blocks,
@@ -359,6 +366,7 @@ std::string ReplayResult::ToJson() const {
       counters.ssd_capacity_blocks, counters.policy, hit_rate(), t1_hit_blocks / total,
       t2_hit_blocks / total, fetch_failures, seconds > 0 ? requests / seconds : 0.0, seconds,
       counters.demoted_blocks, counters.demotion_rejected_blocks, counters.promoted_blocks,
+      counters.clean_demotions,
       requests ? double(counters.demoted_blocks) / double(requests) : 0.0,
       requests ? double(counters.t2_bytes_written) / double(requests) : 0.0,
       counters.t2_direct_io ? "true" : "false", lookup_p50_ms, lookup_p99_ms);

@@ -62,6 +62,7 @@ class ReplayBackend {
     uint64_t demoted_blocks = 0;
     uint64_t demotion_rejected_blocks = 0;
     uint64_t promoted_blocks = 0;
+    uint64_t clean_demotions = 0;
     bool t2_direct_io = false;
     std::string policy;
   };
@@ -82,6 +83,8 @@ struct EngineBackendOptions {
   std::string policy = "adaptive";
   std::string ssd_policy = "lru";
   double t2_admit_min_score = 0.05;
+  std::string t2_admission = "score";
+  bool t2_keep_promoted_copy = false;
   std::string tenant = "replay";
   TenantQuotas quotas;
 };

@@ -13,6 +13,27 @@ namespace kvtier {
 // ---------------------------------------------------------------------------------------
 // Creation and validation
 
+absl::StatusOr<BlockStoreOptions::T2Admission> ParseT2Admission(std::string_view name) {
+  using A = BlockStoreOptions::T2Admission;
+  if (name == "reuse") return A::kReuse;
+  if (name == "score") return A::kScore;
+  if (name == "all") return A::kAll;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown T2 admission \"", std::string(name), "\" (expected reuse, score or all)"));
+}
+
+std::string_view T2AdmissionName(BlockStoreOptions::T2Admission admission) {
+  switch (admission) {
+    case BlockStoreOptions::T2Admission::kReuse:
+      return "reuse";
+    case BlockStoreOptions::T2Admission::kScore:
+      return "score";
+    case BlockStoreOptions::T2Admission::kAll:
+      return "all";
+  }
+  return "?";
+}
+
 absl::StatusOr<std::unique_ptr<BlockStore>> BlockStore::Create(const BlockStoreOptions& options) {
   if (options.default_lease_ttl <= absl::ZeroDuration() ||
       options.max_lease_ttl < options.default_lease_ttl) {
@@ -82,7 +103,10 @@ BlockStore::BlockStore(const BlockStoreOptions& options, std::unique_ptr<PinnedH
       t2_policy_(std::move(t2_policy)),
       leases_(options.max_active_leases),
       entries_(handles),
-      ledger_(options.quotas) {
+      ledger_(options.quotas),
+      returns_(t2_ != nullptr && options.t2_admission == BlockStoreOptions::T2Admission::kReuse
+                   ? handles
+                   : 0) {
   free_handles_.reserve(handles);
   for (uint32_t h = handles; h-- > 0;) free_handles_.push_back(h);
 }
@@ -127,6 +151,7 @@ void BlockStore::Touch(uint32_t handle) {
   ClassIdle& idle = IdleOf(e.tier, SlotsOf(e.tier).ClassOfSlot(e.slot));
   idle.last_access_sum += access_tick_ + 1 - e.last_access;
   e.last_access = ++access_tick_;
+  if (e.hits < UINT8_MAX) ++e.hits;
   PolicyFor(e.tier)->OnAccess(handle, TraitsOf(e));
 }
 
@@ -199,6 +224,7 @@ void BlockStore::FreeEntry(uint32_t handle) {
   KVTIER_CHECK(e.t2_reads == 0 && e.retired_t2_slot == kNone)
       << "freeing block " << e.key.ShortHex() << " while its T2 slot is being read";
   if (e.slot != kNone) SlotsOf(e.tier).Free(e.slot);
+  if (e.t2_copy != kNone) ReleaseCopy(handle, /*invalidate=*/false);
   if (e.tenant_id != kNone) ledger_.Release(e.tenant_id);
   const uint32_t generation = e.generation + 1;
   e = Entry{};
@@ -237,6 +263,7 @@ void BlockStore::RemoveEntry(uint32_t handle, BlockEvent::Reason reason) {
   Entry& e = entries_[handle];
   index_.Erase(e.key);
   PolicyFor(e.tier)->OnLeave(handle, reason == BlockEvent::Reason::kEvicted);
+  if (reason == BlockEvent::Reason::kEvicted) returns_.Insert(TraitsOf(e).key_fingerprint);
   if (e.pinned_until != absl::InfinitePast()) {
     e.pinned_until = absl::InfinitePast();
     --pinned_blocks_;
@@ -245,6 +272,7 @@ void BlockStore::RemoveEntry(uint32_t handle, BlockEvent::Reason reason) {
   ++e.generation;  // children counted in this entry are no longer
   Account(e, -1);
   events_.Append(EventFor(e, BlockEvent::Type::kRemoved, reason));
+  if (e.t2_copy != kNone) ReleaseCopy(handle, reason == BlockEvent::Reason::kDeleted);
   if (e.tier == Tier::kLocalSsd && reason == BlockEvent::Reason::kDeleted) {
     // A deleted block must not come back with a restart. Header only: a reader of the
     // payload is unaffected. Deletes are rare, so this small write runs under the lock.
@@ -557,6 +585,7 @@ absl::StatusOr<PutResult> BlockStore::CommitPut(PendingPut& put) {
     e.size = put.block_bytes_;
     e.checksum = DigestLayerChecksums(b.layer_sums);
     e.layer_sums = std::move(b.layer_sums);
+    e.returned = returns_.Take(TraitsOf(e).key_fingerprint);
     AddResident(h);
     ++result.stored_blocks;
     events_.Append(EventFor(e, BlockEvent::Type::kStored, BlockEvent::Reason::kPut));

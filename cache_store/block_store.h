@@ -66,6 +66,7 @@
 #include "cache_store/lease_table.h"
 #include "cache_store/pinned_host_tier.h"
 #include "cache_store/prefix_index.h"
+#include "cache_store/return_history.h"
 #include "cache_store/ssd_tier.h"
 #include "cache_store/tenant_ledger.h"
 #include "cache_store/tenant_quota.h"
@@ -83,8 +84,21 @@ struct BlockStoreOptions {
   uint64_t max_blocks = 0;
   std::string eviction_policy = "adaptive";  // T1
   std::string t2_eviction_policy = "lru";    // T2 (docs/policy.md: why not adaptive)
-  // Demote a T1 victim only when the T1 policy's ReuseScore() reaches this (0: always).
+  // Which T1 victims are written to T2 (docs/policy.md, "T2 admission"):
+  //   kReuse  those that have shown reuse: hit while in T1, promoted from T2, or
+  //           Put again after an earlier eviction (ReturnHistory); and first-time blocks
+  //           whose T1 ReuseScore() reaches t2_admit_min_score;
+  //   kScore  (default) those whose T1 ReuseScore() reaches t2_admit_min_score;
+  //   kAll    every victim.
+  enum class T2Admission { kReuse, kScore, kAll };
+  // The default keeps the best hit rate; kReuse with copies writes 4x less to the SSD for
+  // a lower hit rate on some workloads (docs/policy.md has the trade-off).
+  T2Admission t2_admission = T2Admission::kScore;
   double t2_admit_min_score = 0.05;
+  // A T2 block promoted to T1 keeps its T2 copy (valid on disk, pinned in T2 while the
+  // block is in T1), so that its later demotion writes nothing. It takes T2 space from
+  // other blocks. false (default): exclusive tiers.
+  bool t2_keep_promoted_copy = false;
   absl::Duration default_lease_ttl = absl::Seconds(30);
   absl::Duration max_lease_ttl = absl::Minutes(10);
   absl::Duration default_pin_ttl = absl::Minutes(10);
@@ -98,6 +112,10 @@ struct BlockStoreOptions {
   TenantQuotas quotas;
   Clock* clock = nullptr;  // nullptr: Clock::Real()
 };
+
+// "reuse", "score", "all" (BlockStoreOptions::T2Admission); INVALID_ARGUMENT otherwise.
+absl::StatusOr<BlockStoreOptions::T2Admission> ParseT2Admission(std::string_view name);
+std::string_view T2AdmissionName(BlockStoreOptions::T2Admission admission);
 
 // A prompt as the store sees it: who asks, in which key namespace, and its tokens.
 struct PromptRef {
@@ -211,6 +229,9 @@ struct BlockStoreStats {
   // T2 movement and health.
   uint64_t demoted_blocks = 0;
   uint64_t demotion_rejected_blocks = 0;  // kept off the SSD by the admission filter
+  // Demotions that wrote nothing: the block's T2 copy from its promotion was still valid.
+  uint64_t clean_demotions = 0;
+  uint64_t t2_copy_blocks = 0;  // T1 blocks that hold such a copy now
   uint64_t promoted_blocks = 0;
   uint64_t t2_evicted_blocks = 0;
   uint64_t t2_write_errors = 0;
@@ -318,6 +339,10 @@ class BlockStore {
     uint32_t num_layers = 0;
     uint32_t depth = 0;
     bool prompt_tail = false;
+    // Reuse shown, for T2 admission: hits while resident (saturating), and whether it was
+    // Put again after an eviction dropped it (ReturnHistory).
+    uint8_t hits = 0;
+    bool returned = false;
     uint64_t size = 0;
     uint64_t checksum = 0;
     // One per layer. Empty for a block recovered from T2 until it is first read (the read
@@ -336,6 +361,9 @@ class BlockStore {
     // others still read the old slot, the slot is retired and released by the last one.
     uint32_t t2_reads = 0;
     uint32_t retired_t2_slot = kNone;
+    // A T1 block's valid copy in T2 (kept from its promotion; BlockStoreOptions::
+    // t2_keep_promoted_copy): pinned, outside the T2 policy, charged to the tenant's T2.
+    uint32_t t2_copy = kNone;
   };
 
   // A T1 victim on its way to T2; its bytes stay where they are in T1 until the write
@@ -472,6 +500,13 @@ class BlockStore {
   absl::StatusOr<std::unique_ptr<BlockReadHandle>> LoadAndVerify(
       std::unique_ptr<BlockReadHandle> read, std::vector<Promotion> promotions,
       Reservation reservation) ABSL_LOCKS_EXCLUDED(mu_);
+  // Whether T2 takes this T1 victim (BlockStoreOptions::t2_admission).
+  bool AdmitToT2(uint32_t handle) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A T1 block with a T2 copy goes back to T2 into that copy, writing nothing.
+  void DemoteToCopy(uint32_t handle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Gives up a T1 block's T2 copy (the block leaves, or is deleted: then the copy's header
+  // is overwritten so that a restart cannot bring it back).
+  void ReleaseCopy(uint32_t handle, bool invalidate) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Overwrites the headers of T2 slots that no block uses any more, then frees them.
   void ReleaseT2Slots(const std::vector<uint32_t>& slots) ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -512,6 +547,8 @@ class BlockStore {
   std::array<uint64_t, 3> used_blocks_ ABSL_GUARDED_BY(mu_){};  // by Tier
   absl::flat_hash_map<uint64_t, LayoutUsage> layouts_ ABSL_GUARDED_BY(mu_);
   TenantLedger ledger_ ABSL_GUARDED_BY(mu_);
+  // Keys of blocks evicted without a T2 write, to see them return (kReuse admission).
+  ReturnHistory returns_ ABSL_GUARDED_BY(mu_);
   uint64_t reserved_blocks_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t reserved_handles_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t access_tick_ ABSL_GUARDED_BY(mu_) = 0;

@@ -145,11 +145,35 @@ std::optional<uint32_t> BlockStore::SlabToMove(Tier tier, int cls, uint32_t tena
   return std::nullopt;
 }
 
+bool BlockStore::AdmitToT2(uint32_t h) const {
+  const Entry& e = entries_[h];
+  switch (options_.t2_admission) {
+    case BlockStoreOptions::T2Admission::kAll:
+      return true;
+    case BlockStoreOptions::T2Admission::kScore:
+      return t1_policy_->ReuseScore(h) >= options_.t2_admit_min_score;
+    case BlockStoreOptions::T2Admission::kReuse:
+      return e.hits > 0 || e.returned ||
+             t1_policy_->ReuseScore(h) >= options_.t2_admit_min_score;
+  }
+  return false;
+}
+
 std::optional<uint32_t> BlockStore::EvictT1(uint32_t h, Reservation& r, bool free_slot) {
   Entry& e = entries_[h];
+  if (e.t2_copy != kNone) {  // its copy in T2 is still valid: nothing to write
+    const uint32_t t1_slot = e.slot;
+    DemoteToCopy(h);
+    if (free_slot) {
+      t1_->slots().Free(t1_slot);
+      return std::nullopt;
+    }
+    t1_->slots().SetOwner(t1_slot, SlabAllocator::kNoOwner);
+    return t1_slot;
+  }
   // Dropped without T2, when T2's admission filter refuses it, or when every T2 block is
-  // protected.
-  const bool admitted = t2_ != nullptr && t1_policy_->ReuseScore(h) >= options_.t2_admit_min_score;
+  // protected. An evicted block is remembered (RemoveEntry), to admit it when it returns.
+  const bool admitted = t2_ != nullptr && AdmitToT2(h);
   if (t2_ != nullptr && !admitted) ++counters_.demotion_rejected_blocks;
   const std::optional<uint32_t> t2_slot =
       admitted ? AllocateT2(e.size, e.tenant_id) : std::nullopt;

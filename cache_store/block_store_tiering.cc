@@ -116,6 +116,46 @@ void BlockStore::FinishDemotions(Reservation& r) {
   demotions.clear();
 }
 
+void BlockStore::DemoteToCopy(uint32_t h) {
+  Entry& e = entries_[h];
+  t1_policy_->OnLeave(h, /*evicted=*/true);
+  UnlinkParent(h);
+  Account(e, -1);
+  // The copy's charge becomes the block's own T2 charge (Account below).
+  ledger_.Charge(e.tenant_id, Tier::kLocalSsd, -static_cast<int64_t>(e.size), 0);
+  --counters_.t2_copy_blocks;
+  ++counters_.clean_demotions;
+  e.tier = Tier::kLocalSsd;
+  e.slot = e.t2_copy;
+  e.t2_copy = kNone;
+  e.last_access = ++access_tick_;
+  Account(e, +1);
+  t2_->slots().SetOwner(e.slot, h);
+  t2_policy_->OnResident(h, TraitsOf(e));
+  LinkParent(h);
+  SyncEvictable(h);
+}
+
+void BlockStore::ReleaseCopy(uint32_t h, bool invalidate) {
+  Entry& e = entries_[h];
+  const uint32_t slot = e.t2_copy;
+  e.t2_copy = kNone;
+  ledger_.Charge(e.tenant_id, Tier::kLocalSsd, -static_cast<int64_t>(e.size), 0);
+  --counters_.t2_copy_blocks;
+  if (invalidate) {  // deleted: a restart must not bring it back (rare; under the lock)
+    if (absl::Status s = t2_->Invalidate(slot); !s.ok()) {
+      ++counters_.t2_write_errors;
+      KVTIER_LOG(ERROR) << "cannot invalidate the T2 copy of deleted block "
+                        << e.key.ShortHex() << ": " << s;
+    }
+  }
+  if (e.t2_reads > 0) {
+    e.retired_t2_slot = slot;  // released by the last reader of it
+  } else {
+    t2_->slots().Free(slot);
+  }
+}
+
 // ---------------------------------------------------------------------------------------
 // Reads and promotion
 
@@ -274,7 +314,12 @@ absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::LoadAndVerify(
         UnlinkParent(p.handle);
         Account(e, -1);
       }
-      if (e.t2_reads == 0) {
+      // The T2 copy stays (valid, pinned) when kept, so that the block's next demotion
+      // writes nothing; otherwise the slot goes once no reader uses it.
+      const bool keep_copy = live && options_.t2_keep_promoted_copy;
+      const uint32_t t2_slot = e.slot;
+      if (keep_copy) {
+      } else if (e.t2_reads == 0) {
         released_t2_slots.push_back(e.slot);
       } else {
         e.retired_t2_slot = e.slot;  // another reader is still reading it
@@ -291,6 +336,11 @@ absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::LoadAndVerify(
         LinkParent(p.handle);
         SyncEvictable(p.handle);
         ++counters_.promoted_blocks;
+        if (keep_copy) {
+          e.t2_copy = t2_slot;
+          ledger_.Charge(e.tenant_id, Tier::kLocalSsd, static_cast<int64_t>(e.size), 0);
+          ++counters_.t2_copy_blocks;
+        }
       }
     }
     if (corrupt.empty()) {

@@ -293,6 +293,8 @@ grpc::ServerUnaryReactor* CacheStoreService::Stats(grpc::CallbackServerContext* 
     response->set_eviction_policy(s.eviction_policy);
     response->set_demoted_blocks(s.demoted_blocks);
     response->set_demotion_rejected_blocks(s.demotion_rejected_blocks);
+    response->set_clean_demotions(s.clean_demotions);
+    response->set_t2_copy_blocks(s.t2_copy_blocks);
     response->set_promoted_blocks(s.promoted_blocks);
     response->set_t2_evicted_blocks(s.t2_evicted_blocks);
     response->set_t2_write_errors(s.t2_write_errors);

@@ -69,9 +69,17 @@ ABSL_FLAG(uint64_t, t2_bytes, uint64_t{16} << 30,
           "and its block. Reserved with posix_fallocate at start.");
 ABSL_FLAG(std::string, t2_eviction_policy, "lru",
           "T2 eviction policy: lru or adaptive (docs/policy.md explains the default).");
+ABSL_FLAG(std::string, t2_admission, "score",
+          "Which blocks evicted from T1 are written to T2: reuse (those that have shown "
+          "reuse: hit while in T1, read from T2, or Put again after an eviction; and blocks "
+          "whose estimated reuse probability reaches --t2_admit_min_score), score (only the "
+          "estimate counts) or all. docs/policy.md.");
 ABSL_FLAG(double, t2_admit_min_score, 0.05,
-          "Demote a block evicted from T1 to T2 only when the T1 policy's estimated reuse "
-          "probability is at least this (0: demote every block).");
+          "T2 admission: a block evicted from T1 without shown reuse is written to T2 only "
+          "when the T1 policy's estimated reuse probability is at least this.");
+ABSL_FLAG(bool, t2_keep_promoted_copy, false,
+          "A T2 block read back into T1 keeps its T2 copy, so that its next demotion writes "
+          "nothing; the copy takes T2 space from other blocks (false: exclusive tiers).");
 ABSL_FLAG(bool, t2_direct_io, true, "Use O_DIRECT for T2 (falls back if unsupported).");
 ABSL_FLAG(absl::Duration, lease_ttl, absl::Seconds(30),
           "Default lifetime of the lease a Lookup grants.");
@@ -156,6 +164,14 @@ int Run() {
   options.max_blocks = absl::GetFlag(FLAGS_max_blocks);
   options.t2_eviction_policy = absl::GetFlag(FLAGS_t2_eviction_policy);
   options.t2_admit_min_score = absl::GetFlag(FLAGS_t2_admit_min_score);
+  absl::StatusOr<BlockStoreOptions::T2Admission> admission =
+      ParseT2Admission(absl::GetFlag(FLAGS_t2_admission));
+  if (!admission.ok()) {
+    KVTIER_LOG(ERROR) << "--t2_admission: " << admission.status().message();
+    return 2;
+  }
+  options.t2_admission = *admission;
+  options.t2_keep_promoted_copy = absl::GetFlag(FLAGS_t2_keep_promoted_copy);
   options.default_lease_ttl = absl::GetFlag(FLAGS_lease_ttl);
   options.max_lease_ttl = absl::GetFlag(FLAGS_max_lease_ttl);
   options.default_pin_ttl = absl::GetFlag(FLAGS_pin_ttl);

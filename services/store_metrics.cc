@@ -112,6 +112,11 @@ class EngineCollector : public prometheus::Collectable {
       add("kvtier_demotions_rejected_total",
           "T1 victims the T2 admission filter kept off the SSD (dropped instead).", T::Counter,
           s.demotion_rejected_blocks);
+      add("kvtier_clean_demotions_total",
+          "T1 victims that went back to the T2 copy kept from their promotion, writing nothing.",
+          T::Counter, s.clean_demotions);
+      add("kvtier_t2_copy_blocks", "T1 blocks that keep a valid copy in T2.", T::Gauge,
+          s.t2_copy_blocks);
       add("kvtier_promotions_total", "Blocks moved from T2 to T1 when read.", T::Counter,
           s.promoted_blocks);
       add("kvtier_t2_io_errors_total", "Failed T2 reads and writes.", T::Counter, s.t2_read_errors,

@@ -183,18 +183,24 @@ TEST_F(T2Test, ADeletedT2BlockDoesNotComeBackAfterRestart) {
   EXPECT_EQ(Lookup(a_).matched_blocks(), 0u);
 }
 
-TEST_F(T2Test, PromotedBlocksLeaveNoCopyThatARestartWouldRevive) {
-  const std::string dir = FreshDir("promoted");
-  Open(T2Options(dir));
+class PromotedCopyTest : public T2Test, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(PromotedCopyTest, ADeletedPromotedBlockLeavesNoCopyThatARestartWouldRevive) {
+  const std::string dir = FreshDir(GetParam() ? "promoted_copy" : "promoted");
+  BlockStoreOptions o = T2Options(dir);
+  o.t2_keep_promoted_copy = GetParam();
+  Open(o);
   ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, a_, 0, 4).ok());
   ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, b_, 0, 4).ok());
   ASSERT_TRUE(ReadAndCheck(Lookup(a_)).ok());  // A back to T1, B down to T2
   const std::vector<BlockKey> keys = KeysOf(kTenant, layout_, a_);
   ASSERT_TRUE(store_->Delete(kTenant, keys).ok());  // deleted while in T1
-  Open(T2Options(dir));
+  Open(o);
   EXPECT_EQ(Lookup(a_).matched_blocks(), 0u);
   EXPECT_EQ(Lookup(b_).matched_blocks(), 4u);
 }
+
+INSTANTIATE_TEST_SUITE_P(KeepCopy, PromotedCopyTest, ::testing::Bool());
 
 TEST_F(T2Test, WhenTheDiskFailsEvictedBlocksAreDroppedAndT1KeepsServing) {
   Open(T2Options(FreshDir("diskfull")));
@@ -225,6 +231,98 @@ TEST_F(T2Test, TheAdmissionFilterKeepsUnlikelyBlocksOffTheSsd) {
   EXPECT_EQ(s.demoted_blocks, 0u);
   EXPECT_EQ(s.t2_bytes_written, 0u);
   EXPECT_EQ(s.evicted_blocks, 4u);
+}
+
+TEST_F(T2Test, ReuseAdmissionWritesOnlyBlocksThatShowedReuse) {
+  BlockStoreOptions o = T2Options(FreshDir("reuse"));
+  o.t2_admission = BlockStoreOptions::T2Admission::kReuse;
+  o.t2_admit_min_score = 1.0;  // only shown reuse admits (no estimate reaches certainty)
+  o.eviction_policy = "adaptive";
+  Open(o);
+  const std::vector<uint32_t> c = Tokens(4 * 4, 3);
+  const std::vector<uint32_t> d = Tokens(4 * 4, 4);
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, a_, 0, 4).ok());
+  ASSERT_TRUE(ReadAndCheck(Lookup(a_)).ok());                        // A is hit
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, b_, 0, 4).ok());  // A goes to T2
+  BlockStoreStats s = store_->Stats();
+  EXPECT_EQ(s.demoted_blocks, 4u);
+  EXPECT_EQ(s.demotion_rejected_blocks, 0u);
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, c, 0, 4).ok());  // B, never hit, is dropped
+  s = store_->Stats();
+  EXPECT_EQ(s.demoted_blocks, 4u);
+  EXPECT_EQ(s.demotion_rejected_blocks, 4u);
+  EXPECT_EQ(s.t2_bytes_written, 4 * layout_.BlockBytes());
+  EXPECT_EQ(Lookup(b_, false).matched_blocks(), 0u);
+  // B returns (a miss, Put again): it has shown reuse now, and its next eviction writes it.
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, b_, 0, 4).ok());  // C dropped
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, d, 0, 4).ok());  // B to T2
+  s = store_->Stats();
+  EXPECT_EQ(s.demoted_blocks, 8u);
+  EXPECT_EQ(s.demotion_rejected_blocks, 8u);
+  LookupResult found = Lookup(b_);
+  ASSERT_EQ(found.matched_blocks(), 4u);
+  for (Tier t : found.tiers) EXPECT_EQ(t, Tier::kLocalSsd);
+  EXPECT_TRUE(ReadAndCheck(found).ok());
+}
+
+TEST_F(T2Test, APromotedBlockGoesBackToItsT2CopyWithoutWriting) {
+  const std::string dir = FreshDir("copy");
+  BlockStoreOptions o = T2Options(dir);
+  o.t2_keep_promoted_copy = true;
+  Open(o);
+  const std::vector<uint32_t> c = Tokens(4 * 4, 3);
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, a_, 0, 4).ok());
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, b_, 0, 4).ok());  // A written to T2
+  ASSERT_TRUE(ReadAndCheck(Lookup(a_)).ok());  // A promoted, keeps its copy; B written
+  BlockStoreStats s = store_->Stats();
+  EXPECT_EQ(s.demoted_blocks, 8u);
+  EXPECT_EQ(s.t2_copy_blocks, 4u);
+  const uint64_t written = s.t2_bytes_written;
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, c, 0, 4).ok());  // A back to its copy
+  s = store_->Stats();
+  EXPECT_EQ(s.clean_demotions, 4u);
+  EXPECT_EQ(s.t2_copy_blocks, 0u);
+  EXPECT_EQ(s.t2_bytes_written, written);
+  EXPECT_EQ(s.t2_used_blocks, 8u);
+  LookupResult found = Lookup(a_);
+  ASSERT_EQ(found.matched_blocks(), 4u);
+  for (Tier t : found.tiers) EXPECT_EQ(t, Tier::kLocalSsd);
+  ASSERT_TRUE(ReadAndCheck(found).ok());  // every byte checked; A promoted again, C written
+  EXPECT_EQ(store_->Stats().t2_copy_blocks, 4u);
+  // The copies are ordinary T2 records: a restart serves A, B and C from them.
+  Open(o);
+  EXPECT_EQ(store_->Stats().t2_recovered_blocks, 12u);
+  found = Lookup(a_);
+  ASSERT_EQ(found.matched_blocks(), 4u);
+  EXPECT_TRUE(ReadAndCheck(found).ok());
+  EXPECT_EQ(store_->Stats().checksum_failures, 0u);
+}
+
+TEST_F(T2Test, ExclusiveTiersRewriteAPromotedBlock) {
+  BlockStoreOptions o = T2Options(FreshDir("exclusive"));
+  o.t2_keep_promoted_copy = false;
+  Open(o);
+  const std::vector<uint32_t> c = Tokens(4 * 4, 3);
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, a_, 0, 4).ok());
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, b_, 0, 4).ok());
+  ASSERT_TRUE(ReadAndCheck(Lookup(a_)).ok());
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, c, 0, 4).ok());
+  const BlockStoreStats s = store_->Stats();
+  EXPECT_EQ(s.clean_demotions, 0u);
+  EXPECT_EQ(s.t2_copy_blocks, 0u);
+  EXPECT_EQ(s.demoted_blocks, 12u);
+}
+
+TEST(T2AdmissionTest, NamesParseAndAnUnknownOneIsRefusedByName) {
+  for (auto a : {BlockStoreOptions::T2Admission::kReuse, BlockStoreOptions::T2Admission::kScore,
+                 BlockStoreOptions::T2Admission::kAll}) {
+    auto parsed = ParseT2Admission(T2AdmissionName(a));
+    ASSERT_TRUE(parsed.ok());
+    EXPECT_EQ(*parsed, a);
+  }
+  auto bad = ParseT2Admission("sometimes");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("sometimes"), std::string_view::npos);
 }
 
 TEST(T2CreateTest, AnUnusableDirectoryFailsCreateWithItsName) {
