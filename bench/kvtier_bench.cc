@@ -48,6 +48,11 @@ ABSL_FLAG(std::string, ssd_policy, "lru", "replay: T2 eviction policy (lru, adap
 ABSL_FLAG(std::string, t2_admission, "score", "replay: which T1 victims T2 takes (reuse, score, all).");
 ABSL_FLAG(double, t2_admit_min_score, 0.05, "replay: T2 admission threshold for blocks without shown reuse.");
 ABSL_FLAG(bool, t2_keep_promoted_copy, false, "replay: promoted T2 blocks keep their T2 copy.");
+ABSL_FLAG(int, t2_read_threads, 8, "replay: T2 reader threads.");
+ABSL_FLAG(int, t2_write_threads, 4, "replay: T2 writer threads.");
+ABSL_FLAG(bool, t2_sync, false,
+          "replay: T2 I/O as before the I/O threads (one reader, one writer, every write done "
+          "before the next request): the reference for the speed-up.");
 ABSL_FLAG(std::string, mode, "engine",
           "replay: engine (BlockStore in process) or grpc (a running kvtier-store; start it "
           "with --t1_min_slot_bytes=4096 --t1_bytes=<blocks x 4096>).");
@@ -172,7 +177,10 @@ int RunReplay() {
                            .ssd_policy = absl::GetFlag(FLAGS_ssd_policy),
                            .t2_admit_min_score = absl::GetFlag(FLAGS_t2_admit_min_score),
                            .t2_admission = absl::GetFlag(FLAGS_t2_admission),
-                           .t2_keep_promoted_copy = absl::GetFlag(FLAGS_t2_keep_promoted_copy)});
+                           .t2_keep_promoted_copy = absl::GetFlag(FLAGS_t2_keep_promoted_copy),
+                           .t2_read_threads = absl::GetFlag(FLAGS_t2_read_threads),
+                           .t2_write_threads = absl::GetFlag(FLAGS_t2_write_threads),
+                           .t2_sync = absl::GetFlag(FLAGS_t2_sync)});
     if (!b.ok()) return Fail(b.status());
     backend = *std::move(b);
   } else if (mode == "grpc") {
@@ -433,7 +441,7 @@ const std::vector<Subcommand>& Subcommands() {
        "replay a Mooncake-format trace against the engine in process or a running "
        "kvtier-store; prints the prefix hit rate (bench/replay.h)",
        {"trace", "capacity_blocks", "capacity_fraction", "ssd_capacity_blocks",
-        "ssd_capacity_fraction", "ssd_dir", "policy", "ssd_policy", "t2_admission", "t2_keep_promoted_copy", "t2_admit_min_score", "mode",
+        "ssd_capacity_fraction", "ssd_dir", "policy", "ssd_policy", "t2_admission", "t2_keep_promoted_copy", "t2_read_threads", "t2_write_threads", "t2_sync", "t2_admit_min_score", "mode",
         "target", "replication", "tenant", "limit_requests"},
        RunReplay},
       {"attention",

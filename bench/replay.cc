@@ -52,8 +52,11 @@ namespace {
 
 class EngineBackend final : public ReplayBackend {
  public:
-  EngineBackend(std::shared_ptr<BlockStore> store, std::string tenant)
-      : store_(std::move(store)), tenant_(std::move(tenant)), layout_(ReplayLayout()) {}
+  EngineBackend(std::shared_ptr<BlockStore> store, std::string tenant, uint64_t backlog_bytes)
+      : store_(std::move(store)),
+        tenant_(std::move(tenant)),
+        layout_(ReplayLayout()),
+        backlog_bytes_(backlog_bytes) {}
 
   absl::StatusOr<Hits> LookupFetchRelease(const ReplayPrompt& prompt) override {
     absl::StatusOr<LookupResult> found = store_->Lookup(
@@ -74,14 +77,24 @@ class EngineBackend final : public ReplayBackend {
 
   absl::Status Put(const ReplayPrompt& prompt, uint32_t first_block,
                    std::span<const uint8_t> payload, bool last_block_partial) override {
-    return store_
+    const absl::Status s = store_
         ->Put(PutSpec{.prompt = {.tenant = tenant_, .layout = &layout_, .tokens = prompt.tokens},
                       .first_block = first_block,
                       .num_blocks = static_cast<uint32_t>(payload.size() / layout_.BlockBytes()),
                       .last_block_partial = last_block_partial},
               payload)
         .status();
+    // The replay offers requests as fast as the store takes them, but no faster than the
+    // disk writes its demotions: past a small backlog it waits (a full queue would drop
+    // demotions, and blocks waiting for their write hold their T2 slots: an arrival rate
+    // the disk sustains keeps the backlog short).
+    if (store_->t2_write_queue_bytes() > backlog_bytes_) {
+      store_->FlushT2Writes();
+    }
+    return s;
   }
+
+  void Drain() override { store_->FlushT2Writes(); }
 
   absl::StatusOr<Counters> Stats() override {
     const BlockStoreStats s = store_->Stats();
@@ -92,11 +105,14 @@ class EngineBackend final : public ReplayBackend {
                     .demotion_rejected_blocks = s.demotion_rejected_blocks,
                     .promoted_blocks = s.promoted_blocks,
                     .clean_demotions = s.clean_demotions,
+                    .t2_write_queue_drops = s.t2_write_queue_drops,
+                    .t2_evicted_blocks = s.t2_evicted_blocks,
                     .t2_direct_io = s.t2_direct_io,
                     .policy = s.eviction_policy};
   }
 
  private:
+  const uint64_t backlog_bytes_;
   std::shared_ptr<BlockStore> store_;
   std::string tenant_;
   KvLayout layout_;
@@ -199,6 +215,8 @@ absl::StatusOr<std::shared_ptr<BlockStore>> MakeEngineStore(const EngineBackendO
   if (!admission.ok()) return admission.status();
   options.t2_admission = *admission;
   options.t2_keep_promoted_copy = o.t2_keep_promoted_copy;
+  options.t2_read_threads = o.t2_sync ? 1 : o.t2_read_threads;
+  options.t2_write_threads = o.t2_sync ? 1 : o.t2_write_threads;
   if (o.ssd_capacity_blocks > 0) {
     if (o.ssd_dir.empty()) return absl::InvalidArgumentError("a T2 capacity needs a T2 directory");
     options.t2 = {.directory = o.ssd_dir,
@@ -212,14 +230,15 @@ absl::StatusOr<std::shared_ptr<BlockStore>> MakeEngineStore(const EngineBackendO
 }
 
 std::unique_ptr<ReplayBackend> MakeEngineBackendOn(std::shared_ptr<BlockStore> store,
-                                                   std::string tenant) {
-  return std::make_unique<EngineBackend>(std::move(store), std::move(tenant));
+                                                   std::string tenant, uint64_t backlog_bytes) {
+  return std::make_unique<EngineBackend>(std::move(store), std::move(tenant), backlog_bytes);
 }
 
 absl::StatusOr<std::unique_ptr<ReplayBackend>> MakeEngineBackend(const EngineBackendOptions& o) {
   absl::StatusOr<std::shared_ptr<BlockStore>> store = MakeEngineStore(o);
   if (!store.ok()) return store.status();
-  return MakeEngineBackendOn(*std::move(store), o.tenant);
+  return MakeEngineBackendOn(*std::move(store), o.tenant,
+                             o.t2_sync ? 0 : EngineBackendOptions::kWriteBacklogBytes);
 }
 
 absl::StatusOr<std::unique_ptr<ReplayBackend>> MakeGrpcBackend(const GrpcBackendOptions& o) {
@@ -268,6 +287,8 @@ class RoundRobinBackend final : public ReplayBackend {
       sum.demoted_blocks += c->demoted_blocks;
       sum.demotion_rejected_blocks += c->demotion_rejected_blocks;
       sum.clean_demotions += c->clean_demotions;
+      sum.t2_write_queue_drops += c->t2_write_queue_drops;
+      sum.t2_evicted_blocks += c->t2_evicted_blocks;
       sum.promoted_blocks += c->promoted_blocks;
       sum.t2_direct_io = c->t2_direct_io;
       sum.policy = c->policy;
@@ -340,6 +361,7 @@ absl::StatusOr<ReplayResult> Replay(const std::vector<TraceRequest>& trace, Repl
       return absl::Status(s.code(), absl::StrCat("request ", i, ": ", s.message()));
     }
   }
+  backend.Drain();
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   absl::StatusOr<ReplayBackend::Counters> counters = backend.Stats();
   if (!counters.ok()) return counters.status();
@@ -358,7 +380,7 @@ std::string ReplayResult::ToJson() const {
       "\"ssd_capacity_blocks\": %d, \"policy\": \"%s\", \"hit_rate\": %.6f, "
       "\"t1_hit_rate\": %.6f, \"t2_hit_rate\": %.6f, \"fetch_failures\": %d, "
       "\"requests_per_second\": %.1f, \"seconds\": %.3f, \"demoted_blocks\": %d, "
-      "\"demotion_rejected_blocks\": %d, \"promoted_blocks\": %d, \"clean_demotions\": %d, "
+      "\"demotion_rejected_blocks\": %d, \"promoted_blocks\": %d, \"clean_demotions\": %d, \"t2_write_queue_drops\": %d, \"t2_evicted_blocks\": %d, "
       "\"ssd_blocks_written_per_request\": %.3f, \"ssd_bytes_written_per_request\": %.1f, "
       "\"t2_direct_io\": %s, \"lookup_p50_ms\": %.3f, \"lookup_p99_ms\": %.3f}",
       trace, mode, requests, blocks, unique_blocks, counters.capacity_blocks,
@@ -366,7 +388,7 @@ std::string ReplayResult::ToJson() const {
       counters.ssd_capacity_blocks, counters.policy, hit_rate(), t1_hit_blocks / total,
       t2_hit_blocks / total, fetch_failures, seconds > 0 ? requests / seconds : 0.0, seconds,
       counters.demoted_blocks, counters.demotion_rejected_blocks, counters.promoted_blocks,
-      counters.clean_demotions,
+      counters.clean_demotions, counters.t2_write_queue_drops, counters.t2_evicted_blocks,
       requests ? double(counters.demoted_blocks) / double(requests) : 0.0,
       requests ? double(counters.t2_bytes_written) / double(requests) : 0.0,
       counters.t2_direct_io ? "true" : "false", lookup_p50_ms, lookup_p99_ms);

@@ -63,6 +63,8 @@ class ReplayBackend {
     uint64_t demotion_rejected_blocks = 0;
     uint64_t promoted_blocks = 0;
     uint64_t clean_demotions = 0;
+    uint64_t t2_write_queue_drops = 0;
+    uint64_t t2_evicted_blocks = 0;
     bool t2_direct_io = false;
     std::string policy;
   };
@@ -72,6 +74,8 @@ class ReplayBackend {
   virtual absl::Status Put(const ReplayPrompt& prompt, uint32_t first_block,
                            std::span<const uint8_t> payload, bool last_block_partial) = 0;
   virtual absl::StatusOr<Counters> Stats() = 0;
+  // Waits for work the backend queued (T2 writes); the replay's time includes it.
+  virtual void Drain() {}
   // The round trip of every Lookup so far, in milliseconds (empty where not measured).
   virtual std::vector<double> LookupMillis() const { return {}; }
 };
@@ -85,6 +89,13 @@ struct EngineBackendOptions {
   double t2_admit_min_score = 0.05;
   std::string t2_admission = "score";
   bool t2_keep_promoted_copy = false;
+  int t2_read_threads = 8;
+  int t2_write_threads = 4;
+  // The replay waits for the store's T2 writes past this backlog (bench/replay.cc says
+  // why); t2_sync: after every request, with one reader and one writer thread: disk I/O as
+  // the store did it before it had I/O threads, the reference for the speed-up.
+  static constexpr uint64_t kWriteBacklogBytes = 1 << 20;
+  bool t2_sync = false;
   std::string tenant = "replay";
   TenantQuotas quotas;
 };
@@ -92,8 +103,9 @@ absl::StatusOr<std::unique_ptr<ReplayBackend>> MakeEngineBackend(const EngineBac
 // The store MakeEngineBackend makes, and a backend of one tenant on a store (several
 // tenants may share one: bench/noisy_neighbor_bench.h).
 absl::StatusOr<std::shared_ptr<BlockStore>> MakeEngineStore(const EngineBackendOptions& o);
-std::unique_ptr<ReplayBackend> MakeEngineBackendOn(std::shared_ptr<BlockStore> store,
-                                                   std::string tenant);
+std::unique_ptr<ReplayBackend> MakeEngineBackendOn(
+    std::shared_ptr<BlockStore> store, std::string tenant,
+    uint64_t backlog_bytes = EngineBackendOptions::kWriteBacklogBytes);
 
 struct GrpcBackendOptions {
   // One store (HOST:PORT) or a cluster of shards (HOST:PORT,HOST:PORT or dns:///NAME:PORT).

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/strings/str_format.h"
 #include "cache_store/checksum.h"
 #include "cache_store/log.h"
@@ -109,9 +110,31 @@ BlockStore::BlockStore(const BlockStoreOptions& options, std::unique_ptr<PinnedH
                    : 0) {
   free_handles_.reserve(handles);
   for (uint32_t h = handles; h-- > 0;) free_handles_.push_back(h);
+  if (t2_ != nullptr) {
+    write_queue_limit_ = options.t2_write_queue_bytes != 0
+                             ? options.t2_write_queue_bytes
+                             : std::min<uint64_t>(t2_->capacity_bytes() / 4, uint64_t{256} << 20);
+    t2_readers_ = std::make_unique<IoPool>(std::max(options.t2_read_threads, 1), "kvtier-t2-read");
+    t2_writers_ =
+        std::make_unique<IoPool>(std::max(options.t2_write_threads, 1), "kvtier-t2-write");
+  }
 }
 
-BlockStore::~BlockStore() { events_.Close(); }
+BlockStore::~BlockStore() {
+  // Reads in flight end and queued demotions reach the disk before anything they use goes.
+  t2_readers_.reset();
+  t2_writers_.reset();
+  events_.Close();
+}
+
+void BlockStore::FlushT2Writes() {
+  if (t2_writers_ != nullptr) t2_writers_->Drain();
+}
+
+uint64_t BlockStore::t2_write_queue_bytes() const {
+  absl::MutexLock lock(&mu_);
+  return write_queue_bytes_;
+}
 
 absl::Status BlockStore::ValidatePrompt(const PromptRef& prompt) const {
   if (prompt.layout == nullptr) return absl::InvalidArgumentError("layout is required");
@@ -183,6 +206,7 @@ void BlockStore::Unref(uint32_t handle) {
   KVTIER_CHECK(e.refs > 0) << "unbalanced Unref of handle " << handle;
   if (--e.refs > 0) return;
   if (e.state == Entry::State::kDropped) {
+    if (e.writes > 0) return;  // the last write frees it
     FreeEntry(handle);
   } else {
     SyncEvictable(handle);
@@ -221,7 +245,7 @@ uint32_t BlockStore::NewHandle() {
 
 void BlockStore::FreeEntry(uint32_t handle) {
   Entry& e = entries_[handle];
-  KVTIER_CHECK(e.t2_reads == 0 && e.retired_t2_slot == kNone)
+  KVTIER_CHECK(e.t2_reads == 0 && e.retired_t2_slots.empty())
       << "freeing block " << e.key.ShortHex() << " while its T2 slot is being read";
   if (e.slot != kNone) SlotsOf(e.tier).Free(e.slot);
   if (e.t2_copy != kNone) ReleaseCopy(handle, /*invalidate=*/false);
@@ -282,8 +306,14 @@ void BlockStore::RemoveEntry(uint32_t handle, BlockEvent::Reason reason) {
                         << " on T2: " << s;
     }
   }
-  if (e.refs > 0) {
-    e.state = Entry::State::kDropped;  // readers finish first; the last one frees it
+  if (e.refs == 0 && e.writes > 0 && e.tier == Tier::kHostDram) {
+    // Only an earlier T2 write of it is still in flight (into a slot of its own): T1 gets
+    // this slot back now, the entry goes when the write ends.
+    t1_->slots().Free(e.slot);
+    e.slot = kNone;
+  }
+  if (e.refs > 0 || e.writes > 0) {
+    e.state = Entry::State::kDropped;  // readers and writes finish first; the last frees it
   } else {
     FreeEntry(handle);
   }
@@ -634,41 +664,74 @@ void BlockStore::AbortPutLocked(PendingPut& put) {
 // ---------------------------------------------------------------------------------------
 // Reads (opening and verifying them: block_store_tiering.cc)
 
-absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::ReadLease(std::string_view tenant,
-                                                                       uint64_t lease_id) {
-  std::unique_ptr<BlockReadHandle> read;
-  std::vector<Promotion> promotions;
-  Reservation reservation;
+void BlockStore::ReadLeaseAsync(std::string_view tenant, uint64_t lease_id, ReadDone done) {
+  auto job = std::make_unique<ReadJob>();
   {
-    absl::MutexLock lock(&mu_);
+    absl::ReleasableMutexLock lock(&mu_);
     Sweep(clock_->Now());
     absl::StatusOr<const Lease*> lease = leases_.Find(lease_id, tenant);
-    if (!lease.ok()) return lease.status();
-    const std::vector<uint32_t>& handles = (*lease)->handles;
-    for (size_t i = 0; i < handles.size(); ++i) {
-      if (entries_[handles[i]].state != Entry::State::kLive) {
-        return absl::NotFoundError(
-            absl::StrCat("block ", i, " of lease ", lease_id, " was deleted since the lookup"));
+    absl::Status status = lease.status();
+    if (lease.ok()) {
+      const std::vector<uint32_t>& handles = (*lease)->handles;
+      for (size_t i = 0; i < handles.size() && status.ok(); ++i) {
+        if (entries_[handles[i]].state != Entry::State::kLive) {
+          status = absl::NotFoundError(
+              absl::StrCat("block ", i, " of lease ", lease_id, " was deleted since the lookup"));
+        }
       }
     }
-    read = OpenLocked(handles, promotions, reservation);
+    if (!status.ok()) {
+      lock.Release();
+      std::move(done)(status);
+      return;
+    }
+    job->read = OpenLocked((*lease)->handles, job->promotions, job->reservation);
   }
-  return LoadAndVerify(std::move(read), std::move(promotions), std::move(reservation));
+  job->done = std::move(done);
+  LoadAsync(std::move(job));
+}
+
+void BlockStore::ReadBlocksAsync(std::string_view tenant, std::span<const BlockKey> keys,
+                                 ReadDone done) {
+  auto job = std::make_unique<ReadJob>();
+  {
+    absl::ReleasableMutexLock lock(&mu_);
+    Sweep(clock_->Now());
+    absl::StatusOr<std::vector<uint32_t>> handles = FindOwned(tenant, keys, /*skip_missing=*/false);
+    if (!handles.ok()) {
+      lock.Release();
+      std::move(done)(handles.status());
+      return;
+    }
+    job->read = OpenLocked(*std::move(handles), job->promotions, job->reservation);
+  }
+  job->done = std::move(done);
+  LoadAsync(std::move(job));
+}
+
+namespace {
+// Runs an asynchronous read and waits for its result.
+template <typename Start>
+absl::StatusOr<std::unique_ptr<BlockReadHandle>> WaitForRead(Start start) {
+  absl::StatusOr<std::unique_ptr<BlockReadHandle>> result;
+  absl::Notification done;
+  start([&](absl::StatusOr<std::unique_ptr<BlockReadHandle>> r) {
+    result = std::move(r);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return result;
+}
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::ReadLease(std::string_view tenant,
+                                                                       uint64_t lease_id) {
+  return WaitForRead([&](ReadDone done) { ReadLeaseAsync(tenant, lease_id, std::move(done)); });
 }
 
 absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::ReadBlocks(
     std::string_view tenant, std::span<const BlockKey> keys) {
-  std::unique_ptr<BlockReadHandle> read;
-  std::vector<Promotion> promotions;
-  Reservation reservation;
-  {
-    absl::MutexLock lock(&mu_);
-    Sweep(clock_->Now());
-    absl::StatusOr<std::vector<uint32_t>> handles = FindOwned(tenant, keys, /*skip_missing=*/false);
-    if (!handles.ok()) return handles.status();
-    read = OpenLocked(*std::move(handles), promotions, reservation);
-  }
-  return LoadAndVerify(std::move(read), std::move(promotions), std::move(reservation));
+  return WaitForRead([&](ReadDone done) { ReadBlocksAsync(tenant, keys, std::move(done)); });
 }
 
 void BlockStore::ReleaseRead(std::span<const uint32_t> handles,

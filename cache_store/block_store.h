@@ -43,6 +43,7 @@
 #define KVTIER_CACHE_STORE_BLOCK_STORE_H_
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -61,6 +62,7 @@
 #include "cache_store/block_key.h"
 #include "cache_store/clock.h"
 #include "cache_store/event_log.h"
+#include "cache_store/io_pool.h"
 #include "cache_store/eviction_policy.h"
 #include "cache_store/kv_layout.h"
 #include "cache_store/lease_table.h"
@@ -99,6 +101,15 @@ struct BlockStoreOptions {
   // block is in T1), so that its later demotion writes nothing. It takes T2 space from
   // other blocks. false (default): exclusive tiers.
   bool t2_keep_promoted_copy = false;
+  // T2 disk I/O runs on threads of its own (cache_store/io_pool.h), never on the caller's:
+  // reads of one Fetch in parallel on the readers, demotion writes queued to the writers.
+  // A demotion's bytes are copied out of T1 into the write queue; when the queue holds
+  // t2_write_queue_bytes (staged in 4 KiB units), a further demotion is dropped instead
+  // (counted). 0: T2 capacity / 4, at most 256 MiB (a T2 block whose write is queued gives
+  // its slot back only when the write ends, so the queue must stay small next to T2).
+  int t2_read_threads = 8;
+  int t2_write_threads = 4;
+  uint64_t t2_write_queue_bytes = 0;
   absl::Duration default_lease_ttl = absl::Seconds(30);
   absl::Duration max_lease_ttl = absl::Minutes(10);
   absl::Duration default_pin_ttl = absl::Minutes(10);
@@ -232,6 +243,9 @@ struct BlockStoreStats {
   // Demotions that wrote nothing: the block's T2 copy from its promotion was still valid.
   uint64_t clean_demotions = 0;
   uint64_t t2_copy_blocks = 0;  // T1 blocks that hold such a copy now
+  // Demotions dropped because the write queue was full, and the bytes queued now.
+  uint64_t t2_write_queue_drops = 0;
+  uint64_t t2_write_queue_bytes = 0;
   uint64_t promoted_blocks = 0;
   uint64_t t2_evicted_blocks = 0;
   uint64_t t2_write_errors = 0;
@@ -289,7 +303,24 @@ class BlockStore {
   absl::StatusOr<PutResult> Put(const PutSpec& spec, std::span<const uint8_t> payload)
       ABSL_LOCKS_EXCLUDED(mu_);
 
-  // Verified read access to the blocks of a live lease of this tenant.
+  // The asynchronous forms of ReadLease and ReadBlocks: `done` runs exactly once, on the
+  // calling thread when no block needs the disk (or on failure before any read), else on
+  // a T2 reader thread once the last disk read of the blocks ends. It must not block.
+  using ReadDone =
+      absl::AnyInvocable<void(absl::StatusOr<std::unique_ptr<BlockReadHandle>>) &&>;
+  void ReadLeaseAsync(std::string_view tenant, uint64_t lease_id, ReadDone done)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void ReadBlocksAsync(std::string_view tenant, std::span<const BlockKey> keys, ReadDone done)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Waits until every demotion queued so far is on disk (or failed). For tests and
+  // benchmarks; the store never needs it.
+  void FlushT2Writes() ABSL_LOCKS_EXCLUDED(mu_);
+  // Bytes of demotions queued now, and the most the queue takes.
+  uint64_t t2_write_queue_bytes() const ABSL_LOCKS_EXCLUDED(mu_);
+  uint64_t t2_write_queue_limit() const { return write_queue_limit_; }
+
+  // Verified read access to the blocks of a live lease of this tenant. Waits for the disk;
+  // not to be called from a T2 I/O thread.
   absl::StatusOr<std::unique_ptr<BlockReadHandle>> ReadLease(std::string_view tenant,
                                                              uint64_t lease_id)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -325,6 +356,7 @@ class BlockStore {
 
   static constexpr uint32_t kNone = UINT32_MAX;
 
+  class StagedBlock;
   struct Entry {
     // kMoving: being written to T2; out of the index and the policies until it lands.
     enum class State : uint8_t { kFree, kLive, kDropped, kMoving };
@@ -360,21 +392,47 @@ class BlockStore {
     // Disk reads of this block's T2 slot in flight. When the block is promoted while
     // others still read the old slot, the slot is retired and released by the last one.
     uint32_t t2_reads = 0;
-    uint32_t retired_t2_slot = kNone;
+    std::vector<uint32_t> retired_t2_slots;
     // A T1 block's valid copy in T2 (kept from its promotion; BlockStoreOptions::
     // t2_keep_promoted_copy): pinned, outside the T2 policy, charged to the tenant's T2.
     uint32_t t2_copy = kNone;
+    // A T2 block whose write is still queued: its bytes, which readers use until the
+    // write ends. Writes in flight of this block (each also counts in t2_reads): the
+    // entry is freed only after them, but it may be evicted, promoted or deleted meanwhile.
+    std::shared_ptr<const StagedBlock> pending;
+    uint32_t writes = 0;
   };
 
-  // A T1 victim on its way to T2; its bytes stay where they are in T1 until the write
-  // ends (in the slot handed to the caller, or in a slab held by the caller's Reservation).
+  // Memory a queued demotion of a block of `size` bytes takes (O_DIRECT-aligned).
+  static uint64_t StagedBytes(uint64_t size) {
+    return (size + SsdTier::kAlign - 1) / SsdTier::kAlign * SsdTier::kAlign;
+  }
+  // A demoted block's bytes, copied out of T1, on their way to T2 (O_DIRECT-aligned).
+  class StagedBlock {
+   public:
+    explicit StagedBlock(uint64_t size);
+    ~StagedBlock();
+    StagedBlock(const StagedBlock&) = delete;
+    StagedBlock& operator=(const StagedBlock&) = delete;
+    uint8_t* data() const { return data_; }
+    uint64_t size() const { return size_; }
+
+   private:
+    uint8_t* data_;
+    uint64_t size_;
+  };
+
+  // A T1 victim on its way to T2. Its bytes stay where they are in T1 until the caller
+  // copies them into `staging` (RunDemotions, before it uses the slot: in the slot handed
+  // to the caller, or in a slab held by the caller's Reservation); the write is queued
+  // after (FinishDemotions).
   struct Demotion {
     uint32_t handle;
     const uint8_t* source;
     uint32_t t2_slot;
     SsdRecord record;
     absl::Status status;
-    double seconds = 0;
+    std::shared_ptr<StagedBlock> staging;
   };
   // What one operation's T1 allocations set in motion: the demotions to run before it
   // writes into its slots, and the slabs it emptied for another class (held until the
@@ -393,8 +451,19 @@ class BlockStore {
     uint32_t handle;
     uint32_t t1_slot;  // kNone: no T1 room, read into a staging buffer instead
     uint32_t t2_slot;
+    // The block's queued write (Entry::pending): its bytes are copied, not read.
+    std::shared_ptr<const StagedBlock> staged;
+    uint8_t* dst = nullptr;
     absl::Status status;
     double seconds = 0;
+  };
+  // A read on its way through the disk (LoadAsync): the last disk read to end finishes it.
+  struct ReadJob {
+    std::unique_ptr<BlockReadHandle> read;
+    std::vector<Promotion> promotions;
+    Reservation reservation;
+    ReadDone done;
+    std::atomic<size_t> remaining{0};
   };
 
   BlockStore(const BlockStoreOptions& options, std::unique_ptr<PinnedHostTier> t1,
@@ -495,11 +564,15 @@ class BlockStore {
                                               std::vector<Promotion>& promotions,
                                               Reservation& reservation)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Reads T2 blocks, verifies every block's checksum, completes promotions; drops the
-  // blocks that fail and returns DATA_LOSS.
-  absl::StatusOr<std::unique_ptr<BlockReadHandle>> LoadAndVerify(
-      std::unique_ptr<BlockReadHandle> read, std::vector<Promotion> promotions,
-      Reservation reservation) ABSL_LOCKS_EXCLUDED(mu_);
+  // Reads T2 blocks (on the reader threads; a block whose write is queued is copied from
+  // the queue), then FinishLoad.
+  void LoadAsync(std::unique_ptr<ReadJob> job) ABSL_LOCKS_EXCLUDED(mu_);
+  // Verifies every block read from T2, completes promotions, drops the blocks that fail
+  // (DATA_LOSS), and hands the result to job->done.
+  void FinishLoad(std::unique_ptr<ReadJob> job) ABSL_LOCKS_EXCLUDED(mu_);
+  // On a writer thread: writes a queued demotion, then settles its block.
+  void WriteDemotion(uint32_t handle, uint32_t t2_slot, SsdRecord record,
+                     std::shared_ptr<StagedBlock> staging) ABSL_LOCKS_EXCLUDED(mu_);
   // Whether T2 takes this T1 victim (BlockStoreOptions::t2_admission).
   bool AdmitToT2(uint32_t handle) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A T1 block with a T2 copy goes back to T2 into that copy, writing nothing.
@@ -554,7 +627,12 @@ class BlockStore {
   uint64_t access_tick_ ABSL_GUARDED_BY(mu_) = 0;
   std::array<std::vector<ClassIdle>, 3> idle_ ABSL_GUARDED_BY(mu_);  // by Tier, size class
   uint64_t pinned_blocks_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t write_queue_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t write_queue_limit_ = 0;  // fixed at construction
   BlockStoreStats counters_ ABSL_GUARDED_BY(mu_);
+  // Last, so that they stop first (the destructor drains them): their tasks use the rest.
+  std::unique_ptr<IoPool> t2_readers_;
+  std::unique_ptr<IoPool> t2_writers_;
 };
 
 }  // namespace kvtier

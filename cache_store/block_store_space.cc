@@ -173,8 +173,13 @@ std::optional<uint32_t> BlockStore::EvictT1(uint32_t h, Reservation& r, bool fre
   }
   // Dropped without T2, when T2's admission filter refuses it, or when every T2 block is
   // protected. An evicted block is remembered (RemoveEntry), to admit it when it returns.
-  const bool admitted = t2_ != nullptr && AdmitToT2(h);
+  // A full write queue drops it too (counted).
+  bool admitted = t2_ != nullptr && AdmitToT2(h);
   if (t2_ != nullptr && !admitted) ++counters_.demotion_rejected_blocks;
+  if (admitted && write_queue_bytes_ + StagedBytes(e.size) > write_queue_limit_) {
+    ++counters_.t2_write_queue_drops;
+    admitted = false;
+  }
   const std::optional<uint32_t> t2_slot =
       admitted ? AllocateT2(e.size, e.tenant_id) : std::nullopt;
   if (!t2_slot) {
@@ -191,6 +196,7 @@ std::optional<uint32_t> BlockStore::EvictT1(uint32_t h, Reservation& r, bool fre
   // Its T2 slot counts against the tenant's T2 usage while the bytes travel.
   ledger_.Charge(e.tenant_id, Tier::kLocalSsd, static_cast<int64_t>(e.size), 0);
   e.state = Entry::State::kMoving;
+  write_queue_bytes_ += StagedBytes(e.size);
   const uint32_t t1_slot = e.slot;
   e.slot = kNone;
   r.demotions.push_back(Demotion{.handle = h,
@@ -355,6 +361,7 @@ BlockStoreStats BlockStore::Stats() const {
   s.t1_lock_method = t1_->lock_method();
   s.active_leases = leases_.active();
   s.pinned_blocks = pinned_blocks_;
+  s.t2_write_queue_bytes = write_queue_bytes_;
   s.eviction_policy = std::string(t1_policy_->name());
   s.t2_eviction_policy = std::string(t2_policy_->name());
   return s;

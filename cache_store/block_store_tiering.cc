@@ -1,7 +1,8 @@
 // BlockStore: moving blocks between T1 and T2. Demotion to T2 (the Demotion steps; which
 // blocks leave T1 is block_store_space.cc's), reads that load T2 blocks and promote them to
-// T1 (OpenLocked, LoadAndVerify), and rebuilding the T2 index at start (Recover). Disk I/O
-// runs between two locked sections, never under the mutex (block_store.h).
+// T1 (OpenLocked, LoadAsync, FinishLoad), and rebuilding the T2 index at start (Recover).
+// Disk I/O runs on the store's T2 reader and writer threads, never under the mutex and never
+// on the caller's thread (block_store.h).
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -73,12 +74,20 @@ void BlockStore::Recover() {
 // ---------------------------------------------------------------------------------------
 // Demotion
 
+BlockStore::StagedBlock::StagedBlock(uint64_t size) : size_(size) {
+  const uint64_t rounded = StagedBytes(size);
+  data_ = static_cast<uint8_t*>(std::aligned_alloc(SsdTier::kAlign, rounded));
+  KVTIER_CHECK(data_ != nullptr) << "out of memory for a " << rounded << " byte T2 write";
+}
+
+BlockStore::StagedBlock::~StagedBlock() { std::free(data_); }
+
 void BlockStore::RunDemotions(Reservation& r) {
+  // Memory speed: the disk write is queued after (FinishDemotions).
   for (Demotion& d : r.demotions) {
     if (!d.status.ok()) continue;  // abandoned
-    const absl::Time start = absl::Now();
-    d.status = t2_->Write(d.t2_slot, d.record, d.source);
-    d.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+    d.staging = std::make_shared<StagedBlock>(d.record.size);
+    std::memcpy(d.staging->data(), d.source, d.record.size);
   }
 }
 
@@ -90,23 +99,24 @@ void BlockStore::FinishDemotions(Reservation& r) {
   std::vector<Demotion>& demotions = r.demotions;
   for (Demotion& d : demotions) {
     Entry& e = entries_[d.handle];
-    ++counters_.t2_writes;
-    counters_.t2_write_seconds += d.seconds;
     const bool duplicate = index_.Find(e.key).has_value();  // re-Put while it travelled
     ledger_.Charge(e.tenant_id, Tier::kLocalSsd, -static_cast<int64_t>(e.size), 0);
     if (d.status.ok() && !duplicate) {
-      counters_.t2_bytes_written += e.size;
+      // In T2 from now on; readers copy its bytes from the queue until the write ends.
       e.tier = Tier::kLocalSsd;
       e.slot = d.t2_slot;
+      e.pending = d.staging;
       AddResident(d.handle);
+      ++e.writes;
+      ++e.t2_reads;
       ++counters_.demoted_blocks;
+      t2_writers_->Submit([this, h = d.handle, slot = d.t2_slot, record = std::move(d.record),
+                           staging = std::move(d.staging)]() mutable {
+        WriteDemotion(h, slot, std::move(record), std::move(staging));
+      });
       continue;
     }
-    if (!d.status.ok() && !absl::IsAborted(d.status)) {
-      ++counters_.t2_write_errors;
-      KVTIER_LOG(ERROR) << "demotion of block " << e.key.ShortHex()
-                        << " to T2 failed; the block is dropped: " << d.status;
-    }
+    write_queue_bytes_ -= StagedBytes(e.size);
     t2_->slots().Free(d.t2_slot);
     ++counters_.evicted_blocks;
     events_.Append(EventFor(e, BlockEvent::Type::kRemoved, BlockEvent::Reason::kEvicted));
@@ -114,6 +124,58 @@ void BlockStore::FinishDemotions(Reservation& r) {
     FreeEntry(d.handle);
   }
   demotions.clear();
+}
+
+void BlockStore::WriteDemotion(uint32_t h, uint32_t slot, SsdRecord record,
+                               std::shared_ptr<StagedBlock> staging) {
+  const absl::Time start = absl::Now();
+  const absl::Status status = t2_->Write(slot, record, staging->data());
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  bool invalidate = false;
+  {
+    absl::MutexLock lock(&mu_);
+    ++counters_.t2_writes;
+    counters_.t2_write_seconds += seconds;
+    write_queue_bytes_ -= StagedBytes(record.size);
+    Entry& e = entries_[h];  // still this block: it is freed only after its writes
+    if (e.pending == staging) e.pending.reset();
+    const bool home =
+        e.state == Entry::State::kLive && e.tier == Tier::kLocalSsd && e.slot == slot;
+    if (status.ok()) {
+      counters_.t2_bytes_written += record.size;
+    } else {
+      ++counters_.t2_write_errors;
+      KVTIER_LOG(ERROR) << "demotion of block " << e.key.ShortHex()
+                        << " to T2 failed; the block is dropped: " << status;
+      if (home) {
+        RemoveEntry(h, BlockEvent::Reason::kEvicted);
+        ++counters_.evicted_blocks;
+      } else if (e.t2_copy == slot) {
+        ReleaseCopy(h, /*invalidate=*/false);  // it never became valid
+      }
+    }
+    // Deleted or dropped while its write was queued (its slot goes with the entry, at the
+    // Unref below): the record just written must not come back with a restart.
+    invalidate = status.ok() && e.state == Entry::State::kDropped &&
+                 e.tier == Tier::kLocalSsd && e.slot == slot;
+  }
+  if (invalidate) {
+    if (absl::Status s = t2_->Invalidate(slot); !s.ok()) {
+      KVTIER_LOG(ERROR) << "cannot invalidate T2 slot " << slot << ": " << s;
+    }
+  }
+  std::vector<uint32_t> released;
+  {
+    absl::MutexLock lock(&mu_);
+    Entry& e = entries_[h];
+    --e.writes;
+    if (--e.t2_reads == 0) {
+      released.insert(released.end(), e.retired_t2_slots.begin(), e.retired_t2_slots.end());
+      e.retired_t2_slots.clear();
+    }
+    if (e.state == Entry::State::kDropped && e.refs == 0 && e.writes == 0) FreeEntry(h);
+  }
+  if (!released.empty()) ReleaseT2Slots(released);
 }
 
 void BlockStore::DemoteToCopy(uint32_t h) {
@@ -150,7 +212,7 @@ void BlockStore::ReleaseCopy(uint32_t h, bool invalidate) {
     }
   }
   if (e.t2_reads > 0) {
-    e.retired_t2_slot = slot;  // released by the last reader of it
+    e.retired_t2_slots.push_back(slot);  // released by the last reader of it
   } else {
     t2_->slots().Free(slot);
   }
@@ -193,13 +255,17 @@ std::unique_ptr<BlockReadHandle> BlockStore::OpenLocked(std::vector<uint32_t> ha
       // Reserve a T1 slot to read the block into; it becomes the block's home once
       // verified. Without room in T1, or for a block listed twice, the block is read into
       // a staging buffer.
-      // The first listing of a block is promoted; later listings only read it.
+      // The first listing of a block is promoted; later listings only read it. A block
+      // whose write is still queued is copied from the queue (Promotion::staged).
       std::optional<uint32_t> t1_slot;
       if (promoting.insert(h).second) t1_slot = AllocateT1(e.size, e.tenant_id, reservation);
       ++entries_[h].t2_reads;
       if (t1_slot) ++reserved_blocks_;
-      promotions.push_back(
-          Promotion{.view = i, .handle = h, .t1_slot = t1_slot.value_or(kNone), .t2_slot = e.slot});
+      promotions.push_back(Promotion{.view = i,
+                                     .handle = h,
+                                     .t1_slot = t1_slot.value_or(kNone),
+                                     .t2_slot = e.slot,
+                                     .staged = e.pending});
     }
     views.push_back(view);
   }
@@ -218,27 +284,51 @@ void BlockStore::DropCorrupt(uint32_t handle, uint32_t layer) {
   RemoveEntry(handle, BlockEvent::Reason::kCorrupted);
 }
 
-absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::LoadAndVerify(
-    std::unique_ptr<BlockReadHandle> read, std::vector<Promotion> promotions,
-    Reservation reservation) {
+void BlockStore::LoadAsync(std::unique_ptr<ReadJob> job) {
   // Demotions first: they empty the T1 slots that promotions read into.
-  RunDemotions(reservation);
-  for (Promotion& p : promotions) {
-    BlockView& v = read->views_[p.view];
-    uint8_t* dst = nullptr;
+  RunDemotions(job->reservation);
+  std::vector<size_t> disk;
+  for (size_t k = 0; k < job->promotions.size(); ++k) {
+    Promotion& p = job->promotions[k];
+    BlockView& v = job->read->views_[p.view];
     if (p.t1_slot != kNone) {
-      dst = t1_->SlotData(p.t1_slot);
+      p.dst = t1_->SlotData(p.t1_slot);
     } else {
       const uint64_t rounded = (v.size + SsdTier::kAlign - 1) / SsdTier::kAlign * SsdTier::kAlign;
-      dst = static_cast<uint8_t*>(std::aligned_alloc(SsdTier::kAlign, rounded));
-      KVTIER_CHECK(dst != nullptr) << "out of memory for a " << rounded << " byte staging buffer";
-      read->staging_.emplace_back(dst);
+      p.dst = static_cast<uint8_t*>(std::aligned_alloc(SsdTier::kAlign, rounded));
+      KVTIER_CHECK(p.dst != nullptr) << "out of memory for a " << rounded << " byte staging buffer";
+      job->read->staging_.emplace_back(p.dst);
     }
-    const absl::Time start = absl::Now();
-    p.status = t2_->Read(p.t2_slot, v.size, dst);
-    p.seconds = absl::ToDoubleSeconds(absl::Now() - start);
-    v.data = dst;
+    v.data = p.dst;
+    if (p.staged != nullptr) {  // its write is still queued: the bytes are in memory
+      std::memcpy(p.dst, p.staged->data(), v.size);
+      p.staged.reset();
+    } else {
+      disk.push_back(k);
+    }
   }
+  if (disk.empty()) {
+    FinishLoad(std::move(job));
+    return;
+  }
+  // Every disk read in parallel on the readers; the last one to end finishes the job.
+  job->remaining.store(disk.size());
+  ReadJob* raw = job.release();
+  for (size_t k : disk) {
+    t2_readers_->Submit([this, raw, k] {
+      Promotion& p = raw->promotions[k];
+      const absl::Time start = absl::Now();
+      p.status = t2_->Read(p.t2_slot, raw->read->views_[p.view].size, p.dst);
+      p.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+      if (raw->remaining.fetch_sub(1) == 1) FinishLoad(std::unique_ptr<ReadJob>(raw));
+    });
+  }
+}
+
+void BlockStore::FinishLoad(std::unique_ptr<ReadJob> job) {
+  std::unique_ptr<BlockReadHandle>& read = job->read;
+  std::vector<Promotion>& promotions = job->promotions;
+  Reservation& reservation = job->reservation;
   // Blocks read from disk are verified now, outside the lock (the references keep the
   // bytes in place): their layer checksums are computed and must digest to the block
   // checksum, and the reader does not hash them again. T1 blocks are verified by the
@@ -289,9 +379,10 @@ absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::LoadAndVerify(
     // while this read was in flight is released by its last reader.
     for (const Promotion& p : promotions) {
       Entry& e = entries_[p.handle];
-      if (--e.t2_reads == 0 && e.retired_t2_slot != kNone) {
-        released_t2_slots.push_back(e.retired_t2_slot);
-        e.retired_t2_slot = kNone;
+      if (--e.t2_reads == 0) {
+        released_t2_slots.insert(released_t2_slots.end(), e.retired_t2_slots.begin(),
+                                 e.retired_t2_slots.end());
+        e.retired_t2_slots.clear();
       }
     }
     // Verified T2 blocks move into the T1 slots they were read into.
@@ -322,7 +413,7 @@ absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::LoadAndVerify(
       } else if (e.t2_reads == 0) {
         released_t2_slots.push_back(e.slot);
       } else {
-        e.retired_t2_slot = e.slot;  // another reader is still reading it
+        e.retired_t2_slots.push_back(e.slot);  // another reader or a write still uses it
       }
       e.tier = Tier::kHostDram;
       e.slot = p.t1_slot;
@@ -357,9 +448,15 @@ absl::StatusOr<std::unique_ptr<BlockReadHandle>> BlockStore::LoadAndVerify(
           "…); treat them as a miss"));
     }
   }
-  if (!released_t2_slots.empty()) ReleaseT2Slots(released_t2_slots);
-  if (!result.ok()) return result;
-  return read;
+  if (!released_t2_slots.empty()) {  // header writes: off the reader's path
+    t2_readers_->Submit([this, slots = std::move(released_t2_slots)] { ReleaseT2Slots(slots); });
+  }
+  if (!result.ok()) {
+    read.reset();
+    std::move(job->done)(result);
+    return;
+  }
+  std::move(job->done)(std::move(read));
 }
 
 void BlockStore::ReleaseT2Slots(const std::vector<uint32_t>& slots) {

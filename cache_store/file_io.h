@@ -16,6 +16,10 @@ namespace kvtier {
 // `what` ("cannot write") and `path` name the failure; `err` is the errno.
 absl::Status IoError(const std::string& what, const std::string& path, int err);
 absl::Status PwriteAll(int fd, const uint8_t* p, size_t n, uint64_t off, const std::string& path);
+// Writes two buffers back to back at `off` in one system call (retrying what is left after
+// a short write).
+absl::Status Pwrite2All(int fd, const uint8_t* a, size_t a_n, const uint8_t* b, size_t b_n,
+                        uint64_t off, const std::string& path);
 absl::Status PreadAll(int fd, uint8_t* p, size_t n, uint64_t off, const std::string& path);
 
 }  // namespace kvtier

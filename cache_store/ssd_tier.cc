@@ -147,6 +147,7 @@ absl::StatusOr<std::unique_ptr<SsdTier>> SsdTier::Create(const SsdTierOptions& o
         absl::StrCat("cannot open the T2 slab ", path, ": ", std::strerror(errno)));
   }
   std::unique_ptr<SsdTier> tier(new SsdTier(fd, path, *std::move(slots), direct));
+  tier->fault_injector_ = options.fault_injector;
 
   struct stat st {};
   if (fstat(fd, &st) != 0) {
@@ -267,6 +268,7 @@ absl::Status SsdTier::Write(uint32_t slot, const SsdRecord& record, const uint8_
         "a ", record.size, " byte block with a ", record.tenant.size(),
         " byte tenant does not fit a T2 slot of ", slots_.SlotBytes(slot), " bytes"));
   }
+  if (absl::Status s = Inject(/*write=*/true, slot); !s.ok()) return s;
   AlignedBuffer header = AllocAligned(kAlign);
   EncodeRecord(header.get(), record);
   // The payload is written in whole 4 KiB units: from the caller's buffer when that is
@@ -278,13 +280,11 @@ absl::Status SsdTier::Write(uint32_t slot, const SsdRecord& record, const uint8_
     std::memcpy(bounce.get(), data, record.size);
     src = bounce.get();
   }
-  // Payload first, header last: a crash in between leaves the old header, whose checksum
-  // no longer matches the payload; the store drops such a block on its first read.
-  if (absl::Status s = PwriteAll(fd_, src, RoundUp(record.size), SlotOffset(slot) + kAlign, path_);
-      !s.ok()) {
-    return s;
-  }
-  return PwriteAll(fd_, header.get(), kAlign, SlotOffset(slot), path_);
+  // Header and payload in one write (one I/O: they are adjacent). A crash or a torn write
+  // can leave a header whose checksum does not match the payload; the store verifies every
+  // block it reads from T2 and drops such a one on its first read, serving nothing of it.
+  return Pwrite2All(fd_, header.get(), kAlign, src, RoundUp(record.size), SlotOffset(slot),
+                    path_);
 }
 
 absl::Status SsdTier::Read(uint32_t slot, uint64_t size, uint8_t* out) const {
@@ -292,6 +292,7 @@ absl::Status SsdTier::Read(uint32_t slot, uint64_t size, uint8_t* out) const {
     return absl::InvalidArgumentError(absl::StrCat("a read of ", size, " bytes from a T2 slot of ",
                                                    slots_.SlotBytes(slot), " bytes"));
   }
+  if (absl::Status s = Inject(/*write=*/false, slot); !s.ok()) return s;
   if (Aligned(out) && size % kAlign == 0) {
     return PreadAll(fd_, out, size, SlotOffset(slot) + kAlign, path_);
   }

@@ -23,6 +23,7 @@
 #define KVTIER_CACHE_STORE_SSD_TIER_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -41,6 +42,10 @@ struct SsdTierOptions {
   uint64_t max_block_bytes = 0;
   uint64_t slab_bytes = 0;  // 0: SlabAllocator's default for this capacity
   bool direct_io = true;    // falls back to buffered I/O if unsupported
+  // Tests only: called before every block read (write = false) and write of a slot; a
+  // status other than OK fails that I/O as the disk would, and the call may block to
+  // model a stalled disk. Empty in production.
+  std::function<absl::Status(bool write, uint32_t slot)> fault_injector;
 };
 
 // What a slot's record header says about the block in it.
@@ -95,6 +100,9 @@ class SsdTier {
 
  private:
   SsdTier(int fd, std::string path, SlabAllocator slots, bool direct_io);
+  absl::Status Inject(bool write, uint32_t slot) const {
+    return fault_injector_ ? fault_injector_(write, slot) : absl::OkStatus();
+  }
   static uint64_t RoundUp(uint64_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
   uint64_t TableBytes() const { return RoundUp(uint64_t{slots_.num_slabs()} * 8); }
   uint64_t SlotOffset(uint32_t slot) const { return kAlign + TableBytes() + slots_.Offset(slot); }
@@ -105,6 +113,7 @@ class SsdTier {
   const std::string path_;
   SlabAllocator slots_;
   const bool direct_io_;
+  std::function<absl::Status(bool, uint32_t)> fault_injector_;
   std::vector<uint64_t> table_;  // slot bytes per slab as on disk (0: none)
   std::vector<std::pair<uint32_t, SsdRecord>> recovered_;
   uint64_t recovery_drops_ = 0;

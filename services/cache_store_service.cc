@@ -136,27 +136,23 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* CacheStoreService::Fetch(
     target->offsets.assign(fetch.shm().offsets().begin(), fetch.shm().offsets().end());
     target->pool = options_.transfer_pool;
   }
-  absl::StatusOr<std::unique_ptr<BlockReadHandle>> read;
-  if (by_lease) {
-    read = store_->ReadLease(*tenant, fetch.lease_id());
-  } else {
-    absl::StatusOr<std::vector<BlockKey>> keys = KeysFromProto(fetch.block_keys());
-    if (!keys.ok()) return reject(keys.status());
-    read = store_->ReadBlocks(*tenant, *keys);
-  }
-  if (!read.ok()) return reject(read.status());
-  if (target != nullptr) {
-    std::vector<uint64_t> sizes;
-    for (const BlockView& v : (*read)->blocks()) sizes.push_back(v.size);
-    if (absl::Status s = target->region->CheckPlacement(target->offsets, sizes, /*disjoint=*/true);
-        !s.ok()) {
-      return reject(s);
-    }
+  std::vector<BlockKey> keys;
+  if (!by_lease) {
+    absl::StatusOr<std::vector<BlockKey>> parsed = KeysFromProto(fetch.block_keys());
+    if (!parsed.ok()) return reject(parsed.status());
+    keys = *std::move(parsed);
   }
   const uint32_t chunk =
       fetch.max_chunk_bytes() != 0 ? fetch.max_chunk_bytes() : options_.default_fetch_chunk_bytes;
-  return new FetchReactor(*std::move(read), fetch.order(), chunk, std::move(timer),
-                          std::move(target));
+  // The blocks are opened here; those in T2 are read on the store's reader threads, and
+  // the reactor starts writing when the last read ends (this thread never waits on a disk).
+  auto* reactor = new FetchReactor(fetch.order(), chunk, std::move(timer), std::move(target));
+  if (by_lease) {
+    store_->ReadLeaseAsync(*tenant, fetch.lease_id(), reactor->Opener());
+  } else {
+    store_->ReadBlocksAsync(*tenant, keys, reactor->Opener());
+  }
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* CacheStoreService::Release(grpc::CallbackServerContext* ctx,
@@ -295,6 +291,8 @@ grpc::ServerUnaryReactor* CacheStoreService::Stats(grpc::CallbackServerContext* 
     response->set_demotion_rejected_blocks(s.demotion_rejected_blocks);
     response->set_clean_demotions(s.clean_demotions);
     response->set_t2_copy_blocks(s.t2_copy_blocks);
+    response->set_t2_write_queue_drops(s.t2_write_queue_drops);
+    response->set_t2_write_queue_bytes(s.t2_write_queue_bytes);
     response->set_promoted_blocks(s.promoted_blocks);
     response->set_t2_evicted_blocks(s.t2_evicted_blocks);
     response->set_t2_write_errors(s.t2_write_errors);

@@ -27,11 +27,63 @@ std::vector<FetchRange> PlanFetch(std::span<const BlockView> blocks, v1::FetchOr
 
 FetchReactor::FetchReactor(std::unique_ptr<BlockReadHandle> read, v1::FetchOrder order,
                            uint32_t chunk_bytes, RpcTimer timer, std::unique_ptr<ShmTarget> shm)
-    : read_(std::move(read)),
-      plan_(PlanFetch(read_->blocks(), order)),
+    : order_(order), chunk_bytes_(chunk_bytes), timer_(std::move(timer)), shm_(std::move(shm)) {
+  Begin(std::move(read));
+}
+
+FetchReactor::FetchReactor(v1::FetchOrder order, uint32_t chunk_bytes, RpcTimer timer,
+                           std::unique_ptr<ShmTarget> shm)
+    : order_(order),
+      waiter_(std::make_shared<Waiter>()),
       chunk_bytes_(chunk_bytes),
       timer_(std::move(timer)),
       shm_(std::move(shm)) {
+  absl::MutexLock lock(&waiter_->mu);
+  waiter_->reactor = this;
+}
+
+BlockStore::ReadDone FetchReactor::Opener() {
+  return [waiter = waiter_](absl::StatusOr<std::unique_ptr<BlockReadHandle>> read) {
+    absl::MutexLock lock(&waiter->mu);
+    if (waiter->reactor == nullptr || waiter->cancelled) return;  // the read is released here
+    waiter->begun = true;
+    FetchReactor* reactor = waiter->reactor;
+    if (!read.ok()) {
+      reactor->FinishWith(read.status());
+      return;
+    }
+    reactor->Begin(*std::move(read));
+  };
+}
+
+void FetchReactor::OnCancel() {
+  if (waiter_ == nullptr) return;  // writing: the stream breaks and OnWriteDone finishes
+  absl::MutexLock lock(&waiter_->mu);
+  if (waiter_->begun || waiter_->cancelled) return;
+  waiter_->cancelled = true;
+  FinishWith(absl::CancelledError("the fetch was cancelled while its blocks were read"));
+}
+
+void FetchReactor::OnDone() {
+  if (waiter_ != nullptr) {
+    absl::MutexLock lock(&waiter_->mu);
+    waiter_->reactor = nullptr;
+  }
+  delete this;
+}
+
+void FetchReactor::Begin(std::unique_ptr<BlockReadHandle> read) {
+  read_ = std::move(read);
+  if (shm_ != nullptr) {
+    std::vector<uint64_t> sizes;
+    for (const BlockView& v : read_->blocks()) sizes.push_back(v.size);
+    if (absl::Status s = shm_->region->CheckPlacement(shm_->offsets, sizes, /*disjoint=*/true);
+        !s.ok()) {
+      FinishWith(s);
+      return;
+    }
+  }
+  plan_ = PlanFetch(read_->blocks(), order_);
   v1::FetchResponse first;
   for (const BlockView& v : read_->blocks()) {
     v1::FetchedBlock* b = first.add_blocks();

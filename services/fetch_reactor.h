@@ -61,13 +61,33 @@ class FetchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   static constexpr uint64_t kShmBatchBytes = 8 << 20;
 
+  // A Fetch whose blocks are opened already.
   FetchReactor(std::unique_ptr<BlockReadHandle> read, v1::FetchOrder order, uint32_t chunk_bytes,
                RpcTimer timer, std::unique_ptr<ShmTarget> shm = nullptr);
+  // A Fetch whose blocks are still being read (from T2, on the store's reader threads):
+  // nothing is written until the callback of Opener() delivers them. A cancelled call (the
+  // client went away, or its deadline passed) finishes at once, disk or not; blocks that
+  // arrive after are released.
+  FetchReactor(v1::FetchOrder order, uint32_t chunk_bytes, RpcTimer timer,
+               std::unique_ptr<ShmTarget> shm = nullptr);
+  // For the second constructor, before the reactor is returned: what the store's
+  // asynchronous read calls (exactly once).
+  BlockStore::ReadDone Opener();
 
   void OnWriteDone(bool ok) override;
-  void OnDone() override { delete this; }
+  void OnCancel() override;
+  void OnDone() override;
 
  private:
+  // Shared by the reactor and the pending read, which may end after the reactor.
+  struct Waiter {
+    absl::Mutex mu;
+    FetchReactor* reactor ABSL_GUARDED_BY(mu) = nullptr;  // nullptr once the call is done
+    bool begun ABSL_GUARDED_BY(mu) = false;      // the blocks arrived and writing began
+    bool cancelled ABSL_GUARDED_BY(mu) = false;  // finished before they arrived
+  };
+  // Writes the block list, then the bytes.
+  void Begin(std::unique_ptr<BlockReadHandle> read);
   void WriteNextChunk();
   // Same-node: plans the next batch and starts its copy on the pool; false when every range
   // has been copied. The batch's end (OnBatchCopied) queues its message and starts the next.
@@ -80,6 +100,8 @@ class FetchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   void FinishWith(const absl::Status& status);
 
   std::unique_ptr<BlockReadHandle> read_;
+  v1::FetchOrder order_;
+  std::shared_ptr<Waiter> waiter_;  // the second constructor's
   std::vector<FetchRange> plan_;
   uint64_t chunk_bytes_;
   RpcTimer timer_;

@@ -80,6 +80,14 @@ ABSL_FLAG(double, t2_admit_min_score, 0.05,
 ABSL_FLAG(bool, t2_keep_promoted_copy, false,
           "A T2 block read back into T1 keeps its T2 copy, so that its next demotion writes "
           "nothing; the copy takes T2 space from other blocks (false: exclusive tiers).");
+ABSL_FLAG(int, t2_read_threads, 8,
+          "Threads that read T2 (several reads of one Fetch run at once; a Fetch never waits "
+          "on the disk on a gRPC thread).");
+ABSL_FLAG(int, t2_write_threads, 4, "Threads that write demotions to T2.");
+ABSL_FLAG(uint64_t, t2_write_queue_bytes, 0,
+          "Most bytes of demotions queued for the T2 writers (4 KiB units); a demotion past "
+          "it is dropped and counted (kvtier_t2_write_queue_drops_total). 0: --t2_bytes / 4, "
+          "at most 256 MiB.");
 ABSL_FLAG(bool, t2_direct_io, true, "Use O_DIRECT for T2 (falls back if unsupported).");
 ABSL_FLAG(absl::Duration, lease_ttl, absl::Seconds(30),
           "Default lifetime of the lease a Lookup grants.");
@@ -172,6 +180,9 @@ int Run() {
   }
   options.t2_admission = *admission;
   options.t2_keep_promoted_copy = absl::GetFlag(FLAGS_t2_keep_promoted_copy);
+  options.t2_read_threads = absl::GetFlag(FLAGS_t2_read_threads);
+  options.t2_write_threads = absl::GetFlag(FLAGS_t2_write_threads);
+  options.t2_write_queue_bytes = absl::GetFlag(FLAGS_t2_write_queue_bytes);
   options.default_lease_ttl = absl::GetFlag(FLAGS_lease_ttl);
   options.max_lease_ttl = absl::GetFlag(FLAGS_max_lease_ttl);
   options.default_pin_ttl = absl::GetFlag(FLAGS_pin_ttl);

@@ -117,6 +117,11 @@ class EngineCollector : public prometheus::Collectable {
           T::Counter, s.clean_demotions);
       add("kvtier_t2_copy_blocks", "T1 blocks that keep a valid copy in T2.", T::Gauge,
           s.t2_copy_blocks);
+      add("kvtier_t2_write_queue_drops_total",
+          "Demotions dropped because the T2 write queue was full (the disk falls behind).",
+          T::Counter, s.t2_write_queue_drops);
+      add("kvtier_t2_write_queue_bytes", "Bytes of demotions queued for the T2 writers.",
+          T::Gauge, s.t2_write_queue_bytes);
       add("kvtier_promotions_total", "Blocks moved from T2 to T1 when read.", T::Counter,
           s.promoted_blocks);
       add("kvtier_t2_io_errors_total", "Failed T2 reads and writes.", T::Counter, s.t2_read_errors,

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "cache_store/block_store.h"
+#include "tests/cache_store/disk_faults.h"
 #include "tests/cache_store/file_size_limit.h"
 #include "tests/cache_store/test_blocks.h"
 
@@ -67,6 +68,7 @@ class T2Test : public ::testing::Test {
   }
 
   KvLayout layout_ = SmallLayout();
+  testing::DiskFaults disk_;  // before store_: the store's I/O threads end first
   std::unique_ptr<BlockStore> store_;
   std::vector<uint32_t> a_ = Tokens(4 * 4, 1);  // 4 blocks
   std::vector<uint32_t> b_ = Tokens(4 * 4, 2);
@@ -208,10 +210,11 @@ TEST_F(T2Test, WhenTheDiskFailsEvictedBlocksAreDroppedAndT1KeepsServing) {
     FileSizeLimit limit(4096);  // nothing past the superblock can be written
     ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, a_, 0, 4).ok());
     ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, b_, 0, 4).ok());
+    store_->FlushT2Writes();  // the writes fail on the writer threads
   }
   const BlockStoreStats s = store_->Stats();
   EXPECT_EQ(s.t2_write_errors, 4u);
-  EXPECT_EQ(s.demoted_blocks, 0u);
+  EXPECT_EQ(s.t2_bytes_written, 0u);
   EXPECT_EQ(s.t2_used_blocks, 0u);
   EXPECT_EQ(Lookup(a_).matched_blocks(), 0u);
   LookupResult found = Lookup(b_);
@@ -248,6 +251,7 @@ TEST_F(T2Test, ReuseAdmissionWritesOnlyBlocksThatShowedReuse) {
   EXPECT_EQ(s.demoted_blocks, 4u);
   EXPECT_EQ(s.demotion_rejected_blocks, 0u);
   ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, c, 0, 4).ok());  // B, never hit, is dropped
+  store_->FlushT2Writes();
   s = store_->Stats();
   EXPECT_EQ(s.demoted_blocks, 4u);
   EXPECT_EQ(s.demotion_rejected_blocks, 4u);
@@ -274,11 +278,13 @@ TEST_F(T2Test, APromotedBlockGoesBackToItsT2CopyWithoutWriting) {
   ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, a_, 0, 4).ok());
   ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, b_, 0, 4).ok());  // A written to T2
   ASSERT_TRUE(ReadAndCheck(Lookup(a_)).ok());  // A promoted, keeps its copy; B written
+  store_->FlushT2Writes();
   BlockStoreStats s = store_->Stats();
   EXPECT_EQ(s.demoted_blocks, 8u);
   EXPECT_EQ(s.t2_copy_blocks, 4u);
   const uint64_t written = s.t2_bytes_written;
   ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, c, 0, 4).ok());  // A back to its copy
+  store_->FlushT2Writes();
   s = store_->Stats();
   EXPECT_EQ(s.clean_demotions, 4u);
   EXPECT_EQ(s.t2_copy_blocks, 0u);
@@ -311,6 +317,95 @@ TEST_F(T2Test, ExclusiveTiersRewriteAPromotedBlock) {
   EXPECT_EQ(s.clean_demotions, 0u);
   EXPECT_EQ(s.t2_copy_blocks, 0u);
   EXPECT_EQ(s.demoted_blocks, 12u);
+}
+
+// T2 I/O runs on the store's threads: a stalled disk stalls no caller.
+TEST_F(T2Test, AQueuedDemotionIsServedFromMemoryWhileTheDiskStalls) {
+  BlockStoreOptions o = T2Options(FreshDir("stall"));
+  o.t2.fault_injector = disk_.Injector();
+  Open(o);
+  disk_.StallWrites(true);
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, a_, 0, 4).ok());
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, b_, 0, 4).ok());  // returns: A is queued
+  ASSERT_TRUE(disk_.AwaitBlocked(1, absl::Seconds(10)));
+  EXPECT_GT(store_->Stats().t2_write_queue_bytes, 0u);
+  LookupResult found = Lookup(a_);
+  ASSERT_EQ(found.matched_blocks(), 4u);
+  for (Tier t : found.tiers) EXPECT_EQ(t, Tier::kLocalSsd);
+  ASSERT_TRUE(ReadAndCheck(found).ok());  // from the queue, every byte checked
+  disk_.StallWrites(false);
+  store_->FlushT2Writes();
+  const BlockStoreStats s = store_->Stats();
+  EXPECT_EQ(s.t2_write_queue_bytes, 0u);
+  EXPECT_EQ(s.t2_write_errors, 0u);
+  EXPECT_EQ(s.checksum_failures, 0u);
+  found = Lookup(b_);  // B went to T2 when A came back; all of it on disk now
+  ASSERT_EQ(found.matched_blocks(), 4u);
+  EXPECT_TRUE(ReadAndCheck(found).ok());
+}
+
+TEST_F(T2Test, AFullWriteQueueDropsTheDemotionAndCountsIt) {
+  BlockStoreOptions o = T2Options(FreshDir("queuefull"));
+  o.t2.fault_injector = disk_.Injector();
+  o.t2_write_queue_bytes = 4096;  // one small block
+  o.t2_write_threads = 1;
+  Open(o);
+  disk_.StallWrites(true);
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, a_, 0, 4).ok());
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, b_, 0, 4).ok());
+  BlockStoreStats s = store_->Stats();
+  EXPECT_EQ(s.demoted_blocks, 1u);
+  EXPECT_EQ(s.t2_write_queue_drops, 3u);
+  disk_.StallWrites(false);
+  store_->FlushT2Writes();
+  s = store_->Stats();
+  EXPECT_EQ(s.t2_used_blocks, 1u);
+  EXPECT_EQ(s.t2_write_queue_bytes, 0u);
+  // What was kept is whole; what was dropped is a miss, never wrong bytes.
+  LookupResult found = Lookup(a_);
+  ASSERT_EQ(found.matched_blocks(), 1u);
+  EXPECT_TRUE(ReadAndCheck(found).ok());
+}
+
+TEST_F(T2Test, AReadTheDiskFailsServesNothingAndDropsTheBlocks) {
+  BlockStoreOptions o = T2Options(FreshDir("readfail"));
+  o.t2.fault_injector = disk_.Injector();
+  Open(o);
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, a_, 0, 4).ok());
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, b_, 0, 4).ok());
+  store_->FlushT2Writes();
+  disk_.FailReads(true);
+  LookupResult found = Lookup(a_);
+  ASSERT_EQ(found.matched_blocks(), 4u);
+  auto read = store_->ReadLease(kTenant, found.lease_id);
+  EXPECT_EQ(read.status().code(), absl::StatusCode::kDataLoss) << read.status();
+  ASSERT_TRUE(store_->Release(kTenant, found.lease_id).ok());
+  const BlockStoreStats s = store_->Stats();
+  EXPECT_EQ(s.t2_read_errors, 4u);
+  EXPECT_EQ(s.t2_used_blocks, 4u);  // B, demoted to make room for A's promotion
+  EXPECT_EQ(Lookup(a_, false).matched_blocks(), 0u);
+  disk_.FailReads(false);  // the store goes on: T1 serves, T2 takes demotions again
+  found = Lookup(b_);
+  ASSERT_EQ(found.matched_blocks(), 4u);
+  EXPECT_TRUE(ReadAndCheck(found).ok());
+}
+
+TEST_F(T2Test, ABlockDeletedWhileItsWriteIsQueuedDoesNotComeBackAfterRestart) {
+  const std::string dir = FreshDir("deletequeued");
+  BlockStoreOptions o = T2Options(dir);
+  o.t2.fault_injector = disk_.Injector();
+  Open(o);
+  disk_.StallWrites(true);
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, a_, 0, 4).ok());
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, b_, 0, 4).ok());
+  ASSERT_TRUE(disk_.AwaitBlocked(1, absl::Seconds(10)));
+  auto deleted = store_->Delete(kTenant, KeysOf(kTenant, layout_, a_));
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  EXPECT_EQ(*deleted, 4u);
+  disk_.StallWrites(false);
+  Open(T2Options(dir));  // the old store finishes its writes first
+  EXPECT_EQ(store_->Stats().t2_recovered_blocks, 0u);
+  EXPECT_EQ(Lookup(a_).matched_blocks(), 0u);
 }
 
 TEST(T2AdmissionTest, NamesParseAndAnUnknownOneIsRefusedByName) {

@@ -61,6 +61,7 @@ void MakeImage() {
                              payload)
                        .ok());
     }
+    store->FlushT2Writes();
     KVTIER_CHECK(store->Stats().t2_used_blocks > 0) << "the image has no T2 records";
   }
   std::ifstream in(SlabPath(), std::ios::binary);

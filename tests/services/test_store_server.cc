@@ -14,6 +14,15 @@ TestStoreServer::TestStoreServer(const TestStoreOptions& options) {
           .min_slot_bytes = options.min_slot_bytes,
           .lock_mode = MemoryLockMode::kNone};
   o.clock = &clock_;
+  if (options.t2_bytes > 0) {
+    char pattern[] = "/tmp/kvtier_test_t2_XXXXXX";
+    KVTIER_CHECK(mkdtemp(pattern) != nullptr) << "cannot create a T2 directory";
+    t2_dir_ = pattern;
+    o.t2 = {.directory = t2_dir_,
+            .capacity_bytes = options.t2_bytes,
+            .fault_injector = options.t2_fault_injector};
+    o.t2_admit_min_score = 0;
+  }
   absl::StatusOr<std::unique_ptr<BlockStore>> store = BlockStore::Create(o);
   KVTIER_CHECK(store.ok()) << store.status();
   store_ = *std::move(store);
@@ -47,7 +56,11 @@ TestStoreServer::TestStoreServer(const TestStoreOptions& options) {
 TestStoreServer::~TestStoreServer() {
   server_->Shutdown(absl::Seconds(1));
   server_.reset();
+  metrics_.reset();
+  auth_.reset();
+  store_.reset();  // its T2 writes end before the directory goes
   if (!socket_dir_.empty()) std::filesystem::remove_all(socket_dir_);
+  if (!t2_dir_.empty()) std::filesystem::remove_all(t2_dir_);
 }
 
 }  // namespace kvtier::testing

@@ -3,6 +3,7 @@
 #ifndef KVTIER_TESTS_SERVICES_TEST_STORE_SERVER_H_
 #define KVTIER_TESTS_SERVICES_TEST_STORE_SERVER_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -22,6 +23,9 @@ struct TestStoreOptions {
   int transfer_threads = 0;
   absl::Duration shm_attach_timeout = absl::Seconds(5);
   ShmRegionsOptions shm_regions;
+  // T2 in a directory of its own when t2_bytes > 0, with the tests' fault injector.
+  uint64_t t2_bytes = 0;
+  std::function<absl::Status(bool write, uint32_t slot)> t2_fault_injector;
 };
 
 class TestStoreServer {
@@ -38,6 +42,7 @@ class TestStoreServer {
 
  private:
   std::string socket_dir_;
+  std::string t2_dir_;
   std::string shm_socket_;
   ManualClock clock_;
   std::unique_ptr<BlockStore> store_;

@@ -1,0 +1,60 @@
+// A disk that the test can stall or break: DiskFaults::Injector() goes into
+// SsdTierOptions::fault_injector. Stalled I/O waits (counted in blocked()) until the test
+// resumes it; failing I/O returns an error as a broken disk would.
+#ifndef KVTIER_TESTS_CACHE_STORE_DISK_FAULTS_H_
+#define KVTIER_TESTS_CACHE_STORE_DISK_FAULTS_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace kvtier::testing {
+
+class DiskFaults {
+ public:
+  void StallReads(bool on) { Set(&stall_reads_, on); }
+  void StallWrites(bool on) { Set(&stall_writes_, on); }
+  void FailReads(bool on) { Set(&fail_reads_, on); }
+  // I/O calls waiting in a stall now.
+  int blocked() {
+    absl::MutexLock lock(&mu_);
+    return blocked_;
+  }
+  // Waits until at least n calls are stalled; false after `timeout`.
+  bool AwaitBlocked(int n, absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    auto cond = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return blocked_ >= n; };
+    return mu_.AwaitWithTimeout(absl::Condition(&cond), timeout);
+  }
+
+  std::function<absl::Status(bool, uint32_t)> Injector() {
+    return [this](bool write, uint32_t) -> absl::Status {
+      absl::MutexLock lock(&mu_);
+      if (!write && fail_reads_) return absl::UnavailableError("injected: the disk failed a read");
+      bool* stall = write ? &stall_writes_ : &stall_reads_;
+      ++blocked_;
+      mu_.Await(absl::Condition(+[](bool* s) { return !*s; }, stall));
+      --blocked_;
+      return absl::OkStatus();
+    };
+  }
+
+ private:
+  void Set(bool* flag, bool on) {
+    absl::MutexLock lock(&mu_);
+    *flag = on;
+  }
+  absl::Mutex mu_;
+  bool stall_reads_ ABSL_GUARDED_BY(mu_) = false;
+  bool stall_writes_ ABSL_GUARDED_BY(mu_) = false;
+  bool fail_reads_ ABSL_GUARDED_BY(mu_) = false;
+  int blocked_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace kvtier::testing
+
+#endif  // KVTIER_TESTS_CACHE_STORE_DISK_FAULTS_H_
