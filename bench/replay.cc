@@ -88,7 +88,7 @@ class EngineBackend final : public ReplayBackend {
     // disk writes its demotions: past a small backlog it waits (a full queue would drop
     // demotions, and blocks waiting for their write hold their T2 slots: an arrival rate
     // the disk sustains keeps the backlog short).
-    if (store_->t2_write_queue_bytes() > backlog_bytes_) {
+    if (store_->t2_io_backlog_bytes() > backlog_bytes_) {
       store_->FlushT2Writes();
     }
     return s;

@@ -128,7 +128,16 @@ BlockStore::~BlockStore() {
 }
 
 void BlockStore::FlushT2Writes() {
-  if (t2_writers_ != nullptr) t2_writers_->Drain();
+  if (t2_writers_ == nullptr) return;
+  // Readers release promoted slots and queue the demotions of their promotions: writers,
+  // then readers, then the writes those queued.
+  t2_writers_->Drain();
+  t2_readers_->Drain();
+  t2_writers_->Drain();
+}
+
+uint64_t BlockStore::t2_io_backlog_bytes() const {
+  return t2_write_queue_bytes() + pending_releases_.load() * SsdTier::kAlign;
 }
 
 uint64_t BlockStore::t2_write_queue_bytes() const {

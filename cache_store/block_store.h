@@ -312,11 +312,14 @@ class BlockStore {
       ABSL_LOCKS_EXCLUDED(mu_);
   void ReadBlocksAsync(std::string_view tenant, std::span<const BlockKey> keys, ReadDone done)
       ABSL_LOCKS_EXCLUDED(mu_);
-  // Waits until every demotion queued so far is on disk (or failed). For tests and
-  // benchmarks; the store never needs it.
+  // Waits until every demotion queued so far is on disk (or failed) and every T2 slot a
+  // promotion gave up is free again. For tests and benchmarks; the store never needs it.
   void FlushT2Writes() ABSL_LOCKS_EXCLUDED(mu_);
   // Bytes of demotions queued now, and the most the queue takes.
   uint64_t t2_write_queue_bytes() const ABSL_LOCKS_EXCLUDED(mu_);
+  // T2 work in flight that holds slots: queued demotion bytes plus 4 KiB per slot waiting
+  // for its header write before it is free.
+  uint64_t t2_io_backlog_bytes() const ABSL_LOCKS_EXCLUDED(mu_);
   uint64_t t2_write_queue_limit() const { return write_queue_limit_; }
 
   // Verified read access to the blocks of a live lease of this tenant. Waits for the disk;
@@ -629,6 +632,7 @@ class BlockStore {
   uint64_t pinned_blocks_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t write_queue_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t write_queue_limit_ = 0;  // fixed at construction
+  std::atomic<uint64_t> pending_releases_{0};  // T2 slots queued for ReleaseT2Slots
   BlockStoreStats counters_ ABSL_GUARDED_BY(mu_);
   // Last, so that they stop first (the destructor drains them): their tasks use the rest.
   std::unique_ptr<IoPool> t2_readers_;

@@ -449,7 +449,11 @@ void BlockStore::FinishLoad(std::unique_ptr<ReadJob> job) {
     }
   }
   if (!released_t2_slots.empty()) {  // header writes: off the reader's path
-    t2_readers_->Submit([this, slots = std::move(released_t2_slots)] { ReleaseT2Slots(slots); });
+    pending_releases_.fetch_add(released_t2_slots.size());
+    t2_readers_->Submit([this, slots = std::move(released_t2_slots)] {
+      ReleaseT2Slots(slots);
+      pending_releases_.fetch_sub(slots.size());
+    });
   }
   if (!result.ok()) {
     read.reset();
