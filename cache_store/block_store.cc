@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_format.h"
 #include "cache_store/checksum.h"
 #include "cache_store/log.h"
@@ -722,13 +722,16 @@ namespace {
 // Runs an asynchronous read and waits for its result.
 template <typename Start>
 absl::StatusOr<std::unique_ptr<BlockReadHandle>> WaitForRead(Start start) {
+  absl::Mutex mu;
+  bool done = false;
   absl::StatusOr<std::unique_ptr<BlockReadHandle>> result;
-  absl::Notification done;
   start([&](absl::StatusOr<std::unique_ptr<BlockReadHandle>> r) {
+    absl::MutexLock lock(&mu);
     result = std::move(r);
-    done.Notify();
+    done = true;
   });
-  done.WaitForNotification();
+  absl::MutexLock lock(&mu);
+  mu.Await(absl::Condition(&done));
   return result;
 }
 }  // namespace

@@ -12,6 +12,7 @@ tests=(
   services/cache_store_service_test services/client_resilience_test
   services/fetch_integrity_test services/shm_data_plane_test services/sharded_cluster_test
   services/store_process_test services/tenant_identity_test services/worker_process_test
+  services/t2_fetch_test
   worker/decode_engine_test worker/pipelined_restore_test worker/page_pool_test
 )
 # The checked-in suppressions, and one called_from_lib line per uninstrumented gRPC, Abseil,
