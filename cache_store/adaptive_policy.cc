@@ -27,7 +27,8 @@ int AdaptivePolicy::ClassOf(uint32_t access_count, const BlockTraits& traits) {
   // floor(log2(depth + 1)): 0 | 1-2 | 3-6 | 7-14 | ... | 127+
   const int depth_bucket =
       std::min(static_cast<int>(std::bit_width(uint64_t{traits.depth} + 1)) - 1, 7);
-  return count_bucket * 16 + (traits.prompt_tail ? 8 : 0) + depth_bucket;
+  const int end_bucket = std::min<int>(traits.blocks_to_end, 3);  // 0 | 1 | 2 | 3+
+  return ((count_bucket * 2 + (traits.prompt_tail ? 1 : 0)) * 8 + depth_bucket) * 4 + end_bucket;
 }
 
 double AdaptivePolicy::ClassReuseProbability(int cls) const {

@@ -8,7 +8,8 @@
 //    that come back and keeps one-off blocks (long unique documents, partial prompt tails)
 //    for a full cache turnover. Blocks fall into classes by what the store knows when they
 //    are touched: access count (1, 2, 3, 4+), whether the block is a prompt's padded
-//    partial tail, and depth in the prompt (log2 buckets). For each class the policy learns
+//    partial tail, depth in the prompt (log2 buckets), and how many blocks follow it in the
+//    Put that stored it (0, 1, 2, 3+). For each class the policy learns
 //    P(reuse): a trial succeeds when a block of the class is accessed again while resident
 //    or while its key is still in a ghost history of recently evicted keys (4 turnovers;
 //    keys only, no payload), and fails when the key ages out of that history. A turnover
@@ -43,7 +44,7 @@ class AdaptivePolicy final : public EvictionPolicy {
   static constexpr double kBonusTurnovers = 4.0;
   static constexpr uint32_t kGhostPerBlock = 4;
   static constexpr uint32_t kDecayTurnovers = 8;
-  static constexpr int kClasses = 64;
+  static constexpr int kClasses = 256;
 
   AdaptivePolicy(uint32_t handles, uint32_t tier_blocks);
 

@@ -76,6 +76,7 @@ class PendingPut {
     bool filled = false;               // every byte arrived
     uint32_t depth = 0;
     bool prompt_tail = false;
+    uint8_t blocks_to_end = 0;  // blocks after it in this Put (capped at 255)
   };
 
   PendingPut(BlockStore* store, uint64_t block_bytes, uint64_t layout_fingerprint,

@@ -171,6 +171,7 @@ BlockTraits BlockStore::TraitsOf(const Entry& e) {
   return BlockTraits{.key_fingerprint = fingerprint,
                      .depth = e.depth,
                      .prompt_tail = e.prompt_tail,
+                     .blocks_to_end = e.blocks_to_end,
                      .partition = ledger_.PartitionOf(
                          e.tier, SlotsOf(e.tier).ClassOfSlot(e.slot), e.tenant_id),
                      .tier_capacity = static_cast<uint32_t>(std::min<uint64_t>(
@@ -505,6 +506,7 @@ absl::StatusOr<std::unique_ptr<PendingPut>> BlockStore::BeginPut(const PutSpec& 
       }
       block.depth = b;
       block.prompt_tail = spec.last_block_partial && i + 1 == spec.num_blocks;
+      block.blocks_to_end = static_cast<uint8_t>(std::min<uint32_t>(spec.num_blocks - 1 - i, 255));
       if (std::optional<uint32_t> h = index_.Find(block.key)) {
         // Already cached: an access, and protected until this Put ends so that reserving
         // slots for its successors cannot evict it.
@@ -621,6 +623,7 @@ absl::StatusOr<PutResult> BlockStore::CommitPut(PendingPut& put) {
     e.num_layers = put.num_layers_;
     e.depth = b.depth;
     e.prompt_tail = b.prompt_tail;
+    e.blocks_to_end = b.blocks_to_end;
     e.size = put.block_bytes_;
     e.checksum = DigestLayerChecksums(b.layer_sums);
     e.layer_sums = std::move(b.layer_sums);

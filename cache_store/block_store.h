@@ -374,6 +374,7 @@ class BlockStore {
     uint32_t num_layers = 0;
     uint32_t depth = 0;
     bool prompt_tail = false;
+    uint8_t blocks_to_end = 0;  // blocks after it in the Put that stored it (capped)
     // Reuse shown, for T2 admission: hits while resident (saturating), and whether it was
     // Put again after an eviction dropped it (ReturnHistory).
     uint8_t hits = 0;

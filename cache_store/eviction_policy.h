@@ -36,6 +36,9 @@ struct BlockTraits {
   uint64_t key_fingerprint = 0;  // first 8 bytes of the block key
   uint32_t depth = 0;            // block index in its prompt (0: first block)
   bool prompt_tail = false;      // the padded partial last block of a prompt
+  // Blocks after it in the Put that stored it (0: the Put's last; capped at 255). The last
+  // blocks of a prompt come back less often than its body: a follow-up turn extends them.
+  uint8_t blocks_to_end = 0;
   uint32_t partition = 0;        // the store's; fixed while the block is resident
   // How many blocks of this size the tier holds (0: unknown). The adaptive policy measures
   // a block's extra life in turnovers of its tier at its size: for a tier of one layout,

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <algorithm>
 #include <map>
 #include <vector>
@@ -20,13 +22,32 @@ TEST(AdaptivePolicyTest, ClassesSeparateCountTailAndDepth) {
   EXPECT_NE(AdaptivePolicy::ClassOf(1, Traits(0, 1)), AdaptivePolicy::ClassOf(1, Traits(0, 8)));
   EXPECT_EQ(AdaptivePolicy::ClassOf(1, Traits(0, 1)), AdaptivePolicy::ClassOf(1, Traits(0, 2)));
   EXPECT_NE(AdaptivePolicy::ClassOf(1, Traits(0, 2)), AdaptivePolicy::ClassOf(1, Traits(0, 3)));
+  // Distance from the end of the Put: 0, 1, 2 and 3+ are four classes.
+  auto to_end = [](uint8_t n) {
+    BlockTraits t = Traits(0, 4);
+    t.blocks_to_end = n;
+    return AdaptivePolicy::ClassOf(1, t);
+  };
+  EXPECT_NE(to_end(0), to_end(1));
+  EXPECT_NE(to_end(1), to_end(2));
+  EXPECT_NE(to_end(2), to_end(3));
+  EXPECT_EQ(to_end(3), to_end(255));
+  std::set<int> seen;
   for (uint32_t count : {1u, 2u, 3u, 4u, 99u}) {
     for (uint32_t depth : {0u, 1u, 5u, 1000u, 1u << 30, UINT32_MAX}) {
-      const int c = AdaptivePolicy::ClassOf(count, Traits(0, depth, depth % 2 == 1));
-      EXPECT_GE(c, 0);
-      EXPECT_LT(c, AdaptivePolicy::kClasses);
+      for (bool tail : {false, true}) {
+        for (uint8_t end : {0, 1, 2, 3, 200}) {
+          BlockTraits t = Traits(0, depth, tail);
+          t.blocks_to_end = end;
+          const int c = AdaptivePolicy::ClassOf(count, t);
+          EXPECT_GE(c, 0);
+          EXPECT_LT(c, AdaptivePolicy::kClasses);
+          seen.insert(c);
+        }
+      }
     }
   }
+  EXPECT_EQ(seen.size(), 4u * 2 * 4 * 4);  // 4 counts, tail or not, depth buckets 0/1/2/7, 4 ends
 }
 
 TEST(AdaptivePolicyTest, WithoutHistoryItIsLru) {
