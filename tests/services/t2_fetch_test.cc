@@ -8,6 +8,7 @@
 
 #include "client/cache_store_client.h"
 #include "tests/cache_store/disk_faults.h"
+#include "tests/cache_store/test_blocks.h"
 #include "tests/services/test_prompts.h"
 #include "tests/services/test_store_server.h"
 
@@ -18,15 +19,6 @@ using testing::DiskFaults;
 using testing::TestStoreServer;
 
 constexpr uint32_t kBlocks = 8;
-
-KvLayout TinyLayout() {
-  return KvLayout{.model_id = "tiny",
-                  .num_layers = 2,
-                  .num_kv_heads = 2,
-                  .head_dim = 16,
-                  .dtype = DType::kFp16,
-                  .tokens_per_block = 4};
-}
 
 class T2FetchTest : public ::testing::Test {
  protected:
@@ -65,7 +57,7 @@ class T2FetchTest : public ::testing::Test {
 
   DiskFaults disk_;  // outlives the server's store
   TestStoreServer server_;
-  const KvLayout layout_ = TinyLayout();
+  const KvLayout layout_ = testing::SmallLayout();
   CacheStoreClient client_;
   const std::vector<uint32_t> a_ = testing::Tokens(kBlocks * 4, 1);
   const std::vector<uint32_t> b_ = testing::Tokens(kBlocks * 4, 2);
