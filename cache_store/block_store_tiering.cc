@@ -78,6 +78,7 @@ BlockStore::StagedBlock::StagedBlock(uint64_t size) : size_(size) {
   const uint64_t rounded = StagedBytes(size);
   data_ = static_cast<uint8_t*>(std::aligned_alloc(SsdTier::kAlign, rounded));
   KVTIER_CHECK(data_ != nullptr) << "out of memory for a " << rounded << " byte T2 write";
+  std::memset(data_ + size, 0, rounded - size);  // written as it is (SsdTier::Write padded)
 }
 
 BlockStore::StagedBlock::~StagedBlock() { std::free(data_); }
@@ -129,7 +130,7 @@ void BlockStore::FinishDemotions(Reservation& r) {
 void BlockStore::WriteDemotion(uint32_t h, uint32_t slot, SsdRecord record,
                                std::shared_ptr<StagedBlock> staging) {
   const absl::Time start = absl::Now();
-  const absl::Status status = t2_->Write(slot, record, staging->data());
+  const absl::Status status = t2_->Write(slot, record, staging->data(), /*padded=*/true);
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
   bool invalidate = false;
   {

@@ -261,7 +261,8 @@ std::vector<std::pair<uint32_t, SsdRecord>> SsdTier::TakeRecovered() {
   return std::exchange(recovered_, {});
 }
 
-absl::Status SsdTier::Write(uint32_t slot, const SsdRecord& record, const uint8_t* data) {
+absl::Status SsdTier::Write(uint32_t slot, const SsdRecord& record, const uint8_t* data,
+                            bool padded) {
   if (SlotBytesFor(record.size) > slots_.SlotBytes(slot) ||
       record.tenant.size() > kMaxTenantBytes) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -275,7 +276,7 @@ absl::Status SsdTier::Write(uint32_t slot, const SsdRecord& record, const uint8_
   // aligned and the block fills them, else through a bounce buffer.
   AlignedBuffer bounce;
   const uint8_t* src = data;
-  if (!Aligned(data) || record.size % kAlign != 0) {
+  if (!padded && (!Aligned(data) || record.size % kAlign != 0)) {
     bounce = AllocAligned(record.size);
     std::memcpy(bounce.get(), data, record.size);
     src = bounce.get();

@@ -83,7 +83,10 @@ class SsdTier {
   static uint64_t SlotBytesFor(uint64_t size) { return kAlign + RoundUp(size); }
 
   // Writes payload + header. INVALID_ARGUMENT when the block does not fit the slot.
-  absl::Status Write(uint32_t slot, const SsdRecord& record, const uint8_t* data);
+  // `padded`: `data` is 4 KiB-aligned and readable up to the next 4 KiB, so it is written
+  // as it is (otherwise an unaligned or partial tail goes through a bounce buffer).
+  absl::Status Write(uint32_t slot, const SsdRecord& record, const uint8_t* data,
+                     bool padded = false);
   // Reads `size` payload bytes into `out` (writable for `size` bytes).
   absl::Status Read(uint32_t slot, uint64_t size, uint8_t* out) const;
   // Overwrites the slot's header so that a restart does not bring its block back.
