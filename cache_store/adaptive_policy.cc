@@ -3,12 +3,48 @@
 #include <algorithm>
 #include <bit>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "cache_store/log.h"
 
 namespace kvtier {
 
+absl::StatusOr<AdaptivePolicy::Ingredients> AdaptivePolicy::ParseAblation(
+    std::string_view spec) {
+  Ingredients in;
+  const std::pair<std::string_view, bool Ingredients::*> names[] = {
+      {"count", &Ingredients::count},
+      {"tail", &Ingredients::tail},
+      {"depth", &Ingredients::depth},
+      {"blocks_to_end", &Ingredients::blocks_to_end},
+      {"ghost_count", &Ingredients::ghost_count},
+      {"bonus", &Ingredients::bonus},
+      {"leaves_only", &Ingredients::leaves_only}};
+  for (absl::string_view piece :
+       absl::StrSplit(absl::string_view(spec.data(), spec.size()), ',', absl::SkipEmpty())) {
+    const std::string item(piece);
+    bool found = false;
+    for (const auto& [name, field] : names) {
+      if (item.size() > 1 && item[0] == '-' && std::string_view(item).substr(1) == name) {
+        in.*field = false;
+        found = true;
+      }
+    }
+    if (!found) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown adaptive policy ablation \"", item,
+          "\"; known: -count, -tail, -depth, -blocks_to_end, -ghost_count, -bonus, -leaves_only"));
+    }
+  }
+  return in;
+}
+
 AdaptivePolicy::AdaptivePolicy(uint32_t handles, uint32_t tier_blocks)
+    : AdaptivePolicy(handles, tier_blocks, Ingredients{}) {}
+
+AdaptivePolicy::AdaptivePolicy(uint32_t handles, uint32_t tier_blocks, Ingredients ingredients)
     : tier_blocks_(std::max<uint32_t>(tier_blocks, 1)),
+      ingredients_(ingredients),
       resident_(handles, 0),
       count_(handles, 0),
       cls_(handles, 0),
@@ -23,12 +59,20 @@ AdaptivePolicy::AdaptivePolicy(uint32_t handles, uint32_t tier_blocks)
 }
 
 int AdaptivePolicy::ClassOf(uint32_t access_count, const BlockTraits& traits) {
-  const int count_bucket = static_cast<int>(std::clamp<uint32_t>(access_count, 1, 4) - 1);
+  return ClassOf(access_count, traits, Ingredients{});
+}
+
+int AdaptivePolicy::ClassOf(uint32_t access_count, const BlockTraits& traits,
+                            const Ingredients& in) {
+  const int count_bucket =
+      in.count ? static_cast<int>(std::clamp<uint32_t>(access_count, 1, 4) - 1) : 0;
   // floor(log2(depth + 1)): 0 | 1-2 | 3-6 | 7-14 | ... | 127+
   const int depth_bucket =
-      std::min(static_cast<int>(std::bit_width(uint64_t{traits.depth} + 1)) - 1, 7);
-  const int end_bucket = std::min<int>(traits.blocks_to_end, 3);  // 0 | 1 | 2 | 3+
-  return ((count_bucket * 2 + (traits.prompt_tail ? 1 : 0)) * 8 + depth_bucket) * 4 + end_bucket;
+      in.depth ? std::min(static_cast<int>(std::bit_width(uint64_t{traits.depth} + 1)) - 1, 7)
+               : 0;
+  const int end_bucket = in.blocks_to_end ? std::min<int>(traits.blocks_to_end, 3) : 0;
+  const int tail = in.tail && traits.prompt_tail ? 1 : 0;
+  return ((count_bucket * 2 + tail) * 8 + depth_bucket) * 4 + end_bucket;
 }
 
 double AdaptivePolicy::ClassReuseProbability(int cls) const {
@@ -58,7 +102,7 @@ void AdaptivePolicy::Trial(int cls, bool reused) {
 
 void AdaptivePolicy::Reprioritise(uint32_t handle) {
   prio_[handle] = static_cast<double>(last_tick_[handle]) +
-                  kBonusTurnovers * (capacity_[handle] ? capacity_[handle] : tier_blocks_) *
+                  (ingredients_.bonus ? kBonusTurnovers : 0.0) * (capacity_[handle] ? capacity_[handle] : tier_blocks_) *
                       ClassReuseProbability(cls_[handle]);
   if (heap_pos_[handle] != kNil) {
     std::vector<uint32_t>& heap = heaps_[partition_[handle]];
@@ -74,7 +118,7 @@ void AdaptivePolicy::OnResident(uint32_t handle, const BlockTraits& traits) {
   if (auto it = ghost_index_.find(traits.key_fingerprint); it != ghost_index_.end()) {
     Ghost& g = ghosts_[it->second];
     Trial(g.cls, /*reused=*/true);
-    count = std::min<uint32_t>(g.count + 1u, 255);
+    if (ingredients_.ghost_count) count = std::min<uint32_t>(g.count + 1u, 255);
     g.valid = false;
     ghost_index_.erase(it);
   }
@@ -82,7 +126,7 @@ void AdaptivePolicy::OnResident(uint32_t handle, const BlockTraits& traits) {
   ++resident_count_;
   peak_resident_ = std::max(peak_resident_, resident_count_);
   count_[handle] = static_cast<uint8_t>(count);
-  cls_[handle] = static_cast<uint8_t>(ClassOf(count, traits));
+  cls_[handle] = static_cast<uint8_t>(ClassOf(count, traits, ingredients_));
   fingerprint_[handle] = traits.key_fingerprint;
   partition_[handle] = traits.partition;
   capacity_[handle] = traits.tier_capacity;
@@ -97,7 +141,7 @@ void AdaptivePolicy::OnAccess(uint32_t handle, const BlockTraits& traits) {
   Trial(cls_[handle], /*reused=*/true);
   const uint32_t count = std::min<uint32_t>(count_[handle] + 1u, 255);
   count_[handle] = static_cast<uint8_t>(count);
-  cls_[handle] = static_cast<uint8_t>(ClassOf(count, traits));
+  cls_[handle] = static_cast<uint8_t>(ClassOf(count, traits, ingredients_));
   last_tick_[handle] = tick_;
   Reprioritise(handle);
 }

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
 #include "cache_store/eviction_policy.h"
 
 namespace kvtier {
@@ -46,10 +47,26 @@ class AdaptivePolicy final : public EvictionPolicy {
   static constexpr uint32_t kDecayTurnovers = 8;
   static constexpr int kClasses = 256;
 
+  // What the policy uses, each on by default. Turning one off is an ablation, for measuring
+  // what each ingredient is worth (docs/policy.md "Ablation"; MakeEvictionPolicy's
+  // "adaptive:-NAME,..." names); no deployment should need it.
+  struct Ingredients {
+    bool count = true;          // access count in the class (else every block counts 1)
+    bool tail = true;           // the partial-tail flag in the class
+    bool depth = true;          // depth buckets in the class
+    bool blocks_to_end = true;  // blocks following in the Put, in the class
+    bool ghost_count = true;    // a returning key keeps its access count
+    bool bonus = true;          // learned reuse bonus (off: recency alone)
+    bool leaves_only = true;    // evict leaves only
+  };
+  // Parses "-count,-tail,..." (the names of the Ingredients fields, each turned off).
+  static absl::StatusOr<Ingredients> ParseAblation(std::string_view spec);
+
   AdaptivePolicy(uint32_t handles, uint32_t tier_blocks);
+  AdaptivePolicy(uint32_t handles, uint32_t tier_blocks, Ingredients ingredients);
 
   std::string_view name() const override { return "adaptive"; }
-  bool leaves_only() const override { return true; }
+  bool leaves_only() const override { return ingredients_.leaves_only; }
   void OnResident(uint32_t handle, const BlockTraits& traits) override;
   void OnAccess(uint32_t handle, const BlockTraits& traits) override;
   void SetEvictable(uint32_t handle, bool evictable) override;
@@ -64,6 +81,7 @@ class AdaptivePolicy final : public EvictionPolicy {
 
   // The learned P(reuse) of a class; for tests and docs.
   static int ClassOf(uint32_t access_count, const BlockTraits& traits);
+  static int ClassOf(uint32_t access_count, const BlockTraits& traits, const Ingredients& in);
   double ClassReuseProbability(int cls) const;
 
  private:
@@ -90,6 +108,7 @@ class AdaptivePolicy final : public EvictionPolicy {
   void HeapRemove(uint32_t handle);
 
   const uint32_t tier_blocks_;
+  const Ingredients ingredients_;
   uint64_t tick_ = 0;
   uint64_t ops_since_decay_ = 0;
   std::array<double, kClasses> reuse_{};

@@ -11,8 +11,15 @@ absl::StatusOr<std::unique_ptr<EvictionPolicy>> MakeEvictionPolicy(std::string_v
                                                                    uint32_t tier_blocks) {
   if (name == "lru") return std::make_unique<LruPolicy>(handles);
   if (name == "adaptive") return std::make_unique<AdaptivePolicy>(handles, tier_blocks);
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown eviction policy \"", std::string(name), "\"; known: adaptive, lru"));
+  if (name.starts_with("adaptive:")) {
+    absl::StatusOr<AdaptivePolicy::Ingredients> in =
+        AdaptivePolicy::ParseAblation(name.substr(sizeof("adaptive:") - 1));
+    if (!in.ok()) return in.status();
+    return std::make_unique<AdaptivePolicy>(handles, tier_blocks, *in);
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown eviction policy \"", std::string(name),
+                                                 "\"; known: adaptive, lru (and adaptive:-INGREDIENT,... "
+                                                 "for ablations)"));
 }
 
 }  // namespace kvtier

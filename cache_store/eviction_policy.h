@@ -79,7 +79,8 @@ class EvictionPolicy {
   virtual size_t evictable_size() const = 0;
 };
 
-// Policies by name: "lru", "adaptive". `handles` bounds the handle values; the tier holds at
+// Policies by name: "lru", "adaptive", and "adaptive:-INGREDIENT,..." (AdaptivePolicy with
+// ingredients turned off, for ablations: AdaptivePolicy::ParseAblation). `handles` bounds the handle values; the tier holds at
 // most `tier_blocks` blocks at once. INVALID_ARGUMENT for an unknown name.
 absl::StatusOr<std::unique_ptr<EvictionPolicy>> MakeEvictionPolicy(std::string_view name,
                                                                    uint32_t handles,

@@ -50,6 +50,51 @@ TEST(AdaptivePolicyTest, ClassesSeparateCountTailAndDepth) {
   EXPECT_EQ(seen.size(), 4u * 2 * 4 * 4);  // 4 counts, tail or not, depth buckets 0/1/2/7, 4 ends
 }
 
+// Ablations (docs/policy.md "Ablation"): each ingredient turns off by name, and off it
+// changes what it should and nothing else.
+TEST(AdaptivePolicyTest, AblationsTurnIngredientsOff) {
+  absl::StatusOr<AdaptivePolicy::Ingredients> none = AdaptivePolicy::ParseAblation("");
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->count && none->tail && none->depth && none->blocks_to_end &&
+              none->ghost_count && none->bonus && none->leaves_only);
+  absl::StatusOr<AdaptivePolicy::Ingredients> in =
+      AdaptivePolicy::ParseAblation("-count,-depth,-leaves_only");
+  ASSERT_TRUE(in.ok());
+  EXPECT_FALSE(in->count);
+  EXPECT_FALSE(in->depth);
+  EXPECT_FALSE(in->leaves_only);
+  EXPECT_TRUE(in->tail && in->blocks_to_end && in->ghost_count && in->bonus);
+  // Without count and depth, those no longer separate classes; the tail still does.
+  EXPECT_EQ(AdaptivePolicy::ClassOf(1, Traits(0, 1), *in), AdaptivePolicy::ClassOf(4, Traits(0, 9), *in));
+  EXPECT_NE(AdaptivePolicy::ClassOf(1, Traits(0, 1), *in),
+            AdaptivePolicy::ClassOf(1, Traits(0, 1, true), *in));
+  EXPECT_EQ(AdaptivePolicy::ClassOf(3, Traits(0, 5, true)),
+            AdaptivePolicy::ClassOf(3, Traits(0, 5, true), AdaptivePolicy::Ingredients{}));
+
+  for (const char* bad : {"count", "-nothing", "-count,,-bogus", "-"}) {
+    absl::StatusOr<AdaptivePolicy::Ingredients> r = AdaptivePolicy::ParseAblation(bad);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+  absl::StatusOr<std::unique_ptr<EvictionPolicy>> p =
+      MakeEvictionPolicy("adaptive:-leaves_only", 4, 4);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_FALSE((*p)->leaves_only());
+  EXPECT_EQ(MakeEvictionPolicy("adaptive:-bogus", 4, 4).status().code(),
+            absl::StatusCode::kInvalidArgument);
+
+  // Without the bonus, a block with a reuse history is evicted in plain recency order.
+  AdaptivePolicy plain(8, 8, AdaptivePolicy::Ingredients{.bonus = false});
+  for (uint32_t h = 0; h < 3; ++h) {
+    plain.OnResident(h, Traits(100 + h));
+    plain.SetEvictable(h, true);
+  }
+  plain.OnAccess(0, Traits(100));
+  plain.OnAccess(1, Traits(101));
+  EXPECT_EQ(plain.Victim(), 2u);
+  plain.OnAccess(2, Traits(102));
+  EXPECT_EQ(plain.Victim(), 0u);
+}
+
 TEST(AdaptivePolicyTest, WithoutHistoryItIsLru) {
   AdaptivePolicy p(8, 8);
   for (uint32_t h = 0; h < 4; ++h) {
