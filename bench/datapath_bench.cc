@@ -208,7 +208,7 @@ absl::StatusOr<std::vector<std::string>> RunDatapathBench(const DatapathBenchOpt
   }
 
   // The bare gRPC byte stream.
-  std::map<uint32_t, double> bare_get, bare_put;
+  std::map<uint32_t, double> bare_get, bare_get_verified, bare_put, bare_put_kept;
   if (o.run_grpc) {
     absl::StatusOr<std::unique_ptr<ChildProcess>> server =
         ChildProcess::Start(o.self_binary, {"byte-stream-server"});
@@ -225,16 +225,32 @@ absl::StatusOr<std::vector<std::string>> RunDatapathBench(const DatapathBenchOpt
       absl::StatusOr<double> get =
           RunClients(c, o.seconds, [&](uint32_t i) { return clients[i]->Get(vb); });
       if (!get.ok()) return get.status();
+      std::vector<std::vector<uint8_t>> into(c, std::vector<uint8_t>(vb));
+      absl::StatusOr<double> verified = RunClients(
+          c, o.seconds, [&](uint32_t i) { return clients[i]->Get(vb, into[i].data()); });
+      if (!verified.ok()) return verified.status();
       absl::StatusOr<double> put =
           RunClients(c, o.seconds, [&](uint32_t i) -> absl::StatusOr<uint64_t> {
             if (absl::Status s = clients[i]->Put(data.data(), vb); !s.ok()) return s;
             return vb;
           });
       if (!put.ok()) return put.status();
+      absl::StatusOr<double> kept =
+          RunClients(c, o.seconds, [&](uint32_t i) -> absl::StatusOr<uint64_t> {
+            if (absl::Status s = clients[i]->Put(data.data(), vb, /*keep=*/true); !s.ok()) return s;
+            return vb;
+          });
+      if (!kept.ok()) return kept.status();
       bare_get[c] = *get;
+      bare_get_verified[c] = *verified;
       bare_put[c] = *put;
+      bare_put_kept[c] = *kept;
       lines.push_back(Line("grpc_bare_get", c, *get, {{"vs_redis_get", redis[c].get_gb_per_s}}));
+      lines.push_back(Line("grpc_bare_get_verified", c, *verified,
+                           {{"vs_redis_get", redis[c].get_gb_per_s}, {"vs_grpc_bare_get", *get}}));
       lines.push_back(Line("grpc_bare_put", c, *put, {{"vs_redis_set", redis[c].set_gb_per_s}}));
+      lines.push_back(Line("grpc_bare_put_kept", c, *kept,
+                           {{"vs_redis_set", redis[c].set_gb_per_s}, {"vs_grpc_bare_put", *put}}));
     }
   }
   if (!o.run_socket && !o.run_same_node) return lines;
@@ -281,7 +297,9 @@ absl::StatusOr<std::vector<std::string>> RunDatapathBench(const DatapathBenchOpt
     if (!gbs.ok()) return gbs.status();
     lines.push_back(
         Line("kvtier_fetch_socket", c, *gbs,
-             {{"vs_redis_get", redis[c].get_gb_per_s}, {"vs_grpc_bare_get", bare_get[c]}}));
+             {{"vs_redis_get", redis[c].get_gb_per_s},
+              {"vs_grpc_bare_get", bare_get[c]},
+              {"vs_grpc_bare_get_verified", bare_get_verified[c]}}));
   }
 
   // Same-node Fetch: a restore's worth of blocks per call, and one block per call. The
@@ -335,7 +353,9 @@ absl::StatusOr<std::vector<std::string>> RunDatapathBench(const DatapathBenchOpt
     if (!gbs.ok()) return gbs.status();
     lines.push_back(
         Line("kvtier_put_socket", c, *gbs,
-             {{"vs_redis_set", redis[c].set_gb_per_s}, {"vs_grpc_bare_put", bare_put[c]}}));
+             {{"vs_redis_set", redis[c].set_gb_per_s},
+              {"vs_grpc_bare_put", bare_put[c]},
+              {"vs_grpc_bare_put_kept", bare_put_kept[c]}}));
   }
   if (o.run_same_node) {
     absl::StatusOr<std::unique_ptr<SharedMemoryRegion>> region =

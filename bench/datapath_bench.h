@@ -7,6 +7,11 @@
 //    4 and 16 clients (its own redis-benchmark);
 //  - a bare gRPC byte stream (bench/grpc_stream.h, a server process of its own with the
 //    store's transport settings): the ceiling gRPC itself sets for the same request shape;
+//    and the same stream doing the per-byte work kvtier's integrity and memory model require
+//    and nothing else (Get: the server hashes what it sends from its own memory, the client
+//    copies what arrives into its buffer and hashes it; Put: the client hashes, the server
+//    copies out of gRPC's buffers into its memory and hashes): the ceiling for any gRPC
+//    store that verifies every byte, without kvtier's per-request work;
 //  - kvtier Fetch and Put over the socket against a real kvtier-store process, one block of
 //    --value_bytes per request, the same client counts (each client on its own connection,
 //    as each redis-benchmark client is): a Fetch verifies every layer, a Put sends its layer
