@@ -103,11 +103,41 @@ BlockReadHandle::BlockReadHandle(BlockStore* store, std::vector<uint32_t> handle
       views_(std::move(views)),
       layer_checksums_(std::move(layer_checksums)),
       first_layer_(std::move(first_layer)),
-      verified_(layer_checksums_.size(), 0) {
+      verified_(layer_checksums_.size(), 0),
+      loading_(std::make_unique<Loading>(views_.size())) {
   for (size_t i = 0; i < views_.size(); ++i) {
     views_[i].layer_checksums =
         std::span<const uint64_t>(layer_checksums_).subspan(first_layer_[i], views_[i].num_layers);
   }
+}
+
+bool BlockReadHandle::Loaded(size_t i) const {
+  return loading_->state[i].load(std::memory_order_acquire) == kLoaded;
+}
+
+bool BlockReadHandle::Failed(size_t i) const {
+  return loading_->state[i].load(std::memory_order_acquire) == kFailed;
+}
+
+void BlockReadHandle::SetListener(absl::AnyInvocable<void()> listener) {
+  auto shared = std::make_shared<absl::AnyInvocable<void()>>(std::move(listener));
+  absl::MutexLock lock(&loading_->mu);
+  loading_->listener = std::move(shared);
+}
+
+void BlockReadHandle::MarkLoading(size_t i) {
+  loading_->state[i].store(kLoading, std::memory_order_relaxed);
+}
+
+void BlockReadHandle::MarkLoaded(size_t i, bool ok) {
+  // The bytes, their layer checksums and verified_ were written before: release them.
+  loading_->state[i].store(ok ? kLoaded : kFailed, std::memory_order_release);
+  std::shared_ptr<absl::AnyInvocable<void()>> listener;
+  {
+    absl::MutexLock lock(&loading_->mu);
+    listener = loading_->listener;
+  }
+  if (listener != nullptr && *listener) (*listener)();
 }
 
 absl::Status BlockReadHandle::Corrupt(size_t i, uint32_t layer) {

@@ -11,7 +11,10 @@
 //    when the last handle goes). Blocks read from T2 were verified when they were loaded;
 //    T1 blocks are verified layer by layer by the reader, in the pass that sends or copies
 //    them (Verify, CopyOut): bytes may be served only once verified, and a layer that fails
-//    drops its block from the store (counted, reported as DATA_LOSS).
+//    drops its block from the store (counted, reported as DATA_LOSS). A handle of a
+//    streaming read (BlockStore::ReadBlocksStreaming) comes before its T2 blocks are read:
+//    Loaded(i) says when block i's bytes are in place and verified, Failed(i) that they
+//    never will be, and a listener hears each change.
 // The store they came from must outlive them. PendingPut is used by one thread at a time
 // (except CopyBlock, see there); BlockReadHandle's Verify and CopyOut may run concurrently
 // for distinct layers.
@@ -26,7 +29,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "cache_store/block_key.h"
 #include "cache_store/checksum.h"
 #include "cache_store/tier.h"
@@ -118,6 +123,17 @@ class BlockReadHandle {
 
   std::span<const BlockView> blocks() const { return views_; }
 
+  // Whether block i's bytes are in place and verified: always for T1 blocks; for a T2
+  // block of a streaming read, once its disk read has ended and it verified. Failed(i):
+  // it never will be (it could not be read or failed its checksum and is dropped from the
+  // store; serve none of it). Before Loaded(i), neither Verify nor CopyOut may touch it.
+  bool Loaded(size_t i) const;
+  bool Failed(size_t i) const;
+  // Streaming reads: `listener` runs on a T2 reader thread each time a block stops
+  // loading, from now on (it replaces any previous one; check Loaded after setting it). It
+  // must not block and must not call SetListener.
+  void SetListener(absl::AnyInvocable<void()> listener);
+
   // Checks every layer of block i that [offset, offset + length) touches against its
   // checksum, once per layer. DATA_LOSS naming the block and layer when one fails: the
   // block is dropped from the store, and none of its bytes may be served.
@@ -133,6 +149,22 @@ class BlockReadHandle {
                   std::vector<uint64_t> layer_checksums, std::vector<uint32_t> first_layer);
   // The failure of layer `layer` of block i: drops the block, returns DATA_LOSS.
   absl::Status Corrupt(size_t i, uint32_t layer);
+  // The loader's side: block i starts loading (at open), or has loaded (ok) or failed;
+  // the latter tells the listener.
+  void MarkLoading(size_t i);
+  void MarkLoaded(size_t i, bool ok);
+
+  enum LoadState : uint8_t { kLoaded = 0, kLoading = 1, kFailed = 2 };
+  // Per-block load state and the listener (apart, so that the handle's vectors need no lock).
+  struct Loading {
+    explicit Loading(size_t n) : state(new std::atomic<uint8_t>[n]) {
+      for (size_t i = 0; i < n; ++i) state[i].store(kLoaded, std::memory_order_relaxed);
+    }
+    std::unique_ptr<std::atomic<uint8_t>[]> state;
+    absl::Mutex mu;
+    // Called without the lock held (a copy of the pointer is taken under it).
+    std::shared_ptr<absl::AnyInvocable<void()>> listener ABSL_GUARDED_BY(mu);
+  };
 
   struct FreeDeleter {
     void operator()(uint8_t* p) const;
@@ -150,6 +182,10 @@ class BlockReadHandle {
   std::vector<std::unique_ptr<uint8_t, FreeDeleter>> staging_;
   // T1 slots holding a copy that only this reader uses (another reader promoted first).
   std::vector<uint32_t> owned_t1_slots_;
+  // Whether every block's layer checksums were known at open (a block recovered from T2 and
+  // never read since has only its block checksum until it is loaded).
+  bool layer_checksums_known_ = true;
+  std::unique_ptr<Loading> loading_;
 };
 
 }  // namespace kvtier

@@ -676,49 +676,76 @@ void BlockStore::AbortPutLocked(PendingPut& put) {
 // ---------------------------------------------------------------------------------------
 // Reads (opening and verifying them: block_store_tiering.cc)
 
-void BlockStore::ReadLeaseAsync(std::string_view tenant, uint64_t lease_id, ReadDone done) {
+absl::StatusOr<std::unique_ptr<BlockStore::ReadJob>> BlockStore::OpenLeaseJob(
+    std::string_view tenant, uint64_t lease_id) {
   auto job = std::make_unique<ReadJob>();
-  {
-    absl::ReleasableMutexLock lock(&mu_);
-    Sweep(clock_->Now());
-    absl::StatusOr<const Lease*> lease = leases_.Find(lease_id, tenant);
-    absl::Status status = lease.status();
-    if (lease.ok()) {
-      const std::vector<uint32_t>& handles = (*lease)->handles;
-      for (size_t i = 0; i < handles.size() && status.ok(); ++i) {
-        if (entries_[handles[i]].state != Entry::State::kLive) {
-          status = absl::NotFoundError(
-              absl::StrCat("block ", i, " of lease ", lease_id, " was deleted since the lookup"));
-        }
-      }
+  absl::MutexLock lock(&mu_);
+  Sweep(clock_->Now());
+  absl::StatusOr<const Lease*> lease = leases_.Find(lease_id, tenant);
+  if (!lease.ok()) return lease.status();
+  const std::vector<uint32_t>& handles = (*lease)->handles;
+  for (size_t i = 0; i < handles.size(); ++i) {
+    if (entries_[handles[i]].state != Entry::State::kLive) {
+      return absl::NotFoundError(
+          absl::StrCat("block ", i, " of lease ", lease_id, " was deleted since the lookup"));
     }
-    if (!status.ok()) {
-      lock.Release();
-      std::move(done)(status);
-      return;
-    }
-    job->read = OpenLocked((*lease)->handles, job->promotions, job->reservation);
   }
-  job->done = std::move(done);
-  LoadAsync(std::move(job));
+  job->read = OpenLocked(handles, job->promotions, job->reservation);
+  return job;
+}
+
+absl::StatusOr<std::unique_ptr<BlockStore::ReadJob>> BlockStore::OpenBlocksJob(
+    std::string_view tenant, std::span<const BlockKey> keys) {
+  auto job = std::make_unique<ReadJob>();
+  absl::MutexLock lock(&mu_);
+  Sweep(clock_->Now());
+  absl::StatusOr<std::vector<uint32_t>> handles = FindOwned(tenant, keys, /*skip_missing=*/false);
+  if (!handles.ok()) return handles.status();
+  job->read = OpenLocked(*std::move(handles), job->promotions, job->reservation);
+  return job;
+}
+
+void BlockStore::ReadLeaseAsync(std::string_view tenant, uint64_t lease_id, ReadDone done) {
+  absl::StatusOr<std::unique_ptr<ReadJob>> job = OpenLeaseJob(tenant, lease_id);
+  if (!job.ok()) return std::move(done)(job.status());
+  (*job)->done = std::move(done);
+  LoadAsync(*std::move(job));
 }
 
 void BlockStore::ReadBlocksAsync(std::string_view tenant, std::span<const BlockKey> keys,
                                  ReadDone done) {
-  auto job = std::make_unique<ReadJob>();
-  {
-    absl::ReleasableMutexLock lock(&mu_);
-    Sweep(clock_->Now());
-    absl::StatusOr<std::vector<uint32_t>> handles = FindOwned(tenant, keys, /*skip_missing=*/false);
-    if (!handles.ok()) {
-      lock.Release();
-      std::move(done)(handles.status());
-      return;
+  absl::StatusOr<std::unique_ptr<ReadJob>> job = OpenBlocksJob(tenant, keys);
+  if (!job.ok()) return std::move(done)(job.status());
+  (*job)->done = std::move(done);
+  LoadAsync(*std::move(job));
+}
+
+void BlockStore::ReadLeaseStreaming(std::string_view tenant, uint64_t lease_id,
+                                    ReadOpened opened) {
+  absl::StatusOr<std::unique_ptr<ReadJob>> job = OpenLeaseJob(tenant, lease_id);
+  if (!job.ok()) return std::move(opened)(job.status());
+  (*job)->opened = std::move(opened);
+  LoadAsync(*std::move(job));
+}
+
+void BlockStore::ReadBlocksStreaming(std::string_view tenant, std::span<const BlockKey> keys,
+                                     ReadOpened opened) {
+  absl::StatusOr<std::unique_ptr<ReadJob>> job = OpenBlocksJob(tenant, keys);
+  if (!job.ok()) return std::move(opened)(job.status());
+  (*job)->opened = std::move(opened);
+  LoadAsync(*std::move(job));
+}
+
+void BlockStore::ReadJob::Deliver(absl::StatusOr<std::unique_ptr<BlockReadHandle>> result) {
+  if (done) {
+    std::move(done)(std::move(result));
+  } else if (opened) {
+    if (!result.ok()) {
+      std::move(opened)(result.status());
+    } else {
+      std::move(opened)(std::shared_ptr<BlockReadHandle>(*std::move(result)));
     }
-    job->read = OpenLocked(*std::move(handles), job->promotions, job->reservation);
   }
-  job->done = std::move(done);
-  LoadAsync(std::move(job));
 }
 
 namespace {

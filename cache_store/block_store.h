@@ -312,6 +312,19 @@ class BlockStore {
       ABSL_LOCKS_EXCLUDED(mu_);
   void ReadBlocksAsync(std::string_view tenant, std::span<const BlockKey> keys, ReadDone done)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // Streaming forms: `opened` runs exactly once, on the calling thread, as soon as the
+  // blocks are referenced and their disk reads started, with a handle on which T2 blocks
+  // become Loaded (or Failed) one by one as their reads end (BlockReadHandle::Loaded,
+  // SetListener), so that a reader can send block 0 while block 5 is still on the disk.
+  // The handle is shared with the reads until the last one ends. A read whose blocks'
+  // layer checksums are not all known yet (a block recovered from T2 and never read since)
+  // opens only once every read has ended, as the non-streaming forms do.
+  using ReadOpened =
+      absl::AnyInvocable<void(absl::StatusOr<std::shared_ptr<BlockReadHandle>>) &&>;
+  void ReadLeaseStreaming(std::string_view tenant, uint64_t lease_id, ReadOpened opened)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void ReadBlocksStreaming(std::string_view tenant, std::span<const BlockKey> keys,
+                           ReadOpened opened) ABSL_LOCKS_EXCLUDED(mu_);
   // Waits until every demotion queued so far is on disk (or failed) and every T2 slot a
   // promotion gave up is free again. For tests and benchmarks; the store never needs it.
   void FlushT2Writes() ABSL_LOCKS_EXCLUDED(mu_);
@@ -459,16 +472,31 @@ class BlockStore {
     std::shared_ptr<const StagedBlock> staged;
     uint8_t* dst = nullptr;
     absl::Status status;
+    bool verified = false;  // read and verified (SettleLoaded)
     double seconds = 0;
   };
   // A read on its way through the disk (LoadAsync): the last disk read to end finishes it.
+  // The handle is `read` until a streaming read opens, then shared with its reader.
   struct ReadJob {
     std::unique_ptr<BlockReadHandle> read;
+    std::shared_ptr<BlockReadHandle> shared;
     std::vector<Promotion> promotions;
     Reservation reservation;
-    ReadDone done;
+    ReadDone done;        // non-streaming
+    ReadOpened opened;    // streaming
+    bool streaming = false;  // opened already, blocks loading one by one
     std::atomic<size_t> remaining{0};
+    BlockReadHandle& handle() { return read != nullptr ? *read : *shared; }
+    // Hands over the result: `done` or, if not called yet, `opened`.
+    void Deliver(absl::StatusOr<std::unique_ptr<BlockReadHandle>> result);
   };
+  // References the blocks of a lease, or of keys, for a read.
+  absl::StatusOr<std::unique_ptr<ReadJob>> OpenLeaseJob(std::string_view tenant,
+                                                        uint64_t lease_id)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<std::unique_ptr<ReadJob>> OpenBlocksJob(std::string_view tenant,
+                                                         std::span<const BlockKey> keys)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   BlockStore(const BlockStoreOptions& options, std::unique_ptr<PinnedHostTier> t1,
              std::unique_ptr<SsdTier> t2, std::unique_ptr<EvictionPolicy> t1_policy,
@@ -571,8 +599,11 @@ class BlockStore {
   // Reads T2 blocks (on the reader threads; a block whose write is queued is copied from
   // the queue), then FinishLoad.
   void LoadAsync(std::unique_ptr<ReadJob> job) ABSL_LOCKS_EXCLUDED(mu_);
-  // Verifies every block read from T2, completes promotions, drops the blocks that fail
-  // (DATA_LOSS), and hands the result to job->done.
+  // A T2 block's bytes are in place (or its read failed): verifies them, computing its
+  // layer checksums, and marks the block loaded or failed on the handle.
+  void SettleLoaded(ReadJob& job, Promotion& p);
+  // Completes promotions, drops the blocks that failed (DATA_LOSS), and hands the result
+  // to job->done (a streaming read has it already: its reader sees Failed blocks).
   void FinishLoad(std::unique_ptr<ReadJob> job) ABSL_LOCKS_EXCLUDED(mu_);
   // On a writer thread: writes a queued demotion, then settles its block.
   void WriteDemotion(uint32_t handle, uint32_t t2_slot, SsdRecord record,

@@ -270,8 +270,13 @@ std::unique_ptr<BlockReadHandle> BlockStore::OpenLocked(std::vector<uint32_t> ha
     }
     views.push_back(view);
   }
-  return std::unique_ptr<BlockReadHandle>(new BlockReadHandle(
+  bool sums_known = true;
+  for (uint32_t h : handles) sums_known = sums_known && !entries_[h].layer_sums.empty();
+  auto read = std::unique_ptr<BlockReadHandle>(new BlockReadHandle(
       this, std::move(handles), std::move(views), std::move(sums), std::move(first_layer)));
+  read->layer_checksums_known_ = sums_known;
+  for (const Promotion& p : promotions) read->MarkLoading(p.view);
+  return read;
 }
 
 void BlockStore::DropCorrupt(uint32_t handle, uint32_t layer) {
@@ -288,25 +293,35 @@ void BlockStore::DropCorrupt(uint32_t handle, uint32_t layer) {
 void BlockStore::LoadAsync(std::unique_ptr<ReadJob> job) {
   // Demotions first: they empty the T1 slots that promotions read into.
   RunDemotions(job->reservation);
+  BlockReadHandle& read = job->handle();
   std::vector<size_t> disk;
   for (size_t k = 0; k < job->promotions.size(); ++k) {
     Promotion& p = job->promotions[k];
-    BlockView& v = job->read->views_[p.view];
+    BlockView& v = read.views_[p.view];
     if (p.t1_slot != kNone) {
       p.dst = t1_->SlotData(p.t1_slot);
     } else {
       const uint64_t rounded = (v.size + SsdTier::kAlign - 1) / SsdTier::kAlign * SsdTier::kAlign;
       p.dst = static_cast<uint8_t*>(std::aligned_alloc(SsdTier::kAlign, rounded));
       KVTIER_CHECK(p.dst != nullptr) << "out of memory for a " << rounded << " byte staging buffer";
-      job->read->staging_.emplace_back(p.dst);
+      read.staging_.emplace_back(p.dst);
     }
     v.data = p.dst;
-    if (p.staged != nullptr) {  // its write is still queued: the bytes are in memory
-      std::memcpy(p.dst, p.staged->data(), v.size);
-      p.staged.reset();
-    } else {
-      disk.push_back(k);
-    }
+    if (p.staged == nullptr) disk.push_back(k);
+  }
+  // A streaming read opens now, before any block is read, if its reader can announce every
+  // block's layer checksums; the rest of the handle no longer changes.
+  if (job->opened && read.layer_checksums_known_) {
+    job->streaming = true;
+    job->shared = std::move(job->read);
+    std::move(job->opened)(job->shared);
+  }
+  for (Promotion& p : job->promotions) {
+    if (p.staged == nullptr) continue;
+    // Its write is still queued: the bytes are in memory.
+    std::memcpy(p.dst, p.staged->data(), job->handle().views_[p.view].size);
+    p.staged.reset();
+    SettleLoaded(*job, p);
   }
   if (disk.empty()) {
     FinishLoad(std::move(job));
@@ -319,34 +334,47 @@ void BlockStore::LoadAsync(std::unique_ptr<ReadJob> job) {
     t2_readers_->Submit([this, raw, k] {
       Promotion& p = raw->promotions[k];
       const absl::Time start = absl::Now();
-      p.status = t2_->Read(p.t2_slot, raw->read->views_[p.view].size, p.dst);
+      p.status = t2_->Read(p.t2_slot, raw->handle().views_[p.view].size, p.dst);
       p.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+      SettleLoaded(*raw, p);
       if (raw->remaining.fetch_sub(1) == 1) FinishLoad(std::unique_ptr<ReadJob>(raw));
     });
   }
 }
 
+void BlockStore::SettleLoaded(ReadJob& job, Promotion& p) {
+  // Verified here, outside the lock (the references keep the bytes in place): the layer
+  // checksums are computed and must digest to the block checksum (and equal those the
+  // reader announced, when it has); the reader does not hash these bytes again.
+  BlockReadHandle& read = job.handle();
+  const BlockView& v = read.views_[p.view];
+  const uint32_t first = read.first_layer_[p.view];
+  std::vector<uint64_t> sums(v.num_layers);
+  bool ok = p.status.ok() && ComputeLayerChecksums(v.data, v.layer_bytes(), sums) == v.checksum;
+  if (ok && read.layer_checksums_known_) {
+    ok = std::equal(sums.begin(), sums.end(), read.layer_checksums_.begin() + first);
+  } else if (ok) {
+    std::copy(sums.begin(), sums.end(), read.layer_checksums_.begin() + first);
+  }
+  if (ok) std::fill_n(read.verified_.begin() + first, v.num_layers, 1);
+  p.verified = ok;
+  read.MarkLoaded(p.view, ok);
+}
+
 void BlockStore::FinishLoad(std::unique_ptr<ReadJob> job) {
-  std::unique_ptr<BlockReadHandle>& read = job->read;
+  BlockReadHandle* read = &job->handle();
   std::vector<Promotion>& promotions = job->promotions;
   Reservation& reservation = job->reservation;
-  // Blocks read from disk are verified now, outside the lock (the references keep the
-  // bytes in place): their layer checksums are computed and must digest to the block
-  // checksum, and the reader does not hash them again. T1 blocks are verified by the
-  // reader as it sends them (BlockReadHandle::Verify). bad[i]: block i could not be read
-  // or failed its checksum.
+  // Every block read from disk was verified as it arrived (SettleLoaded); T1 blocks are
+  // verified by the reader as it sends them (BlockReadHandle::Verify). bad[i]: block i
+  // could not be read or failed its checksum.
   std::vector<bool> bad(read->views_.size(), false);
   std::vector<size_t> corrupt;
   for (const Promotion& p : promotions) {
-    const BlockView& v = read->views_[p.view];
-    const uint32_t first = read->first_layer_[p.view];
-    const std::span<uint64_t> sums = std::span(read->layer_checksums_).subspan(first, v.num_layers);
-    if (!p.status.ok() || ComputeLayerChecksums(v.data, v.layer_bytes(), sums) != v.checksum) {
+    if (!p.verified) {
       bad[p.view] = true;
       corrupt.push_back(p.view);
-      continue;
     }
-    std::fill_n(read->verified_.begin() + first, v.num_layers, 1);
   }
   std::sort(corrupt.begin(), corrupt.end());
   corrupt.erase(std::unique(corrupt.begin(), corrupt.end()), corrupt.end());
@@ -438,6 +466,9 @@ void BlockStore::FinishLoad(std::unique_ptr<ReadJob> job) {
     if (corrupt.empty()) {
       counters_.fetched_blocks += read->views_.size();
       for (const BlockView& v : read->views_) counters_.fetched_bytes += v.size;
+    } else if (job->streaming) {
+      // The reader sees the Failed blocks and serves none of them; the handle keeps the
+      // others referenced while they are sent.
     } else {
       for (uint32_t h : read->handles_) Unref(h);
       read->handles_.clear();
@@ -456,12 +487,13 @@ void BlockStore::FinishLoad(std::unique_ptr<ReadJob> job) {
       pending_releases_.fetch_sub(slots.size());
     });
   }
+  if (job->streaming) return;  // its reader has the handle; ours goes with the job
   if (!result.ok()) {
-    read.reset();
-    std::move(job->done)(result);
+    job->read.reset();
+    job->Deliver(result);
     return;
   }
-  std::move(job->done)(std::move(read));
+  job->Deliver(std::move(job->read));
 }
 
 void BlockStore::ReleaseT2Slots(const std::vector<uint32_t>& slots) {

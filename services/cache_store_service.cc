@@ -144,13 +144,22 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* CacheStoreService::Fetch(
   }
   const uint32_t chunk =
       fetch.max_chunk_bytes() != 0 ? fetch.max_chunk_bytes() : options_.default_fetch_chunk_bytes;
-  // The blocks are opened here; those in T2 are read on the store's reader threads, and
-  // the reactor starts writing when the last read ends (this thread never waits on a disk).
+  // The blocks are opened here; those in T2 are read on the store's reader threads (this
+  // thread never waits on a disk). Over the socket the stream starts at once and each T2
+  // block goes out as soon as it has loaded; same-node, the copies start when the last
+  // read ends.
+  const bool same_node = target != nullptr;
   auto* reactor = new FetchReactor(fetch.order(), chunk, std::move(timer), std::move(target));
-  if (by_lease) {
-    store_->ReadLeaseAsync(*tenant, fetch.lease_id(), reactor->Opener());
+  if (same_node) {
+    if (by_lease) {
+      store_->ReadLeaseAsync(*tenant, fetch.lease_id(), reactor->Opener());
+    } else {
+      store_->ReadBlocksAsync(*tenant, keys, reactor->Opener());
+    }
+  } else if (by_lease) {
+    store_->ReadLeaseStreaming(*tenant, fetch.lease_id(), reactor->StreamOpener());
   } else {
-    store_->ReadBlocksAsync(*tenant, keys, reactor->Opener());
+    store_->ReadBlocksStreaming(*tenant, keys, reactor->StreamOpener());
   }
   return reactor;
 }

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "absl/strings/str_cat.h"
+#include "cache_store/log.h"
 #include "proto/payload_wire.h"
 #include "services/proto_convert.h"
 
@@ -56,9 +58,35 @@ BlockStore::ReadDone FetchReactor::Opener() {
   };
 }
 
+BlockStore::ReadOpened FetchReactor::StreamOpener() {
+  return [waiter = waiter_](absl::StatusOr<std::shared_ptr<BlockReadHandle>> read) {
+    absl::MutexLock lock(&waiter->mu);
+    if (waiter->reactor == nullptr || waiter->cancelled) return;  // the read is released here
+    waiter->begun = true;
+    FetchReactor* reactor = waiter->reactor;
+    if (!read.ok()) {
+      reactor->FinishWith(read.status());
+      return;
+    }
+    // Each block that loads may be the one a stalled stream waits for.
+    (*read)->SetListener([waiter] {
+      absl::MutexLock lock(&waiter->mu);
+      if (waiter->reactor == nullptr || !waiter->stalled) return;
+      waiter->stalled = false;
+      waiter->reactor->WriteNextChunk();
+    });
+    reactor->Begin(*std::move(read));
+  };
+}
+
 void FetchReactor::OnCancel() {
   if (waiter_ == nullptr) return;  // writing: the stream breaks and OnWriteDone finishes
   absl::MutexLock lock(&waiter_->mu);
+  if (waiter_->stalled) {  // no write in flight to break: finish here
+    waiter_->stalled = false;
+    FinishWith(absl::CancelledError("the fetch was cancelled while a block was read from T2"));
+    return;
+  }
   if (waiter_->begun || waiter_->cancelled) return;
   waiter_->cancelled = true;
   FinishWith(absl::CancelledError("the fetch was cancelled while its blocks were read"));
@@ -72,7 +100,7 @@ void FetchReactor::OnDone() {
   delete this;
 }
 
-void FetchReactor::Begin(std::unique_ptr<BlockReadHandle> read) {
+void FetchReactor::Begin(std::shared_ptr<BlockReadHandle> read) {
   read_ = std::move(read);
   if (shm_ != nullptr) {
     std::vector<uint64_t> sizes;
@@ -123,6 +151,11 @@ void FetchReactor::OnWriteDone(bool ok) {
   if (!ok) {
     // The client went away or the deadline passed; the read handle goes with us.
     FinishWith(absl::CancelledError("fetch stream broken"));
+    return;
+  }
+  if (waiter_ != nullptr) {
+    absl::MutexLock lock(&waiter_->mu);
+    WriteNextChunk();
     return;
   }
   WriteNextChunk();
@@ -213,6 +246,21 @@ void FetchReactor::WriteNextChunk() {
       ++next_range_;
       next_offset_ = 0;
       continue;
+    }
+    if (!read_->Loaded(r.block)) {
+      if (read_->Failed(r.block)) {
+        FinishWith(absl::DataLossError(absl::StrCat(
+            "block ", r.block, " (key ", read_->blocks()[r.block].key.ShortHex(),
+            "…) could not be read from T2 or failed its checksum and was dropped; treat it as "
+            "a miss")));
+        return;
+      }
+      if (!ranges.empty()) break;  // send what is ready; the next write waits for the block
+      // Still on the disk: the read's listener resumes once it has loaded.
+      KVTIER_CHECK(waiter_ != nullptr) << "an opened fetch with a block still loading";
+      waiter_->mu.AssertHeld();
+      waiter_->stalled = true;
+      return;
     }
     const uint64_t n = std::min(budget, r.length - next_offset_);
     const uint64_t offset = r.offset + next_offset_;

@@ -65,14 +65,18 @@ class FetchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   FetchReactor(std::unique_ptr<BlockReadHandle> read, v1::FetchOrder order, uint32_t chunk_bytes,
                RpcTimer timer, std::unique_ptr<ShmTarget> shm = nullptr);
   // A Fetch whose blocks are still being read (from T2, on the store's reader threads):
-  // nothing is written until the callback of Opener() delivers them. A cancelled call (the
-  // client went away, or its deadline passed) finishes at once, disk or not; blocks that
-  // arrive after are released.
+  // nothing is written until the callback of Opener() or StreamOpener() delivers them. A
+  // cancelled call (the client went away, or its deadline passed) finishes at once, disk or
+  // not; blocks that arrive after are released.
   FetchReactor(v1::FetchOrder order, uint32_t chunk_bytes, RpcTimer timer,
                std::unique_ptr<ShmTarget> shm = nullptr);
-  // For the second constructor, before the reactor is returned: what the store's
-  // asynchronous read calls (exactly once).
+  // For the second constructor, before the reactor is returned, one of: what the store's
+  // asynchronous read calls once every block is read (exactly once); or, over the socket,
+  // what its streaming read calls as soon as the blocks are opened: the block list goes out
+  // at once and each block's bytes as soon as its disk read has ended and it verified (in
+  // the plan's order; a block that fails ends the stream with DATA_LOSS).
   BlockStore::ReadDone Opener();
+  BlockStore::ReadOpened StreamOpener();
 
   void OnWriteDone(bool ok) override;
   void OnCancel() override;
@@ -85,9 +89,14 @@ class FetchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     FetchReactor* reactor ABSL_GUARDED_BY(mu) = nullptr;  // nullptr once the call is done
     bool begun ABSL_GUARDED_BY(mu) = false;      // the blocks arrived and writing began
     bool cancelled ABSL_GUARDED_BY(mu) = false;  // finished before they arrived
+    // Streaming: no write in flight, the next block still on its way from the disk; the
+    // read's listener resumes writing (or OnCancel finishes).
+    bool stalled ABSL_GUARDED_BY(mu) = false;
   };
   // Writes the block list, then the bytes.
-  void Begin(std::unique_ptr<BlockReadHandle> read);
+  void Begin(std::shared_ptr<BlockReadHandle> read);
+  // Writes the next message of bytes, or stalls (Waiter::stalled) until the block it needs
+  // has loaded. With a Waiter, called with its mutex held.
   void WriteNextChunk();
   // Same-node: plans the next batch and starts its copy on the pool; false when every range
   // has been copied. The batch's end (OnBatchCopied) queues its message and starts the next.
@@ -99,7 +108,7 @@ class FetchReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   void Progress() ABSL_EXCLUSIVE_LOCKS_REQUIRED(shm_mu_);
   void FinishWith(const absl::Status& status);
 
-  std::unique_ptr<BlockReadHandle> read_;
+  std::shared_ptr<BlockReadHandle> read_;
   v1::FetchOrder order_;
   std::shared_ptr<Waiter> waiter_;  // the second constructor's
   std::vector<FetchRange> plan_;

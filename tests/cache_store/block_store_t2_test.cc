@@ -393,6 +393,117 @@ TEST_F(T2Test, AReadTheDiskFailsServesNothingAndDropsTheBlocks) {
   EXPECT_TRUE(ReadAndCheck(found).ok());
 }
 
+// A streaming read opens before its T2 blocks are read, and each block becomes readable as
+// its own read ends: block 0 is served while block 1 is still on a stalled disk.
+TEST_F(T2Test, AStreamingReadServesEachBlockAsItsDiskReadEnds) {
+  BlockStoreOptions o = T2Options(FreshDir("streaming"));
+  o.t2.fault_injector = disk_.Injector();
+  o.t2_read_threads = 1;  // reads in block order
+  Open(o);
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, a_, 0, 4).ok());
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, b_, 0, 4).ok());  // A to T2
+  store_->FlushT2Writes();
+  disk_.StallReadsAfter(1);
+  const LookupResult found = Lookup(a_);
+  ASSERT_EQ(found.matched_blocks(), 4u);
+
+  absl::Mutex mu;
+  int settled = 0;
+  std::shared_ptr<BlockReadHandle> read;
+  store_->ReadLeaseStreaming(kTenant, found.lease_id,
+                             [&](absl::StatusOr<std::shared_ptr<BlockReadHandle>> r) {
+                               ASSERT_TRUE(r.ok()) << r.status();
+                               read = *std::move(r);
+                               read->SetListener([&] {
+                                 absl::MutexLock lock(&mu);
+                                 ++settled;
+                               });
+                             });
+  ASSERT_NE(read, nullptr) << "a streaming read opens on the calling thread";
+  ASSERT_TRUE(disk_.AwaitBlocked(1, absl::Seconds(10)));  // block 1's read
+  // Block 0 loaded and verified; the rest wait.
+  for (absl::Time end = absl::Now() + absl::Seconds(10); !read->Loaded(0) && absl::Now() < end;) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  ASSERT_TRUE(read->Loaded(0));
+  for (size_t i = 1; i < 4; ++i) {
+    EXPECT_FALSE(read->Loaded(i)) << i;
+    EXPECT_FALSE(read->Failed(i)) << i;
+  }
+  const BlockView& v0 = read->blocks()[0];
+  ASSERT_TRUE(read->Verify(0, 0, v0.size).ok());
+  const std::vector<uint8_t> want0 = PayloadFor(v0.key, v0.size);
+  EXPECT_EQ(std::memcmp(v0.data, want0.data(), v0.size), 0);
+
+  disk_.StallReads(false);
+  {
+    absl::MutexLock lock(&mu);
+    auto all = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return settled == 4; };
+    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&all), absl::Seconds(10)))
+        << "settled " << settled;
+  }
+  for (size_t i = 0; i < 4; ++i) {
+    ASSERT_TRUE(read->Loaded(i)) << i;
+    const BlockView& v = read->blocks()[i];
+    ASSERT_TRUE(read->Verify(i, 0, v.size).ok());
+    const std::vector<uint8_t> want = PayloadFor(v.key, v.size);
+    EXPECT_EQ(std::memcmp(v.data, want.data(), v.size), 0) << i;
+  }
+  read.reset();
+  ASSERT_TRUE(store_->Release(kTenant, found.lease_id).ok());
+  // The promotions completed after the last read: A is in T1 now.
+  for (absl::Time end = absl::Now() + absl::Seconds(10);
+       store_->Stats().promoted_blocks < 4 && absl::Now() < end;) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  EXPECT_EQ(store_->Stats().promoted_blocks, 4u);
+  for (Tier t : Lookup(a_, false).tiers) EXPECT_EQ(t, Tier::kHostDram);
+  EXPECT_EQ(store_->Stats().checksum_failures, 0u);
+}
+
+// A block whose read fails mid-stream is Failed on the handle and dropped from the store;
+// the blocks read before it stay whole and readable.
+TEST_F(T2Test, AStreamingReadMarksABlockTheDiskFailsAndKeepsTheOthers) {
+  BlockStoreOptions o = T2Options(FreshDir("streamfail"));
+  o.t2.fault_injector = disk_.Injector();
+  o.t2_read_threads = 1;
+  Open(o);
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, a_, 0, 4).ok());
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, b_, 0, 4).ok());
+  store_->FlushT2Writes();
+  disk_.FailReadsAfter(2);
+  const LookupResult found = Lookup(a_);
+  ASSERT_EQ(found.matched_blocks(), 4u);
+  std::shared_ptr<BlockReadHandle> read;
+  store_->ReadLeaseStreaming(kTenant, found.lease_id,
+                             [&](absl::StatusOr<std::shared_ptr<BlockReadHandle>> r) {
+                               ASSERT_TRUE(r.ok()) << r.status();
+                               read = *std::move(r);
+                             });
+  ASSERT_NE(read, nullptr);
+  for (absl::Time end = absl::Now() + absl::Seconds(10);
+       store_->Stats().t2_read_errors < 2 && absl::Now() < end;) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  EXPECT_TRUE(read->Loaded(0));
+  EXPECT_TRUE(read->Loaded(1));
+  EXPECT_TRUE(read->Failed(2));
+  EXPECT_TRUE(read->Failed(3));
+  for (size_t i = 0; i < 2; ++i) {
+    const BlockView& v = read->blocks()[i];
+    ASSERT_TRUE(read->Verify(i, 0, v.size).ok());
+    const std::vector<uint8_t> want = PayloadFor(v.key, v.size);
+    EXPECT_EQ(std::memcmp(v.data, want.data(), v.size), 0) << i;
+  }
+  disk_.FailReads(false);
+  read.reset();
+  ASSERT_TRUE(store_->Release(kTenant, found.lease_id).ok());
+  EXPECT_EQ(store_->Stats().t2_read_errors, 2u);
+  EXPECT_EQ(Lookup(a_, false).matched_blocks(), 2u);  // the failed blocks are misses now
+  const LookupResult again = Lookup(a_);
+  EXPECT_TRUE(ReadAndCheck(again).ok());
+}
+
 TEST_F(T2Test, ABlockDeletedWhileItsWriteIsQueuedDoesNotComeBackAfterRestart) {
   const std::string dir = FreshDir("deletequeued");
   BlockStoreOptions o = T2Options(dir);

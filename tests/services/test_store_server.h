@@ -26,6 +26,7 @@ struct TestStoreOptions {
   // T2 in a directory of its own when t2_bytes > 0, with the tests' fault injector.
   uint64_t t2_bytes = 0;
   std::function<absl::Status(bool write, uint32_t slot)> t2_fault_injector;
+  int t2_read_threads = 8;  // 1: reads in the order they are issued
 };
 
 class TestStoreServer {
