@@ -217,8 +217,11 @@ absl::StatusOr<std::vector<std::string>> RunDatapathBench(const DatapathBenchOpt
         (*server)->AwaitLog(std::regex(R"(serving on .*\(port (\d+)\))"), absl::Seconds(20));
     if (!serving.ok()) return serving.status();
     const std::string target = "127.0.0.1:" + (*serving)[1];
-    const std::vector<uint8_t> data = Pattern(vb, 3);
     for (uint32_t c : o.clients) {
+      // A value of its own per client, as kvtier's Put clients and redis-benchmark's have
+      // (one shared value would stay in the cache and flatter the reference).
+      std::vector<std::vector<uint8_t>> values;
+      for (uint32_t i = 0; i < c; ++i) values.push_back(Pattern(vb, 10 + i));
       std::vector<std::unique_ptr<ByteStreamClient>> clients;
       for (uint32_t i = 0; i < c; ++i)
         clients.push_back(std::make_unique<ByteStreamClient>(target));
@@ -231,13 +234,15 @@ absl::StatusOr<std::vector<std::string>> RunDatapathBench(const DatapathBenchOpt
       if (!verified.ok()) return verified.status();
       absl::StatusOr<double> put =
           RunClients(c, o.seconds, [&](uint32_t i) -> absl::StatusOr<uint64_t> {
-            if (absl::Status s = clients[i]->Put(data.data(), vb); !s.ok()) return s;
+            if (absl::Status s = clients[i]->Put(values[i].data(), vb); !s.ok()) return s;
             return vb;
           });
       if (!put.ok()) return put.status();
       absl::StatusOr<double> kept =
           RunClients(c, o.seconds, [&](uint32_t i) -> absl::StatusOr<uint64_t> {
-            if (absl::Status s = clients[i]->Put(data.data(), vb, /*keep=*/true); !s.ok()) return s;
+            if (absl::Status s = clients[i]->Put(values[i].data(), vb, /*keep=*/true); !s.ok()) {
+              return s;
+            }
             return vb;
           });
       if (!kept.ok()) return kept.status();
