@@ -43,7 +43,9 @@ ABSL_FLAG(uint64_t, ssd_capacity_blocks, 0, "replay: T2 capacity in blocks (0: n
 ABSL_FLAG(double, ssd_capacity_fraction, 0, "replay: T2 capacity as a fraction of unique blocks.");
 ABSL_FLAG(std::string, ssd_dir, "",
           "replay: T2 directory (default: a fresh temporary directory, removed afterwards).");
-ABSL_FLAG(std::string, policy, "adaptive", "replay: T1 eviction policy (adaptive, lru).");
+ABSL_FLAG(std::string, policy, "adaptive",
+          "replay: T1 eviction policy (adaptive, lru; adaptive:-INGREDIENT,... turns "
+          "ingredients off for an ablation, docs/policy.md).");
 ABSL_FLAG(std::string, ssd_policy, "lru", "replay: T2 eviction policy (lru, adaptive).");
 ABSL_FLAG(std::string, t2_admission, "score", "replay: which T1 victims T2 takes (reuse, score, all).");
 ABSL_FLAG(double, t2_admit_min_score, 0.05, "replay: T2 admission threshold for blocks without shown reuse.");
