@@ -473,6 +473,7 @@ class BlockStore {
     uint8_t* dst = nullptr;
     absl::Status status;
     bool verified = false;  // read and verified (SettleLoaded)
+    bool dropped = false;   // failed in a streaming read: dropped and counted at once
     double seconds = 0;
   };
   // A read on its way through the disk (LoadAsync): the last disk read to end finishes it.
@@ -602,6 +603,9 @@ class BlockStore {
   // A T2 block's bytes are in place (or its read failed): verifies them, computing its
   // layer checksums, and marks the block loaded or failed on the handle.
   void SettleLoaded(ReadJob& job, Promotion& p);
+  // A streaming read's block that failed: counted and dropped now, before its reader hears
+  // of it, so that the block is a miss by the time the reader reports DATA_LOSS.
+  void DropFailedLoad(Promotion& p) ABSL_LOCKS_EXCLUDED(mu_);
   // Completes promotions, drops the blocks that failed (DATA_LOSS), and hands the result
   // to job->done (a streaming read has it already: its reader sees Failed blocks).
   void FinishLoad(std::unique_ptr<ReadJob> job) ABSL_LOCKS_EXCLUDED(mu_);

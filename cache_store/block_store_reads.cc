@@ -267,7 +267,24 @@ void BlockStore::SettleLoaded(ReadJob& job, Promotion& p) {
   }
   if (ok) std::fill_n(read.verified_.begin() + first, v.num_layers, 1);
   p.verified = ok;
+  if (!ok && job.streaming) DropFailedLoad(p);
   read.MarkLoaded(p.view, ok);
+}
+
+void BlockStore::DropFailedLoad(Promotion& p) {
+  absl::MutexLock lock(&mu_);
+  p.dropped = true;
+  if (!p.status.ok()) {
+    ++counters_.t2_read_errors;
+    KVTIER_LOG(ERROR) << "T2 read failed: " << p.status;
+  }
+  Entry& e = entries_[p.handle];
+  if (e.state != Entry::State::kLive) return;  // dropped already
+  KVTIER_LOG(ERROR) << "block " << e.key.ShortHex() << " in " << TierName(e.tier)
+                    << " failed its checksum or could not be read; dropped";
+  if (e.tier == Tier::kLocalSsd) ++counters_.checksum_failures_t2;
+  ++counters_.checksum_failures;
+  RemoveEntry(p.handle, BlockEvent::Reason::kCorrupted);
 }
 
 void BlockStore::FinishLoad(std::unique_ptr<ReadJob> job) {
@@ -296,8 +313,10 @@ void BlockStore::FinishLoad(std::unique_ptr<ReadJob> job) {
       ++counters_.t2_reads;
       counters_.t2_read_seconds += p.seconds;
       if (!p.status.ok()) {
-        ++counters_.t2_read_errors;
-        KVTIER_LOG(ERROR) << "T2 read failed: " << p.status;
+        if (!p.dropped) {
+          ++counters_.t2_read_errors;
+          KVTIER_LOG(ERROR) << "T2 read failed: " << p.status;
+        }
       } else {
         counters_.t2_bytes_read += read->views_[p.view].size;
       }

@@ -248,6 +248,8 @@ void FetchReactor::WriteNextChunk() {
       continue;
     }
     if (!read_->Loaded(r.block)) {
+      // What is ready goes first; the next call meets this block again.
+      if (!ranges.empty()) break;
       if (read_->Failed(r.block)) {
         FinishWith(absl::DataLossError(absl::StrCat(
             "block ", r.block, " (key ", read_->blocks()[r.block].key.ShortHex(),
@@ -255,7 +257,6 @@ void FetchReactor::WriteNextChunk() {
             "a miss")));
         return;
       }
-      if (!ranges.empty()) break;  // send what is ready; the next write waits for the block
       // Still on the disk: the read's listener resumes once it has loaded.
       KVTIER_CHECK(waiter_ != nullptr) << "an opened fetch with a block still loading";
       waiter_->mu.AssertHeld();
