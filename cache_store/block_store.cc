@@ -121,7 +121,15 @@ BlockStore::BlockStore(const BlockStoreOptions& options, std::unique_ptr<PinnedH
 }
 
 BlockStore::~BlockStore() {
-  // Reads in flight end and queued demotions reach the disk before anything they use goes.
+  // Reads in flight end and queued demotions reach the disk before anything they use goes,
+  // the pools included: a task of one may submit to the other (a read's end queues slot
+  // releases and demotions), so both drain until neither has work, and only then go.
+  if (t2_readers_ != nullptr) {
+    while (t2_readers_->queued() + t2_writers_->queued() > 0) {
+      t2_readers_->Drain();
+      t2_writers_->Drain();
+    }
+  }
   t2_readers_.reset();
   t2_writers_.reset();
   events_.Close();
