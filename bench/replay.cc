@@ -49,14 +49,13 @@ std::vector<uint8_t> ReplayPayload(std::span<const uint64_t> hash_ids, uint32_t 
 
 namespace {
 
-
 class EngineBackend final : public ReplayBackend {
  public:
   EngineBackend(std::shared_ptr<BlockStore> store, std::string tenant, uint64_t backlog_bytes)
-      : store_(std::move(store)),
+      : backlog_bytes_(backlog_bytes),
+        store_(std::move(store)),
         tenant_(std::move(tenant)),
-        layout_(ReplayLayout()),
-        backlog_bytes_(backlog_bytes) {}
+        layout_(ReplayLayout()) {}
 
   absl::StatusOr<Hits> LookupFetchRelease(const ReplayPrompt& prompt) override {
     absl::StatusOr<LookupResult> found = store_->Lookup(

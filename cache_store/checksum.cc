@@ -87,6 +87,12 @@ uint64_t ComputeLayerChecksums(const uint8_t* block, uint64_t layer_bytes,
 }
 
 uint64_t CopyAndChecksum(uint8_t* dst, const uint8_t* src, size_t size, HashSide side) {
+  if (side == HashSide::kSource && size > internal::kXxh3MidsizeMax &&
+      reinterpret_cast<uintptr_t>(dst) % 16 == 0) {
+    // One pass: each stripe hashed is stored from the same load.
+    CountHashed(size);
+    return Xxh3().copy_hash_long(dst, src, size);
+  }
   if (size <= kCopyPiece) {
     if (side == HashSide::kSource) {
       const uint64_t sum = RangeChecksum(src, size);  // reads src into the cache

@@ -19,7 +19,13 @@ struct Xxh3Impl {
   void (*reset)(void* state);
   void (*update)(void* state, const void* data, size_t size);
   uint64_t (*digest)(const void* state);
+  // Copies `size` bytes (more than kXxh3MidsizeMax) to `dst` (16-byte aligned) with
+  // cache-bypassing stores, reading `src` once, and returns hash(src, size).
+  uint64_t (*copy_hash_long)(void* dst, const void* src, size_t size);
 };
+
+// Above this many bytes XXH3 runs its long loop (XXH3_MIDSIZE_MAX in xxHash 0.8).
+inline constexpr size_t kXxh3MidsizeMax = 240;
 
 const Xxh3Impl& Xxh3Generic();
 // Null where the build has no AVX2 variant.
