@@ -67,6 +67,9 @@ ABSL_FLAG(std::string, shards, "1,2,4", "cluster: shard counts to compare (1 alw
 ABSL_FLAG(uint32_t, placement_span, 128,
           "cluster: consecutive blocks of a prompt placed on the same shards.");
 ABSL_FLAG(uint64_t, limit_requests, 0, "replay: replay only the first N requests (0: all).");
+ABSL_FLAG(uint32_t, concurrency, 1,
+          "replay: requests in flight at once, taken in trace order (engine mode; 1: one after "
+          "another).");
 ABSL_FLAG(std::string, batches, "1,16", "attention: batch sizes (comma-separated).");
 ABSL_FLAG(std::string, contexts, "1024,4096", "attention: context lengths in tokens.");
 ABSL_FLAG(int32_t, threads, 0, "attention, copy: CPU threads (0: all cores).");
@@ -208,7 +211,8 @@ int RunReplay() {
   }
 
   absl::StatusOr<ReplayResult> result =
-      Replay(*trace, *backend, absl::GetFlag(FLAGS_limit_requests));
+      Replay(*trace, *backend, absl::GetFlag(FLAGS_limit_requests),
+             absl::GetFlag(FLAGS_concurrency));
   backend.reset();
   if (!temp_dir.empty()) std::filesystem::remove_all(temp_dir);
   if (!result.ok()) return Fail(result.status());
@@ -443,7 +447,7 @@ const std::vector<Subcommand>& Subcommands() {
        "replay a Mooncake-format trace against the engine in process or a running "
        "kvtier-store; prints the prefix hit rate (bench/replay.h)",
        {"trace", "capacity_blocks", "capacity_fraction", "ssd_capacity_blocks",
-        "ssd_capacity_fraction", "ssd_dir", "policy", "ssd_policy", "t2_admission", "t2_keep_promoted_copy", "t2_read_threads", "t2_write_threads", "t2_sync", "t2_admit_min_score", "mode",
+        "ssd_capacity_fraction", "ssd_dir", "policy", "ssd_policy", "t2_admission", "t2_keep_promoted_copy", "t2_read_threads", "t2_write_threads", "t2_sync", "t2_admit_min_score", "concurrency", "mode",
         "target", "replication", "tenant", "limit_requests"},
        RunReplay},
       {"attention",

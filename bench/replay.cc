@@ -1,8 +1,10 @@
 #include "bench/replay.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -94,6 +96,7 @@ class EngineBackend final : public ReplayBackend {
   }
 
   void Drain() override { store_->FlushT2Writes(); }
+  bool ThreadSafe() const override { return true; }  // the store is; this holds no state
 
   absl::StatusOr<Counters> Stats() override {
     const BlockStoreStats s = store_->Stats();
@@ -351,13 +354,47 @@ absl::Status ReplayRequest(const TraceRequest& req, ReplayBackend& backend, Repl
 }
 
 absl::StatusOr<ReplayResult> Replay(const std::vector<TraceRequest>& trace, ReplayBackend& backend,
-                                    size_t limit) {
+                                    size_t limit, uint32_t concurrency) {
+  if (concurrency == 0) return absl::InvalidArgumentError("replay concurrency must be >= 1");
+  if (concurrency > 1 && !backend.ThreadSafe()) {
+    return absl::InvalidArgumentError(
+        "this replay backend takes one request at a time; use concurrency 1");
+  }
   ReplayResult r;
+  r.concurrency = concurrency;
   const size_t n = limit == 0 ? trace.size() : std::min(limit, trace.size());
   const auto start = std::chrono::steady_clock::now();
-  for (size_t i = 0; i < n; ++i) {
-    if (absl::Status s = ReplayRequest(trace[i], backend, r); !s.ok()) {
-      return absl::Status(s.code(), absl::StrCat("request ", i, ": ", s.message()));
+  if (concurrency == 1) {
+    for (size_t i = 0; i < n; ++i) {
+      if (absl::Status s = ReplayRequest(trace[i], backend, r); !s.ok()) {
+        return absl::Status(s.code(), absl::StrCat("request ", i, ": ", s.message()));
+      }
+    }
+  } else {
+    std::atomic<size_t> next{0};
+    std::vector<ReplayResult> part(concurrency);
+    std::vector<absl::Status> error(concurrency);
+    std::vector<std::thread> threads;
+    for (uint32_t t = 0; t < concurrency; ++t) {
+      threads.emplace_back([&, t] {
+        for (size_t i = next++; i < n; i = next++) {
+          if (absl::Status s = ReplayRequest(trace[i], backend, part[t]); !s.ok()) {
+            error[t] = absl::Status(s.code(), absl::StrCat("request ", i, ": ", s.message()));
+            next = n;  // the others stop after their current request
+            return;
+          }
+        }
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    for (uint32_t t = 0; t < concurrency; ++t) {
+      if (!error[t].ok()) return error[t];
+      r.requests += part[t].requests;
+      r.blocks += part[t].blocks;
+      r.hit_blocks += part[t].hit_blocks;
+      r.t1_hit_blocks += part[t].t1_hit_blocks;
+      r.t2_hit_blocks += part[t].t2_hit_blocks;
+      r.fetch_failures += part[t].fetch_failures;
     }
   }
   backend.Drain();
@@ -378,14 +415,16 @@ std::string ReplayResult::ToJson() const {
       "\"unique_blocks\": %d, \"capacity_blocks\": %d, \"capacity_fraction\": %.4f, "
       "\"ssd_capacity_blocks\": %d, \"policy\": \"%s\", \"hit_rate\": %.6f, "
       "\"t1_hit_rate\": %.6f, \"t2_hit_rate\": %.6f, \"fetch_failures\": %d, "
-      "\"requests_per_second\": %.1f, \"seconds\": %.3f, \"demoted_blocks\": %d, "
+      "\"concurrency\": %d, \"requests_per_second\": %.1f, \"seconds\": %.3f, "
+      "\"demoted_blocks\": %d, "
       "\"demotion_rejected_blocks\": %d, \"promoted_blocks\": %d, \"clean_demotions\": %d, \"t2_write_queue_drops\": %d, \"t2_evicted_blocks\": %d, "
       "\"ssd_blocks_written_per_request\": %.3f, \"ssd_bytes_written_per_request\": %.1f, "
       "\"t2_direct_io\": %s, \"lookup_p50_ms\": %.3f, \"lookup_p99_ms\": %.3f}",
       trace, mode, requests, blocks, unique_blocks, counters.capacity_blocks,
       unique_blocks ? double(counters.capacity_blocks) / double(unique_blocks) : 0.0,
       counters.ssd_capacity_blocks, counters.policy, hit_rate(), t1_hit_blocks / total,
-      t2_hit_blocks / total, fetch_failures, seconds > 0 ? requests / seconds : 0.0, seconds,
+      t2_hit_blocks / total, fetch_failures, concurrency,
+      seconds > 0 ? requests / seconds : 0.0, seconds,
       counters.demoted_blocks, counters.demotion_rejected_blocks, counters.promoted_blocks,
       counters.clean_demotions, counters.t2_write_queue_drops, counters.t2_evicted_blocks,
       requests ? double(counters.demoted_blocks) / double(requests) : 0.0,

@@ -78,6 +78,9 @@ class ReplayBackend {
   virtual void Drain() {}
   // The round trip of every Lookup so far, in milliseconds (empty where not measured).
   virtual std::vector<double> LookupMillis() const { return {}; }
+  // Whether several threads may call LookupFetchRelease and Put at once (Replay's
+  // `concurrency` above 1).
+  virtual bool ThreadSafe() const { return false; }
 };
 
 struct EngineBackendOptions {
@@ -132,6 +135,7 @@ struct ReplayResult {
   uint64_t t1_hit_blocks = 0;
   uint64_t t2_hit_blocks = 0;
   uint64_t fetch_failures = 0;
+  uint32_t concurrency = 1;
   double seconds = 0;
   // Lookup round trip percentiles (grpc mode; 0 in engine mode).
   double lookup_p50_ms = 0;
@@ -145,9 +149,12 @@ struct ReplayResult {
 // One request (steps 1-3 above), added to r's counts (requests, blocks, hits).
 absl::Status ReplayRequest(const TraceRequest& request, ReplayBackend& backend, ReplayResult& r);
 
-// Replays the first `limit` requests (0: all).
+// Replays the first `limit` requests (0: all). With `concurrency` above 1 that many threads
+// take the requests in trace order, each the next one not yet taken (clients of one store
+// arriving back to back: a request's lookup can run while another waits for the disk);
+// REQUIRES backend.ThreadSafe() then, else InvalidArgument.
 absl::StatusOr<ReplayResult> Replay(const std::vector<TraceRequest>& trace, ReplayBackend& backend,
-                                    size_t limit = 0);
+                                    size_t limit = 0, uint32_t concurrency = 1);
 
 }  // namespace kvtier::bench
 

@@ -188,6 +188,44 @@ TEST(ReplayTest, TwoTiersServeHitsFromBothAndLoseNothingAgainstOneFlatCache) {
   }
 }
 
+// Requests in flight at once (tiered, so lookups overlap disk reads): every request is
+// counted once, nothing fails, the hit rate stays near the one-at-a-time replay's (the
+// order differs only where requests overlap), and a backend that cannot take concurrent
+// requests is refused rather than raced.
+TEST(ReplayTest, ConcurrentRequestsCountEachRequestOnceAndKeepTheHitRate) {
+  const std::vector<TraceRequest> trace = SyntheticTrace(1500, 3);
+  const uint64_t unique = UniqueBlocks(trace);
+  const std::string dir = ::testing::TempDir() + "/kvtier_replay_concurrent";
+  const auto t1 = static_cast<uint64_t>(unique * 0.05);
+  const auto t2 = static_cast<uint64_t>(unique * 0.4);
+  std::filesystem::remove_all(dir);
+  const ReplayResult one =
+      RunEngine(trace, {.capacity_blocks = t1, .ssd_capacity_blocks = t2, .ssd_dir = dir});
+  std::filesystem::remove_all(dir);
+  auto backend =
+      MakeEngineBackend({.capacity_blocks = t1, .ssd_capacity_blocks = t2, .ssd_dir = dir});
+  ASSERT_TRUE(backend.ok()) << backend.status();
+  absl::StatusOr<ReplayResult> many = Replay(trace, **backend, 0, 4);
+  ASSERT_TRUE(many.ok()) << many.status();
+  EXPECT_EQ(many->requests, trace.size());
+  EXPECT_EQ(many->blocks, one.blocks);
+  EXPECT_EQ(many->fetch_failures, 0u);
+  EXPECT_EQ(many->hit_blocks, many->t1_hit_blocks + many->t2_hit_blocks);
+  EXPECT_GT(many->t2_hit_blocks, 0u);
+  EXPECT_NEAR(many->hit_rate(), one.hit_rate(), 0.03);
+  EXPECT_NE(many->ToJson().find("\"concurrency\": 4"), std::string::npos);
+
+  class OneAtATime final : public ReplayBackend {
+   public:
+    absl::StatusOr<Hits> LookupFetchRelease(const ReplayPrompt&) override { return Hits{}; }
+    absl::Status Put(const ReplayPrompt&, uint32_t, std::span<const uint8_t>, bool) override {
+      return absl::OkStatus();
+    }
+    absl::StatusOr<Counters> Stats() override { return Counters{}; }
+  } serial;
+  EXPECT_EQ(Replay(trace, serial, 0, 2).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Replay(trace, **backend, 0, 0).status().code(), absl::StatusCode::kInvalidArgument);
+}
 
 // A guarantee keeps a tenant's hit rate while a neighbour scans far more than the store
 // holds; without quotas the scan takes it (LRU has no defence of its own).
