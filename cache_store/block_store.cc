@@ -122,8 +122,8 @@ BlockStore::BlockStore(const BlockStoreOptions& options, std::unique_ptr<PinnedH
 
 BlockStore::~BlockStore() {
   // Reads in flight end and queued demotions reach the disk before anything they use goes,
-  // the pools included: a task of one may submit to the other (a read's end queues slot
-  // releases and demotions), so both drain until neither has work, and only then go.
+  // the pools included: a task of one may submit to the other (a read's end queues the
+  // demotions its promotions caused), so both drain until neither has work, and only then go.
   if (t2_readers_ != nullptr) {
     while (t2_readers_->queued() + t2_writers_->queued() > 0) {
       t2_readers_->Drain();
@@ -137,15 +137,15 @@ BlockStore::~BlockStore() {
 
 void BlockStore::FlushT2Writes() {
   if (t2_writers_ == nullptr) return;
-  // Readers release promoted slots and queue the demotions of their promotions: writers,
-  // then readers, then the writes those queued.
+  // Readers queue the demotions of their promotions: writers, then readers, then the
+  // writes those queued.
   t2_writers_->Drain();
   t2_readers_->Drain();
   t2_writers_->Drain();
 }
 
 uint64_t BlockStore::t2_io_backlog_bytes() const {
-  return t2_write_queue_bytes() + pending_releases_.load() * SsdTier::kAlign;
+  return t2_write_queue_bytes();
 }
 
 uint64_t BlockStore::t2_write_queue_bytes() const {
@@ -315,6 +315,11 @@ void BlockStore::RemoveEntry(uint32_t handle, BlockEvent::Reason reason) {
   Account(e, -1);
   events_.Append(EventFor(e, BlockEvent::Type::kRemoved, reason));
   if (e.t2_copy != kNone) ReleaseCopy(handle, reason == BlockEvent::Reason::kDeleted);
+  // Stale records of it (slots its promotions left) must not bring it back either.
+  if (reason == BlockEvent::Reason::kDeleted && t2_ != nullptr) {
+    InvalidateStaleT2(e.key);
+    e.deleted = true;  // and the slots still read or written become none (RetireT2Slot)
+  }
   if (e.tier == Tier::kLocalSsd && reason == BlockEvent::Reason::kDeleted) {
     // A deleted block must not come back with a restart. Header only: a reader of the
     // payload is unaffected. Deletes are rare, so this small write runs under the lock.

@@ -325,13 +325,12 @@ class BlockStore {
       ABSL_LOCKS_EXCLUDED(mu_);
   void ReadBlocksStreaming(std::string_view tenant, std::span<const BlockKey> keys,
                            ReadOpened opened) ABSL_LOCKS_EXCLUDED(mu_);
-  // Waits until every demotion queued so far is on disk (or failed) and every T2 slot a
-  // promotion gave up is free again. For tests and benchmarks; the store never needs it.
+  // Waits until every demotion queued so far is on disk (or failed). For tests and
+  // benchmarks; the store never needs it.
   void FlushT2Writes() ABSL_LOCKS_EXCLUDED(mu_);
   // Bytes of demotions queued now, and the most the queue takes.
   uint64_t t2_write_queue_bytes() const ABSL_LOCKS_EXCLUDED(mu_);
-  // T2 work in flight that holds slots: queued demotion bytes plus 4 KiB per slot waiting
-  // for its header write before it is free.
+  // T2 work in flight that holds slots: the queued demotions' bytes.
   uint64_t t2_io_backlog_bytes() const ABSL_LOCKS_EXCLUDED(mu_);
   uint64_t t2_write_queue_limit() const { return write_queue_limit_; }
 
@@ -371,6 +370,8 @@ class BlockStore {
   friend class BlockReadHandle;
 
   static constexpr uint32_t kNone = UINT32_MAX;
+  // The T2 slot owner tag of a stale record (MarkStaleT2).
+  static constexpr uint32_t kStaleOwner = UINT32_MAX - 1;
 
   class StagedBlock;
   struct Entry {
@@ -409,7 +410,8 @@ class BlockStore {
     // Disk reads of this block's T2 slot in flight. When the block is promoted while
     // others still read the old slot, the slot is retired and released by the last one.
     uint32_t t2_reads = 0;
-    std::vector<uint32_t> retired_t2_slots;
+    std::vector<uint32_t> retired_t2_slots;  // stale (RetireT2Slot) once released
+    bool deleted = false;  // removed by a Delete: its released T2 slots are invalidated
     // A T1 block's valid copy in T2 (kept from its promotion; BlockStoreOptions::
     // t2_keep_promoted_copy): pinned, outside the T2 policy, charged to the tenant's T2.
     uint32_t t2_copy = kNone;
@@ -619,8 +621,25 @@ class BlockStore {
   // Gives up a T1 block's T2 copy (the block leaves, or is deleted: then the copy's header
   // is overwritten so that a restart cannot bring it back).
   void ReleaseCopy(uint32_t handle, bool invalidate) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Overwrites the headers of T2 slots that no block uses any more, then frees them.
-  void ReleaseT2Slots(const std::vector<uint32_t>& slots) ABSL_LOCKS_EXCLUDED(mu_);
+  // T2 slots a promoted block left (its record still valid on the disk, holding `key`),
+  // kept allocated as stale records instead of paying a header write per promotion: a
+  // restart may bring such a block back (an intact, verified copy of an immutable block,
+  // as for any evicted block whose slot was not reused yet), but a deleted one must not,
+  // so Delete invalidates its key's stale records (InvalidateStaleT2). AllocateT2 reuses
+  // a stale slot before it evicts anything; a slab move invalidates the stale slots it
+  // takes. Bookkeeping only, no I/O.
+  void MarkStaleT2(uint32_t slot, const BlockKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A T2 slot the entry no longer uses and nobody reads: stale, or (the block was deleted)
+  // invalidated and freed.
+  void RetireT2Slot(const Entry& e, uint32_t slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A stale slot of class `cls`, now free of its record's claim (the caller overwrites
+  // it), or nullopt.
+  std::optional<uint32_t> TakeStaleT2(int cls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Overwrites the headers of `key`'s stale records and frees their slots (a Delete;
+  // rare, so under the lock).
+  void InvalidateStaleT2(const BlockKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Overwrites a stale slot's header and frees it (a slab move takes it).
+  void DropStaleT2(uint32_t slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Called by PendingPut and BlockReadHandle.
   absl::StatusOr<PutResult> CommitPut(PendingPut& put) ABSL_LOCKS_EXCLUDED(mu_);
@@ -668,7 +687,12 @@ class BlockStore {
   uint64_t pinned_blocks_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t write_queue_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t write_queue_limit_ = 0;  // fixed at construction
-  std::atomic<uint64_t> pending_releases_{0};  // T2 slots queued for ReleaseT2Slots
+  // Stale T2 records (MarkStaleT2): slot -> key, key -> slots, and per size class the
+  // slots to reuse (a stack; entries no longer in stale_t2_ are skipped).
+  absl::flat_hash_map<uint32_t, BlockKey> stale_t2_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<BlockKey, std::vector<uint32_t>> stale_t2_of_key_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::vector<uint32_t>> stale_t2_by_class_ ABSL_GUARDED_BY(mu_);
+  uint64_t stale_t2_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   BlockStoreStats counters_ ABSL_GUARDED_BY(mu_);
   // Last, so that they stop first (the destructor drains them): their tasks use the rest.
   std::unique_ptr<IoPool> t2_readers_;

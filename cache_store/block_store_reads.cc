@@ -304,7 +304,6 @@ void BlockStore::FinishLoad(std::unique_ptr<ReadJob> job) {
   }
   std::sort(corrupt.begin(), corrupt.end());
   corrupt.erase(std::unique(corrupt.begin(), corrupt.end()), corrupt.end());
-  std::vector<uint32_t> released_t2_slots;
   absl::Status result = absl::OkStatus();
   {
     absl::MutexLock lock(&mu_);
@@ -337,8 +336,7 @@ void BlockStore::FinishLoad(std::unique_ptr<ReadJob> job) {
     for (const Promotion& p : promotions) {
       Entry& e = entries_[p.handle];
       if (--e.t2_reads == 0) {
-        released_t2_slots.insert(released_t2_slots.end(), e.retired_t2_slots.begin(),
-                                 e.retired_t2_slots.end());
+        for (uint32_t retired : e.retired_t2_slots) RetireT2Slot(e, retired);
         e.retired_t2_slots.clear();
       }
     }
@@ -368,7 +366,7 @@ void BlockStore::FinishLoad(std::unique_ptr<ReadJob> job) {
       const uint32_t t2_slot = e.slot;
       if (keep_copy) {
       } else if (e.t2_reads == 0) {
-        released_t2_slots.push_back(e.slot);
+        RetireT2Slot(e, e.slot);  // its record stays until the slot is reused
       } else {
         e.retired_t2_slots.push_back(e.slot);  // another reader or a write still uses it
       }
@@ -407,13 +405,6 @@ void BlockStore::FinishLoad(std::unique_ptr<ReadJob> job) {
           corrupt[0], ", key ", read->views_[corrupt[0]].key.ShortHex(),
           "…); treat them as a miss"));
     }
-  }
-  if (!released_t2_slots.empty()) {  // header writes: off the reader's path
-    pending_releases_.fetch_add(released_t2_slots.size());
-    t2_readers_->Submit([this, slots = std::move(released_t2_slots)] {
-      ReleaseT2Slots(slots);
-      pending_releases_.fetch_sub(slots.size());
-    });
   }
   if (job->streaming) return;  // its reader has the handle; ours goes with the job
   if (!result.ok()) {

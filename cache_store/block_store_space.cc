@@ -38,6 +38,7 @@ bool BlockStore::Drainable(Tier tier, uint32_t slab, uint32_t tenant) const {
   if (slots.held(slab) || slots.ClassOfSlab(slab) < 0) return false;
   absl::flat_hash_map<uint32_t, uint64_t> bytes_of_tenant;  // other tenants' (with quotas)
   for (auto [slot, owner] : slots.AllocatedInSlab(slab)) {
+    if (owner == kStaleOwner) continue;  // a stale record: nobody's block (MarkStaleT2)
     // A slot without a live owner here is reserved by a Put or a promotion, or still read.
     if (owner == SlabAllocator::kNoOwner || owner >= entries_.size()) return false;
     const Entry& e = entries_[owner];
@@ -276,10 +277,16 @@ std::optional<uint32_t> BlockStore::AllocateT2(uint64_t bytes, uint32_t tenant) 
     ++counters_.t2_evicted_blocks;
   }
   if (std::optional<uint32_t> slot = slots.Allocate(*cls)) return slot;
+  // A slot a promoted block left: no block is in it any more.
+  if (std::optional<uint32_t> slot = TakeStaleT2(*cls)) return slot;
   if (std::optional<uint32_t> slab = SlabToMove(Tier::kLocalSsd, *cls, tenant)) {
     ++counters_.t2_slab_moves;
     // Nobody reads these blocks: once evicted the slab is empty and free for any class.
     for (auto [slot, owner] : slots.AllocatedInSlab(*slab)) {
+      if (owner == kStaleOwner) {
+        DropStaleT2(slot);  // its header read in the new class's geometry must not parse
+        continue;
+      }
       RemoveEntry(owner, BlockEvent::Reason::kEvicted);
       ++counters_.t2_evicted_blocks;
     }
@@ -341,7 +348,7 @@ BlockStoreStats BlockStore::Stats() const {
     s.t2_slab_bytes = t2.slab_bytes();
     s.t2_slabs = t2.num_slabs();
     s.t2_free_slabs = t2.free_slabs();
-    s.t2_allocated_bytes = t2.allocated_bytes();
+    s.t2_allocated_bytes = t2.allocated_bytes() - stale_t2_bytes_;  // stale: reusable
     s.t2_used_blocks = used_blocks_[static_cast<int>(Tier::kLocalSsd)];
     s.t2_used_bytes = used_bytes_[static_cast<int>(Tier::kLocalSsd)];
   }

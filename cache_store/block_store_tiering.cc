@@ -1,7 +1,7 @@
 // BlockStore: moving blocks from T1 to T2. Demotion to T2 (the Demotion steps; which blocks
 // leave T1 is block_store_space.cc's; reads that promote T2 blocks back are
-// block_store_reads.cc's), the T2 copies of promoted blocks, releasing T2 slots, and
-// rebuilding the T2 index at start (Recover). Disk I/O runs on the store's T2 reader and
+// block_store_reads.cc's), the T2 copies of promoted blocks, the stale records promoted
+// blocks leave in T2, and rebuilding the T2 index at start (Recover). Disk I/O runs on the store's T2 reader and
 // writer threads, never under the mutex and never on the caller's thread (block_store.h).
 #include <algorithm>
 #include <cstdlib>
@@ -26,7 +26,7 @@ void BlockStore::Recover() {
   for (auto& [slot, r] : records) {
     if (index_.Find(r.key) || free_handles_.empty()) {  // a stale second copy, or too many
       if (free_handles_.empty()) ++over_limit;
-      t2_->slots().Free(slot);
+      MarkStaleT2(slot, r.key);  // reusable; a Delete of the key still reaches it
       continue;
     }
     const uint32_t h = NewHandle();
@@ -163,18 +163,14 @@ void BlockStore::WriteDemotion(uint32_t h, uint32_t slot, SsdRecord record,
       KVTIER_LOG(ERROR) << "cannot invalidate T2 slot " << slot << ": " << s;
     }
   }
-  std::vector<uint32_t> released;
-  {
-    absl::MutexLock lock(&mu_);
-    Entry& e = entries_[h];
-    --e.writes;
-    if (--e.t2_reads == 0) {
-      released.insert(released.end(), e.retired_t2_slots.begin(), e.retired_t2_slots.end());
-      e.retired_t2_slots.clear();
-    }
-    if (e.state == Entry::State::kDropped && e.refs == 0 && e.writes == 0) FreeEntry(h);
+  absl::MutexLock lock(&mu_);
+  Entry& e = entries_[h];
+  --e.writes;
+  if (--e.t2_reads == 0) {
+    for (uint32_t retired : e.retired_t2_slots) RetireT2Slot(e, retired);
+    e.retired_t2_slots.clear();
   }
-  if (!released.empty()) ReleaseT2Slots(released);
+  if (e.state == Entry::State::kDropped && e.refs == 0 && e.writes == 0) FreeEntry(h);
 }
 
 void BlockStore::DemoteToCopy(uint32_t h) {
@@ -212,21 +208,80 @@ void BlockStore::ReleaseCopy(uint32_t h, bool invalidate) {
   }
   if (e.t2_reads > 0) {
     e.retired_t2_slots.push_back(slot);  // released by the last reader of it
-  } else {
+  } else if (invalidate) {
     t2_->slots().Free(slot);
+  } else {
+    MarkStaleT2(slot, e.key);  // a valid record still: a later Delete of the key reaches it
   }
 }
 
-void BlockStore::ReleaseT2Slots(const std::vector<uint32_t>& slots) {
-  // The header goes first so that a restart cannot bring back a copy of a block that now
-  // lives in T1 (and may be deleted there); the slot stays out of the free list meanwhile.
-  for (uint32_t slot : slots) {
-    if (absl::Status s = t2_->Invalidate(slot); !s.ok()) {
-      KVTIER_LOG(ERROR) << "cannot invalidate T2 slot " << slot << ": " << s;
-    }
+void BlockStore::MarkStaleT2(uint32_t slot, const BlockKey& key) {
+  SlabAllocator& slots = t2_->slots();
+  const int cls = slots.ClassOfSlot(slot);
+  slots.SetOwner(slot, kStaleOwner);
+  stale_t2_[slot] = key;
+  stale_t2_of_key_[key].push_back(slot);
+  if (stale_t2_by_class_.size() <= static_cast<size_t>(cls)) stale_t2_by_class_.resize(cls + 1);
+  stale_t2_by_class_[cls].push_back(slot);
+  stale_t2_bytes_ += slots.class_slot_bytes(cls);
+}
+
+void BlockStore::RetireT2Slot(const Entry& e, uint32_t slot) {
+  MarkStaleT2(slot, e.key);
+  if (e.deleted) DropStaleT2(slot);  // deleted while a read or write still used the slot
+}
+
+namespace {
+
+// Removes `slot` from the stale slots listed under `key`.
+void Unlist(absl::flat_hash_map<BlockKey, std::vector<uint32_t>>& of_key, const BlockKey& key,
+            uint32_t slot) {
+  auto it = of_key.find(key);
+  if (it == of_key.end()) return;
+  std::erase(it->second, slot);
+  if (it->second.empty()) of_key.erase(it);
+}
+
+}  // namespace
+
+std::optional<uint32_t> BlockStore::TakeStaleT2(int cls) {
+  if (cls < 0 || static_cast<size_t>(cls) >= stale_t2_by_class_.size()) return std::nullopt;
+  std::vector<uint32_t>& stack = stale_t2_by_class_[cls];
+  SlabAllocator& slots = t2_->slots();
+  while (!stack.empty()) {
+    const uint32_t slot = stack.back();
+    stack.pop_back();
+    auto it = stale_t2_.find(slot);
+    if (it == stale_t2_.end() || slots.ClassOfSlot(slot) != cls) continue;  // taken since
+    Unlist(stale_t2_of_key_, it->second, slot);
+    stale_t2_.erase(it);
+    stale_t2_bytes_ -= slots.class_slot_bytes(cls);
+    slots.SetOwner(slot, SlabAllocator::kNoOwner);
+    return slot;  // still allocated: the caller's write replaces the record
   }
-  absl::MutexLock lock(&mu_);
-  for (uint32_t slot : slots) t2_->slots().Free(slot);
+  return std::nullopt;
+}
+
+void BlockStore::DropStaleT2(uint32_t slot) {
+  auto it = stale_t2_.find(slot);
+  if (it == stale_t2_.end()) return;
+  if (absl::Status s = t2_->Invalidate(slot); !s.ok()) {
+    ++counters_.t2_write_errors;
+    KVTIER_LOG(ERROR) << "cannot invalidate stale T2 slot " << slot << ": " << s;
+  }
+  Unlist(stale_t2_of_key_, it->second, slot);
+  stale_t2_.erase(it);
+  SlabAllocator& slots = t2_->slots();
+  stale_t2_bytes_ -= slots.class_slot_bytes(slots.ClassOfSlot(slot));
+  slots.SetOwner(slot, SlabAllocator::kNoOwner);
+  slots.Free(slot);
+}
+
+void BlockStore::InvalidateStaleT2(const BlockKey& key) {
+  auto it = stale_t2_of_key_.find(key);
+  if (it == stale_t2_of_key_.end()) return;
+  const std::vector<uint32_t> stale = it->second;  // DropStaleT2 edits the list
+  for (uint32_t slot : stale) DropStaleT2(slot);
 }
 
 }  // namespace kvtier

@@ -204,6 +204,88 @@ TEST_P(PromotedCopyTest, ADeletedPromotedBlockLeavesNoCopyThatARestartWouldReviv
 
 INSTANTIATE_TEST_SUITE_P(KeepCopy, PromotedCopyTest, ::testing::Bool());
 
+// A promotion writes nothing to the slot it leaves: the record stays valid on the disk (a
+// stale record), so a restart brings the block back from it, verified like any other.
+TEST_F(T2Test, APromotionLeavesItsRecordForARestartWithoutWritingTheDisk) {
+  const std::string dir = FreshDir("stale_restart");
+  Open(T2Options(dir));
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, a_, 0, 4).ok());
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, b_, 0, 4).ok());  // A to T2
+  ASSERT_TRUE(ReadAndCheck(Lookup(a_)).ok());  // A promoted, B demoted
+  store_->FlushT2Writes();
+  BlockStoreStats s = store_->Stats();
+  EXPECT_EQ(s.promoted_blocks, 4u);
+  EXPECT_EQ(s.t2_used_blocks, 4u);
+  // The stale slots are free space, not usage.
+  EXPECT_EQ(s.t2_allocated_bytes, 4 * SsdTier::SlotBytesFor(layout_.BlockBytes()));
+  Open(T2Options(dir));  // T1 (where A was) is gone; A's records are not
+  s = store_->Stats();
+  EXPECT_EQ(s.t2_recovered_blocks, 8u);
+  LookupResult found = Lookup(a_);
+  ASSERT_EQ(found.matched_blocks(), 4u);
+  ASSERT_TRUE(ReadAndCheck(found).ok());
+  EXPECT_EQ(store_->Stats().checksum_failures, 0u);
+}
+
+// The slots promotions left are reused before any T2 block is evicted.
+TEST_F(T2Test, SlotsPromotionsLeftAreReusedBeforeAnyT2BlockIsEvicted) {
+  const std::string dir = FreshDir("stale_reuse");
+  Open(T2Options(dir));
+  const uint64_t capacity = store_->Stats().t2_capacity_blocks;
+  ASSERT_EQ(capacity % 4, 0u);
+  ASSERT_GE(capacity, 8u);
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, a_, 0, 4).ok());
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, b_, 0, 4).ok());  // T2: A
+  ASSERT_TRUE(ReadAndCheck(Lookup(a_)).ok());                        // T2: B, stale A
+  store_->FlushT2Writes();
+  // Each new prompt demotes the 4 blocks T1 held: the free slots first, then the last
+  // prompt's demotion needs the 4 stale ones.
+  std::vector<std::vector<uint32_t>> prompts = {a_, b_};
+  const uint64_t puts = (capacity - 8) / 4 + 1;
+  for (uint64_t i = 0; i < puts; ++i) {
+    prompts.push_back(Tokens(4 * 4, static_cast<uint32_t>(10 + i)));
+    ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, prompts.back(), 0, 4).ok());
+    store_->FlushT2Writes();
+  }
+  const BlockStoreStats s = store_->Stats();
+  EXPECT_EQ(s.t2_evicted_blocks, 0u);
+  EXPECT_EQ(s.t2_write_queue_drops, 0u);
+  EXPECT_EQ(s.t2_used_blocks, capacity);
+  EXPECT_EQ(s.demoted_blocks, 8 + 4 * puts);
+  for (const std::vector<uint32_t>& prompt : prompts) {
+    EXPECT_EQ(Lookup(prompt, /*lease=*/false).matched_blocks(), 4u);
+  }
+  // The prompt demoted last went into the stale slots: whole.
+  LookupResult found = Lookup(prompts[prompts.size() - 2]);
+  ASSERT_EQ(found.matched_blocks(), 4u);
+  for (Tier t : found.tiers) EXPECT_EQ(t, Tier::kLocalSsd);
+  ASSERT_TRUE(ReadAndCheck(found).ok());
+  EXPECT_EQ(store_->Stats().checksum_failures, 0u);
+}
+
+// A block with two valid records (a stale one a promotion left, and the one its next
+// demotion wrote) comes back once after a restart; a Delete then reaches both records, so
+// the next restart brings back neither.
+TEST_F(T2Test, ADeleteReachesEveryRecordOfTheBlockStaleOnesIncluded) {
+  const std::string dir = FreshDir("stale_delete");
+  Open(T2Options(dir));
+  const std::vector<uint32_t> c = Tokens(4 * 4, 3);
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, a_, 0, 4).ok());
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, b_, 0, 4).ok());
+  ASSERT_TRUE(ReadAndCheck(Lookup(a_)).ok());  // A's first records stale
+  store_->FlushT2Writes();
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, c, 0, 4).ok());  // A written again
+  store_->FlushT2Writes();
+  Open(T2Options(dir));
+  EXPECT_EQ(store_->Stats().t2_recovered_blocks, 8u);  // A once, B
+  ASSERT_EQ(Lookup(a_, /*lease=*/false).matched_blocks(), 4u);
+  ASSERT_TRUE(store_->Delete(kTenant, KeysOf(kTenant, layout_, a_)).ok());
+  Open(T2Options(dir));
+  EXPECT_EQ(Lookup(a_, /*lease=*/false).matched_blocks(), 0u);
+  EXPECT_EQ(Lookup(b_, /*lease=*/false).matched_blocks(), 4u);
+  EXPECT_EQ(store_->Stats().t2_recovered_blocks, 4u);
+}
+
 TEST_F(T2Test, WhenTheDiskFailsEvictedBlocksAreDroppedAndT1KeepsServing) {
   Open(T2Options(FreshDir("diskfull")));
   {
