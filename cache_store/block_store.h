@@ -611,9 +611,19 @@ class BlockStore {
   // Completes promotions, drops the blocks that failed (DATA_LOSS), and hands the result
   // to job->done (a streaming read has it already: its reader sees Failed blocks).
   void FinishLoad(std::unique_ptr<ReadJob> job) ABSL_LOCKS_EXCLUDED(mu_);
-  // On a writer thread: writes a queued demotion, then settles its block.
-  void WriteDemotion(uint32_t handle, uint32_t t2_slot, SsdRecord record,
-                     std::shared_ptr<StagedBlock> staging) ABSL_LOCKS_EXCLUDED(mu_);
+  // A demotion queued for the disk: the block, its T2 slot, its record and bytes.
+  struct QueuedWrite {
+    uint32_t handle;
+    uint32_t slot;
+    SsdRecord record;
+    std::shared_ptr<StagedBlock> staging;
+  };
+  // On a writer thread: writes queued demotions into adjacent slots (one disk write;
+  // SsdTier::WriteRun), then settles each block.
+  void WriteDemotions(std::vector<QueuedWrite>& run) ABSL_LOCKS_EXCLUDED(mu_);
+  // A queued demotion's write ended with `status`: the block is in T2 (or dropped), its
+  // staging goes, its slots are retired.
+  void SettleDemotion(QueuedWrite& write, const absl::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
   // Whether T2 takes this T1 victim (BlockStoreOptions::t2_admission).
   bool AdmitToT2(uint32_t handle) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A T1 block with a T2 copy goes back to T2 into that copy, writing nothing.

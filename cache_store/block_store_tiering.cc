@@ -96,6 +96,7 @@ void BlockStore::FinishDemotions(Reservation& r) {
   for (uint32_t slot : r.free_after) t1_->slots().Free(slot);
   r.free_after.clear();
   std::vector<Demotion>& demotions = r.demotions;
+  std::vector<QueuedWrite> writes;
   for (Demotion& d : demotions) {
     Entry& e = entries_[d.handle];
     const bool duplicate = index_.Find(e.key).has_value();  // re-Put while it travelled
@@ -109,10 +110,10 @@ void BlockStore::FinishDemotions(Reservation& r) {
       ++e.writes;
       ++e.t2_reads;
       ++counters_.demoted_blocks;
-      t2_writers_->Submit([this, h = d.handle, slot = d.t2_slot, record = std::move(d.record),
-                           staging = std::move(d.staging)]() mutable {
-        WriteDemotion(h, slot, std::move(record), std::move(staging));
-      });
+      writes.push_back({.handle = d.handle,
+                        .slot = d.t2_slot,
+                        .record = std::move(d.record),
+                        .staging = std::move(d.staging)});
       continue;
     }
     write_queue_bytes_ -= StagedBytes(e.size);
@@ -123,18 +124,48 @@ void BlockStore::FinishDemotions(Reservation& r) {
     FreeEntry(d.handle);
   }
   demotions.clear();
+  // Blocks evicted together mostly get adjacent slots (the slots blocks evicted together
+  // before them left): each run of adjacent slots is one disk write.
+  std::sort(writes.begin(), writes.end(),
+            [](const QueuedWrite& a, const QueuedWrite& b) { return a.slot < b.slot; });
+  for (size_t first = 0; first < writes.size();) {
+    size_t end = first + 1;
+    while (end < writes.size() && end - first < SsdTier::kMaxRun &&
+           t2_->Contiguous(writes[end - 1].slot, writes[end - 1].record.size, writes[end].slot)) {
+      ++end;
+    }
+    std::vector<QueuedWrite> run(std::make_move_iterator(writes.begin() + first),
+                                 std::make_move_iterator(writes.begin() + end));
+    t2_writers_->Submit([this, run = std::move(run)]() mutable { WriteDemotions(run); });
+    first = end;
+  }
 }
 
-void BlockStore::WriteDemotion(uint32_t h, uint32_t slot, SsdRecord record,
-                               std::shared_ptr<StagedBlock> staging) {
+void BlockStore::WriteDemotions(std::vector<QueuedWrite>& run) {
+  std::vector<SsdTier::RunRecord> records;
+  records.reserve(run.size());
+  for (const QueuedWrite& w : run) {
+    records.push_back({.slot = w.slot, .record = &w.record, .data = w.staging->data()});
+  }
   const absl::Time start = absl::Now();
-  const absl::Status status = t2_->Write(slot, record, staging->data(), /*padded=*/true);
+  const absl::Status status = t2_->WriteRun(records);
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
-  bool invalidate = false;
   {
     absl::MutexLock lock(&mu_);
     ++counters_.t2_writes;
     counters_.t2_write_seconds += seconds;
+  }
+  for (QueuedWrite& w : run) SettleDemotion(w, status);
+}
+
+void BlockStore::SettleDemotion(QueuedWrite& w, const absl::Status& status) {
+  const uint32_t h = w.handle;
+  const uint32_t slot = w.slot;
+  const SsdRecord& record = w.record;
+  const std::shared_ptr<StagedBlock>& staging = w.staging;
+  bool invalidate = false;
+  {
+    absl::MutexLock lock(&mu_);
     write_queue_bytes_ -= StagedBytes(record.size);
     Entry& e = entries_[h];  // still this block: it is freed only after its writes
     if (e.pending == staging) e.pending.reset();

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -52,6 +53,29 @@ absl::Status Pwrite2All(int fd, const uint8_t* a, size_t a_n, const uint8_t* b, 
     return PwriteAll(fd, b + done, b_n - done, off, path);
   }
   return PwriteAll(fd, b, b_n, off, path);
+}
+
+absl::Status PwritevAll(int fd, std::span<const iovec> buffers, uint64_t off,
+                        const std::string& path) {
+  std::vector<iovec> left(buffers.begin(), buffers.end());
+  size_t first = 0;
+  while (first < left.size()) {
+    const ssize_t w = pwritev(fd, left.data() + first, static_cast<int>(left.size() - first),
+                              static_cast<off_t>(off));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return IoError("cannot write", path, errno);
+    }
+    if (w == 0) return IoError("cannot write", path, ENOSPC);
+    auto done = static_cast<size_t>(w);
+    off += done;
+    while (first < left.size() && done >= left[first].iov_len) done -= left[first++].iov_len;
+    if (first < left.size()) {
+      left[first].iov_base = static_cast<uint8_t*>(left[first].iov_base) + done;
+      left[first].iov_len -= done;
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::Status PreadAll(int fd, uint8_t* p, size_t n, uint64_t off, const std::string& path) {

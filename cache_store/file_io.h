@@ -5,8 +5,11 @@
 #ifndef KVTIER_CACHE_STORE_FILE_IO_H_
 #define KVTIER_CACHE_STORE_FILE_IO_H_
 
+#include <sys/uio.h>
+
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "absl/status/status.h"
@@ -20,6 +23,10 @@ absl::Status PwriteAll(int fd, const uint8_t* p, size_t n, uint64_t off, const s
 // a short write).
 absl::Status Pwrite2All(int fd, const uint8_t* a, size_t a_n, const uint8_t* b, size_t b_n,
                         uint64_t off, const std::string& path);
+// Writes the buffers back to back at `off` (at most IOV_MAX of them) in as few system calls
+// as the kernel allows.
+absl::Status PwritevAll(int fd, std::span<const iovec> buffers, uint64_t off,
+                        const std::string& path);
 absl::Status PreadAll(int fd, uint8_t* p, size_t n, uint64_t off, const std::string& path);
 
 }  // namespace kvtier

@@ -288,6 +288,39 @@ absl::Status SsdTier::Write(uint32_t slot, const SsdRecord& record, const uint8_
                     path_);
 }
 
+absl::Status SsdTier::WriteRun(std::span<const RunRecord> run) {
+  if (run.empty()) return absl::OkStatus();
+  if (run.size() > kMaxRun) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a T2 write run of ", run.size(), " records (at most ", kMaxRun, ")"));
+  }
+  if (run.size() == 1) return Write(run[0].slot, *run[0].record, run[0].data, /*padded=*/true);
+  for (size_t i = 0; i < run.size(); ++i) {
+    const SsdRecord& r = *run[i].record;
+    if (r.tenant.size() > kMaxTenantBytes ||
+        (i + 1 < run.size() && !Contiguous(run[i].slot, r.size, run[i + 1].slot)) ||
+        SlotBytesFor(r.size) > slots_.SlotBytes(run[i].slot)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "record ", i, " of a T2 write run does not fill slot ", run[i].slot,
+          " or the next slot does not follow it"));
+    }
+  }
+  for (const RunRecord& r : run) {
+    if (absl::Status s = Inject(/*write=*/true, r.slot); !s.ok()) return s;
+  }
+  AlignedBuffer headers = AllocAligned(kAlign * run.size());
+  std::vector<iovec> buffers;
+  buffers.reserve(2 * run.size());
+  for (size_t i = 0; i < run.size(); ++i) {
+    uint8_t* header = headers.get() + i * kAlign;
+    EncodeRecord(header, *run[i].record);
+    buffers.push_back({header, kAlign});
+    buffers.push_back({const_cast<uint8_t*>(run[i].data), RoundUp(run[i].record->size)});
+  }
+  // As in Write: a crash can tear any part of it; every T2 read verifies its block.
+  return PwritevAll(fd_, buffers, SlotOffset(run[0].slot), path_);
+}
+
 absl::Status SsdTier::Read(uint32_t slot, uint64_t size, uint8_t* out) const {
   if (SlotBytesFor(size) > slots_.SlotBytes(slot)) {
     return absl::InvalidArgumentError(absl::StrCat("a read of ", size, " bytes from a T2 slot of ",

@@ -26,6 +26,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -87,6 +88,24 @@ class SsdTier {
   // as it is (otherwise an unaligned or partial tail goes through a bounce buffer).
   absl::Status Write(uint32_t slot, const SsdRecord& record, const uint8_t* data,
                      bool padded = false);
+  // One record of a run of slots written together (WriteRun): `data` 4 KiB-aligned and
+  // readable up to the next 4 KiB (`padded` above).
+  struct RunRecord {
+    uint32_t slot;
+    const SsdRecord* record;
+    const uint8_t* data;
+  };
+  // Whether a record of `size` bytes fills `slot` and `next` starts where `slot` ends in
+  // the file: then the two records can be one write.
+  bool Contiguous(uint32_t slot, uint64_t size, uint32_t next) const {
+    return SlotBytesFor(size) == slots_.SlotBytes(slot) &&
+           SlotOffset(slot) + slots_.SlotBytes(slot) == SlotOffset(next);
+  }
+  // Writes records into slots each Contiguous with the one before, headers and payloads in
+  // one I/O (at most kMaxRun records). One status for the run: on an error none of its
+  // records is to be trusted (the store drops them all).
+  static constexpr size_t kMaxRun = 64;
+  absl::Status WriteRun(std::span<const RunRecord> run);
   // Reads `size` payload bytes into `out` (writable for `size` bytes).
   absl::Status Read(uint32_t slot, uint64_t size, uint8_t* out) const;
   // Overwrites the slot's header so that a restart does not bring its block back.

@@ -263,6 +263,21 @@ TEST_F(T2Test, SlotsPromotionsLeftAreReusedBeforeAnyT2BlockIsEvicted) {
   EXPECT_EQ(store_->Stats().checksum_failures, 0u);
 }
 
+// The blocks one Put pushes out of T1 land in adjacent T2 slots: one disk write for them.
+TEST_F(T2Test, BlocksDemotedTogetherIntoAdjacentSlotsAreOneDiskWrite) {
+  Open(T2Options(FreshDir("run")));
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, a_, 0, 4).ok());
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, b_, 0, 4).ok());  // A's 4 blocks to T2
+  store_->FlushT2Writes();
+  const BlockStoreStats s = store_->Stats();
+  EXPECT_EQ(s.demoted_blocks, 4u);
+  EXPECT_EQ(s.t2_writes, 1u);
+  EXPECT_EQ(s.t2_bytes_written, 4 * layout_.BlockBytes());
+  LookupResult found = Lookup(a_);
+  ASSERT_EQ(found.matched_blocks(), 4u);
+  ASSERT_TRUE(ReadAndCheck(found).ok());
+}
+
 // A block with two valid records (a stale one a promotion left, and the one its next
 // demotion wrote) comes back once after a restart; a Delete then reaches both records, so
 // the next restart brings back neither.

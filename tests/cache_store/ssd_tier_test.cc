@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -196,6 +197,79 @@ TEST(SsdTierTest, AWriteThatFailsReportsResourceExhausted) {
   FileSizeLimit limit(4096);  // only the superblock fits now
   absl::Status s = (*tier)->Write(*Take(**tier, 4096), RecordFor(1, data, 4096), data.p);
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+}
+
+// Records in adjacent slots go to the disk as one write: each reads back whole, and a
+// reopen recovers every one; slots that do not follow each other, or a run past kMaxRun,
+// are refused by name, and a disk that fails one record's write fails the run.
+TEST(SsdTierTest, ARunOfAdjacentSlotsIsOneWriteThatReadsBackWhole) {
+  const std::string dir = FreshDir("run");
+  const SsdTierOptions options{.directory = dir, .capacity_bytes = 64 * 8192, .max_block_bytes = 4096};
+  constexpr int kRecords = 8;
+  std::vector<std::unique_ptr<Aligned>> data;
+  std::vector<SsdRecord> records;
+  std::vector<uint32_t> slots;
+  {
+    auto tier = SsdTier::Create(options);
+    ASSERT_TRUE(tier.ok()) << tier.status();
+    for (int i = 0; i < kRecords; ++i) {
+      data.push_back(std::make_unique<Aligned>(4096));
+      std::memset(data.back()->p, 0x30 + i, 4096);
+      records.push_back(RecordFor(static_cast<uint8_t>(10 + i), *data.back(), 4096));
+      slots.push_back(*Take(**tier, 4096));
+    }
+    for (int i = 0; i + 1 < kRecords; ++i) {
+      ASSERT_TRUE((*tier)->Contiguous(slots[i], 4096, slots[i + 1])) << i;
+    }
+    std::vector<SsdTier::RunRecord> run;
+    for (int i = 0; i < kRecords; ++i) run.push_back({slots[i], &records[i], data[i]->p});
+    ASSERT_TRUE((*tier)->WriteRun(run).ok());
+    for (int i = 0; i < kRecords; ++i) {
+      Aligned back(4096);
+      ASSERT_TRUE((*tier)->Read(slots[i], 4096, back.p).ok());
+      EXPECT_EQ(std::memcmp(back.p, data[i]->p, 4096), 0) << i;
+    }
+    // Not adjacent: refused, naming the record.
+    std::vector<SsdTier::RunRecord> gap = {run[0], run[2]};
+    const absl::Status refused = (*tier)->WriteRun(gap);
+    EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(refused.message().find("record 0"), std::string::npos) << refused;
+    std::vector<SsdTier::RunRecord> too_long(SsdTier::kMaxRun + 1, run[0]);
+    EXPECT_EQ((*tier)->WriteRun(too_long).code(), absl::StatusCode::kInvalidArgument);
+  }
+  auto reopened = SsdTier::Create(options);
+  ASSERT_TRUE(reopened.ok());
+  std::vector<std::pair<uint32_t, SsdRecord>> found = (*reopened)->TakeRecovered();
+  ASSERT_EQ(found.size(), static_cast<size_t>(kRecords));
+  std::sort(found.begin(), found.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (int i = 0; i < kRecords; ++i) {
+    EXPECT_EQ(found[i].first, slots[i]);
+    EXPECT_EQ(found[i].second.key, records[i].key);
+    EXPECT_EQ(found[i].second.checksum, records[i].checksum);
+  }
+}
+
+TEST(SsdTierTest, ARunFailsWholeWhenTheDiskFailsOneOfItsRecords) {
+  const std::string dir = FreshDir("run_fault");
+  std::atomic<int> writes{0};
+  SsdTierOptions options{.directory = dir, .capacity_bytes = 16 * 8192, .max_block_bytes = 4096};
+  uint32_t failing = UINT32_MAX;
+  options.fault_injector = [&](bool write, uint32_t slot) -> absl::Status {
+    if (write) ++writes;
+    return write && slot == failing ? absl::UnavailableError("injected") : absl::OkStatus();
+  };
+  auto tier = SsdTier::Create(options);
+  ASSERT_TRUE(tier.ok());
+  Aligned a(4096), b(4096);
+  std::memset(a.p, 1, 4096);
+  std::memset(b.p, 2, 4096);
+  const SsdRecord ra = RecordFor(1, a, 4096), rb = RecordFor(2, b, 4096);
+  const uint32_t sa = *Take(**tier, 4096), sb = *Take(**tier, 4096);
+  failing = sb;
+  const std::vector<SsdTier::RunRecord> run = {{sa, &ra, a.p}, {sb, &rb, b.p}};
+  EXPECT_EQ((*tier)->WriteRun(run).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(writes.load(), 2);
 }
 
 }  // namespace
