@@ -1,8 +1,9 @@
 // BlockStore: moving blocks from T1 to T2. Demotion to T2 (the Demotion steps; which blocks
 // leave T1 is block_store_space.cc's; reads that promote T2 blocks back are
 // block_store_reads.cc's), the T2 copies of promoted blocks, the stale records promoted
-// blocks leave in T2, and rebuilding the T2 index at start (Recover). Disk I/O runs on the store's T2 reader and
-// writer threads, never under the mutex and never on the caller's thread (block_store.h).
+// blocks leave in T2, and rebuilding the T2 index at start (Recover). Disk I/O runs on the
+// store's T2 reader and writer threads, never under the mutex and never on the caller's
+// thread (block_store.h), but for the rare header writes of a Delete or a slab move.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>

@@ -127,7 +127,10 @@ class EngineCollector : public prometheus::Collectable {
       add("kvtier_t2_io_errors_total", "Failed T2 reads and writes.", T::Counter, s.t2_read_errors,
           {{"op", "read"}});
       add("kvtier_t2_io_errors_total", "", T::Counter, s.t2_write_errors, {{"op", "write"}});
-      add("kvtier_t2_ios_total", "T2 block reads and writes.", T::Counter, s.t2_reads,
+      add("kvtier_t2_ios_total",
+          "T2 disk reads (one per block) and writes (one per run of demotions into adjacent "
+          "slots).",
+          T::Counter, s.t2_reads,
           {{"op", "read"}});
       add("kvtier_t2_ios_total", "", T::Counter, s.t2_writes, {{"op", "write"}});
       add("kvtier_t2_io_seconds_total",
