@@ -46,7 +46,7 @@ ABSL_FLAG(std::string, ssd_dir, "",
 ABSL_FLAG(std::string, policy, "adaptive",
           "replay: T1 eviction policy (adaptive, lru; adaptive:-INGREDIENT,... turns "
           "ingredients off for an ablation, docs/policy.md).");
-ABSL_FLAG(std::string, ssd_policy, "lru", "replay: T2 eviction policy (lru, adaptive).");
+ABSL_FLAG(std::string, ssd_policy, "slru", "replay: T2 eviction policy (slru, lru, adaptive).");
 ABSL_FLAG(std::string, t2_admission, "score", "replay: which T1 victims T2 takes (reuse, score, all).");
 ABSL_FLAG(double, t2_admit_min_score, 0.05, "replay: T2 admission threshold for blocks without shown reuse.");
 ABSL_FLAG(bool, t2_keep_promoted_copy, false, "replay: promoted T2 blocks keep their T2 copy.");

@@ -88,7 +88,7 @@ struct EngineBackendOptions {
   uint64_t ssd_capacity_blocks = 0;  // 0: no T2
   std::string ssd_dir;               // required with T2
   std::string policy = "adaptive";
-  std::string ssd_policy = "lru";
+  std::string ssd_policy = "slru";
   double t2_admit_min_score = 0.05;
   std::string t2_admission = "score";
   bool t2_keep_promoted_copy = false;

@@ -184,7 +184,8 @@ BlockTraits BlockStore::TraitsOf(const Entry& e) {
                          e.tier, SlotsOf(e.tier).ClassOfSlot(e.slot), e.tenant_id),
                      .tier_capacity = static_cast<uint32_t>(std::min<uint64_t>(
                          SlotsOf(e.tier).capacity_slots(SlotsOf(e.tier).ClassOfSlot(e.slot)),
-                         UINT32_MAX))};
+                         UINT32_MAX)),
+                     .reused = e.hits > 0 || e.returned};
 }
 
 void BlockStore::Touch(uint32_t handle) {

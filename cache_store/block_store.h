@@ -85,7 +85,7 @@ struct BlockStoreOptions {
   // reached, a new block evicts one (T2's victim first).
   uint64_t max_blocks = 0;
   std::string eviction_policy = "adaptive";  // T1
-  std::string t2_eviction_policy = "lru";    // T2 (docs/policy.md: why not adaptive)
+  std::string t2_eviction_policy = "slru";   // T2 (docs/policy.md: why segmented LRU)
   // Which T1 victims are written to T2 (docs/policy.md, "T2 admission"):
   //   kReuse  those that have shown reuse: hit while in T1, promoted from T2, or
   //           Put again after an earlier eviction (ReturnHistory); and first-time blocks

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "cache_store/adaptive_policy.h"
 #include "cache_store/lru_policy.h"
+#include "cache_store/slru_policy.h"
 
 namespace kvtier {
 
@@ -10,6 +11,7 @@ absl::StatusOr<std::unique_ptr<EvictionPolicy>> MakeEvictionPolicy(std::string_v
                                                                    uint32_t handles,
                                                                    uint32_t tier_blocks) {
   if (name == "lru") return std::make_unique<LruPolicy>(handles);
+  if (name == "slru") return std::make_unique<SlruPolicy>(handles, tier_blocks);
   if (name == "adaptive") return std::make_unique<AdaptivePolicy>(handles, tier_blocks);
   if (name.starts_with("adaptive:")) {
     absl::StatusOr<AdaptivePolicy::Ingredients> in =
@@ -18,7 +20,7 @@ absl::StatusOr<std::unique_ptr<EvictionPolicy>> MakeEvictionPolicy(std::string_v
     return std::make_unique<AdaptivePolicy>(handles, tier_blocks, *in);
   }
   return absl::InvalidArgumentError(absl::StrCat("unknown eviction policy \"", std::string(name),
-                                                 "\"; known: adaptive, lru (and adaptive:-INGREDIENT,... "
+                                                 "\"; known: adaptive, lru, slru (and adaptive:-INGREDIENT,... "
                                                  "for ablations)"));
 }
 

@@ -45,6 +45,9 @@ struct BlockTraits {
   // its capacity in blocks; across sizes, smaller blocks get more ticks of life for the
   // same reuse probability (their value per byte is higher).
   uint32_t tier_capacity = 0;
+  // It has shown reuse: a hit since it was stored, or a Put of it after it was evicted
+  // (the SSD tier's segmented LRU protects such blocks, cache_store/slru_policy.h).
+  bool reused = false;
 };
 
 class EvictionPolicy {
@@ -79,7 +82,7 @@ class EvictionPolicy {
   virtual size_t evictable_size() const = 0;
 };
 
-// Policies by name: "lru", "adaptive", and "adaptive:-INGREDIENT,..." (AdaptivePolicy with
+// Policies by name: "lru", "slru" (SlruPolicy), "adaptive", and "adaptive:-INGREDIENT,..." (AdaptivePolicy with
 // ingredients turned off, for ablations: AdaptivePolicy::ParseAblation). `handles` bounds the handle values; the tier holds at
 // most `tier_blocks` blocks at once. INVALID_ARGUMENT for an unknown name.
 absl::StatusOr<std::unique_ptr<EvictionPolicy>> MakeEvictionPolicy(std::string_view name,

@@ -67,8 +67,9 @@ ABSL_FLAG(std::string, t2_dir, "",
 ABSL_FLAG(uint64_t, t2_bytes, uint64_t{16} << 30,
           "T2 capacity in bytes: the size of the slab file, each slot a 4 KiB record header "
           "and its block. Reserved with posix_fallocate at start.");
-ABSL_FLAG(std::string, t2_eviction_policy, "lru",
-          "T2 eviction policy: lru or adaptive (docs/policy.md explains the default).");
+ABSL_FLAG(std::string, t2_eviction_policy, "slru",
+          "T2 eviction policy: slru (segmented LRU: blocks that came back are protected), lru "
+          "or adaptive (docs/policy.md explains the default).");
 ABSL_FLAG(std::string, t2_admission, "score",
           "Which blocks evicted from T1 are written to T2: reuse (those that have shown "
           "reuse: hit while in T1, read from T2, or Put again after an eviction; and blocks "

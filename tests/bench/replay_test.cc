@@ -188,6 +188,28 @@ TEST(ReplayTest, TwoTiersServeHitsFromBothAndLoseNothingAgainstOneFlatCache) {
   }
 }
 
+// The SSD tier's default policy (segmented LRU) never does worse than plain LRU there, on
+// KV-shaped traffic at several T2 sizes.
+TEST(ReplayTest, SegmentedT2IsNoWorseThanLruT2) {
+  const std::vector<TraceRequest> trace = SyntheticTrace(3000, 11);
+  const uint64_t unique = UniqueBlocks(trace);
+  const auto t1 = static_cast<uint64_t>(unique * 0.05);
+  for (double t2_fraction : {0.1, 0.4}) {
+    const auto t2 = static_cast<uint64_t>(unique * t2_fraction);
+    double rate[2];
+    for (int i = 0; i < 2; ++i) {
+      const std::string dir = ::testing::TempDir() + "/kvtier_replay_slru";
+      std::filesystem::remove_all(dir);
+      rate[i] = RunEngine(trace, {.capacity_blocks = t1,
+                                  .ssd_capacity_blocks = t2,
+                                  .ssd_dir = dir,
+                                  .ssd_policy = i == 0 ? "lru" : "slru"})
+                    .hit_rate();
+    }
+    EXPECT_GE(rate[1], rate[0]) << "T2 " << t2_fraction;
+  }
+}
+
 // Requests in flight at once (tiered, so lookups overlap disk reads): every request is
 // counted once, nothing fails, the hit rate stays near the one-at-a-time replay's (the
 // order differs only where requests overlap), and a backend that cannot take concurrent

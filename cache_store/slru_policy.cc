@@ -1,0 +1,136 @@
+#include "cache_store/slru_policy.h"
+
+#include <algorithm>
+
+#include "cache_store/log.h"
+
+namespace kvtier {
+
+SlruPolicy::SlruPolicy(uint32_t capacity, uint32_t tier_blocks, double probation_share)
+    : protected_limit_(static_cast<size_t>(tier_blocks * (1.0 - probation_share))),
+      prev_(capacity, kNil),
+      next_(capacity, kNil),
+      resident_(capacity, 0),
+      linked_(capacity, 0),
+      segment_(capacity, kProbation),
+      partition_(capacity, 0),
+      stamp_(capacity, 0) {
+  KVTIER_CHECK(probation_share > 0 && probation_share <= 1) << probation_share;
+}
+
+void SlruPolicy::OnResident(uint32_t handle, const BlockTraits& traits) {
+  KVTIER_CHECK(handle < resident_.size() && !resident_[handle]) << "handle " << handle;
+  resident_[handle] = 1;
+  segment_[handle] = traits.reused ? kProtected : kProbation;
+  partition_[handle] = traits.partition;
+  for (int s : {kProbation, kProtected}) {
+    if (head_[s].size() <= traits.partition) {
+      head_[s].resize(traits.partition + 1, kNil);
+      tail_[s].resize(traits.partition + 1, kNil);
+    }
+  }
+}
+
+void SlruPolicy::OnAccess(uint32_t handle, const BlockTraits&) {
+  KVTIER_CHECK(IsResident(handle)) << "handle " << handle;
+  if (!linked_[handle]) {
+    segment_[handle] = kProtected;  // linked there when it becomes evictable
+    return;
+  }
+  Unlink(handle);
+  segment_[handle] = kProtected;
+  PushFront(handle);
+  Rebalance();
+}
+
+void SlruPolicy::SetEvictable(uint32_t handle, bool evictable) {
+  KVTIER_CHECK(IsResident(handle)) << "handle " << handle;
+  if (evictable == static_cast<bool>(linked_[handle])) return;
+  if (evictable) {
+    linked_[handle] = 1;
+    ++size_;
+    PushFront(handle);
+    Rebalance();
+  } else {
+    Unlink(handle);
+    linked_[handle] = 0;
+    --size_;
+  }
+}
+
+void SlruPolicy::OnLeave(uint32_t handle, bool) {
+  if (!IsResident(handle)) return;
+  if (linked_[handle]) SetEvictable(handle, false);
+  resident_[handle] = 0;
+}
+
+bool SlruPolicy::IsResident(uint32_t handle) const {
+  return handle < resident_.size() && resident_[handle];
+}
+
+bool SlruPolicy::IsEvictable(uint32_t handle) const {
+  return handle < linked_.size() && linked_[handle];
+}
+
+std::optional<uint32_t> SlruPolicy::OldestOf(int segment) const {
+  std::optional<uint32_t> best;
+  for (uint32_t t : tail_[segment]) {
+    if (t != kNil && (!best || stamp_[t] < stamp_[*best])) best = t;
+  }
+  return best;
+}
+
+std::optional<uint32_t> SlruPolicy::Victim() const {
+  if (std::optional<uint32_t> v = OldestOf(kProbation)) return v;
+  return OldestOf(kProtected);
+}
+
+std::optional<uint32_t> SlruPolicy::VictimOf(uint32_t partition) const {
+  for (int s : {kProbation, kProtected}) {
+    if (partition < tail_[s].size() && tail_[s][partition] != kNil) return tail_[s][partition];
+  }
+  return std::nullopt;
+}
+
+bool SlruPolicy::EvictsBefore(uint32_t a, uint32_t b) const {
+  if (segment_[a] != segment_[b]) return segment_[a] == kProbation;
+  return stamp_[a] < stamp_[b];
+}
+
+double SlruPolicy::ReuseScore(uint32_t handle) const {
+  return IsProtected(handle) ? 1.0 : 0.5;
+}
+
+void SlruPolicy::Rebalance() {
+  while (count_[kProtected] > protected_limit_) {
+    const std::optional<uint32_t> oldest = OldestOf(kProtected);
+    if (!oldest) return;
+    Unlink(*oldest);
+    segment_[*oldest] = kProbation;
+    PushFront(*oldest);
+  }
+}
+
+void SlruPolicy::Unlink(uint32_t handle) {
+  const int s = segment_[handle];
+  const uint32_t c = partition_[handle];
+  const uint32_t p = prev_[handle];
+  const uint32_t n = next_[handle];
+  (p == kNil ? head_[s][c] : next_[p]) = n;
+  (n == kNil ? tail_[s][c] : prev_[n]) = p;
+  prev_[handle] = next_[handle] = kNil;
+  --count_[s];
+}
+
+void SlruPolicy::PushFront(uint32_t handle) {
+  const int s = segment_[handle];
+  const uint32_t c = partition_[handle];
+  prev_[handle] = kNil;
+  next_[handle] = head_[s][c];
+  (head_[s][c] == kNil ? tail_[s][c] : prev_[head_[s][c]]) = handle;
+  head_[s][c] = handle;
+  stamp_[handle] = ++clock_;
+  ++count_[s];
+}
+
+}  // namespace kvtier
