@@ -11,7 +11,7 @@ absl::StatusOr<std::unique_ptr<EvictionPolicy>> MakeEvictionPolicy(std::string_v
                                                                    uint32_t handles,
                                                                    uint32_t tier_blocks) {
   if (name == "lru") return std::make_unique<LruPolicy>(handles);
-  if (name == "slru") return std::make_unique<SlruPolicy>(handles, tier_blocks);
+  if (name == "slru") return std::make_unique<SlruPolicy>(handles);
   if (name == "adaptive") return std::make_unique<AdaptivePolicy>(handles, tier_blocks);
   if (name.starts_with("adaptive:")) {
     absl::StatusOr<AdaptivePolicy::Ingredients> in =

@@ -1,13 +1,14 @@
 #include "cache_store/slru_policy.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "cache_store/log.h"
 
 namespace kvtier {
 
-SlruPolicy::SlruPolicy(uint32_t capacity, uint32_t tier_blocks, double probation_share)
-    : protected_limit_(static_cast<size_t>(tier_blocks * (1.0 - probation_share))),
+SlruPolicy::SlruPolicy(uint32_t capacity, double probation_share)
+    : protected_share_(1.0 - probation_share),
       prev_(capacity, kNil),
       next_(capacity, kNil),
       resident_(capacity, 0),
@@ -21,6 +22,7 @@ SlruPolicy::SlruPolicy(uint32_t capacity, uint32_t tier_blocks, double probation
 void SlruPolicy::OnResident(uint32_t handle, const BlockTraits& traits) {
   KVTIER_CHECK(handle < resident_.size() && !resident_[handle]) << "handle " << handle;
   resident_[handle] = 1;
+  ++resident_count_;
   segment_[handle] = traits.reused ? kProtected : kProbation;
   partition_[handle] = traits.partition;
   for (int s : {kProbation, kProtected}) {
@@ -62,6 +64,7 @@ void SlruPolicy::OnLeave(uint32_t handle, bool) {
   if (!IsResident(handle)) return;
   if (linked_[handle]) SetEvictable(handle, false);
   resident_[handle] = 0;
+  --resident_count_;
 }
 
 bool SlruPolicy::IsResident(uint32_t handle) const {
@@ -102,7 +105,9 @@ double SlruPolicy::ReuseScore(uint32_t handle) const {
 }
 
 void SlruPolicy::Rebalance() {
-  while (count_[kProtected] > protected_limit_) {
+  const auto limit =
+      static_cast<size_t>(std::ceil(protected_share_ * static_cast<double>(resident_count_)));
+  while (count_[kProtected] > limit) {
     const std::optional<uint32_t> oldest = OldestOf(kProtected);
     if (!oldest) return;
     Unlink(*oldest);

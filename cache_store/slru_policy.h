@@ -1,13 +1,15 @@
 // SlruPolicy: segmented LRU for the SSD tier. A block that has shown reuse (a hit, or a Put
 // after it was evicted: BlockTraits::reused) enters the *protected* segment; any other block
 // enters *probation*. Victims come from probation (least recent first) and from protected
-// only when probation is empty; when protected outgrows its share of the tier, its least
-// recent block moves to the front of probation (a second chance, not an eviction).
+// only when probation is empty; when protected holds more than (1 - probation_share) of the
+// blocks resident in the tier, its least recent block moves to the front of probation (a
+// second chance, not an eviction). The share is of the blocks resident, not of a capacity
+// in blocks: a tier of many block sizes has no single one.
 //
 // Why, for T2: with exclusive tiers a T2 block is never hit in place (a hit promotes it to
 // T1), so plain LRU over T2 is FIFO over demotions, and the three quarters of KV blocks that
 // are never used again push out the ones that come back. Probation keeps room for a block's
-// first return (at least `probation_share` of the tier); protected keeps the blocks that have
+// first return (`probation_share` of the blocks there); protected keeps the blocks that have
 // come back before, which come back again. docs/policy.md has the measurements.
 //
 // Partitions as in LruPolicy (an intrusive list per segment and partition over arrays
@@ -25,9 +27,8 @@ namespace kvtier {
 
 class SlruPolicy final : public EvictionPolicy {
  public:
-  // `tier_blocks`: blocks the tier holds at most; protected keeps at most
-  // (1 - probation_share) of them. REQUIRES: 0 < probation_share <= 1.
-  SlruPolicy(uint32_t capacity, uint32_t tier_blocks, double probation_share = 0.7);
+  // REQUIRES: 0 < probation_share <= 1.
+  explicit SlruPolicy(uint32_t capacity, double probation_share = 0.7);
 
   std::string_view name() const override { return "slru"; }
   bool leaves_only() const override { return false; }
@@ -58,7 +59,8 @@ class SlruPolicy final : public EvictionPolicy {
   // Moves protected blocks beyond its share to probation.
   void Rebalance();
 
-  const size_t protected_limit_;
+  const double protected_share_;
+  size_t resident_count_ = 0;
   std::vector<uint32_t> prev_;
   std::vector<uint32_t> next_;
   std::vector<uint8_t> resident_;
