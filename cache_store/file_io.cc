@@ -34,25 +34,8 @@ absl::Status PwriteAll(int fd, const uint8_t* p, size_t n, uint64_t off, const s
 
 absl::Status Pwrite2All(int fd, const uint8_t* a, size_t a_n, const uint8_t* b, size_t b_n,
                         uint64_t off, const std::string& path) {
-  while (a_n > 0) {
-    iovec iov[2] = {{const_cast<uint8_t*>(a), a_n}, {const_cast<uint8_t*>(b), b_n}};
-    const ssize_t w = pwritev(fd, iov, 2, static_cast<off_t>(off));
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return IoError("cannot write", path, errno);
-    }
-    if (w == 0) return IoError("cannot write", path, ENOSPC);
-    auto done = static_cast<size_t>(w);
-    off += done;
-    if (done < a_n) {
-      a += done;
-      a_n -= done;
-      continue;
-    }
-    done -= a_n;
-    return PwriteAll(fd, b + done, b_n - done, off, path);
-  }
-  return PwriteAll(fd, b, b_n, off, path);
+  const iovec iov[2] = {{const_cast<uint8_t*>(a), a_n}, {const_cast<uint8_t*>(b), b_n}};
+  return PwritevAll(fd, iov, off, path);
 }
 
 absl::Status PwritevAll(int fd, std::span<const iovec> buffers, uint64_t off,

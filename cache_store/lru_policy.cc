@@ -5,8 +5,7 @@
 namespace kvtier {
 
 LruPolicy::LruPolicy(uint32_t capacity)
-    : prev_(capacity, kNil),
-      next_(capacity, kNil),
+    : lists_(capacity),
       resident_(capacity, 0),
       linked_(capacity, 0),
       partition_(capacity, 0),
@@ -16,10 +15,6 @@ void LruPolicy::OnResident(uint32_t handle, const BlockTraits& traits) {
   KVTIER_CHECK(handle < resident_.size() && !resident_[handle]) << "handle " << handle;
   resident_[handle] = 1;
   partition_[handle] = traits.partition;
-  if (head_.size() <= traits.partition) {
-    head_.resize(traits.partition + 1, kNil);
-    tail_.resize(traits.partition + 1, kNil);
-  }
 }
 
 void LruPolicy::OnAccess(uint32_t handle, const BlockTraits&) {
@@ -27,7 +22,7 @@ void LruPolicy::OnAccess(uint32_t handle, const BlockTraits&) {
   // A block that is not evictable now (leased, read) is pushed to the front when it
   // becomes evictable, which is later than this access.
   if (!linked_[handle]) return;
-  Unlink(handle);
+  lists_.Unlink(partition_[handle], handle);
   PushFront(handle);
 }
 
@@ -39,7 +34,7 @@ void LruPolicy::SetEvictable(uint32_t handle, bool evictable) {
     ++size_;
     PushFront(handle);
   } else {
-    Unlink(handle);
+    lists_.Unlink(partition_[handle], handle);
     linked_[handle] = 0;
     --size_;
   }
@@ -61,34 +56,19 @@ bool LruPolicy::IsEvictable(uint32_t handle) const {
 
 std::optional<uint32_t> LruPolicy::Victim() const {
   std::optional<uint32_t> best;
-  for (uint32_t t : tail_) {
-    if (t != kNil && (!best || stamp_[t] < stamp_[*best])) best = t;
+  for (uint32_t p = 0; p < lists_.lists(); ++p) {
+    const std::optional<uint32_t> t = lists_.Back(p);
+    if (t && (!best || stamp_[*t] < stamp_[*best])) best = t;
   }
   return best;
 }
 
 std::optional<uint32_t> LruPolicy::VictimOf(uint32_t partition) const {
-  if (partition >= tail_.size() || tail_[partition] == kNil) {
-    return std::nullopt;
-  }
-  return tail_[partition];
-}
-
-void LruPolicy::Unlink(uint32_t handle) {
-  const uint32_t c = partition_[handle];
-  uint32_t p = prev_[handle];
-  uint32_t n = next_[handle];
-  (p == kNil ? head_[c] : next_[p]) = n;
-  (n == kNil ? tail_[c] : prev_[n]) = p;
-  prev_[handle] = next_[handle] = kNil;
+  return lists_.Back(partition);
 }
 
 void LruPolicy::PushFront(uint32_t handle) {
-  const uint32_t c = partition_[handle];
-  prev_[handle] = kNil;
-  next_[handle] = head_[c];
-  (head_[c] == kNil ? tail_[c] : prev_[head_[c]]) = handle;
-  head_[c] = handle;
+  lists_.PushFront(partition_[handle], handle);
   stamp_[handle] = ++clock_;
 }
 

@@ -1,14 +1,15 @@
 // LruPolicy: evicts the evictable block least recently made resident, accessed or made
 // evictable. The baseline that other policies are measured against; with one block per
-// access it is exactly the LRU of ../shared/tools/trace_oracle.py. An intrusive doubly
-// linked list per partition over arrays indexed by handle: every operation is O(1)
-// (Victim: O(partitions in use)), nothing allocates after a class is first seen.
+// access it is exactly the LRU of ../shared/tools/trace_oracle.py. One recency list per
+// partition (HandleLists): every operation is O(1) (Victim: O(partitions in use)), nothing
+// allocates after a partition is first seen.
 #ifndef KVTIER_CACHE_STORE_LRU_POLICY_H_
 #define KVTIER_CACHE_STORE_LRU_POLICY_H_
 
 #include <vector>
 
 #include "cache_store/eviction_policy.h"
+#include "cache_store/handle_lists.h"
 
 namespace kvtier {
 
@@ -31,20 +32,14 @@ class LruPolicy final : public EvictionPolicy {
   size_t evictable_size() const override { return size_; }
 
  private:
-  static constexpr uint32_t kNil = UINT32_MAX;
-
-  void Unlink(uint32_t handle);
   void PushFront(uint32_t handle);
 
-  std::vector<uint32_t> prev_;
-  std::vector<uint32_t> next_;
+  HandleLists lists_;  // by partition
   std::vector<uint8_t> resident_;
-  std::vector<uint8_t> linked_;  // evictable: in its class's list
+  std::vector<uint8_t> linked_;  // evictable: in its partition's list
   std::vector<uint32_t> partition_;
   std::vector<uint64_t> stamp_;  // when it went to the front (orders the partitions' tails)
   uint64_t clock_ = 0;
-  std::vector<uint32_t> head_;  // by partition: most recent
-  std::vector<uint32_t> tail_;  // by partition: least recent
   size_t size_ = 0;
 };
 

@@ -9,8 +9,7 @@ namespace kvtier {
 
 SlruPolicy::SlruPolicy(uint32_t capacity, double probation_share)
     : protected_share_(1.0 - probation_share),
-      prev_(capacity, kNil),
-      next_(capacity, kNil),
+      lists_(capacity),
       resident_(capacity, 0),
       linked_(capacity, 0),
       segment_(capacity, kProbation),
@@ -25,12 +24,6 @@ void SlruPolicy::OnResident(uint32_t handle, const BlockTraits& traits) {
   ++resident_count_;
   segment_[handle] = traits.reused ? kProtected : kProbation;
   partition_[handle] = traits.partition;
-  for (int s : {kProbation, kProtected}) {
-    if (head_[s].size() <= traits.partition) {
-      head_[s].resize(traits.partition + 1, kNil);
-      tail_[s].resize(traits.partition + 1, kNil);
-    }
-  }
 }
 
 void SlruPolicy::OnAccess(uint32_t handle, const BlockTraits&) {
@@ -77,8 +70,9 @@ bool SlruPolicy::IsEvictable(uint32_t handle) const {
 
 std::optional<uint32_t> SlruPolicy::OldestOf(int segment) const {
   std::optional<uint32_t> best;
-  for (uint32_t t : tail_[segment]) {
-    if (t != kNil && (!best || stamp_[t] < stamp_[*best])) best = t;
+  for (uint32_t list = segment; list < lists_.lists(); list += 2) {
+    const std::optional<uint32_t> t = lists_.Back(list);
+    if (t && (!best || stamp_[*t] < stamp_[*best])) best = t;
   }
   return best;
 }
@@ -89,10 +83,8 @@ std::optional<uint32_t> SlruPolicy::Victim() const {
 }
 
 std::optional<uint32_t> SlruPolicy::VictimOf(uint32_t partition) const {
-  for (int s : {kProbation, kProtected}) {
-    if (partition < tail_[s].size() && tail_[s][partition] != kNil) return tail_[s][partition];
-  }
-  return std::nullopt;
+  if (std::optional<uint32_t> v = lists_.Back(2 * partition + kProbation)) return v;
+  return lists_.Back(2 * partition + kProtected);
 }
 
 bool SlruPolicy::EvictsBefore(uint32_t a, uint32_t b) const {
@@ -117,25 +109,14 @@ void SlruPolicy::Rebalance() {
 }
 
 void SlruPolicy::Unlink(uint32_t handle) {
-  const int s = segment_[handle];
-  const uint32_t c = partition_[handle];
-  const uint32_t p = prev_[handle];
-  const uint32_t n = next_[handle];
-  (p == kNil ? head_[s][c] : next_[p]) = n;
-  (n == kNil ? tail_[s][c] : prev_[n]) = p;
-  prev_[handle] = next_[handle] = kNil;
-  --count_[s];
+  lists_.Unlink(ListOf(handle), handle);
+  --count_[segment_[handle]];
 }
 
 void SlruPolicy::PushFront(uint32_t handle) {
-  const int s = segment_[handle];
-  const uint32_t c = partition_[handle];
-  prev_[handle] = kNil;
-  next_[handle] = head_[s][c];
-  (head_[s][c] == kNil ? tail_[s][c] : prev_[head_[s][c]]) = handle;
-  head_[s][c] = handle;
+  lists_.PushFront(ListOf(handle), handle);
   stamp_[handle] = ++clock_;
-  ++count_[s];
+  ++count_[segment_[handle]];
 }
 
 }  // namespace kvtier

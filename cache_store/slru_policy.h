@@ -12,8 +12,8 @@
 // first return (`probation_share` of the blocks there); protected keeps the blocks that have
 // come back before, which come back again. docs/policy.md has the measurements.
 //
-// Partitions as in LruPolicy (an intrusive list per segment and partition over arrays
-// indexed by handle): every operation O(1) but Victim and the protected overflow,
+// Partitions as in LruPolicy: a recency list per segment and partition (HandleLists, list
+// 2 * partition + segment); every operation O(1) but Victim and the protected overflow,
 // O(partitions in use).
 #ifndef KVTIER_CACHE_STORE_SLRU_POLICY_H_
 #define KVTIER_CACHE_STORE_SLRU_POLICY_H_
@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "cache_store/eviction_policy.h"
+#include "cache_store/handle_lists.h"
 
 namespace kvtier {
 
@@ -48,10 +49,10 @@ class SlruPolicy final : public EvictionPolicy {
   size_t protected_size() const { return count_[kProtected]; }
 
  private:
-  static constexpr uint32_t kNil = UINT32_MAX;
   static constexpr int kProbation = 0;
   static constexpr int kProtected = 1;
 
+  uint32_t ListOf(uint32_t handle) const { return 2 * partition_[handle] + segment_[handle]; }
   void Unlink(uint32_t handle);
   void PushFront(uint32_t handle);
   // The least recent evictable block of a segment over all partitions.
@@ -61,17 +62,14 @@ class SlruPolicy final : public EvictionPolicy {
 
   const double protected_share_;
   size_t resident_count_ = 0;
-  std::vector<uint32_t> prev_;
-  std::vector<uint32_t> next_;
+  HandleLists lists_;
   std::vector<uint8_t> resident_;
   std::vector<uint8_t> linked_;   // evictable: in its segment's list
   std::vector<uint8_t> segment_;  // kProbation or kProtected
   std::vector<uint32_t> partition_;
   std::vector<uint64_t> stamp_;
   uint64_t clock_ = 0;
-  std::array<std::vector<uint32_t>, 2> head_;  // by segment, then partition: most recent
-  std::array<std::vector<uint32_t>, 2> tail_;  // least recent
-  std::array<size_t, 2> count_{};              // linked blocks by segment
+  std::array<size_t, 2> count_{};  // linked blocks by segment
   size_t size_ = 0;
 };
 
