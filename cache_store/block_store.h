@@ -69,6 +69,7 @@
 #include "cache_store/pinned_host_tier.h"
 #include "cache_store/prefix_index.h"
 #include "cache_store/return_history.h"
+#include "cache_store/stale_records.h"
 #include "cache_store/ssd_tier.h"
 #include "cache_store/tenant_ledger.h"
 #include "cache_store/tenant_quota.h"
@@ -631,25 +632,17 @@ class BlockStore {
   // Gives up a T1 block's T2 copy (the block leaves, or is deleted: then the copy's header
   // is overwritten so that a restart cannot bring it back).
   void ReleaseCopy(uint32_t handle, bool invalidate) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // T2 slots a promoted block left (its record still valid on the disk, holding `key`),
-  // kept allocated as stale records instead of paying a header write per promotion: a
-  // restart may bring such a block back (an intact, verified copy of an immutable block,
-  // as for any evicted block whose slot was not reused yet), but a deleted one must not,
-  // so Delete invalidates its key's stale records (InvalidateStaleT2). AllocateT2 reuses
-  // a stale slot before it evicts anything; a slab move invalidates the stale slots it
-  // takes. Bookkeeping only, no I/O.
+  // Stale T2 records (cache_store/stale_records.h): a slot a promoted block left keeps its
+  // valid record and stays allocated (no header write per promotion; a restart may bring
+  // the block back, verified). MarkStaleT2 lists it (no I/O); RetireT2Slot marks a slot
+  // its entry no longer uses, and drops it at once if the block was deleted; TakeStaleT2
+  // reuses one for a write; DropStaleT2 overwrites one's header and frees it (a slab move);
+  // InvalidateStaleT2 drops every one of a key (a Delete; rare, so under the lock).
   void MarkStaleT2(uint32_t slot, const BlockKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A T2 slot the entry no longer uses and nobody reads: stale, or (the block was deleted)
-  // invalidated and freed.
   void RetireT2Slot(const Entry& e, uint32_t slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A stale slot of class `cls`, now free of its record's claim (the caller overwrites
-  // it), or nullopt.
   std::optional<uint32_t> TakeStaleT2(int cls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Overwrites the headers of `key`'s stale records and frees their slots (a Delete;
-  // rare, so under the lock).
-  void InvalidateStaleT2(const BlockKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Overwrites a stale slot's header and frees it (a slab move takes it).
   void DropStaleT2(uint32_t slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void InvalidateStaleT2(const BlockKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Called by PendingPut and BlockReadHandle.
   absl::StatusOr<PutResult> CommitPut(PendingPut& put) ABSL_LOCKS_EXCLUDED(mu_);
@@ -697,12 +690,7 @@ class BlockStore {
   uint64_t pinned_blocks_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t write_queue_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t write_queue_limit_ = 0;  // fixed at construction
-  // Stale T2 records (MarkStaleT2): slot -> key, key -> slots, and per size class the
-  // slots to reuse (a stack; entries no longer in stale_t2_ are skipped).
-  absl::flat_hash_map<uint32_t, BlockKey> stale_t2_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<BlockKey, std::vector<uint32_t>> stale_t2_of_key_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::vector<uint32_t>> stale_t2_by_class_ ABSL_GUARDED_BY(mu_);
-  uint64_t stale_t2_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  StaleRecords stale_t2_ ABSL_GUARDED_BY(mu_);  // MarkStaleT2
   BlockStoreStats counters_ ABSL_GUARDED_BY(mu_);
   // Last, so that they stop first (the destructor drains them): their tasks use the rest.
   std::unique_ptr<IoPool> t2_readers_;

@@ -348,7 +348,7 @@ BlockStoreStats BlockStore::Stats() const {
     s.t2_slab_bytes = t2.slab_bytes();
     s.t2_slabs = t2.num_slabs();
     s.t2_free_slabs = t2.free_slabs();
-    s.t2_allocated_bytes = t2.allocated_bytes() - stale_t2_bytes_;  // stale: reusable
+    s.t2_allocated_bytes = t2.allocated_bytes() - stale_t2_.bytes();  // stale: reusable
     s.t2_used_blocks = used_blocks_[static_cast<int>(Tier::kLocalSsd)];
     s.t2_used_bytes = used_bytes_[static_cast<int>(Tier::kLocalSsd)];
   }

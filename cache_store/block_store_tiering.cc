@@ -251,11 +251,7 @@ void BlockStore::MarkStaleT2(uint32_t slot, const BlockKey& key) {
   SlabAllocator& slots = t2_->slots();
   const int cls = slots.ClassOfSlot(slot);
   slots.SetOwner(slot, kStaleOwner);
-  stale_t2_[slot] = key;
-  stale_t2_of_key_[key].push_back(slot);
-  if (stale_t2_by_class_.size() <= static_cast<size_t>(cls)) stale_t2_by_class_.resize(cls + 1);
-  stale_t2_by_class_[cls].push_back(slot);
-  stale_t2_bytes_ += slots.class_slot_bytes(cls);
+  stale_t2_.Add(slot, key, cls, slots.class_slot_bytes(cls));
 }
 
 void BlockStore::RetireT2Slot(const Entry& e, uint32_t slot) {
@@ -263,57 +259,25 @@ void BlockStore::RetireT2Slot(const Entry& e, uint32_t slot) {
   if (e.deleted) DropStaleT2(slot);  // deleted while a read or write still used the slot
 }
 
-namespace {
-
-// Removes `slot` from the stale slots listed under `key`.
-void Unlist(absl::flat_hash_map<BlockKey, std::vector<uint32_t>>& of_key, const BlockKey& key,
-            uint32_t slot) {
-  auto it = of_key.find(key);
-  if (it == of_key.end()) return;
-  std::erase(it->second, slot);
-  if (it->second.empty()) of_key.erase(it);
-}
-
-}  // namespace
-
 std::optional<uint32_t> BlockStore::TakeStaleT2(int cls) {
-  if (cls < 0 || static_cast<size_t>(cls) >= stale_t2_by_class_.size()) return std::nullopt;
-  std::vector<uint32_t>& stack = stale_t2_by_class_[cls];
-  SlabAllocator& slots = t2_->slots();
-  while (!stack.empty()) {
-    const uint32_t slot = stack.back();
-    stack.pop_back();
-    auto it = stale_t2_.find(slot);
-    if (it == stale_t2_.end() || slots.ClassOfSlot(slot) != cls) continue;  // taken since
-    Unlist(stale_t2_of_key_, it->second, slot);
-    stale_t2_.erase(it);
-    stale_t2_bytes_ -= slots.class_slot_bytes(cls);
-    slots.SetOwner(slot, SlabAllocator::kNoOwner);
-    return slot;  // still allocated: the caller's write replaces the record
-  }
-  return std::nullopt;
+  const std::optional<uint32_t> slot = stale_t2_.Take(cls);
+  // Still allocated: the caller's write replaces the record.
+  if (slot) t2_->slots().SetOwner(*slot, SlabAllocator::kNoOwner);
+  return slot;
 }
 
 void BlockStore::DropStaleT2(uint32_t slot) {
-  auto it = stale_t2_.find(slot);
-  if (it == stale_t2_.end()) return;
+  if (!stale_t2_.Remove(slot)) return;
   if (absl::Status s = t2_->Invalidate(slot); !s.ok()) {
     ++counters_.t2_write_errors;
     KVTIER_LOG(ERROR) << "cannot invalidate stale T2 slot " << slot << ": " << s;
   }
-  Unlist(stale_t2_of_key_, it->second, slot);
-  stale_t2_.erase(it);
-  SlabAllocator& slots = t2_->slots();
-  stale_t2_bytes_ -= slots.class_slot_bytes(slots.ClassOfSlot(slot));
-  slots.SetOwner(slot, SlabAllocator::kNoOwner);
-  slots.Free(slot);
+  t2_->slots().SetOwner(slot, SlabAllocator::kNoOwner);
+  t2_->slots().Free(slot);
 }
 
 void BlockStore::InvalidateStaleT2(const BlockKey& key) {
-  auto it = stale_t2_of_key_.find(key);
-  if (it == stale_t2_of_key_.end()) return;
-  const std::vector<uint32_t> stale = it->second;  // DropStaleT2 edits the list
-  for (uint32_t slot : stale) DropStaleT2(slot);
+  for (uint32_t slot : stale_t2_.OfKey(key)) DropStaleT2(slot);
 }
 
 }  // namespace kvtier
