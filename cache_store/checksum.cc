@@ -89,7 +89,7 @@ uint64_t ComputeLayerChecksums(const uint8_t* block, uint64_t layer_bytes,
 uint64_t CopyAndChecksum(uint8_t* dst, const uint8_t* src, size_t size, HashSide side) {
   if (side == HashSide::kSource && size > internal::kXxh3MidsizeMax &&
       reinterpret_cast<uintptr_t>(dst) % 16 == 0) {
-    // One pass: each stripe hashed is stored from the same load.
+    // One pass over memory: each stripe is stored right after it is hashed, from L1.
     CountHashed(size);
     return Xxh3().copy_hash_long(dst, src, size);
   }
