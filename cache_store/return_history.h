@@ -5,7 +5,9 @@
 // SSD without losing the ones that come back, after their first return.
 //
 // A bounded FIFO of 64-bit key fingerprints (the oldest is forgotten first) and a hash set
-// over it: Insert and Contains are O(1), memory is about 24 bytes per remembered key. A
+// over it: Insert and Contains are O(1), memory is about 26 bytes per remembered key. Each
+// record carries a small tag that Take and Insert hand back (ReturnPredictor keeps a
+// block's class there, to score the record as a return or, once forgotten, as none). A
 // fingerprint collision can only make a one-time block look returned (one extra SSD
 // write), never lose a block. Not thread-safe: the store calls it under its mutex.
 #ifndef KVTIER_CACHE_STORE_RETURN_HISTORY_H_
@@ -13,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -24,16 +27,20 @@ class ReturnHistory {
   // Remembers the last `capacity` keys inserted (0: remembers nothing).
   explicit ReturnHistory(size_t capacity);
 
-  void Insert(uint64_t fingerprint);
-  // Whether the key is remembered; Take also forgets it (a return is counted once).
+  // Remembers the key with its tag. Returns the tag of the oldest record when this forgets
+  // it unreturned (not taken, and its key not inserted again since).
+  std::optional<uint16_t> Insert(uint64_t fingerprint, uint16_t tag = 0);
+  // Whether the key is remembered; Take also forgets it (a return is counted once) and
+  // returns its tag.
   bool Contains(uint64_t fingerprint) const;
-  bool Take(uint64_t fingerprint);
+  std::optional<uint16_t> Take(uint64_t fingerprint);
 
   size_t size() const { return index_.size(); }
   size_t capacity() const { return ring_.size(); }
 
  private:
   std::vector<uint64_t> ring_;
+  std::vector<uint16_t> tags_;
   std::vector<bool> live_;
   size_t next_ = 0;
   // fingerprint -> ring position of its newest record.

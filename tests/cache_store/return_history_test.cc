@@ -35,6 +35,20 @@ TEST(ReturnHistoryTest, AKeyInsertedAgainSurvivesItsOlderRecord) {
   EXPECT_TRUE(h.Contains(1));
 }
 
+TEST(ReturnHistoryTest, TagsComeBackWithATakeOrWhenARecordIsForgottenUnreturned) {
+  ReturnHistory h(3);
+  EXPECT_EQ(h.Insert(1, 10), std::nullopt);
+  EXPECT_EQ(h.Insert(2, 20), std::nullopt);
+  EXPECT_EQ(h.Take(2), std::optional<uint16_t>(20));
+  EXPECT_EQ(h.Insert(3, 30), std::nullopt);
+  EXPECT_EQ(h.Insert(4, 40), std::optional<uint16_t>(10));  // 1 forgotten unreturned
+  EXPECT_EQ(h.Insert(3, 31), std::nullopt);  // into 2's position: 2 was taken
+  // 3's older record is superseded by the newer one, not forgotten unreturned.
+  EXPECT_EQ(h.Insert(5, 50), std::nullopt);
+  EXPECT_EQ(h.Insert(6, 60), std::optional<uint16_t>(40));
+  EXPECT_EQ(h.Take(3), std::optional<uint16_t>(31));
+}
+
 TEST(ReturnHistoryTest, ZeroCapacityRemembersNothing) {
   ReturnHistory h(0);
   h.Insert(1);
