@@ -47,8 +47,12 @@ ABSL_FLAG(std::string, policy, "adaptive",
           "replay: T1 eviction policy (adaptive, lru; adaptive:-INGREDIENT,... turns "
           "ingredients off for an ablation, docs/policy.md).");
 ABSL_FLAG(std::string, ssd_policy, "slru", "replay: T2 eviction policy (slru, lru, adaptive).");
-ABSL_FLAG(std::string, t2_admission, "score", "replay: which T1 victims T2 takes (reuse, score, all).");
-ABSL_FLAG(double, t2_admit_min_score, 0.05, "replay: T2 admission threshold for blocks without shown reuse.");
+ABSL_FLAG(std::string, t2_admission, "predict",
+          "replay: which T1 victims T2 takes (predict, reuse, score, all).");
+ABSL_FLAG(double, t2_admit_min_score, 0.05,
+          "replay: T2 admission score/reuse threshold for blocks without shown reuse.");
+ABSL_FLAG(double, t2_admit_min_return, 0.04,
+          "replay: T2 admission predict threshold for blocks without shown reuse.");
 ABSL_FLAG(bool, t2_keep_promoted_copy, false, "replay: promoted T2 blocks keep their T2 copy.");
 ABSL_FLAG(int, t2_read_threads, 8, "replay: T2 reader threads.");
 ABSL_FLAG(int, t2_write_threads, 4, "replay: T2 writer threads.");
@@ -182,6 +186,7 @@ int RunReplay() {
                            .ssd_policy = absl::GetFlag(FLAGS_ssd_policy),
                            .t2_admit_min_score = absl::GetFlag(FLAGS_t2_admit_min_score),
                            .t2_admission = absl::GetFlag(FLAGS_t2_admission),
+                           .t2_admit_min_return = absl::GetFlag(FLAGS_t2_admit_min_return),
                            .t2_keep_promoted_copy = absl::GetFlag(FLAGS_t2_keep_promoted_copy),
                            .t2_read_threads = absl::GetFlag(FLAGS_t2_read_threads),
                            .t2_write_threads = absl::GetFlag(FLAGS_t2_write_threads),
@@ -447,7 +452,7 @@ const std::vector<Subcommand>& Subcommands() {
        "replay a Mooncake-format trace against the engine in process or a running "
        "kvtier-store; prints the prefix hit rate (bench/replay.h)",
        {"trace", "capacity_blocks", "capacity_fraction", "ssd_capacity_blocks",
-        "ssd_capacity_fraction", "ssd_dir", "policy", "ssd_policy", "t2_admission", "t2_keep_promoted_copy", "t2_read_threads", "t2_write_threads", "t2_sync", "t2_admit_min_score", "concurrency", "mode",
+        "ssd_capacity_fraction", "ssd_dir", "policy", "ssd_policy", "t2_admission", "t2_keep_promoted_copy", "t2_read_threads", "t2_write_threads", "t2_sync", "t2_admit_min_score", "t2_admit_min_return", "concurrency", "mode",
         "target", "replication", "tenant", "limit_requests"},
        RunReplay},
       {"attention",

@@ -213,6 +213,7 @@ absl::StatusOr<std::shared_ptr<BlockStore>> MakeEngineStore(const EngineBackendO
   options.eviction_policy = o.policy;
   options.t2_eviction_policy = o.ssd_policy;
   options.t2_admit_min_score = o.t2_admit_min_score;
+  options.t2_admit_min_return = o.t2_admit_min_return;
   absl::StatusOr<BlockStoreOptions::T2Admission> admission = ParseT2Admission(o.t2_admission);
   if (!admission.ok()) return admission.status();
   options.t2_admission = *admission;

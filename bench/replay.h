@@ -90,7 +90,8 @@ struct EngineBackendOptions {
   std::string policy = "adaptive";
   std::string ssd_policy = "slru";
   double t2_admit_min_score = 0.05;
-  std::string t2_admission = "score";
+  std::string t2_admission = "predict";
+  double t2_admit_min_return = 0.04;
   bool t2_keep_promoted_copy = false;
   int t2_read_threads = 8;
   int t2_write_threads = 4;

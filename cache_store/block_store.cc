@@ -19,8 +19,9 @@ absl::StatusOr<BlockStoreOptions::T2Admission> ParseT2Admission(std::string_view
   if (name == "reuse") return A::kReuse;
   if (name == "score") return A::kScore;
   if (name == "all") return A::kAll;
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown T2 admission \"", std::string(name), "\" (expected reuse, score or all)"));
+  if (name == "predict") return A::kPredict;
+  return absl::InvalidArgumentError(absl::StrCat("unknown T2 admission \"", std::string(name),
+                                                 "\" (expected reuse, score, predict or all)"));
 }
 
 std::string_view T2AdmissionName(BlockStoreOptions::T2Admission admission) {
@@ -31,6 +32,8 @@ std::string_view T2AdmissionName(BlockStoreOptions::T2Admission admission) {
       return "score";
     case BlockStoreOptions::T2Admission::kAll:
       return "all";
+    case BlockStoreOptions::T2Admission::kPredict:
+      return "predict";
   }
   return "?";
 }
@@ -47,6 +50,9 @@ absl::StatusOr<std::unique_ptr<BlockStore>> BlockStore::Create(const BlockStoreO
   }
   if (!(options.t2_admit_min_score >= 0 && options.t2_admit_min_score <= 1)) {
     return absl::InvalidArgumentError("t2_admit_min_score must be in [0, 1]");
+  }
+  if (!(options.t2_admit_min_return >= 0 && options.t2_admit_min_return <= 1)) {
+    return absl::InvalidArgumentError("t2_admit_min_return must be in [0, 1]");
   }
   absl::StatusOr<std::unique_ptr<PinnedHostTier>> t1 = PinnedHostTier::Create(options.t1);
   if (!t1.ok()) return t1.status();
@@ -105,9 +111,13 @@ BlockStore::BlockStore(const BlockStoreOptions& options, std::unique_ptr<PinnedH
       leases_(options.max_active_leases),
       entries_(handles),
       ledger_(options.quotas),
-      returns_(t2_ != nullptr && options.t2_admission == BlockStoreOptions::T2Admission::kReuse
+      returns_(t2_ != nullptr && (options.t2_admission == BlockStoreOptions::T2Admission::kReuse ||
+                                  options.t2_admission == BlockStoreOptions::T2Admission::kPredict)
                    ? handles
-                   : 0) {
+                   : 0),
+      predictor_(t2_ != nullptr && options.t2_admission == BlockStoreOptions::T2Admission::kPredict
+                     ? BlockStoreOptions::kPredictHorizonT1Turnovers * t1_->slots().capacity_slots(0)
+                     : 0) {
   free_handles_.reserve(handles);
   for (uint32_t h = handles; h-- > 0;) free_handles_.push_back(h);
   if (t2_ != nullptr) {
@@ -194,6 +204,9 @@ void BlockStore::Touch(uint32_t handle) {
   idle.last_access_sum += access_tick_ + 1 - e.last_access;
   e.last_access = ++access_tick_;
   if (e.hits < UINT8_MAX) ++e.hits;
+  if (e.tier == Tier::kLocalSsd && predictor_.horizon() != 0) {
+    predictor_.OnReturn(TraitsOf(e).key_fingerprint);
+  }
   PolicyFor(e.tier)->OnAccess(handle, TraitsOf(e));
 }
 
@@ -641,7 +654,8 @@ absl::StatusOr<PutResult> BlockStore::CommitPut(PendingPut& put) {
     e.size = put.block_bytes_;
     e.checksum = DigestLayerChecksums(b.layer_sums);
     e.layer_sums = std::move(b.layer_sums);
-    e.returned = returns_.Take(TraitsOf(e).key_fingerprint);
+    e.returned = returns_.Take(TraitsOf(e).key_fingerprint).has_value();
+    predictor_.OnReturn(TraitsOf(e).key_fingerprint);
     AddResident(h);
     ++result.stored_blocks;
     events_.Append(EventFor(e, BlockEvent::Type::kStored, BlockEvent::Reason::kPut));

@@ -69,6 +69,7 @@
 #include "cache_store/pinned_host_tier.h"
 #include "cache_store/prefix_index.h"
 #include "cache_store/return_history.h"
+#include "cache_store/return_predictor.h"
 #include "cache_store/stale_records.h"
 #include "cache_store/ssd_tier.h"
 #include "cache_store/tenant_ledger.h"
@@ -92,12 +93,21 @@ struct BlockStoreOptions {
   //           Put again after an earlier eviction (ReturnHistory); and first-time blocks
   //           whose T1 ReuseScore() reaches t2_admit_min_score;
   //   kScore  (default) those whose T1 ReuseScore() reaches t2_admit_min_score;
+  //   kPredict (default) those that have shown reuse (as kReuse), and the others when
+  //           their learned probability of being requested again (ReturnPredictor: per
+  //           class, within kPredictHorizonT1Turnovers turnovers of T1) reaches
+  //           t2_admit_min_return;
   //   kAll    every victim.
-  enum class T2Admission { kReuse, kScore, kAll };
-  // The default keeps the best hit rate; kReuse with copies writes 4x less to the SSD for
-  // a lower hit rate on some workloads (docs/policy.md has the trade-off).
-  T2Admission t2_admission = T2Admission::kScore;
-  double t2_admit_min_score = 0.05;
+  enum class T2Admission { kReuse, kScore, kAll, kPredict };
+  // The default writes fewer blocks than kScore at a hit rate as good or better on most
+  // workloads measured; with t2_keep_promoted_copy it writes a third as much for about the
+  // same hit rate (docs/policy.md has the trade-off).
+  T2Admission t2_admission = T2Admission::kPredict;
+  double t2_admit_min_score = 0.05;   // kScore, kReuse
+  double t2_admit_min_return = 0.04;  // kPredict
+  // kPredict's horizon: a victim that comes back later than this many T1 turnovers (in
+  // further victims without shown reuse) counts as one that did not.
+  static constexpr uint64_t kPredictHorizonT1Turnovers = 2;
   // A T2 block promoted to T1 keeps its T2 copy (valid on disk, pinned in T2 while the
   // block is in T1), so that its later demotion writes nothing. It takes T2 space from
   // other blocks. false (default): exclusive tiers.
@@ -626,7 +636,7 @@ class BlockStore {
   // staging goes, its slots are retired.
   void SettleDemotion(QueuedWrite& write, const absl::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
   // Whether T2 takes this T1 victim (BlockStoreOptions::t2_admission).
-  bool AdmitToT2(uint32_t handle) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool AdmitToT2(uint32_t handle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A T1 block with a T2 copy goes back to T2 into that copy, writing nothing.
   void DemoteToCopy(uint32_t handle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Gives up a T1 block's T2 copy (the block leaves, or is deleted: then the copy's header
@@ -683,6 +693,8 @@ class BlockStore {
   TenantLedger ledger_ ABSL_GUARDED_BY(mu_);
   // Keys of blocks evicted without a T2 write, to see them return (kReuse admission).
   ReturnHistory returns_ ABSL_GUARDED_BY(mu_);
+  // Learns which T1 victims come back (kPredict admission; off otherwise).
+  ReturnPredictor predictor_ ABSL_GUARDED_BY(mu_);
   uint64_t reserved_blocks_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t reserved_handles_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t access_tick_ ABSL_GUARDED_BY(mu_) = 0;

@@ -146,7 +146,7 @@ std::optional<uint32_t> BlockStore::SlabToMove(Tier tier, int cls, uint32_t tena
   return std::nullopt;
 }
 
-bool BlockStore::AdmitToT2(uint32_t h) const {
+bool BlockStore::AdmitToT2(uint32_t h) {
   const Entry& e = entries_[h];
   switch (options_.t2_admission) {
     case BlockStoreOptions::T2Admission::kAll:
@@ -156,6 +156,9 @@ bool BlockStore::AdmitToT2(uint32_t h) const {
     case BlockStoreOptions::T2Admission::kReuse:
       return e.hits > 0 || e.returned ||
              t1_policy_->ReuseScore(h) >= options_.t2_admit_min_score;
+    case BlockStoreOptions::T2Admission::kPredict:
+      return e.hits > 0 || e.returned ||
+             predictor_.Probability(TraitsOf(e)) >= options_.t2_admit_min_return;
   }
   return false;
 }
@@ -175,6 +178,10 @@ std::optional<uint32_t> BlockStore::EvictT1(uint32_t h, Reservation& r, bool fre
   // Dropped without T2, when T2's admission filter refuses it, or when every T2 block is
   // protected. An evicted block is remembered (RemoveEntry), to admit it when it returns.
   // A full write queue drops it too (counted).
+  if (t2_ != nullptr && e.hits == 0 && !e.returned) {  // a trial for kPredict's learning
+    const BlockTraits traits = TraitsOf(e);
+    predictor_.OnVictim(traits.key_fingerprint, traits);
+  }
   bool admitted = t2_ != nullptr && AdmitToT2(h);
   if (t2_ != nullptr && !admitted) ++counters_.demotion_rejected_blocks;
   if (admitted && write_queue_bytes_ + StagedBytes(e.size) > write_queue_limit_) {

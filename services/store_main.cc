@@ -70,14 +70,21 @@ ABSL_FLAG(uint64_t, t2_bytes, uint64_t{16} << 30,
 ABSL_FLAG(std::string, t2_eviction_policy, "slru",
           "T2 eviction policy: slru (segmented LRU: blocks that came back are protected), lru "
           "or adaptive (docs/policy.md explains the default).");
-ABSL_FLAG(std::string, t2_admission, "score",
-          "Which blocks evicted from T1 are written to T2: reuse (those that have shown "
+ABSL_FLAG(std::string, t2_admission, "predict",
+          "Which blocks evicted from T1 are written to T2: predict (those that have shown "
           "reuse: hit while in T1, read from T2, or Put again after an eviction; and blocks "
-          "whose estimated reuse probability reaches --t2_admit_min_score), score (only the "
-          "estimate counts) or all. docs/policy.md.");
+          "whose learned probability of being requested again reaches "
+          "--t2_admit_min_return), reuse (shown reuse, or the T1 policy's reuse estimate "
+          "reaches --t2_admit_min_score), score (only that estimate counts) or all. "
+          "docs/policy.md.");
 ABSL_FLAG(double, t2_admit_min_score, 0.05,
-          "T2 admission: a block evicted from T1 without shown reuse is written to T2 only "
-          "when the T1 policy's estimated reuse probability is at least this.");
+          "T2 admission score and reuse: a block evicted from T1 without shown reuse is "
+          "written to T2 only when the T1 policy's estimated reuse probability is at least "
+          "this.");
+ABSL_FLAG(double, t2_admit_min_return, 0.04,
+          "T2 admission predict: a block evicted from T1 without shown reuse is written to T2 "
+          "only when the learned probability that a block of its class is requested again "
+          "(within two T1 turnovers) is at least this.");
 ABSL_FLAG(bool, t2_keep_promoted_copy, false,
           "A T2 block read back into T1 keeps its T2 copy, so that its next demotion writes "
           "nothing; the copy takes T2 space from other blocks (false: exclusive tiers).");
@@ -173,6 +180,7 @@ int Run() {
   options.max_blocks = absl::GetFlag(FLAGS_max_blocks);
   options.t2_eviction_policy = absl::GetFlag(FLAGS_t2_eviction_policy);
   options.t2_admit_min_score = absl::GetFlag(FLAGS_t2_admit_min_score);
+  options.t2_admit_min_return = absl::GetFlag(FLAGS_t2_admit_min_return);
   absl::StatusOr<BlockStoreOptions::T2Admission> admission =
       ParseT2Admission(absl::GetFlag(FLAGS_t2_admission));
   if (!admission.ok()) {

@@ -36,6 +36,7 @@ TEST_P(BlockStoreConcurrencyTest, MixedOperationsKeepDataAndAccountingCorrect) {
     std::filesystem::remove_all(dir);
     options.t2 = {.directory = dir, .capacity_bytes = kT2Slots * 4096};
     options.t2_admit_min_score = 0;
+    options.t2_admit_min_return = 0;
   }
   auto created = BlockStore::Create(options);
   ASSERT_TRUE(created.ok());

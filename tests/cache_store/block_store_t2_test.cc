@@ -38,6 +38,7 @@ BlockStoreOptions T2Options(const std::string& dir) {
   o.eviction_policy = "lru";
   o.t2 = {.directory = dir, .capacity_bytes = kT2Slots * SsdTier::SlotBytesFor(4096)};
   o.t2_admit_min_score = 0;
+  o.t2_admit_min_return = 0;
   return o;
 }
 
@@ -321,6 +322,7 @@ TEST_F(T2Test, WhenTheDiskFailsEvictedBlocksAreDroppedAndT1KeepsServing) {
 
 TEST_F(T2Test, TheAdmissionFilterKeepsUnlikelyBlocksOffTheSsd) {
   BlockStoreOptions o = T2Options(FreshDir("filter"));
+  o.t2_admission = BlockStoreOptions::T2Admission::kScore;
   o.eviction_policy = "adaptive";
   o.t2_admit_min_score = 1.0;  // no estimate reaches certainty: nothing is admitted
   Open(o);
@@ -364,6 +366,58 @@ TEST_F(T2Test, ReuseAdmissionWritesOnlyBlocksThatShowedReuse) {
   ASSERT_EQ(found.matched_blocks(), 4u);
   for (Tier t : found.tiers) EXPECT_EQ(t, Tier::kLocalSsd);
   EXPECT_TRUE(ReadAndCheck(found).ok());
+}
+
+TEST_F(T2Test, PredictedAdmissionStopsWritingBlocksOfAClassThatNeverComesBack) {
+  BlockStoreOptions o = T2Options(FreshDir("predict"));
+  o.t2_admission = BlockStoreOptions::T2Admission::kPredict;
+  o.t2_admit_min_return = 0.2;
+  Open(o);
+  // One-off 4-block prompts: each Put pushes the previous prompt out of T1 (4 slots). The
+  // first victims are written (no history yet: every class starts at 1/2); once their
+  // trials fall out of the horizon (2 T1 turnovers) unreturned, their classes are refused.
+  uint64_t written_early = 0;
+  for (uint32_t i = 0; i < 40; ++i) {
+    ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, Tokens(4 * 4, 100 + i), 0, 4).ok());
+    store_->FlushT2Writes();  // the write queue holds 4 blocks: a full one would drop some
+    if (i == 3) written_early = store_->Stats().demoted_blocks;
+  }
+  BlockStoreStats s = store_->Stats();
+  EXPECT_GE(written_early, 8u);
+  EXPECT_LE(s.demoted_blocks, written_early + 12);  // a few more while it learns, then none
+  EXPECT_GE(s.demotion_rejected_blocks, 100u);
+  // A prompt that has shown reuse (a hit in T1) is written whatever its class predicts.
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, a_, 0, 4).ok());
+  ASSERT_TRUE(ReadAndCheck(Lookup(a_)).ok());
+  store_->FlushT2Writes();  // the write queue holds 4 blocks: a full one would drop A
+  const uint64_t before = store_->Stats().demoted_blocks;
+  ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, b_, 0, 4).ok());  // A to T2
+  store_->FlushT2Writes();
+  EXPECT_EQ(store_->Stats().demoted_blocks, before + 4);
+  LookupResult found = Lookup(a_);
+  ASSERT_EQ(found.matched_blocks(), 4u);
+  for (Tier t : found.tiers) EXPECT_EQ(t, Tier::kLocalSsd);
+  EXPECT_TRUE(ReadAndCheck(found).ok());
+}
+
+TEST_F(T2Test, PredictedAdmissionKeepsWritingAClassWhoseBlocksComeBack) {
+  BlockStoreOptions o = T2Options(FreshDir("predict_back"));
+  o.t2_admission = BlockStoreOptions::T2Admission::kPredict;
+  o.t2_admit_min_return = 0.2;
+  Open(o);
+  // Every prompt comes back from T2 right after the next one pushed it out of T1: its
+  // class keeps returning, and none of its blocks is refused.
+  for (uint32_t i = 0; i < 40; ++i) {
+    ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, Tokens(4 * 4, 100 + i), 0, 4).ok());
+    store_->FlushT2Writes();  // the write queue holds 4 blocks: a full one would drop some
+    if (i >= 1) {
+      LookupResult found = Lookup(Tokens(4 * 4, 100 + i - 1));
+      ASSERT_EQ(found.matched_blocks(), 4u) << "prompt " << i - 1;
+      for (Tier t : found.tiers) EXPECT_EQ(t, Tier::kLocalSsd);
+      EXPECT_TRUE(ReadAndCheck(found).ok());
+    }
+  }
+  EXPECT_EQ(store_->Stats().demotion_rejected_blocks, 0u);
 }
 
 TEST_F(T2Test, APromotedBlockGoesBackToItsT2CopyWithoutWriting) {
@@ -621,7 +675,7 @@ TEST_F(T2Test, ABlockDeletedWhileItsWriteIsQueuedDoesNotComeBackAfterRestart) {
 
 TEST(T2AdmissionTest, NamesParseAndAnUnknownOneIsRefusedByName) {
   for (auto a : {BlockStoreOptions::T2Admission::kReuse, BlockStoreOptions::T2Admission::kScore,
-                 BlockStoreOptions::T2Admission::kAll}) {
+                 BlockStoreOptions::T2Admission::kAll, BlockStoreOptions::T2Admission::kPredict}) {
     auto parsed = ParseT2Admission(T2AdmissionName(a));
     ASSERT_TRUE(parsed.ok());
     EXPECT_EQ(*parsed, a);
@@ -642,6 +696,11 @@ TEST(T2CreateTest, AnUnusableDirectoryFailsCreateWithItsName) {
   o.t2.directory = FreshDir("badscore");
   o.t2_admit_min_score = 2;
   EXPECT_EQ(BlockStore::Create(o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.t2_admit_min_score = 0;
+  o.t2_admit_min_return = -0.5;
+  absl::StatusOr<std::unique_ptr<BlockStore>> bad_return = BlockStore::Create(o);
+  EXPECT_EQ(bad_return.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad_return.status().message().find("t2_admit_min_return"), std::string_view::npos);
 }
 
 }  // namespace

@@ -54,6 +54,7 @@ class MixedLayoutsTest : public ::testing::TestWithParam<bool> {
       std::filesystem::remove_all(dir_);
       o.t2 = {.directory = dir_, .capacity_bytes = uint64_t{256} << 20};
       o.t2_admit_min_score = 0;
+      o.t2_admit_min_return = 0;
     }
     absl::StatusOr<std::unique_ptr<BlockStore>> store = BlockStore::Create(o);
     ASSERT_TRUE(store.ok()) << store.status();

@@ -289,6 +289,7 @@ TEST(TenantQuotaStoreTest, T2LimitKeepsATenantsDemotionsToItsShare) {
   o.eviction_policy = "lru";
   o.t2 = {.directory = dir, .capacity_bytes = 32 * SsdTier::SlotBytesFor(4096)};
   o.t2_admit_min_score = 0;
+  o.t2_admit_min_return = 0;
   o.quotas.tenants["a"] = {.t2_limit = 3 * kBlock};
   absl::StatusOr<std::unique_ptr<BlockStore>> store = BlockStore::Create(o);
   ASSERT_TRUE(store.ok()) << store.status();

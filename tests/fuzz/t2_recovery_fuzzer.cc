@@ -35,6 +35,7 @@ BlockStoreOptions Options() {
   o.t2 = {.directory = *dir, .capacity_bytes = 128 << 10, .direct_io = false};
   o.eviction_policy = "lru";
   o.t2_admit_min_score = 0;
+  o.t2_admit_min_return = 0;
   return o;
 }
 

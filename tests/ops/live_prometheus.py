@@ -107,7 +107,7 @@ def main():
                    f"--tenant_quota_file={tmp}/quotas.txt",
                    f"--metrics_listen=127.0.0.1:{ports['store_m']}", "--t1_lock=none",
                    "--t1_min_slot_bytes=16384", f"--t1_bytes={3000 * 16384}",
-                   f"--t2_dir={tmp}/t2", f"--t2_bytes={3000 * 16384}", "--t2_admit_min_score=0"],
+                   f"--t2_dir={tmp}/t2", f"--t2_bytes={3000 * 16384}", "--t2_admit_min_score=0", "--t2_admit_min_return=0"],
                   f"{tmp}/store.log")
     wait_http(f"http://127.0.0.1:{ports['store_m']}/metrics", "kvtier-store")
     worker = start([f"{BUILD}/services/kvtier-worker", f"--listen=127.0.0.1:{ports['worker']}",

@@ -478,7 +478,7 @@ TEST(ShardedClusterTest, AShardRestartedOnItsT2DirectoryRejoinsAndServes) {
                                "--t1_bytes=131072",
                                "--t1_min_slot_bytes=8192",
                                "--t2_bytes=16777216",
-                               "--t2_admit_min_score=0",
+                               "--t2_admit_min_score=0", "--t2_admit_min_return=0",
                                "--t2_direct_io=false",
                                absl::StrCat("--t2_dir=", (dir / absl::StrCat(i)).string())};
                          })

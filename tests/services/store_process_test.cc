@@ -235,7 +235,7 @@ TEST(StoreProcessTest, T2ServesEvictedBlocksAndSurvivesARestart) {
   std::filesystem::remove_all(dir);
   const std::vector<std::string> flags = {"--t1_bytes=4194304", "--t1_min_slot_bytes=65536",
                                           "--t2_dir=" + dir, "--t2_bytes=16777216",
-                                          "--t2_admit_min_score=0"};
+                                          "--t2_admit_min_score=0", "--t2_admit_min_return=0"};
   const KvLayout layout{.model_id = "tiny",
                         .num_layers = 2,
                         .num_kv_heads = 2,

@@ -22,6 +22,7 @@ TestStoreServer::TestStoreServer(const TestStoreOptions& options) {
             .capacity_bytes = options.t2_bytes,
             .fault_injector = options.t2_fault_injector};
     o.t2_admit_min_score = 0;
+    o.t2_admit_min_return = 0;
     o.t2_read_threads = options.t2_read_threads;
   }
   absl::StatusOr<std::unique_ptr<BlockStore>> store = BlockStore::Create(o);
