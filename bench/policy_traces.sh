@@ -17,10 +17,13 @@ trap 'rm -rf "$work"' EXIT
 python3 "$root/bench/gen_traces.py" all "$work/traces" --requests "$requests"
 traces=("$root/../shared/data/traces/mooncake_synthetic_trace.jsonl")
 for k in chat rag agent mixed; do traces+=("$work/traces/$k.jsonl"); done
-tiers=("score exclusive (default)|--t2_admission=score --t2_keep_promoted_copy=false"
-       "score + copies|--t2_admission=score --t2_keep_promoted_copy=true"
-       "reuse 0.3 + copies|--t2_admission=reuse --t2_admit_min_score=0.3 --t2_keep_promoted_copy=true"
-       "reuse only + copies|--t2_admission=reuse --t2_admit_min_score=1 --t2_keep_promoted_copy=true")
+# --t2_sync: the disk I/O on the calling thread, so that the hit rates do not depend on how
+# the I/O threads are scheduled (a demotion still queued is served from memory).
+tiers=("predict (default)|--t2_admission=predict --t2_keep_promoted_copy=false"
+       "score (default before 2026-12-03)|--t2_admission=score --t2_keep_promoted_copy=false"
+       "predict + copies|--t2_admission=predict --t2_keep_promoted_copy=true"
+       "predict 0.08 + copies|--t2_admission=predict --t2_admit_min_return=0.08 --t2_keep_promoted_copy=true"
+       "reuse 0.3 + copies|--t2_admission=reuse --t2_admit_min_score=0.3 --t2_keep_promoted_copy=true")
 for t in "${traces[@]}"; do
   name="$(basename "$t" .jsonl)"
   python3 "$oracle" "$t" --capacity-fraction 0.02 0.05 0.1 0.2 0.45 >"$work/$name.oracle"
@@ -33,7 +36,7 @@ for t in "${traces[@]}"; do
     d="$(mktemp -d -p "$work")"
     # shellcheck disable=SC2086
     "$bench" replay --trace="$t" --capacity_fraction=0.05 --ssd_capacity_fraction=0.40 \
-      --ssd_dir="$d" ${row#*|} | sed "s/^{/{\"setup\": \"${row%%|*}\", /" >>"$work/$name.t2"
+      --ssd_dir="$d" --t2_sync ${row#*|} | sed "s/^{/{\"setup\": \"${row%%|*}\", /" >>"$work/$name.t2"
     rm -rf "$d"
   done
 done
@@ -53,7 +56,7 @@ for t in sys.argv[2:]:
         gap = (a - l) / (o["belady"] - l) if o["belady"] > l else float("nan")
         print(f"| {n} | {o['capacity_fraction']:.0%} | {l:.4f} | {a:.4f} | {a / l:.3f} | "
               f"{o['belady']:.4f} | {o['infinite']:.4f} | {gap:.0%} |")
-print("\nT1 5% + T2 40% (default adaptive T1, LRU T2), by T2 admission:\n")
+print("\nT1 5% + T2 40% (default adaptive T1, SLRU T2), by T2 admission:\n")
 print("| trace | setup | hit rate | / infinite | SSD block writes / request | clean demotions | replay req/s |")
 print("| --- | --- | --- | --- | --- | --- | --- |")
 for t in sys.argv[2:]:

@@ -2,7 +2,10 @@
 # The replay on the bundled Mooncake trace, against ../shared/tools/trace_oracle.py:
 #  - --policy lru reproduces the oracle's LRU hit rate to three decimals (5% and 20%);
 #  - the default policy is >= LRU at 2/5/10/20% of unique blocks and >= 1.05x LRU at 5%;
-#  - T1 5% + T2 40% is >= the oracle's LRU of one flat cache of 45%.
+#  - T1 5% + T2 40% is >= the oracle's LRU of one flat cache of 45%;
+#  - there, the default T2 admission (predict) writes fewer blocks to the SSD than the
+#    T1-score filter (the default before it) for a hit rate at least as high (disk I/O on
+#    the calling thread, --t2_sync, so that both hit rates are deterministic).
 # Exits 77 (ctest: skipped, reported as such) when the trace or the oracle is absent.
 # Usage: replay_oracle_test.sh BUILD_DIR TRACE ORACLE
 set -euo pipefail
@@ -25,7 +28,12 @@ for f in 0.02 0.05 0.1 0.2; do
 done
 "$bench" replay --trace="$trace" --capacity_fraction=0.05 --ssd_capacity_fraction=0.40 \
   --ssd_dir="$work/t2" >"$work/tiered.json"
-cat "$work/oracle.jsonl" "$work/replay.jsonl" "$work/tiered.json"
+for a in score predict; do
+  rm -rf "$work/t2"
+  "$bench" replay --trace="$trace" --capacity_fraction=0.05 --ssd_capacity_fraction=0.40 \
+    --ssd_dir="$work/t2" --t2_sync --t2_admission=$a >"$work/admission_$a.json"
+done
+cat "$work/oracle.jsonl" "$work/replay.jsonl" "$work/tiered.json" "$work"/admission_*.json
 
 python3 - "$work" <<'PY'
 import json, sys
@@ -57,6 +65,14 @@ flat = [o for o in oracle if round(o["capacity_fraction"], 2) == 0.45][0]
 print(f"T1 5% + T2 40%: {tiered['hit_rate']:.4f} vs flat LRU 45% {flat['lru']}")
 if tiered["hit_rate"] < flat["lru"]:
     failures.append(f"tiered {tiered['hit_rate']} below flat LRU {flat['lru']}")
+score = json.load(open(f"{work}/admission_score.json"))
+predict = json.load(open(f"{work}/admission_predict.json"))
+print(f"T2 admission: score {score['hit_rate']:.4f} @ {score['ssd_blocks_written_per_request']} "
+      f"writes/request, predict {predict['hit_rate']:.4f} @ {predict['ssd_blocks_written_per_request']}")
+if predict["hit_rate"] < score["hit_rate"]:
+    failures.append(f"predict admission {predict['hit_rate']} below score {score['hit_rate']}")
+if predict["ssd_blocks_written_per_request"] >= score["ssd_blocks_written_per_request"]:
+    failures.append("predict admission writes no fewer blocks than score")
 if failures:
     print("FAIL:", *failures, sep="\n  ")
     sys.exit(1)

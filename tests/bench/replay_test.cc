@@ -63,7 +63,8 @@ TEST(TraceTest, BadRecordsAreErrorsThatNameTheProblem) {
 
 // A trace with the structure of KV workloads: shared system prompts, multi-turn sessions
 // that extend their previous prompt, and one-off documents.
-std::vector<TraceRequest> SyntheticTrace(int requests, uint32_t seed) {
+std::vector<TraceRequest> SyntheticTrace(int requests, uint32_t seed, int doc_blocks = 5,
+                                         int doc_spread = 20) {
   std::mt19937_64 rng(seed);
   std::vector<TraceRequest> out;
   uint64_t next_id = 0;
@@ -84,7 +85,9 @@ std::vector<TraceRequest> SyntheticTrace(int requests, uint32_t seed) {
       sessions.push_back(s);
       r.hash_ids = s;
     } else {  // one-off document
-      for (int k = 0; k < 5 + static_cast<int>(rng() % 20); ++k) r.hash_ids.push_back(next_id++);
+      for (int k = 0; k < doc_blocks + static_cast<int>(rng() % doc_spread); ++k) {
+        r.hash_ids.push_back(next_id++);
+      }
     }
     r.input_length = static_cast<int64_t>(r.hash_ids.size()) * 512 - 100;
     out.push_back(std::move(r));
@@ -207,6 +210,45 @@ TEST(ReplayTest, SegmentedT2IsNoWorseThanLruT2) {
                     .hit_rate();
     }
     EXPECT_GE(rate[1], rate[0]) << "T2 " << t2_fraction;
+  }
+}
+
+// T2 admission by learned return probability (the default) writes fewer blocks to the
+// SSD than the T1-score filter on chat traffic mixed with long one-off documents (a scan:
+// "summarise this file"), for a hit rate no lower, at two T2 sizes; and writes less still
+// with promoted copies.
+TEST(ReplayTest, PredictedT2AdmissionWritesLessThanTheScoreFilterForNoLowerHitRate) {
+  const std::vector<TraceRequest> trace = SyntheticTrace(3000, 11, /*doc_blocks=*/64, 40);
+  const uint64_t unique = UniqueBlocks(trace);
+  const auto t1 = static_cast<uint64_t>(unique * 0.05);
+  const std::string dir = ::testing::TempDir() + "/kvtier_replay_predict";
+  for (double t2_fraction : {0.1, 0.4}) {
+    const auto t2 = static_cast<uint64_t>(unique * t2_fraction);
+    ReplayResult r[3];
+    for (int i = 0; i < 3; ++i) {
+      std::filesystem::remove_all(dir);
+      r[i] = RunEngine(trace, {.capacity_blocks = t1,
+                               .ssd_capacity_blocks = t2,
+                               .ssd_dir = dir,
+                               .t2_admission = i == 0 ? "score" : "predict",
+                               .t2_keep_promoted_copy = i == 2,
+                               .t2_sync = true});
+    }
+    const ReplayResult& score = r[0];
+    const ReplayResult& predict = r[1];
+    const ReplayResult& copies = r[2];
+    EXPECT_GE(predict.hit_rate(), score.hit_rate()) << "T2 " << t2_fraction;
+    EXPECT_LT(predict.counters.demoted_blocks, score.counters.demoted_blocks * 0.9)
+        << "T2 " << t2_fraction;
+    EXPECT_GT(predict.counters.demotion_rejected_blocks, 0u);
+    EXPECT_LT(copies.counters.demoted_blocks, predict.counters.demoted_blocks)
+        << "T2 " << t2_fraction;
+    EXPECT_EQ(predict.fetch_failures, 0u);
+    std::printf("T2 %.1f: score %.4f @ %lu writes, predict %.4f @ %lu, + copies %.4f @ %lu\n",
+                t2_fraction, score.hit_rate(),
+                static_cast<unsigned long>(score.counters.demoted_blocks), predict.hit_rate(),
+                static_cast<unsigned long>(predict.counters.demoted_blocks), copies.hit_rate(),
+                static_cast<unsigned long>(copies.counters.demoted_blocks));
   }
 }
 
