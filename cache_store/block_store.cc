@@ -115,8 +115,10 @@ BlockStore::BlockStore(const BlockStoreOptions& options, std::unique_ptr<PinnedH
                                   options.t2_admission == BlockStoreOptions::T2Admission::kPredict)
                    ? handles
                    : 0),
+      // T1's blocks as the T1 policy counts them: in its smallest slots, at most `handles`.
       predictor_(t2_ != nullptr && options.t2_admission == BlockStoreOptions::T2Admission::kPredict
-                     ? BlockStoreOptions::kPredictHorizonT1Turnovers * t1_->slots().capacity_slots(0)
+                     ? BlockStoreOptions::kPredictHorizonT1Turnovers *
+                           std::min<uint64_t>(t1_->slots().capacity_slots(0), handles)
                      : 0) {
   free_handles_.reserve(handles);
   for (uint32_t h = handles; h-- > 0;) free_handles_.push_back(h);

@@ -3,8 +3,9 @@
 // evicts, demotes and promotes, and reports events. No gRPC in here.
 //
 // Tiers are exclusive: a block lives in T1 or in T2. A block evicted from T1 is demoted to
-// T2 when T2's admission filter accepts it (the T1 policy's ReuseScore() is at least
-// t2_admit_min_score), otherwise it leaves the store. A T2 block that is read is promoted
+// T2 when T2's admission accepts it (by default: it has shown reuse, or ReturnPredictor's
+// learned probability that its class comes back reaches t2_admit_min_return), otherwise it
+// leaves the store. A T2 block that is read is promoted
 // back to T1 (read from disk straight into a T1 slot). Disk I/O never runs under the mutex:
 // the thread whose Put or read needs it does it between two locked sections.
 //
@@ -92,21 +93,25 @@ struct BlockStoreOptions {
   //   kReuse  those that have shown reuse: hit while in T1, promoted from T2, or
   //           Put again after an earlier eviction (ReturnHistory); and first-time blocks
   //           whose T1 ReuseScore() reaches t2_admit_min_score;
-  //   kScore  (default) those whose T1 ReuseScore() reaches t2_admit_min_score;
+  //   kScore  those whose T1 ReuseScore() reaches t2_admit_min_score (the default until
+  //           2026-12-03);
   //   kPredict (default) those that have shown reuse (as kReuse), and the others when
   //           their learned probability of being requested again (ReturnPredictor: per
   //           class, within kPredictHorizonT1Turnovers turnovers of T1) reaches
   //           t2_admit_min_return;
   //   kAll    every victim.
   enum class T2Admission { kReuse, kScore, kAll, kPredict };
-  // The default writes fewer blocks than kScore at a hit rate as good or better on most
-  // workloads measured; with t2_keep_promoted_copy it writes a third as much for about the
-  // same hit rate (docs/policy.md has the trade-off).
+  // The default writes fewer blocks than kScore on every workload measured, at a hit rate
+  // higher on some and up to 0.2 points lower on others; with t2_keep_promoted_copy it
+  // writes a third to a half of kScore's (docs/policy.md has the trade-off).
   T2Admission t2_admission = T2Admission::kPredict;
   double t2_admit_min_score = 0.05;   // kScore, kReuse
   double t2_admit_min_return = 0.04;  // kPredict
   // kPredict's horizon: a victim that comes back later than this many T1 turnovers (in
-  // further victims without shown reuse) counts as one that did not.
+  // further victims without shown reuse) counts as one that did not. Memory: about 30
+  // bytes per remembered key, so 60 per block T1 holds; with the evicted-key history that
+  // shown reuse needs (one key per block the store can hold), well under 0.1% of the
+  // cached bytes for KV blocks of 64 KiB and more.
   static constexpr uint64_t kPredictHorizonT1Turnovers = 2;
   // A T2 block promoted to T1 keeps its T2 copy (valid on disk, pinned in T2 while the
   // block is in T1), so that its later demotion writes nothing. It takes T2 space from
@@ -691,7 +696,7 @@ class BlockStore {
   std::array<uint64_t, 3> used_blocks_ ABSL_GUARDED_BY(mu_){};  // by Tier
   absl::flat_hash_map<uint64_t, LayoutUsage> layouts_ ABSL_GUARDED_BY(mu_);
   TenantLedger ledger_ ABSL_GUARDED_BY(mu_);
-  // Keys of blocks evicted without a T2 write, to see them return (kReuse admission).
+  // Keys of blocks evicted without a T2 write, to see them return (kReuse and kPredict).
   ReturnHistory returns_ ABSL_GUARDED_BY(mu_);
   // Learns which T1 victims come back (kPredict admission; off otherwise).
   ReturnPredictor predictor_ ABSL_GUARDED_BY(mu_);

@@ -5,7 +5,7 @@
 // SSD without losing the ones that come back, after their first return.
 //
 // A bounded FIFO of 64-bit key fingerprints (the oldest is forgotten first) and a hash set
-// over it: Insert and Contains are O(1), memory is about 26 bytes per remembered key. Each
+// over it: Insert and Contains are O(1), memory is about 30 bytes per remembered key. Each
 // record carries a small tag that Take and Insert hand back (ReturnPredictor keeps a
 // block's class there, to score the record as a return or, once forgotten, as none). A
 // fingerprint collision can only make a one-time block look returned (one extra SSD

@@ -19,7 +19,7 @@
 // all depends on its length (long shared documents and contexts come back, short one-off
 // questions do not), which the depth and blocks-to-end of one block do not carry alone.
 //
-// Cost: O(1) per victim and per return (ReturnHistory), about 26 bytes per remembered key.
+// Cost: O(1) per victim and per return (ReturnHistory), about 30 bytes per remembered key.
 // Not thread-safe: the store calls it under its mutex.
 #ifndef KVTIER_CACHE_STORE_RETURN_PREDICTOR_H_
 #define KVTIER_CACHE_STORE_RETURN_PREDICTOR_H_
