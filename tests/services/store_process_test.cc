@@ -24,6 +24,8 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/numbers.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "client/cache_store_client.h"
 #include "tests/services/test_prompts.h"
 
@@ -272,7 +274,14 @@ TEST(StoreProcessTest, T2ServesEvictedBlocksAndSurvivesARestart) {
       ASSERT_TRUE(client.Put(layout, prompts[p], 0, payloads[p]).ok());
     }
     fetch_all(client, 0, v1::TIER_LOCAL_SSD);
+    // A streaming Fetch sends each block as its disk read ends; the promotion into T1 is
+    // settled after the last read, so it can land just after the client has every byte.
     absl::StatusOr<v1::StatsResponse> stats = client.Stats();
+    for (const absl::Time deadline = absl::Now() + absl::Seconds(10);
+         stats.ok() && stats->promoted_blocks() < 32 && absl::Now() < deadline;) {
+      absl::SleepFor(absl::Milliseconds(10));
+      stats = client.Stats();
+    }
     ASSERT_TRUE(stats.ok());
     ASSERT_EQ(stats->tiers_size(), 2);
     EXPECT_EQ(stats->tiers(1).tier(), v1::TIER_LOCAL_SSD);
