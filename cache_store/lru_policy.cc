@@ -8,8 +8,7 @@ LruPolicy::LruPolicy(uint32_t capacity)
     : lists_(capacity),
       resident_(capacity, 0),
       linked_(capacity, 0),
-      partition_(capacity, 0),
-      stamp_(capacity, 0) {}
+      partition_(capacity, 0) {}
 
 void LruPolicy::OnResident(uint32_t handle, const BlockTraits& traits) {
   KVTIER_CHECK(handle < resident_.size() && !resident_[handle]) << "handle " << handle;
@@ -54,14 +53,7 @@ bool LruPolicy::IsEvictable(uint32_t handle) const {
   return handle < linked_.size() && linked_[handle];
 }
 
-std::optional<uint32_t> LruPolicy::Victim() const {
-  std::optional<uint32_t> best;
-  for (uint32_t p = 0; p < lists_.lists(); ++p) {
-    const std::optional<uint32_t> t = lists_.Back(p);
-    if (t && (!best || stamp_[*t] < stamp_[*best])) best = t;
-  }
-  return best;
-}
+std::optional<uint32_t> LruPolicy::Victim() const { return lists_.OldestBack(); }
 
 std::optional<uint32_t> LruPolicy::VictimOf(uint32_t partition) const {
   return lists_.Back(partition);
@@ -69,7 +61,6 @@ std::optional<uint32_t> LruPolicy::VictimOf(uint32_t partition) const {
 
 void LruPolicy::PushFront(uint32_t handle) {
   lists_.PushFront(partition_[handle], handle);
-  stamp_[handle] = ++clock_;
 }
 
 }  // namespace kvtier

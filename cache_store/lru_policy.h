@@ -27,7 +27,7 @@ class LruPolicy final : public EvictionPolicy {
   bool IsEvictable(uint32_t handle) const override;
   std::optional<uint32_t> Victim() const override;
   std::optional<uint32_t> VictimOf(uint32_t partition) const override;
-  bool EvictsBefore(uint32_t a, uint32_t b) const override { return stamp_[a] < stamp_[b]; }
+  bool EvictsBefore(uint32_t a, uint32_t b) const override { return lists_.PushedBefore(a, b); }
   double ReuseScore(uint32_t) const override { return 1.0; }
   size_t evictable_size() const override { return size_; }
 
@@ -38,8 +38,6 @@ class LruPolicy final : public EvictionPolicy {
   std::vector<uint8_t> resident_;
   std::vector<uint8_t> linked_;  // evictable: in its partition's list
   std::vector<uint32_t> partition_;
-  std::vector<uint64_t> stamp_;  // when it went to the front (orders the partitions' tails)
-  uint64_t clock_ = 0;
   size_t size_ = 0;
 };
 

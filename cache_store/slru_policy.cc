@@ -13,8 +13,7 @@ SlruPolicy::SlruPolicy(uint32_t capacity, double probation_share)
       resident_(capacity, 0),
       linked_(capacity, 0),
       segment_(capacity, kProbation),
-      partition_(capacity, 0),
-      stamp_(capacity, 0) {
+      partition_(capacity, 0) {
   KVTIER_CHECK(probation_share > 0 && probation_share <= 1) << probation_share;
 }
 
@@ -69,12 +68,7 @@ bool SlruPolicy::IsEvictable(uint32_t handle) const {
 }
 
 std::optional<uint32_t> SlruPolicy::OldestOf(int segment) const {
-  std::optional<uint32_t> best;
-  for (uint32_t list = segment; list < lists_.lists(); list += 2) {
-    const std::optional<uint32_t> t = lists_.Back(list);
-    if (t && (!best || stamp_[*t] < stamp_[*best])) best = t;
-  }
-  return best;
+  return lists_.OldestBack(segment, 2);
 }
 
 std::optional<uint32_t> SlruPolicy::Victim() const {
@@ -89,7 +83,7 @@ std::optional<uint32_t> SlruPolicy::VictimOf(uint32_t partition) const {
 
 bool SlruPolicy::EvictsBefore(uint32_t a, uint32_t b) const {
   if (segment_[a] != segment_[b]) return segment_[a] == kProbation;
-  return stamp_[a] < stamp_[b];
+  return lists_.PushedBefore(a, b);
 }
 
 double SlruPolicy::ReuseScore(uint32_t handle) const {
@@ -115,7 +109,6 @@ void SlruPolicy::Unlink(uint32_t handle) {
 
 void SlruPolicy::PushFront(uint32_t handle) {
   lists_.PushFront(ListOf(handle), handle);
-  stamp_[handle] = ++clock_;
   ++count_[segment_[handle]];
 }
 

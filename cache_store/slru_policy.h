@@ -67,8 +67,6 @@ class SlruPolicy final : public EvictionPolicy {
   std::vector<uint8_t> linked_;   // evictable: in its segment's list
   std::vector<uint8_t> segment_;  // kProbation or kProtected
   std::vector<uint32_t> partition_;
-  std::vector<uint64_t> stamp_;
-  uint64_t clock_ = 0;
   std::array<size_t, 2> count_{};  // linked blocks by segment
   size_t size_ = 0;
 };
