@@ -206,10 +206,9 @@ void BlockStore::Touch(uint32_t handle) {
   idle.last_access_sum += access_tick_ + 1 - e.last_access;
   e.last_access = ++access_tick_;
   if (e.hits < UINT8_MAX) ++e.hits;
-  if (e.tier == Tier::kLocalSsd && predictor_.horizon() != 0) {
-    predictor_.OnReturn(TraitsOf(e).key_fingerprint);
-  }
-  PolicyFor(e.tier)->OnAccess(handle, TraitsOf(e));
+  const BlockTraits traits = TraitsOf(e);
+  if (e.tier == Tier::kLocalSsd) predictor_.OnReturn(traits.key_fingerprint);
+  PolicyFor(e.tier)->OnAccess(handle, traits);
 }
 
 BlockEvent BlockStore::EventFor(const Entry& e, BlockEvent::Type type, BlockEvent::Reason reason) {
@@ -656,8 +655,9 @@ absl::StatusOr<PutResult> BlockStore::CommitPut(PendingPut& put) {
     e.size = put.block_bytes_;
     e.checksum = DigestLayerChecksums(b.layer_sums);
     e.layer_sums = std::move(b.layer_sums);
-    e.returned = returns_.Take(TraitsOf(e).key_fingerprint).has_value();
-    predictor_.OnReturn(TraitsOf(e).key_fingerprint);
+    const uint64_t fingerprint = TraitsOf(e).key_fingerprint;
+    e.returned = returns_.Take(fingerprint).has_value();
+    predictor_.OnReturn(fingerprint);
     AddResident(h);
     ++result.stored_blocks;
     events_.Append(EventFor(e, BlockEvent::Type::kStored, BlockEvent::Reason::kPut));

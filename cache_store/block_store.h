@@ -641,7 +641,8 @@ class BlockStore {
   // staging goes, its slots are retired.
   void SettleDemotion(QueuedWrite& write, const absl::Status& status) ABSL_LOCKS_EXCLUDED(mu_);
   // Whether T2 takes this T1 victim (BlockStoreOptions::t2_admission).
-  bool AdmitToT2(uint32_t handle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool AdmitToT2(uint32_t handle, const BlockTraits& traits) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A T1 block with a T2 copy goes back to T2 into that copy, writing nothing.
   void DemoteToCopy(uint32_t handle) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Gives up a T1 block's T2 copy (the block leaves, or is deleted: then the copy's header

@@ -146,7 +146,7 @@ std::optional<uint32_t> BlockStore::SlabToMove(Tier tier, int cls, uint32_t tena
   return std::nullopt;
 }
 
-bool BlockStore::AdmitToT2(uint32_t h) {
+bool BlockStore::AdmitToT2(uint32_t h, const BlockTraits& traits) const {
   const Entry& e = entries_[h];
   switch (options_.t2_admission) {
     case BlockStoreOptions::T2Admission::kAll:
@@ -158,7 +158,7 @@ bool BlockStore::AdmitToT2(uint32_t h) {
              t1_policy_->ReuseScore(h) >= options_.t2_admit_min_score;
     case BlockStoreOptions::T2Admission::kPredict:
       return e.hits > 0 || e.returned ||
-             predictor_.Probability(TraitsOf(e)) >= options_.t2_admit_min_return;
+             predictor_.Probability(traits) >= options_.t2_admit_min_return;
   }
   return false;
 }
@@ -178,11 +178,13 @@ std::optional<uint32_t> BlockStore::EvictT1(uint32_t h, Reservation& r, bool fre
   // Dropped without T2, when T2's admission filter refuses it, or when every T2 block is
   // protected. An evicted block is remembered (RemoveEntry), to admit it when it returns.
   // A full write queue drops it too (counted).
-  if (t2_ != nullptr && e.hits == 0 && !e.returned) {  // a trial for kPredict's learning
+  bool admitted = false;
+  if (t2_ != nullptr) {
     const BlockTraits traits = TraitsOf(e);
-    predictor_.OnVictim(traits.key_fingerprint, traits);
+    // A trial for kPredict's learning (a no-op when the predictor is off).
+    if (e.hits == 0 && !e.returned) predictor_.OnVictim(traits.key_fingerprint, traits);
+    admitted = AdmitToT2(h, traits);
   }
-  bool admitted = t2_ != nullptr && AdmitToT2(h);
   if (t2_ != nullptr && !admitted) ++counters_.demotion_rejected_blocks;
   if (admitted && write_queue_bytes_ + StagedBytes(e.size) > write_queue_limit_) {
     ++counters_.t2_write_queue_drops;
