@@ -61,8 +61,9 @@ def replay_hit_rate(bench, trace, capacity):
     return json.loads(out.splitlines()[0])["hit_rate"]
 
 
-def warm_hit_rate(bench, records, capacity):
-    """The default's hit rate on the second of two back-to-back copies of the trace."""
+def doubled_hit_rate(bench, records, capacity):
+    """The default's hit rate over two back-to-back copies of the trace, the second with new
+    block ids (the same structure): 2 x this - the first copy's rate is the second's."""
     offset = max(x for r in records for x in r["hash_ids"]) + 1
     shift = records[-1]["timestamp"] + 1000
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
@@ -79,21 +80,14 @@ def warm_hit_rate(bench, records, capacity):
     return both
 
 
-def prefix_hits(ids, cached):
-    k = 0
-    while k < len(ids) and ids[k] in cached:
-        k += 1
-    return k
-
-
-def clairvoyant_count(reqs, cap, last_use_known):
+def clairvoyant_count(oracle, reqs, cap, last_use_known):
     """Keeps the blocks with the highest total use count (a min-heap on it); a newcomer that
     ranks below the tier's least is not admitted."""
     total = collections.Counter(x for ids in reqs for x in ids)
     seen = collections.Counter()
     cache, heap, hits, requested = {}, [], 0, 0
     for ids in reqs:
-        hits += prefix_hits(ids, cache)
+        hits += oracle.prefix_len(ids, cache)
         requested += len(ids)
         for x in ids:
             seen[x] += 1
@@ -200,7 +194,7 @@ def main():
         unique = len({x for ids in reqs for x in ids})
         cap = max(1, int(unique * args.fraction))
         default = replay_hit_rate(args.bench, path, cap)
-        both = warm_hit_rate(args.bench, records, cap)
+        both = doubled_hit_rate(args.bench, records, cap)
         row = {"trace": os.path.basename(path)[:-6], "capacity_blocks": cap,
                "lru": round(oracle.lru(reqs, cap), 4),
                "optimum": round(oracle.belady(reqs, cap), 4),
@@ -208,8 +202,8 @@ def main():
                "default": round(default, 4),
                # Both copies request the same number of blocks.
                "default_warm": round(2 * both - default, 4),
-               "count_static": round(clairvoyant_count(reqs, cap, False), 4),
-               "count_and_last_use": round(clairvoyant_count(reqs, cap, True), 4)}
+               "count_static": round(clairvoyant_count(oracle, reqs, cap, False), 4),
+               "count_and_last_use": round(clairvoyant_count(oracle, reqs, cap, True), 4)}
         row.update(structure(reqs))
         c2 = max(1, int(unique * args.t2_fraction))
         row["tiered_model_all_but_tails"] = tiered_model(reqs, cap, c2, False)

@@ -368,11 +368,16 @@ TEST_F(T2Test, ReuseAdmissionWritesOnlyBlocksThatShowedReuse) {
   EXPECT_TRUE(ReadAndCheck(found).ok());
 }
 
-TEST_F(T2Test, PredictedAdmissionStopsWritingBlocksOfAClassThatNeverComesBack) {
-  BlockStoreOptions o = T2Options(FreshDir("predict"));
+// Predicted admission with a threshold a class crosses after a few unreturned victims.
+BlockStoreOptions PredictOptions(const std::string& dir) {
+  BlockStoreOptions o = T2Options(dir);
   o.t2_admission = BlockStoreOptions::T2Admission::kPredict;
   o.t2_admit_min_return = 0.2;
-  Open(o);
+  return o;
+}
+
+TEST_F(T2Test, PredictedAdmissionStopsWritingBlocksOfAClassThatNeverComesBack) {
+  Open(PredictOptions(FreshDir("predict")));
   // One-off 4-block prompts: each Put pushes the previous prompt out of T1 (4 slots). The
   // first victims are written (no history yet: every class starts at 1/2); once their
   // trials fall out of the horizon (2 T1 turnovers) unreturned, their classes are refused.
@@ -401,10 +406,7 @@ TEST_F(T2Test, PredictedAdmissionStopsWritingBlocksOfAClassThatNeverComesBack) {
 }
 
 TEST_F(T2Test, PredictedAdmissionKeepsWritingAClassWhoseBlocksComeBack) {
-  BlockStoreOptions o = T2Options(FreshDir("predict_back"));
-  o.t2_admission = BlockStoreOptions::T2Admission::kPredict;
-  o.t2_admit_min_return = 0.2;
-  Open(o);
+  Open(PredictOptions(FreshDir("predict_back")));
   // Every prompt comes back from T2 right after the next one pushed it out of T1: its
   // class keeps returning, and none of its blocks is refused.
   for (uint32_t i = 0; i < 40; ++i) {
