@@ -41,6 +41,7 @@ test-asan: deps
 # The concurrency, service and worker tests under ThreadSanitizer (scripts/run_tsan_tests.sh),
 # in a build tree of their own; tests/tsan/ makes Debian's Abseil visible to TSan.
 TSAN_TARGETS = block_store_concurrency_test tenant_quota_test block_store_t2_test t2_admission_test \
+  t2_promotion_test \
   cache_store_service_test client_resilience_test fetch_integrity_test shm_data_plane_test \
   sharded_cluster_test store_process_test tenant_identity_test worker_process_test t2_fetch_test \
   decode_engine_test pipelined_restore_test page_pool_test kvtier-store kvtier-worker \

@@ -54,6 +54,8 @@ ABSL_FLAG(double, t2_admit_min_score, 0.05,
 ABSL_FLAG(double, t2_admit_min_return, 0.04,
           "replay: T2 admission predict threshold for blocks without shown reuse.");
 ABSL_FLAG(bool, t2_keep_promoted_copy, false, "replay: promoted T2 blocks keep their T2 copy.");
+ABSL_FLAG(uint32_t, t2_promote_after_reads, 8,
+          "replay: a T2 block moves to T1 on its Nth read from T2 (0: never).");
 ABSL_FLAG(int, t2_read_threads, 8, "replay: T2 reader threads.");
 ABSL_FLAG(int, t2_write_threads, 4, "replay: T2 writer threads.");
 ABSL_FLAG(bool, t2_sync, false,
@@ -188,6 +190,7 @@ int RunReplay() {
                            .t2_admission = absl::GetFlag(FLAGS_t2_admission),
                            .t2_admit_min_return = absl::GetFlag(FLAGS_t2_admit_min_return),
                            .t2_keep_promoted_copy = absl::GetFlag(FLAGS_t2_keep_promoted_copy),
+                           .t2_promote_after_reads = absl::GetFlag(FLAGS_t2_promote_after_reads),
                            .t2_read_threads = absl::GetFlag(FLAGS_t2_read_threads),
                            .t2_write_threads = absl::GetFlag(FLAGS_t2_write_threads),
                            .t2_sync = absl::GetFlag(FLAGS_t2_sync)});
@@ -452,7 +455,8 @@ const std::vector<Subcommand>& Subcommands() {
        "replay a Mooncake-format trace against the engine in process or a running "
        "kvtier-store; prints the prefix hit rate (bench/replay.h)",
        {"trace", "capacity_blocks", "capacity_fraction", "ssd_capacity_blocks",
-        "ssd_capacity_fraction", "ssd_dir", "policy", "ssd_policy", "t2_admission", "t2_keep_promoted_copy", "t2_read_threads", "t2_write_threads", "t2_sync", "t2_admit_min_score", "t2_admit_min_return", "concurrency", "mode",
+        "ssd_capacity_fraction", "ssd_dir", "policy", "ssd_policy", "t2_admission", "t2_keep_promoted_copy", "t2_promote_after_reads",
+        "t2_read_threads", "t2_write_threads", "t2_sync", "t2_admit_min_score", "t2_admit_min_return", "concurrency", "mode",
         "target", "replication", "tenant", "limit_requests"},
        RunReplay},
       {"attention",

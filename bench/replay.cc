@@ -218,6 +218,7 @@ absl::StatusOr<std::shared_ptr<BlockStore>> MakeEngineStore(const EngineBackendO
   if (!admission.ok()) return admission.status();
   options.t2_admission = *admission;
   options.t2_keep_promoted_copy = o.t2_keep_promoted_copy;
+  options.t2_promote_after_reads = o.t2_promote_after_reads;
   options.t2_read_threads = o.t2_sync ? 1 : o.t2_read_threads;
   options.t2_write_threads = o.t2_sync ? 1 : o.t2_write_threads;
   if (o.ssd_capacity_blocks > 0) {

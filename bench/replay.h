@@ -93,6 +93,7 @@ struct EngineBackendOptions {
   std::string t2_admission = "predict";
   double t2_admit_min_return = 0.04;
   bool t2_keep_promoted_copy = false;
+  uint32_t t2_promote_after_reads = 8;
   int t2_read_threads = 8;
   int t2_write_threads = 4;
   // The replay waits for the store's T2 writes past this backlog (bench/replay.cc says

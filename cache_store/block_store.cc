@@ -54,6 +54,11 @@ absl::StatusOr<std::unique_ptr<BlockStore>> BlockStore::Create(const BlockStoreO
   if (!(options.t2_admit_min_return >= 0 && options.t2_admit_min_return <= 1)) {
     return absl::InvalidArgumentError("t2_admit_min_return must be in [0, 1]");
   }
+  if (options.t2_promote_after_reads > 255) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "t2_promote_after_reads must be in [0, 255] (0: never promote), got ",
+        options.t2_promote_after_reads));
+  }
   absl::StatusOr<std::unique_ptr<PinnedHostTier>> t1 = PinnedHostTier::Create(options.t1);
   if (!t1.ok()) return t1.status();
   std::unique_ptr<SsdTier> t2;

@@ -117,6 +117,13 @@ struct BlockStoreOptions {
   // block is in T1), so that its later demotion writes nothing. It takes T2 space from
   // other blocks. false (default): exclusive tiers.
   bool t2_keep_promoted_copy = false;
+  // A T2 block moves to T1 on its Nth read from T2 since it was written there (N =
+  // t2_promote_after_reads); the reads before are served from T2 in place: the block is
+  // read into a T1 slot that the read owns and frees, and stays in T2 (its SLRU entry
+  // moves up on the Lookup as for any hit). 1: every read promotes. 0: never. A
+  // promotion is what makes a block's next demotion a second SSD write of the same
+  // bytes; docs/policy.md has the trade-off against reads.
+  uint32_t t2_promote_after_reads = 8;
   // T2 disk I/O runs on threads of its own (cache_store/io_pool.h), never on the caller's:
   // reads of one Fetch in parallel on the readers, demotion writes queued to the writers.
   // A demotion's bytes are copied out of T1 into the write queue; when the queue holds
@@ -409,6 +416,8 @@ class BlockStore {
     // Put again after an eviction dropped it (ReturnHistory).
     uint8_t hits = 0;
     bool returned = false;
+    // Reads of it from T2 since it entered T2 (saturating): t2_promote_after_reads.
+    uint8_t t2_served = 0;
     uint64_t size = 0;
     uint64_t checksum = 0;
     // One per layer. Empty for a block recovered from T2 until it is first read (the read
@@ -486,6 +495,9 @@ class BlockStore {
     uint32_t handle;
     uint32_t t1_slot;  // kNone: no T1 room, read into a staging buffer instead
     uint32_t t2_slot;
+    // The block moves into t1_slot when verified; false: it stays in T2 and the read owns
+    // t1_slot (BlockStoreOptions::t2_promote_after_reads).
+    bool promote = true;
     // The block's queued write (Entry::pending): its bytes are copied, not read.
     std::shared_ptr<const StagedBlock> staged;
     uint8_t* dst = nullptr;

@@ -167,14 +167,25 @@ std::unique_ptr<BlockReadHandle> BlockStore::OpenLocked(std::vector<uint32_t> ha
       // a staging buffer.
       // The first listing of a block is promoted; later listings only read it. A block
       // whose write is still queued is copied from the queue (Promotion::staged).
+      // Only the Nth read since the block entered T2 promotes it
+      // (BlockStoreOptions::t2_promote_after_reads); the others read it into a T1 slot
+      // of their own.
       std::optional<uint32_t> t1_slot;
-      if (promoting.insert(h).second) t1_slot = AllocateT1(e.size, e.tenant_id, reservation);
+      bool promote = false;
+      if (promoting.insert(h).second) {
+        Entry& m = entries_[h];
+        if (m.t2_served < UINT8_MAX) ++m.t2_served;
+        const uint32_t after = options_.t2_promote_after_reads;
+        promote = after != 0 && m.t2_served >= after;
+        t1_slot = AllocateT1(e.size, e.tenant_id, reservation);
+      }
       ++entries_[h].t2_reads;
       if (t1_slot) ++reserved_blocks_;
       promotions.push_back(Promotion{.view = i,
                                      .handle = h,
                                      .t1_slot = t1_slot.value_or(kNone),
                                      .t2_slot = e.slot,
+                                     .promote = promote,
                                      .staged = e.pending});
     }
     views.push_back(view);
@@ -349,8 +360,13 @@ void BlockStore::FinishLoad(std::unique_ptr<ReadJob> job) {
         t1_->slots().Free(p.t1_slot);
         continue;
       }
-      if (e.tier != Tier::kLocalSsd || e.slot != p.t2_slot) {
-        // A concurrent reader promoted it first: this copy serves this reader only.
+      if (e.tier != Tier::kLocalSsd || e.slot != p.t2_slot || !p.promote) {
+        // Served from T2 in place, or a concurrent reader promoted it first: this copy
+        // serves this reader only. A block recovered from T2 learns its layer checksums.
+        if (e.tier == Tier::kLocalSsd && e.slot == p.t2_slot && e.layer_sums.empty()) {
+          const BlockView& v = read->views_[p.view];
+          e.layer_sums.assign(v.layer_checksums.begin(), v.layer_checksums.end());
+        }
         read->owned_t1_slots_.push_back(p.t1_slot);
         continue;
       }

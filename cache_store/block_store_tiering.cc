@@ -106,6 +106,7 @@ void BlockStore::FinishDemotions(Reservation& r) {
       // In T2 from now on; readers copy its bytes from the queue until the write ends.
       e.tier = Tier::kLocalSsd;
       e.slot = d.t2_slot;
+      e.t2_served = 0;
       e.pending = d.staging;
       AddResident(d.handle);
       ++e.writes;
@@ -217,6 +218,7 @@ void BlockStore::DemoteToCopy(uint32_t h) {
   e.tier = Tier::kLocalSsd;
   e.slot = e.t2_copy;
   e.t2_copy = kNone;
+  e.t2_served = 0;
   e.last_access = ++access_tick_;
   Account(e, +1);
   t2_->slots().SetOwner(e.slot, h);

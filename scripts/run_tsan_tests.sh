@@ -8,7 +8,7 @@ build="$(cd "${1:?usage: run_tsan_tests.sh BUILD_DIR}" && pwd)"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 tests=(
   cache_store/block_store_concurrency_test cache_store/tenant_quota_test
-  cache_store/block_store_t2_test cache_store/t2_admission_test
+  cache_store/block_store_t2_test cache_store/t2_admission_test cache_store/t2_promotion_test
   services/cache_store_service_test services/client_resilience_test
   services/fetch_integrity_test services/shm_data_plane_test services/sharded_cluster_test
   services/store_process_test services/tenant_identity_test services/worker_process_test

@@ -88,6 +88,10 @@ ABSL_FLAG(double, t2_admit_min_return, 0.04,
 ABSL_FLAG(bool, t2_keep_promoted_copy, false,
           "A T2 block read back into T1 keeps its T2 copy, so that its next demotion writes "
           "nothing; the copy takes T2 space from other blocks (false: exclusive tiers).");
+ABSL_FLAG(uint32_t, t2_promote_after_reads, 8,
+          "A T2 block moves to T1 on its Nth read from T2 since it was written there; the "
+          "reads before serve it from T2 in place, so that it is not written to T2 again "
+          "when T1 evicts it (1: every read promotes; 0: never; at most 255).");
 ABSL_FLAG(int, t2_read_threads, 8,
           "Threads that read T2 (several reads of one Fetch run at once; a Fetch never waits "
           "on the disk on a gRPC thread).");
@@ -189,6 +193,7 @@ int Run() {
   }
   options.t2_admission = *admission;
   options.t2_keep_promoted_copy = absl::GetFlag(FLAGS_t2_keep_promoted_copy);
+  options.t2_promote_after_reads = absl::GetFlag(FLAGS_t2_promote_after_reads);
   options.t2_read_threads = absl::GetFlag(FLAGS_t2_read_threads);
   options.t2_write_threads = absl::GetFlag(FLAGS_t2_write_threads);
   options.t2_write_queue_bytes = absl::GetFlag(FLAGS_t2_write_queue_bytes);

@@ -5,7 +5,9 @@
 #  - T1 5% + T2 40% is >= the oracle's LRU of one flat cache of 45%;
 #  - there, the default T2 admission (predict) writes fewer blocks to the SSD than the
 #    T1-score filter (the default before it) for a hit rate at least as high (disk I/O on
-#    the calling thread, --t2_sync, so that both hit rates are deterministic).
+#    the calling thread, --t2_sync, so that both hit rates are deterministic);
+#  - and the default (T2 hits served in place until a block's 8th read) writes at most 0.6x
+#    the blocks that promoting on every read does, for a hit rate at most 0.005 lower.
 # Exits 77 (ctest: skipped, reported as such) when the trace or the oracle is absent.
 # Usage: replay_oracle_test.sh BUILD_DIR TRACE ORACLE
 set -euo pipefail
@@ -33,7 +35,11 @@ for a in score predict; do
   "$bench" replay --trace="$trace" --capacity_fraction=0.05 --ssd_capacity_fraction=0.40 \
     --ssd_dir="$work/t2" --t2_sync --t2_admission=$a >"$work/admission_$a.json"
 done
-cat "$work/oracle.jsonl" "$work/replay.jsonl" "$work/tiered.json" "$work"/admission_*.json
+rm -rf "$work/t2"
+"$bench" replay --trace="$trace" --capacity_fraction=0.05 --ssd_capacity_fraction=0.40 \
+  --ssd_dir="$work/t2" --t2_sync --t2_promote_after_reads=1 >"$work/promote_every_read.json"
+cat "$work/oracle.jsonl" "$work/replay.jsonl" "$work/tiered.json" "$work"/admission_*.json \
+  "$work/promote_every_read.json"
 
 python3 - "$work" <<'PY'
 import json, sys
@@ -73,6 +79,14 @@ if predict["hit_rate"] < score["hit_rate"]:
     failures.append(f"predict admission {predict['hit_rate']} below score {score['hit_rate']}")
 if predict["ssd_blocks_written_per_request"] >= score["ssd_blocks_written_per_request"]:
     failures.append("predict admission writes no fewer blocks than score")
+every = json.load(open(f"{work}/promote_every_read.json"))
+print(f"T2 promotion: on every read {every['hit_rate']:.4f} @ "
+      f"{every['ssd_blocks_written_per_request']} writes/request, in place until the 8th "
+      f"(default) {predict['hit_rate']:.4f} @ {predict['ssd_blocks_written_per_request']}")
+if predict["ssd_blocks_written_per_request"] > 0.6 * every["ssd_blocks_written_per_request"]:
+    failures.append("serving T2 hits in place writes more than 0.6x promoting on every read")
+if predict["hit_rate"] < every["hit_rate"] - 0.005:
+    failures.append(f"serving T2 hits in place: {predict['hit_rate']} vs {every['hit_rate']}")
 if failures:
     print("FAIL:", *failures, sep="\n  ")
     sys.exit(1)

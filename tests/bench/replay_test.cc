@@ -232,6 +232,7 @@ TEST(ReplayTest, PredictedT2AdmissionWritesLessThanTheScoreFilterForNoLowerHitRa
                                .ssd_dir = dir,
                                .t2_admission = i == 0 ? "score" : "predict",
                                .t2_keep_promoted_copy = i == 2,
+                               .t2_promote_after_reads = 1,  // copies matter only then
                                .t2_sync = true});
     }
     const ReplayResult& score = r[0];
@@ -249,6 +250,41 @@ TEST(ReplayTest, PredictedT2AdmissionWritesLessThanTheScoreFilterForNoLowerHitRa
                 static_cast<unsigned long>(score.counters.demoted_blocks), predict.hit_rate(),
                 static_cast<unsigned long>(predict.counters.demoted_blocks), copies.hit_rate(),
                 static_cast<unsigned long>(copies.counters.demoted_blocks));
+  }
+}
+
+// Serving T2 hits in place until a block's 8th read (the default) writes far fewer blocks
+// to the SSD than promoting on every read, for the same hit rate, at two T2 sizes: a
+// promoted block is written to T2 again when T1 evicts it.
+TEST(ReplayTest, ServingT2HitsInPlaceWritesFewerBlocksForTheSameHitRate) {
+  const std::vector<TraceRequest> trace = SyntheticTrace(3000, 11, /*doc_blocks=*/64, 40);
+  const uint64_t unique = UniqueBlocks(trace);
+  const auto t1 = static_cast<uint64_t>(unique * 0.05);
+  const std::string dir = ::testing::TempDir() + "/kvtier_replay_in_place";
+  for (double t2_fraction : {0.1, 0.4}) {
+    const auto t2 = static_cast<uint64_t>(unique * t2_fraction);
+    ReplayResult r[2];
+    for (int i = 0; i < 2; ++i) {
+      std::filesystem::remove_all(dir);
+      EngineBackendOptions o{.capacity_blocks = t1, .ssd_capacity_blocks = t2, .ssd_dir = dir};
+      o.t2_sync = true;
+      if (i == 0) o.t2_promote_after_reads = 1;
+      r[i] = RunEngine(trace, o);
+    }
+    const ReplayResult& promote = r[0];
+    const ReplayResult& in_place = r[1];
+    EXPECT_LT(in_place.counters.demoted_blocks, promote.counters.demoted_blocks * 0.8)
+        << "T2 " << t2_fraction;
+    EXPECT_GE(in_place.hit_rate(), promote.hit_rate() - 0.005) << "T2 " << t2_fraction;
+    EXPECT_LT(in_place.counters.promoted_blocks * 4, promote.counters.promoted_blocks);
+    EXPECT_EQ(in_place.fetch_failures, 0u);
+    std::printf("T2 %.1f: promote on every read %.4f @ %lu writes (%lu promoted), "
+                "in place until the 8th %.4f @ %lu (%lu)\n",
+                t2_fraction, promote.hit_rate(),
+                static_cast<unsigned long>(promote.counters.demoted_blocks),
+                static_cast<unsigned long>(promote.counters.promoted_blocks), in_place.hit_rate(),
+                static_cast<unsigned long>(in_place.counters.demoted_blocks),
+                static_cast<unsigned long>(in_place.counters.promoted_blocks));
   }
 }
 

@@ -1,4 +1,5 @@
-// The fixture of the BlockStore-with-T2 tests (block_store_t2_test.cc, t2_admission_test.cc):
+// The fixture of the BlockStore-with-T2 tests (block_store_t2_test.cc, t2_admission_test.cc,
+// t2_promotion_test.cc):
 // a 4-slot T1 over a 16-slot T2 in a fresh directory, with helpers to open the store, look a
 // prompt up and read a lease back byte for byte.
 #ifndef KVTIER_TESTS_CACHE_STORE_T2_TEST_FIXTURE_H_
@@ -34,6 +35,9 @@ inline BlockStoreOptions T2Options(const std::string& dir) {
   o.t2 = {.directory = dir, .capacity_bytes = kT2Slots * SsdTier::SlotBytesFor(4096)};
   o.t2_admit_min_score = 0;
   o.t2_admit_min_return = 0;
+  // Most tests here are about promotion, so every read promotes; t2_promotion_test.cc
+  // covers the default (hits served from T2 in place until a block's 8th read).
+  o.t2_promote_after_reads = 1;
   return o;
 }
 

@@ -235,9 +235,10 @@ TEST(StoreProcessTest, DocsListExactlyTheExposedMetrics) {
 TEST(StoreProcessTest, T2ServesEvictedBlocksAndSurvivesARestart) {
   const std::string dir = ::testing::TempDir() + "/kvtier_process_t2";
   std::filesystem::remove_all(dir);
-  const std::vector<std::string> flags = {"--t1_bytes=4194304", "--t1_min_slot_bytes=65536",
-                                          "--t2_dir=" + dir, "--t2_bytes=16777216",
-                                          "--t2_admit_min_score=0", "--t2_admit_min_return=0"};
+  const std::vector<std::string> flags = {
+      "--t1_bytes=4194304",         "--t1_min_slot_bytes=65536", "--t2_dir=" + dir,
+      "--t2_bytes=16777216",        "--t2_admit_min_score=0",    "--t2_admit_min_return=0",
+      "--t2_promote_after_reads=1"};  // the default (8) is the next test's
   const KvLayout layout{.model_id = "tiny",
                         .num_layers = 2,
                         .num_kv_heads = 2,
@@ -306,6 +307,82 @@ TEST(StoreProcessTest, T2ServesEvictedBlocksAndSurvivesARestart) {
   // Prompt 0 went back to T1 before the restart (lost with DRAM); 1 had been demoted in
   // its place and is served from disk now.
   fetch_all(client, 1, v1::TIER_LOCAL_SSD);
+}
+
+// The default: a block read from T2 stays there (it is served in place until its 8th read),
+// so reading it again writes nothing to the SSD, and a restart still finds it on disk.
+TEST(StoreProcessTest, T2HitsAreServedInPlaceAndWriteNothing) {
+  const std::string dir = ::testing::TempDir() + "/kvtier_process_t2_in_place";
+  std::filesystem::remove_all(dir);
+  const std::vector<std::string> flags = {"--t1_bytes=4194304", "--t1_min_slot_bytes=65536",
+                                          "--t2_dir=" + dir, "--t2_bytes=16777216",
+                                          "--t2_admit_min_return=0"};
+  const KvLayout layout{.model_id = "tiny",
+                        .num_layers = 2,
+                        .num_kv_heads = 2,
+                        .head_dim = 64,
+                        .dtype = DType::kFp16,
+                        .tokens_per_block = 16};  // 16 KiB blocks
+  const uint64_t bb = layout.BlockBytes();
+  std::vector<std::vector<uint32_t>> prompts;
+  std::vector<std::vector<uint8_t>> payloads;
+  for (uint32_t p = 0; p < 3; ++p) {  // 64 T1 slots: prompt 0 ends up in T2
+    prompts.push_back(Tokens(32 * 16, 200 + p));
+    std::vector<uint8_t> bytes(32 * bb);
+    for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(i * 7 + p);
+    payloads.push_back(std::move(bytes));
+  }
+  auto fetch_from_t2 = [&](CacheStoreClient& client, uint32_t p) {
+    absl::StatusOr<LookupReply> found = client.Lookup(layout, prompts[p]);
+    ASSERT_TRUE(found.ok()) << found.status();
+    ASSERT_EQ(found->matched_blocks, 32u);
+    for (v1::Tier t : found->tiers) EXPECT_EQ(t, v1::TIER_LOCAL_SSD);
+    std::vector<uint8_t> got(32 * bb);
+    std::vector<std::span<uint8_t>> out;
+    for (uint32_t i = 0; i < 32; ++i) out.emplace_back(got.data() + i * bb, bb);
+    ASSERT_TRUE(client.Fetch({.lease_id = found->lease_id}, out).ok());
+    EXPECT_EQ(got, payloads[p]);
+    ASSERT_TRUE(client.Release(found->lease_id).ok());
+  };
+  // Waits for the store to have no T2 write queued, and returns its Stats.
+  auto settled_stats = [](CacheStoreClient& client) {
+    absl::StatusOr<v1::StatsResponse> stats = client.Stats();
+    for (const absl::Time deadline = absl::Now() + absl::Seconds(10);
+         stats.ok() && stats->t2_write_queue_bytes() > 0 && absl::Now() < deadline;) {
+      absl::SleepFor(absl::Milliseconds(10));
+      stats = client.Stats();
+    }
+    return stats;
+  };
+  {
+    auto store = StoreProcess::Start(flags);
+    ASSERT_TRUE(store.ok()) << store.status();
+    CacheStoreClient client({.target = (*store)->target()});
+    for (uint32_t p = 0; p < 3; ++p) {
+      ASSERT_TRUE(client.Put(layout, prompts[p], 0, payloads[p]).ok());
+    }
+    fetch_from_t2(client, 0);
+    absl::StatusOr<v1::StatsResponse> first = settled_stats(client);
+    ASSERT_TRUE(first.ok()) << first.status();
+    fetch_from_t2(client, 0);  // still in T2: the first read did not promote it
+    absl::StatusOr<v1::StatsResponse> second = settled_stats(client);
+    ASSERT_TRUE(second.ok()) << second.status();
+    EXPECT_EQ(second->promoted_blocks(), 0u);
+    EXPECT_EQ(second->tiers(1).hit_blocks(), 64u);
+    // The second read found its T1 slots free (the first read's, given back): no eviction,
+    // no write.
+    EXPECT_EQ(second->demoted_blocks(), first->demoted_blocks());
+    absl::StatusOr<std::string> metrics = HttpGet((*store)->metrics_port(), "/metrics");
+    ASSERT_TRUE(metrics.ok());
+    EXPECT_THAT(*metrics, ::testing::HasSubstr("kvtier_promotions_total 0"));
+    EXPECT_THAT(*metrics, ::testing::HasSubstr("kvtier_tier_hit_blocks_total{tier=\"t2\"} 64"));
+    (*store)->Signal(SIGTERM);
+    ASSERT_EQ((*store)->Wait(absl::Seconds(30)), 0);
+  }
+  auto store = StoreProcess::Start(flags);
+  ASSERT_TRUE(store.ok()) << store.status();
+  CacheStoreClient client({.target = (*store)->target()});
+  fetch_from_t2(client, 0);  // never left the disk
 }
 
 TEST(StoreProcessTest, SigtermWhileStreamingDrainsAndExitsZero) {
