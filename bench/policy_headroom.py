@@ -23,11 +23,11 @@ blocks), it prints:
   first_block_return_share of all unique blocks, the share requested more than once.
 
 and the SSD tier model (T1 at the given fraction, T2 at --t2-fraction, LRU over T1, a
-segmented LRU over T2 as the store's default, promoted blocks keep their T2 copy so a block
-is written at most once while the copy lasts; a Python model of the store's tiering, not
-the store): the hit rate and SSD block writes per request when T2 takes every T1 victim
-but prompt tails, and when it takes only the victims that will be requested again
-(clairvoyant admission): the gap between the two is what admission can win.
+segmented LRU over T2 as the store's default, T2 hits served in place so a block is written
+once while it stays in T2; a Python model of the store's tiering, not the store): the hit
+rate and SSD block writes per request when T2 takes every T1 victim but prompt tails, and
+when it takes only the victims that will be requested again (clairvoyant admission): the
+gap between the two is what admission can win.
 
 Usage: policy_headroom.py --bench BUILD/bench/kvtier-bench [--fraction 0.05]
                           [--t2-fraction 0.40] TRACE.jsonl...
@@ -125,33 +125,30 @@ def structure(reqs):
 
 
 def tiered_model(reqs, c1, c2, clairvoyant, probation_share=0.7):
-    """LRU T1 over an exclusive segmented-LRU T2 whose promoted blocks keep their copy."""
+    """LRU T1 over an exclusive segmented-LRU T2 that serves its hits in place (the store's
+    default promotes a block only on its 8th read from T2; the model never does)."""
     total = collections.Counter(x for ids in reqs for x in ids)
     seen = collections.Counter()
-    t1, probation, protected, copies = OrderedDict(), OrderedDict(), OrderedDict(), set()
+    t1, probation, protected = OrderedDict(), OrderedDict(), OrderedDict()
     tail_of = {}
     hits = requested = writes = 0
 
-    def t2_place(x):
-        (protected if seen[x] >= 2 else probation)[x] = True
+    def rebalance():
         while len(protected) > (1 - probation_share) * (len(protected) + len(probation)):
             y, _ = protected.popitem(last=False)
             probation[y] = True
-        while len(probation) + len(protected) + len(copies) > c2 and (probation or protected):
-            (probation if probation else protected).popitem(last=False)
 
     def demote(x):
         nonlocal writes
-        if x in copies:  # its copy is still on the SSD: nothing to write
-            copies.discard(x)
-            t2_place(x)
-            return
         if tail_of.get(x):
             return
         if clairvoyant and seen[x] >= total[x]:
             return
         writes += 1
-        t2_place(x)
+        (protected if seen[x] >= 2 else probation)[x] = True
+        rebalance()
+        while len(probation) + len(protected) > c2:
+            (probation if probation else protected).popitem(last=False)
 
     for ids in reqs:
         k = 0
@@ -165,10 +162,12 @@ def tiered_model(reqs, c1, c2, clairvoyant, probation_share=0.7):
             if x in t1:
                 t1.move_to_end(x)
                 continue
-            if x in probation or x in protected:
+            if x in probation or x in protected:  # a T2 hit, served in place
                 probation.pop(x, None)
-                protected.pop(x, None)
-                copies.add(x)
+                protected[x] = True
+                protected.move_to_end(x)
+                rebalance()
+                continue
             t1[x] = True
             while len(t1) > c1:
                 y, _ = t1.popitem(last=False)

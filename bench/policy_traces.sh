@@ -3,8 +3,8 @@
 # (chat, rag, agent, mixed) and, with the bundled trace, prints for each the T1 hit rates of
 # LRU and the default policy at 2/5/10/20% of its unique blocks beside the offline optimum
 # and an infinite cache (../shared/tools/trace_oracle.py), the share of the LRU-to-optimum
-# gap the default closes, and T1 5% + T2 40% under each T2 admission setting with the SSD
-# block writes per request. Usage: bench/policy_traces.sh [BUILD_DIR] [REQUESTS]
+# gap the default closes, and T1 5% + T2 40% under each T2 admission and promotion setting
+# with the SSD block writes and T2 reads (hits served from the SSD) per request. Usage: bench/policy_traces.sh [BUILD_DIR] [REQUESTS]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="$(cd "${1:-$root/build}" && pwd)"
@@ -19,11 +19,12 @@ traces=("$root/../shared/data/traces/mooncake_synthetic_trace.jsonl")
 for k in chat rag agent mixed; do traces+=("$work/traces/$k.jsonl"); done
 # --t2_sync: the disk I/O on the calling thread, so that the hit rates do not depend on how
 # the I/O threads are scheduled (a demotion still queued is served from memory).
-tiers=("predict (default)|--t2_admission=predict --t2_keep_promoted_copy=false"
-       "score (default before 2026-12-03)|--t2_admission=score --t2_keep_promoted_copy=false"
-       "predict + copies|--t2_admission=predict --t2_keep_promoted_copy=true"
-       "predict 0.08 + copies|--t2_admission=predict --t2_admit_min_return=0.08 --t2_keep_promoted_copy=true"
-       "reuse 0.3 + copies|--t2_admission=reuse --t2_admit_min_score=0.3 --t2_keep_promoted_copy=true")
+tiers=("predict (default)|"
+       "predict, promote on every read (default before)|--t2_promote_after_reads=1"
+       "score, promote on every read (issue 17's start)|--t2_admission=score --t2_promote_after_reads=1"
+       "predict, never promote|--t2_promote_after_reads=0"
+       "predict 0.08|--t2_admit_min_return=0.08"
+       "predict + copies, promote on every read|--t2_keep_promoted_copy=true --t2_promote_after_reads=1")
 for t in "${traces[@]}"; do
   name="$(basename "$t" .jsonl)"
   python3 "$oracle" "$t" --capacity-fraction 0.02 0.05 0.1 0.2 0.45 >"$work/$name.oracle"
@@ -56,8 +57,8 @@ for t in sys.argv[2:]:
         gap = (a - l) / (o["belady"] - l) if o["belady"] > l else float("nan")
         print(f"| {n} | {o['capacity_fraction']:.0%} | {l:.4f} | {a:.4f} | {a / l:.3f} | "
               f"{o['belady']:.4f} | {o['infinite']:.4f} | {gap:.0%} |")
-print("\nT1 5% + T2 40% (default adaptive T1, SLRU T2), by T2 admission:\n")
-print("| trace | setup | hit rate | / infinite | SSD block writes / request | clean demotions | replay req/s |")
+print("\nT1 5% + T2 40% (default adaptive T1, SLRU T2), by T2 admission and promotion:\n")
+print("| trace | setup | hit rate | / infinite | SSD block writes / request | T2 reads / request | replay req/s |")
 print("| --- | --- | --- | --- | --- | --- | --- |")
 for t in sys.argv[2:]:
     n = os.path.basename(t)[:-6]
@@ -65,6 +66,7 @@ for t in sys.argv[2:]:
     flat = [o for o in map(json.loads, open(f"{w}/{n}.oracle")) if round(o["capacity_fraction"], 2) == 0.45][0]
     for r in map(json.loads, open(f"{w}/{n}.t2")):
         print(f"| {n} | {r['setup']} | {r['hit_rate']:.4f} | {r['hit_rate'] / inf:.3f} | "
-              f"{r['ssd_blocks_written_per_request']:.2f} | {r['clean_demotions']} | {r['requests_per_second']:.0f} |")
+              f"{r['ssd_blocks_written_per_request']:.2f} | {r['t2_hit_rate'] * r['blocks'] / r['requests']:.2f} | "
+              f"{r['requests_per_second']:.0f} |")
     print(f"| {n} | flat LRU 45% (oracle) | {flat['lru']:.4f} | {flat['lru'] / inf:.3f} | | | |")
 PY
