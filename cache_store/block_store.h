@@ -102,8 +102,9 @@ struct BlockStoreOptions {
   //   kAll    every victim.
   enum class T2Admission { kReuse, kScore, kAll, kPredict };
   // The default writes fewer blocks than kScore on every workload measured, at a hit rate
-  // higher on some and up to 0.2 points lower on others; with t2_keep_promoted_copy it
-  // writes a third to a half of kScore's (docs/policy.md has the trade-off).
+  // higher on some and up to 0.2 points lower on others (both promoting on every read);
+  // with hits served in place (t2_promote_after_reads, below) it writes a third to 0.6x of
+  // what kScore promoting on every read did (docs/policy.md has the trade-off).
   T2Admission t2_admission = T2Admission::kPredict;
   double t2_admit_min_score = 0.05;   // kScore, kReuse
   double t2_admit_min_return = 0.04;  // kPredict
