@@ -162,21 +162,19 @@ std::unique_ptr<BlockReadHandle> BlockStore::OpenLocked(std::vector<uint32_t> ha
     if (e.tier == Tier::kHostDram) {
       view.data = t1_->SlotData(e.slot);
     } else {
-      // Reserve a T1 slot to read the block into; it becomes the block's home once
-      // verified. Without room in T1, or for a block listed twice, the block is read into
-      // a staging buffer.
-      // The first listing of a block is promoted; later listings only read it. A block
-      // whose write is still queued is copied from the queue (Promotion::staged).
-      // Only the Nth read since the block entered T2 promotes it
-      // (BlockStoreOptions::t2_promote_after_reads); the others read it into a T1 slot
-      // of their own.
+      // Reserve a T1 slot to read the block into. It becomes the block's home once
+      // verified if this read promotes it: only the Nth read since the block entered T2
+      // does (BlockStoreOptions::t2_promote_after_reads), and only through the block's
+      // first listing. Otherwise the read owns the slot until its reader is done. Without
+      // room in T1, or for a block listed twice, the block is read into a staging buffer.
+      // A block whose write is still queued is copied from the queue (Promotion::staged).
       std::optional<uint32_t> t1_slot;
       bool promote = false;
       if (promoting.insert(h).second) {
-        Entry& m = entries_[h];
-        if (m.t2_served < UINT8_MAX) ++m.t2_served;
+        uint8_t& served = entries_[h].t2_served;
+        if (served < UINT8_MAX) ++served;
         const uint32_t after = options_.t2_promote_after_reads;
-        promote = after != 0 && m.t2_served >= after;
+        promote = after != 0 && served >= after;
         t1_slot = AllocateT1(e.size, e.tenant_id, reservation);
       }
       ++entries_[h].t2_reads;
@@ -351,22 +349,25 @@ void BlockStore::FinishLoad(std::unique_ptr<ReadJob> job) {
         e.retired_t2_slots.clear();
       }
     }
-    // Verified T2 blocks move into the T1 slots they were read into.
+    // Verified T2 blocks whose read promotes them move into the T1 slots they were read
+    // into. One that stays in T2 keeps the layer checksums its read computed (a block
+    // recovered from T2 has none until it is read), so later reads can stream.
     for (const Promotion& p : promotions) {
+      Entry& e = entries_[p.handle];
+      const bool still_there = e.tier == Tier::kLocalSsd && e.slot == p.t2_slot;
+      if (!bad[p.view] && still_there && e.layer_sums.empty()) {
+        const BlockView& v = read->views_[p.view];
+        e.layer_sums.assign(v.layer_checksums.begin(), v.layer_checksums.end());
+      }
       if (p.t1_slot == kNone) continue;
       --reserved_blocks_;
-      Entry& e = entries_[p.handle];
       if (bad[p.view]) {  // the read fails as a whole; nobody looks at this slot
         t1_->slots().Free(p.t1_slot);
         continue;
       }
-      if (e.tier != Tier::kLocalSsd || e.slot != p.t2_slot || !p.promote) {
+      if (!still_there || !p.promote) {
         // Served from T2 in place, or a concurrent reader promoted it first: this copy
-        // serves this reader only. A block recovered from T2 learns its layer checksums.
-        if (e.tier == Tier::kLocalSsd && e.slot == p.t2_slot && e.layer_sums.empty()) {
-          const BlockView& v = read->views_[p.view];
-          e.layer_sums.assign(v.layer_checksums.begin(), v.layer_checksums.end());
-        }
+        // serves this reader only, and the slot goes when the reader is done.
         read->owned_t1_slots_.push_back(p.t1_slot);
         continue;
       }
