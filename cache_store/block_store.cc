@@ -5,8 +5,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/strings/str_format.h"
-#include "cache_store/checksum.h"
 #include "cache_store/log.h"
 
 namespace kvtier {

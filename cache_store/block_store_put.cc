@@ -5,14 +5,12 @@
 // checksums its header announced, then publishes the new blocks under the lock. AbortPut
 // gives every reservation back.
 #include <algorithm>
-#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "cache_store/block_store.h"
 #include "cache_store/checksum.h"
-#include "cache_store/log.h"
 
 namespace kvtier {
 

@@ -3,7 +3,8 @@
 // on first use. The recency order of the LRU-family eviction policies (lru_policy.h: a list
 // per partition; slru_policy.h: two per partition). Every push is stamped from one clock, so
 // the backs of different lists compare (OldestBack). Every operation O(1) but OldestBack
-// (O(lists)); nothing allocates once a list number has been seen. Not thread-safe (the policies run under the store's lock).
+// (O(lists)); nothing allocates once a list number has been seen. Not thread-safe (the
+// policies run under the store's lock).
 #ifndef KVTIER_CACHE_STORE_HANDLE_LISTS_H_
 #define KVTIER_CACHE_STORE_HANDLE_LISTS_H_
 

@@ -23,11 +23,14 @@ using testing::SmallLayout;
 using testing::SmallStoreOptions;
 using testing::Tokens;
 
+using testing::BlockIsIntact;
+using testing::CorruptEveryT2Payload;
 using testing::FileSizeLimit;
 using testing::FreshDir;
 using testing::kT1Slots;
 using testing::kT2Slots;
 using testing::kTenant;
+using testing::StreamingRead;
 using testing::T2Options;
 using testing::T2Test;
 namespace fs = std::filesystem;
@@ -102,16 +105,7 @@ TEST_F(T2Test, ABlockCorruptedOnDiskIsDroppedAndCountedNeverServed) {
   ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, a_, 0, 4).ok());
   ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, b_, 0, 4).ok());
   store_.reset();
-  {  // Flip a byte of every payload. The blocks are 4 KiB, so their T2 slots are 8 KiB
-     // (header, payload) side by side after the 4 KiB superblock and the 4 KiB slab table.
-    const std::string path = dir + "/kvtier-t2.slab";
-    const uint64_t bytes = std::filesystem::file_size(path);
-    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-    for (uint64_t slot = 8192; slot + 8192 <= bytes; slot += 8192) {
-      f.seekp(static_cast<std::streamoff>(slot + 4096 + 17));
-      f.put('\x42');
-    }
-  }
+  CorruptEveryT2Payload(dir);
   Open(T2Options(dir));
   EXPECT_EQ(store_->Stats().t2_recovered_blocks, 4u);  // headers are intact
   LookupResult found = Lookup(a_);
@@ -415,18 +409,8 @@ TEST_F(T2Test, AStreamingReadServesEachBlockAsItsDiskReadEnds) {
   const LookupResult found = Lookup(a_);
   ASSERT_EQ(found.matched_blocks(), 4u);
 
-  absl::Mutex mu;
-  int settled = 0;
-  std::shared_ptr<BlockReadHandle> read;
-  store_->ReadLeaseStreaming(kTenant, found.lease_id,
-                             [&](absl::StatusOr<std::shared_ptr<BlockReadHandle>> r) {
-                               ASSERT_TRUE(r.ok()) << r.status();
-                               read = *std::move(r);
-                               read->SetListener([&] {
-                                 absl::MutexLock lock(&mu);
-                                 ++settled;
-                               });
-                             });
+  StreamingRead stream(*store_, found.lease_id);
+  std::shared_ptr<BlockReadHandle> read = stream.handle();
   ASSERT_NE(read, nullptr) << "a streaming read opens on the calling thread";
   ASSERT_TRUE(disk_.AwaitBlocked(1, absl::Seconds(10)));  // block 1's read
   // Block 0 loaded and verified; the rest wait.
@@ -438,26 +422,16 @@ TEST_F(T2Test, AStreamingReadServesEachBlockAsItsDiskReadEnds) {
     EXPECT_FALSE(read->Loaded(i)) << i;
     EXPECT_FALSE(read->Failed(i)) << i;
   }
-  const BlockView& v0 = read->blocks()[0];
-  ASSERT_TRUE(read->Verify(0, 0, v0.size).ok());
-  const std::vector<uint8_t> want0 = PayloadFor(v0.key, v0.size);
-  EXPECT_EQ(std::memcmp(v0.data, want0.data(), v0.size), 0);
+  EXPECT_TRUE(BlockIsIntact(*read, 0));
 
   disk_.StallReads(false);
-  {
-    absl::MutexLock lock(&mu);
-    auto all = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return settled == 4; };
-    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&all), absl::Seconds(10)))
-        << "settled " << settled;
-  }
+  ASSERT_TRUE(stream.AwaitSettled(4, absl::Seconds(10))) << "settled " << stream.settled();
   for (size_t i = 0; i < 4; ++i) {
     ASSERT_TRUE(read->Loaded(i)) << i;
-    const BlockView& v = read->blocks()[i];
-    ASSERT_TRUE(read->Verify(i, 0, v.size).ok());
-    const std::vector<uint8_t> want = PayloadFor(v.key, v.size);
-    EXPECT_EQ(std::memcmp(v.data, want.data(), v.size), 0) << i;
+    EXPECT_TRUE(BlockIsIntact(*read, i));
   }
   read.reset();
+  stream.Reset();
   ASSERT_TRUE(store_->Release(kTenant, found.lease_id).ok());
   // The promotions completed after the last read: A is in T1 now.
   for (absl::Time end = absl::Now() + absl::Seconds(10);
@@ -482,12 +456,8 @@ TEST_F(T2Test, AStreamingReadMarksABlockTheDiskFailsAndKeepsTheOthers) {
   disk_.FailReadsAfter(2);
   const LookupResult found = Lookup(a_);
   ASSERT_EQ(found.matched_blocks(), 4u);
-  std::shared_ptr<BlockReadHandle> read;
-  store_->ReadLeaseStreaming(kTenant, found.lease_id,
-                             [&](absl::StatusOr<std::shared_ptr<BlockReadHandle>> r) {
-                               ASSERT_TRUE(r.ok()) << r.status();
-                               read = *std::move(r);
-                             });
+  StreamingRead stream(*store_, found.lease_id);
+  std::shared_ptr<BlockReadHandle> read = stream.handle();
   ASSERT_NE(read, nullptr);
   for (absl::Time end = absl::Now() + absl::Seconds(10);
        store_->Stats().t2_read_errors < 2 && absl::Now() < end;) {
@@ -497,14 +467,10 @@ TEST_F(T2Test, AStreamingReadMarksABlockTheDiskFailsAndKeepsTheOthers) {
   EXPECT_TRUE(read->Loaded(1));
   EXPECT_TRUE(read->Failed(2));
   EXPECT_TRUE(read->Failed(3));
-  for (size_t i = 0; i < 2; ++i) {
-    const BlockView& v = read->blocks()[i];
-    ASSERT_TRUE(read->Verify(i, 0, v.size).ok());
-    const std::vector<uint8_t> want = PayloadFor(v.key, v.size);
-    EXPECT_EQ(std::memcmp(v.data, want.data(), v.size), 0) << i;
-  }
+  for (size_t i = 0; i < 2; ++i) EXPECT_TRUE(BlockIsIntact(*read, i));
   disk_.FailReads(false);
   read.reset();
+  stream.Reset();
   ASSERT_TRUE(store_->Release(kTenant, found.lease_id).ok());
   EXPECT_EQ(store_->Stats().t2_read_errors, 2u);
   EXPECT_EQ(Lookup(a_, false).matched_blocks(), 2u);  // the failed blocks are misses now

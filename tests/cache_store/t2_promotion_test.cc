@@ -4,13 +4,10 @@
 // written to T2 again when T1 would have evicted it.
 #include <gtest/gtest.h>
 
-#include <cstring>
-#include <filesystem>
-#include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
-#include "absl/synchronization/mutex.h"
 #include "cache_store/block_store.h"
 #include "tests/cache_store/t2_test_fixture.h"
 #include "tests/cache_store/test_blocks.h"
@@ -18,9 +15,12 @@
 namespace kvtier {
 namespace {
 
+using testing::BlockIsIntact;
+using testing::CorruptEveryT2Payload;
 using testing::FreshDir;
 using testing::kTenant;
 using testing::PutBlocks;
+using testing::StreamingRead;
 using testing::T2Options;
 using testing::T2Test;
 using testing::Tokens;
@@ -129,38 +129,19 @@ TEST_F(T2Test, AStreamingReadOpensAtOnceOnceAnInPlaceReadHasVerifiedARecoveredBl
   disk_.StallReads(true);
   const LookupResult found = Lookup(a_);
   ASSERT_EQ(found.matched_blocks(), 4u);
-  absl::Mutex mu;
-  int settled = 0;
-  std::shared_ptr<BlockReadHandle> read;
-  store_->ReadLeaseStreaming(kTenant, found.lease_id,
-                             [&](absl::StatusOr<std::shared_ptr<BlockReadHandle>> r) {
-                               ASSERT_TRUE(r.ok()) << r.status();
-                               read = *std::move(r);
-                               read->SetListener([&] {
-                                 absl::MutexLock lock(&mu);
-                                 ++settled;
-                               });
-                             });
-  EXPECT_NE(read, nullptr) << "the read waited for the disk: layer checksums unknown";
+  StreamingRead stream(*store_, found.lease_id);
+  EXPECT_NE(stream.handle(), nullptr) << "the read waited for the disk: layer checksums unknown";
   disk_.StallReads(false);
-  {
-    absl::MutexLock lock(&mu);
-    auto all = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return settled == 4; };
-    mu.AwaitWithTimeout(absl::Condition(&all), absl::Seconds(10));
-  }
+  stream.AwaitSettled(4, absl::Seconds(10));  // a read opened late misses the settlings
   // Opened late (the failure above) or not: every byte it serves is right.
-  for (absl::Time end = absl::Now() + absl::Seconds(10); read == nullptr && absl::Now() < end;) {
-    absl::SleepFor(absl::Milliseconds(1));
-  }
-  ASSERT_NE(read, nullptr);
+  ASSERT_TRUE(stream.AwaitOpen(absl::Seconds(10)));
+  std::shared_ptr<BlockReadHandle> read = stream.handle();
   for (size_t i = 0; i < 4; ++i) {
     ASSERT_TRUE(read->Loaded(i)) << i;
-    const BlockView& v = read->blocks()[i];
-    ASSERT_TRUE(read->Verify(i, 0, v.size).ok());
-    const std::vector<uint8_t> want = testing::PayloadFor(v.key, v.size);
-    EXPECT_EQ(std::memcmp(v.data, want.data(), v.size), 0) << i;
+    EXPECT_TRUE(BlockIsIntact(*read, i));
   }
   read.reset();
+  stream.Reset();
   ASSERT_TRUE(store_->Release(kTenant, found.lease_id).ok());
   EXPECT_EQ(store_->Stats().promoted_blocks, 0u);
 }
@@ -171,15 +152,7 @@ TEST_F(T2Test, ABlockCorruptedOnDiskIsDroppedWhenServedInPlace) {
   ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, a_, 0, 4).ok());
   ASSERT_TRUE(PutBlocks(*store_, kTenant, layout_, b_, 0, 4).ok());
   store_.reset();
-  {  // Flip a byte of every payload (block_store_t2_test.cc has the file layout).
-    const std::string path = dir + "/kvtier-t2.slab";
-    const uint64_t bytes = std::filesystem::file_size(path);
-    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-    for (uint64_t slot = 8192; slot + 8192 <= bytes; slot += 8192) {
-      f.seekp(static_cast<std::streamoff>(slot + 4096 + 17));
-      f.put('\x42');
-    }
-  }
+  CorruptEveryT2Payload(dir);
   Open(PromoteAfter(dir, 0));
   LookupResult found = Lookup(a_);
   ASSERT_EQ(found.matched_blocks(), 4u);

@@ -1,7 +1,7 @@
 // The fixture of the BlockStore-with-T2 tests (block_store_t2_test.cc, t2_admission_test.cc,
 // t2_promotion_test.cc):
 // a 4-slot T1 over a 16-slot T2 in a fresh directory, with helpers to open the store, look a
-// prompt up and read a lease back byte for byte.
+// prompt up, read a lease back byte for byte (whole or streaming), and damage the disk.
 #ifndef KVTIER_TESTS_CACHE_STORE_T2_TEST_FIXTURE_H_
 #define KVTIER_TESTS_CACHE_STORE_T2_TEST_FIXTURE_H_
 
@@ -9,10 +9,13 @@
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "cache_store/block_store.h"
 #include "tests/cache_store/disk_faults.h"
 #include "tests/cache_store/test_blocks.h"
@@ -40,6 +43,80 @@ inline BlockStoreOptions T2Options(const std::string& dir) {
   o.t2_promote_after_reads = 1;
   return o;
 }
+
+// Flips a byte of every block payload in a closed store's T2 file. The fixture's blocks are
+// 4 KiB, so their T2 slots are 8 KiB (header, payload) side by side after the 4 KiB
+// superblock and the 4 KiB slab table; the headers stay intact.
+inline void CorruptEveryT2Payload(const std::string& dir) {
+  const std::string path = dir + "/kvtier-t2.slab";
+  const uint64_t bytes = std::filesystem::file_size(path);
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  for (uint64_t slot = 8192; slot + 8192 <= bytes; slot += 8192) {
+    f.seekp(static_cast<std::streamoff>(slot + 4096 + 17));
+    f.put('\x42');
+  }
+}
+
+// Block i of a read, verified and compared byte for byte with what was stored.
+inline ::testing::AssertionResult BlockIsIntact(BlockReadHandle& read, size_t i) {
+  const BlockView& v = read.blocks()[i];
+  if (absl::Status s = read.Verify(i, 0, v.size); !s.ok()) {
+    return ::testing::AssertionFailure() << "block " << i << ": " << s;
+  }
+  const std::vector<uint8_t> want = PayloadFor(v.key, v.size);
+  if (std::memcmp(v.data, want.data(), v.size) != 0) {
+    return ::testing::AssertionFailure() << "block " << i << ": wrong bytes";
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// A streaming read of a lease (BlockStore::ReadLeaseStreaming): the handle once the store
+// opens it, and how many of its blocks have settled (loaded or failed) since.
+class StreamingRead {
+ public:
+  StreamingRead(BlockStore& store, uint64_t lease_id) {
+    store.ReadLeaseStreaming(kTenant, lease_id,
+                             [this](absl::StatusOr<std::shared_ptr<BlockReadHandle>> r) {
+                               ASSERT_TRUE(r.ok()) << r.status();
+                               absl::MutexLock lock(&mu_);
+                               read_ = *std::move(r);
+                               read_->SetListener([this] {
+                                 absl::MutexLock lock(&mu_);
+                                 ++settled_;
+                               });
+                             });
+  }
+  // nullptr until the store has opened the read.
+  std::shared_ptr<BlockReadHandle> handle() {
+    absl::MutexLock lock(&mu_);
+    return read_;
+  }
+  bool AwaitOpen(absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    auto open = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return read_ != nullptr; };
+    return mu_.AwaitWithTimeout(absl::Condition(&open), timeout);
+  }
+  // Whether n blocks settled within `timeout`.
+  bool AwaitSettled(int n, absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    auto done = [this, n]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return settled_ >= n; };
+    return mu_.AwaitWithTimeout(absl::Condition(&done), timeout);
+  }
+  int settled() {
+    absl::MutexLock lock(&mu_);
+    return settled_;
+  }
+  // Drops this reference to the handle (the store releases the blocks with the last one).
+  void Reset() {
+    absl::MutexLock lock(&mu_);
+    read_.reset();
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::shared_ptr<BlockReadHandle> read_ ABSL_GUARDED_BY(mu_);
+  int settled_ ABSL_GUARDED_BY(mu_) = 0;
+};
 
 class T2Test : public ::testing::Test {
  protected:
