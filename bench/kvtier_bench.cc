@@ -56,6 +56,9 @@ ABSL_FLAG(double, t2_admit_min_return, 0.04,
 ABSL_FLAG(bool, t2_keep_promoted_copy, false, "replay: promoted T2 blocks keep their T2 copy.");
 ABSL_FLAG(uint32_t, t2_promote_after_reads, 8,
           "replay: a T2 block moves to T1 on its Nth read from T2 (0: never).");
+ABSL_FLAG(bool, output_tokens, true,
+          "replay: each Put reports its request's output_length from the trace (false: as a "
+          "client that does not know it).");
 ABSL_FLAG(int, t2_read_threads, 8, "replay: T2 reader threads.");
 ABSL_FLAG(int, t2_write_threads, 4, "replay: T2 writer threads.");
 ABSL_FLAG(bool, t2_sync, false,
@@ -152,6 +155,9 @@ int RunReplay() {
   if (path.empty()) return Fail(absl::InvalidArgumentError("replay needs --trace FILE"));
   absl::StatusOr<std::vector<TraceRequest>> trace = LoadTrace(path);
   if (!trace.ok()) return Fail(trace.status());
+  if (!absl::GetFlag(FLAGS_output_tokens)) {
+    for (TraceRequest& r : *trace) r.output_length = 0;
+  }
   const uint64_t unique = UniqueBlocks(*trace);
 
   uint64_t capacity = absl::GetFlag(FLAGS_capacity_blocks);
@@ -456,7 +462,7 @@ const std::vector<Subcommand>& Subcommands() {
        "kvtier-store; prints the prefix hit rate (bench/replay.h)",
        {"trace", "capacity_blocks", "capacity_fraction", "ssd_capacity_blocks",
         "ssd_capacity_fraction", "ssd_dir", "policy", "ssd_policy", "t2_admission", "t2_keep_promoted_copy", "t2_promote_after_reads",
-        "t2_read_threads", "t2_write_threads", "t2_sync", "t2_admit_min_score", "t2_admit_min_return", "concurrency", "mode",
+        "t2_read_threads", "t2_write_threads", "t2_sync", "t2_admit_min_score", "t2_admit_min_return", "output_tokens", "concurrency", "mode",
         "target", "replication", "tenant", "limit_requests"},
        RunReplay},
       {"attention",

@@ -82,7 +82,8 @@ class EngineBackend final : public ReplayBackend {
         ->Put(PutSpec{.prompt = {.tenant = tenant_, .layout = &layout_, .tokens = prompt.tokens},
                       .first_block = first_block,
                       .num_blocks = static_cast<uint32_t>(payload.size() / layout_.BlockBytes()),
-                      .last_block_partial = last_block_partial},
+                      .last_block_partial = last_block_partial,
+                      .output_tokens = prompt.output_tokens},
               payload)
         .status();
     // The replay offers requests as fast as the store takes them, but no faster than the
@@ -156,7 +157,10 @@ class GrpcBackend final : public ReplayBackend {
 
   absl::Status Put(const ReplayPrompt& prompt, uint32_t first_block,
                    std::span<const uint8_t> payload, bool last_block_partial) override {
-    return client_->Put(layout_, prompt.tokens, first_block, payload, "", last_block_partial)
+    return client_
+        ->Put(layout_, prompt.tokens, first_block, payload,
+              PutParams{.last_block_partial = last_block_partial,
+                        .output_tokens = prompt.output_tokens})
         .status();
   }
 
@@ -332,7 +336,10 @@ absl::Status ReplayRequest(const TraceRequest& req, ReplayBackend& backend, Repl
     ++r.requests;
     return absl::OkStatus();
   }
-  const ReplayPrompt prompt{.hash_ids = req.hash_ids, .tokens = ReplayTokens(req.hash_ids)};
+  const ReplayPrompt prompt{
+      .hash_ids = req.hash_ids,
+      .tokens = ReplayTokens(req.hash_ids),
+      .output_tokens = static_cast<uint32_t>(std::clamp<int64_t>(req.output_length, 0, UINT32_MAX))};
   absl::StatusOr<ReplayBackend::Hits> hits = backend.LookupFetchRelease(prompt);
   if (!hits.ok()) {
     return absl::Status(hits.status().code(), absl::StrCat("lookup: ", hits.status().message()));

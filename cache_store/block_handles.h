@@ -94,6 +94,7 @@ class PendingPut {
   uint64_t layout_fingerprint_;
   uint32_t num_layers_;
   std::string tenant_;
+  uint32_t output_tokens_ = 0;
   uint32_t tenant_id_ = UINT32_MAX;  // the store's account of the tenant (BlockStore::kNone: none)
   std::vector<Block> blocks_;
   uint64_t received_ = 0;                // bytes through Write

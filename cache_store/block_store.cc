@@ -195,6 +195,7 @@ BlockTraits BlockStore::TraitsOf(const Entry& e) {
                      .depth = e.depth,
                      .prompt_tail = e.prompt_tail,
                      .blocks_to_end = e.blocks_to_end,
+                     .output_tokens = e.output_tokens,
                      .partition = ledger_.PartitionOf(
                          e.tier, SlotsOf(e.tier).ClassOfSlot(e.slot), e.tenant_id),
                      .tier_capacity = static_cast<uint32_t>(std::min<uint64_t>(

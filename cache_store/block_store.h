@@ -193,6 +193,7 @@ class BlockStore {
     uint32_t depth = 0;
     bool prompt_tail = false;
     uint8_t blocks_to_end = 0;  // blocks after it in the Put that stored it (capped)
+    uint32_t output_tokens = 0;  // as the Put that stored it said (PutSpec::output_tokens)
     // Reuse shown, for T2 admission: hits while resident (saturating), and whether it was
     // Put again after an eviction dropped it (ReturnHistory).
     uint8_t hits = 0;

@@ -71,6 +71,7 @@ absl::StatusOr<std::unique_ptr<PendingPut>> BlockStore::BeginPut(const PutSpec& 
   std::unique_ptr<PendingPut> put(new PendingPut(
       this, block_bytes, layout.Fingerprint(), layout.num_layers, std::string(spec.prompt.tenant)));
   put->blocks_.reserve(spec.num_blocks);
+  put->output_tokens_ = spec.output_tokens;
 
   Reservation reservation;
   {
@@ -207,6 +208,7 @@ absl::StatusOr<PutResult> BlockStore::CommitPut(PendingPut& put) {
     e.depth = b.depth;
     e.prompt_tail = b.prompt_tail;
     e.blocks_to_end = b.blocks_to_end;
+    e.output_tokens = put.output_tokens_;
     e.size = put.block_bytes_;
     e.checksum = DigestLayerChecksums(b.layer_sums);
     e.layer_sums = std::move(b.layer_sums);

@@ -142,6 +142,9 @@ struct PutSpec {
   // The last carried block is the prompt's partial tail, padded to a full block (engines
   // that store it say so; the policy expects such blocks to come back rarely).
   bool last_block_partial = false;
+  // Tokens the request generated after the prompt (PutHeader.output_tokens; 0: not said).
+  // A hint for T2 admission (BlockTraits::output_tokens), never used for correctness.
+  uint32_t output_tokens = 0;
 };
 
 // What blocks of one layout occupy.

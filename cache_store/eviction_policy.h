@@ -39,6 +39,12 @@ struct BlockTraits {
   // Blocks after it in the Put that stored it (0: the Put's last; capped at 255). The last
   // blocks of a prompt come back less often than its body: a follow-up turn extends them.
   uint8_t blocks_to_end = 0;
+  // Tokens the request generated after its prompt, as the client that stored the block
+  // said (PutHeader.output_tokens; 0: not said). A workload mixes requests whose prompts
+  // come back (an agent's tool call, a short answer the user follows up) with requests
+  // that end a session (a long final answer); the length of the output tells them apart
+  // where nothing in the prompt does (docs/policy.md, "T2 admission").
+  uint32_t output_tokens = 0;
   uint32_t partition = 0;        // the store's; fixed while the block is resident
   // How many blocks of this size the tier holds (0: unknown). The adaptive policy measures
   // a block's extra life in turnovers of its tier at its size: for a tier of one layout,
@@ -49,6 +55,17 @@ struct BlockTraits {
   // (the SSD tier's segmented LRU protects such blocks, cache_store/slru_policy.h).
   bool reused = false;
 };
+
+// The output length in the buckets the policies learn by: 0 not said | 1-31 (a tool call,
+// a classification, a short answer) | 32-127 | 128-511 | 512+ (a long answer).
+inline constexpr int kOutputTokensBuckets = 5;
+inline int OutputTokensBucket(uint32_t output_tokens) {
+  if (output_tokens == 0) return 0;
+  if (output_tokens < 32) return 1;
+  if (output_tokens < 128) return 2;
+  if (output_tokens < 512) return 3;
+  return 4;
+}
 
 class EvictionPolicy {
  public:

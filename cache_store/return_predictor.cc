@@ -7,7 +7,7 @@ namespace kvtier {
 
 ReturnPredictor::ReturnPredictor(size_t horizon) : history_(horizon) {}
 
-int ReturnPredictor::ClassOf(const BlockTraits& traits) {
+int ReturnPredictor::ShapeOf(const BlockTraits& traits) {
   const int end_bucket = std::min<int>(traits.blocks_to_end, 3);
   // floor(log2(depth + 1)), capped: 0 | 1-2 | 3-6 | ... | 127+
   const int depth_bucket =
@@ -19,11 +19,24 @@ int ReturnPredictor::ClassOf(const BlockTraits& traits) {
   return (end_bucket * 8 + depth_bucket) * 8 + length_bucket;
 }
 
+int ReturnPredictor::ClassOf(const BlockTraits& traits) {
+  return ShapeOf(traits) * kOutputTokensBuckets + OutputTokensBucket(traits.output_tokens);
+}
+
+void ReturnPredictor::Close(int cls, bool returned) {
+  trials_[cls] += 1;
+  shape_trials_[cls / kOutputTokensBuckets] += 1;
+  if (returned) {
+    returns_[cls] += 1;
+    shape_returns_[cls / kOutputTokensBuckets] += 1;
+  }
+}
+
 void ReturnPredictor::OnVictim(uint64_t fingerprint, const BlockTraits& traits) {
   if (history_.capacity() == 0) return;
   if (std::optional<uint16_t> failed =
           history_.Insert(fingerprint, static_cast<uint16_t>(ClassOf(traits)))) {
-    trials_[*failed] += 1;
+    Close(*failed, /*returned=*/false);
   }
   if (++victims_since_decay_ >= kDecayHorizons * history_.capacity()) {
     victims_since_decay_ = 0;
@@ -31,18 +44,26 @@ void ReturnPredictor::OnVictim(uint64_t fingerprint, const BlockTraits& traits) 
       returns_[c] /= 2;
       trials_[c] /= 2;
     }
+    for (int s = 0; s < kShapes; ++s) {
+      shape_returns_[s] /= 2;
+      shape_trials_[s] /= 2;
+    }
   }
 }
 
 void ReturnPredictor::OnReturn(uint64_t fingerprint) {
   if (std::optional<uint16_t> cls = history_.Take(fingerprint)) {
-    trials_[*cls] += 1;
-    returns_[*cls] += 1;
+    Close(*cls, /*returned=*/true);
   }
 }
 
 double ReturnPredictor::ClassProbability(int cls) const {
-  return (returns_[cls] + 1.0) / (trials_[cls] + 2.0);
+  // The rest of the shape: its other output classes (none when no client says its output
+  // length, and then this is the Laplace estimate (returns + 1) / (trials + 2)).
+  const int shape = cls / kOutputTokensBuckets;
+  const double prior = (std::max(shape_returns_[shape] - returns_[cls], 0.0) + 1.0) /
+                       (std::max(shape_trials_[shape] - trials_[cls], 0.0) + 2.0);
+  return (returns_[cls] + kShapePrior * prior) / (trials_[cls] + kShapePrior);
 }
 
 double ReturnPredictor::Probability(const BlockTraits& traits) const {

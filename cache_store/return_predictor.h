@@ -5,19 +5,29 @@
 // store knows about it whether it will be requested again soon enough for T2 to still hold
 // it.
 //
-// What it learns: for each class of block (how many blocks followed it in the Put that
-// stored it 0/1/2/3+, its depth bucket, and its prompt's length bucket in blocks; 256
-// classes), the share of T1 victims without shown reuse that were requested again (a Put
-// of the key, or a Lookup of it in T2) within `horizon` further such victims. Each victim
-// opens a trial: a return closes it as a success, falling out of the horizon unreturned
-// as a failure. Open trials count for neither side, so the estimate starts at its prior
-// (1/2: every class is admitted until it has shown otherwise) and follows the workload:
-// the counts halve every 8 horizons of victims.
+// What it learns: for each class of block, the share of T1 victims without shown reuse
+// that were requested again (a Put of the key, or a Lookup of it in T2) within `horizon`
+// further such victims. A class is a *shape* (how many blocks followed the block in the
+// Put that stored it 0/1/2/3+, its depth bucket, and its prompt's length bucket in blocks;
+// 256 shapes) and the output-length bucket its client reported (OutputTokensBucket: 5,
+// one of them "not said"), 1,280 classes. Each victim opens a trial: a return closes it as
+// a success, falling out of the horizon unreturned as a failure. Open trials count for
+// neither side. A class's estimate is its own counts plus kShapePrior trials at the rate
+// of the rest of its shape (its other output classes, Laplace-smoothed): a class starts
+// where its shape's other classes are (1/2 before anything closed: admitted until shown
+// otherwise) and moves to its own counts as they grow, so splitting shapes by output
+// costs little where the output length says nothing, and when no client says it (every
+// block in the "not said" class) the estimate is the plain Laplace (returns + 1) /
+// (trials + 2) of the shape. Counts halve every 8 horizons of victims, so the estimates
+// follow the workload.
 //
 // Why these features: a prompt's last blocks are extended, not repeated, by the next turn;
-// and in the traces measured (docs/policy.md) whether a new prompt's blocks come back at
-// all depends on its length (long shared documents and contexts come back, short one-off
-// questions do not), which the depth and blocks-to-end of one block do not carry alone.
+// in the traces measured (docs/policy.md) whether a new prompt's blocks come back at all
+// depends on its length (long shared documents and contexts come back, short one-off
+// questions do not), which the depth and blocks-to-end of one block do not carry alone;
+// and where a store serves several kinds of request, on what the request produced: the
+// bundled trace's prompts come back 80% of the time after an output under 32 tokens and
+// 6% after one of 128 or more.
 //
 // Cost: O(1) per victim and per return (ReturnHistory), about 30 bytes per remembered key.
 // Not thread-safe: the store calls it under its mutex.
@@ -35,14 +45,17 @@ namespace kvtier {
 
 class ReturnPredictor {
  public:
-  static constexpr int kClasses = 256;
+  static constexpr int kShapes = 256;
+  static constexpr int kClasses = kShapes * kOutputTokensBuckets;
   static constexpr uint64_t kDecayHorizons = 8;
+  static constexpr double kShapePrior = 2.0;
 
   // Trials stay open for `horizon` further victims (0: the predictor is off; it learns
   // nothing and predicts its prior).
   explicit ReturnPredictor(size_t horizon);
 
-  static int ClassOf(const BlockTraits& traits);
+  static int ShapeOf(const BlockTraits& traits);
+  static int ClassOf(const BlockTraits& traits);  // ShapeOf x output bucket
 
   // A T1 victim without shown reuse: opens a trial for its class.
   void OnVictim(uint64_t fingerprint, const BlockTraits& traits);
@@ -54,11 +67,16 @@ class ReturnPredictor {
 
   size_t horizon() const { return history_.capacity(); }
   double trials(int cls) const { return trials_[cls]; }
+  double shape_trials(int shape) const { return shape_trials_[shape]; }
 
  private:
+  void Close(int cls, bool returned);
+
   ReturnHistory history_;
   std::array<double, kClasses> returns_{};
   std::array<double, kClasses> trials_{};
+  std::array<double, kShapes> shape_returns_{};
+  std::array<double, kShapes> shape_trials_{};
   uint64_t victims_since_decay_ = 0;
 };
 

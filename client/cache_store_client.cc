@@ -188,6 +188,7 @@ absl::StatusOr<PutReply> CacheStoreClient::PutBlocks(
   h->mutable_token_ids()->Add(tokens.begin(), tokens.end());
   h->set_cache_salt(params.salt);
   h->set_last_block_partial(params.last_block_partial);
+  h->set_output_tokens(params.output_tokens);
   h->set_first_block(first_block);
   h->set_num_blocks(static_cast<uint32_t>(blocks.size()));
   if (!params.block_indices.empty()) {

@@ -398,6 +398,7 @@ absl::StatusOr<PutReply> ShardedClient::PutBlocks(const KvLayout& layout,
       PutParams p;
       p.salt = params.salt;
       p.last_block_partial = params.last_block_partial && per_shard[s].back() + 1 == blocks.size();
+      p.output_tokens = params.output_tokens;
       p.block_indices = mine_index;
       p.shm = shard.same_node ? params.shm : nullptr;
       outcomes[s].reply = shard.client->PutBlocks(layout, tokens, 0, mine, p);

@@ -81,6 +81,9 @@ struct PutParams {
   std::string salt;
   // The last block is the prompt's partial tail, padded (PutHeader.last_block_partial).
   bool last_block_partial = false;
+  // Tokens the request generated after this prompt (or its max_tokens budget when the Put
+  // comes before the request ends); 0: not said (PutHeader.output_tokens).
+  uint32_t output_tokens = 0;
   // Same-node Put: every block lies in this region, and the store copies the blocks from
   // there (no payload on the socket). The region must stay unchanged until the call
   // returns; the store hashes what it copied, so the client does not hash at all.
@@ -160,6 +163,9 @@ class StoreClient {
   absl::StatusOr<PutReply> Put(const KvLayout& layout, std::span<const uint32_t> tokens,
                                uint32_t first_block, std::span<const uint8_t> payload,
                                const std::string& salt = "", bool last_block_partial = false);
+  absl::StatusOr<PutReply> Put(const KvLayout& layout, std::span<const uint32_t> tokens,
+                               uint32_t first_block, std::span<const uint8_t> payload,
+                               const PutParams& params);
   absl::StatusOr<PutReply> PutBlocks(const KvLayout& layout, std::span<const uint32_t> tokens,
                                      uint32_t first_block,
                                      std::span<const std::span<const uint8_t>> blocks,

@@ -119,7 +119,8 @@ absl::Status PutReactor::HandleHeader(const v1::PutHeader& h) {
                .num_blocks = h.num_blocks(),
                .block_indices = std::span(h.block_indices().data(), h.block_indices().size()),
                .layer_checksums = std::span(h.layer_checksums().data(), h.layer_checksums().size()),
-               .last_block_partial = h.last_block_partial()};
+               .last_block_partial = h.last_block_partial(),
+               .output_tokens = h.output_tokens()};
   absl::StatusOr<std::unique_ptr<PendingPut>> pending = store_->BeginPut(spec);
   if (!pending.ok()) return pending.status();
   pending_ = *std::move(pending);

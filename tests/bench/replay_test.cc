@@ -288,6 +288,98 @@ TEST(ReplayTest, ServingT2HitsInPlaceWritesFewerBlocksForTheSameHitRate) {
   }
 }
 
+// Sessions on shared system prompts that either continue (the next turn extends the
+// prompt) or end. A turn's output is short (10-63 tokens: a tool call, a short answer) when
+// the session goes on and long (300-999: a final answer) when it ends, as the trace says
+// in output_length. Prompts that continue and final ones have the same shapes: only the
+// output length tells them apart.
+std::vector<TraceRequest> SessionTrace(int requests, uint32_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<TraceRequest> out;
+  uint64_t next_id = 0;
+  std::vector<std::vector<uint64_t>> systems(4);
+  for (auto& s : systems) {
+    for (int i = 0; i < 4; ++i) s.push_back(next_id++);
+  }
+  struct Session {
+    std::vector<uint64_t> ids;
+    int turns_left;
+  };
+  std::vector<Session> live;
+  for (int i = 0; i < requests; ++i) {
+    TraceRequest r;
+    size_t at;
+    if (live.empty() || rng() % 2 == 0) {  // a new session: 60% end after one turn
+      live.push_back({systems[rng() % systems.size()],
+                      rng() % 10 < 6 ? 1 : 2 + static_cast<int>(rng() % 5)});
+      at = live.size() - 1;
+    } else {
+      at = rng() % live.size();
+    }
+    Session& s = live[at];
+    for (int k = 0; k < 2 + static_cast<int>(rng() % 6); ++k) s.ids.push_back(next_id++);
+    r.hash_ids = s.ids;
+    r.input_length = static_cast<int64_t>(r.hash_ids.size()) * 512 - 100;
+    const bool last = --s.turns_left == 0;
+    r.output_length = last ? 300 + static_cast<int64_t>(rng() % 700)
+                           : 10 + static_cast<int64_t>(rng() % 54);
+    if (last) {
+      live[at] = std::move(live.back());
+      live.pop_back();
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+// T2 admission learns from the output length a client reports (PutHeader.output_tokens):
+// where it tells final turns from turns that continue, the store writes far fewer blocks
+// to the SSD for no lower hit rate than when the client does not report it. Where it says
+// nothing (random lengths on a trace whose one-off documents admission refuses), reporting
+// it costs (almost) nothing.
+TEST(ReplayTest, ReportedOutputLengthsCutSsdWritesWhereTheyTellReturnsApart) {
+  const std::string dir = ::testing::TempDir() + "/kvtier_replay_output";
+  for (bool informative : {true, false}) {
+    std::vector<TraceRequest> said = SessionTrace(4000, 5);
+    if (!informative) {
+      said = SyntheticTrace(3000, 11, /*doc_blocks=*/64, 40);
+      std::mt19937_64 rng(3);
+      for (TraceRequest& r : said) r.output_length = 1 + static_cast<int64_t>(rng() % 1000);
+    }
+    std::vector<TraceRequest> unsaid = said;
+    for (TraceRequest& r : unsaid) r.output_length = 0;
+    const uint64_t unique = UniqueBlocks(said);
+    for (double t2_fraction : {0.1, 0.3}) {
+      ReplayResult r[2];
+      for (int i = 0; i < 2; ++i) {
+        std::filesystem::remove_all(dir);
+        EngineBackendOptions o{.capacity_blocks = static_cast<uint64_t>(unique * 0.05),
+                               .ssd_capacity_blocks = static_cast<uint64_t>(unique * t2_fraction),
+                               .ssd_dir = dir};
+        o.t2_sync = true;
+        r[i] = RunEngine(i == 0 ? unsaid : said, o);
+      }
+      const ReplayResult& without = r[0];
+      const ReplayResult& with = r[1];
+      std::printf("%s output lengths, T2 %.1f: not reported %.4f @ %lu writes, reported %.4f @ "
+                  "%lu\n",
+                  informative ? "informative" : "random", t2_fraction, without.hit_rate(),
+                  static_cast<unsigned long>(without.counters.demoted_blocks), with.hit_rate(),
+                  static_cast<unsigned long>(with.counters.demoted_blocks));
+      EXPECT_EQ(with.fetch_failures, 0u);
+      if (informative) {
+        EXPECT_LT(with.counters.demoted_blocks, without.counters.demoted_blocks * 0.8)
+            << "T2 " << t2_fraction;
+        EXPECT_GE(with.hit_rate(), without.hit_rate()) << "T2 " << t2_fraction;
+      } else {
+        EXPECT_LT(with.counters.demoted_blocks, without.counters.demoted_blocks * 1.1)
+            << "T2 " << t2_fraction;
+        EXPECT_GE(with.hit_rate(), without.hit_rate() - 0.005) << "T2 " << t2_fraction;
+      }
+    }
+  }
+}
+
 // Requests in flight at once (tiered, so lookups overlap disk reads): every request is
 // counted once, nothing fails, the hit rate stays near the one-at-a-time replay's (the
 // order differs only where requests overlap), and a backend that cannot take concurrent

@@ -235,20 +235,23 @@ class CacheStoreClient:
 
     def put(self, layout: KvLayout, tokens: Sequence[int], first_block: int, payload, *,
             salt: bytes = b"", last_block_partial: bool = False,
-            block_indices: Sequence[int] = (), shm=None,
+            block_indices: Sequence[int] = (), shm=None, output_tokens: int = 0,
             timeout: Optional[float] = None) -> PutResult:
         """Stores blocks [first_block, first_block + n) of the prompt; `payload` is the n
         blocks' bytes back to back (any contiguous buffer). Idempotent. With block_indices
-        (strictly ascending, first_block 0), the blocks carried are those of the prompt."""
+        (strictly ascending, first_block 0), the blocks carried are those of the prompt.
+        output_tokens: the tokens the request generated (or its max_tokens before it ends),
+        a hint for the store's T2 admission (PutHeader.output_tokens); 0: not said."""
         layout.validate()
         blocks = split_blocks(payload, layout.block_bytes, keep_address=shm is not None)
         return self.put_blocks(layout, tokens, first_block, blocks, salt=salt,
                                last_block_partial=last_block_partial,
-                               block_indices=block_indices, shm=shm, timeout=timeout)
+                               block_indices=block_indices, shm=shm,
+                               output_tokens=output_tokens, timeout=timeout)
 
     def put_blocks(self, layout: KvLayout, tokens: Sequence[int], first_block: int,
                    blocks: Sequence, *, salt: bytes = b"", last_block_partial: bool = False,
-                   block_indices: Sequence[int] = (), shm=None,
+                   block_indices: Sequence[int] = (), shm=None, output_tokens: int = 0,
                    timeout: Optional[float] = None) -> PutResult:
         """The same with the blocks wherever they are (e.g. pages): blocks[i] is block
         first_block + i (or block_indices[i]), each exactly block_bytes long. With shm (a
@@ -266,11 +269,13 @@ class CacheStoreClient:
         n = len(views)
         if block_indices and len(block_indices) != n:
             raise ValueError(f"the Put names {len(block_indices)} block indices for {n} blocks")
+        if not 0 <= int(output_tokens) < 2**32:
+            raise ValueError(f"output_tokens is {output_tokens}; it must be in [0, 2**32)")
         lb = layout.layer_bytes
         h = cache_store_pb2.PutHeader(
             layout=layout.to_proto(), token_ids=list(map(int, tokens)), cache_salt=bytes(salt),
             first_block=first_block, num_blocks=n, last_block_partial=last_block_partial,
-            block_indices=list(block_indices))
+            block_indices=list(block_indices), output_tokens=int(output_tokens))
         # Same-node: the store copies (and hashes) the blocks where they lie; no payload here.
         same_node = self._place_in_region(shm, blocks, h.shm)
         if not same_node:

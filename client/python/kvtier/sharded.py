@@ -345,7 +345,8 @@ class ShardedClient:
     # -- put -----------------------------------------------------------------------------
 
     def put(self, layout: KvLayout, tokens: Sequence[int], first_block: int, payload, *,
-            salt: bytes = b"", last_block_partial: bool = False, shm=None) -> PutResult:
+            salt: bytes = b"", last_block_partial: bool = False, shm=None,
+            output_tokens: int = 0) -> PutResult:
         layout.validate()
         blocks = split_blocks(payload, layout.block_bytes, keep_address=shm is not None)
         n = len(blocks)
@@ -378,7 +379,8 @@ class ShardedClient:
             try:
                 r = s.client.put_blocks(layout, tokens, 0, [blocks[i] for i in mine], salt=salt,
                                         last_block_partial=last_block_partial and mine[-1] == n - 1,
-                                        block_indices=[first_block + i for i in mine], shm=shm)
+                                        block_indices=[first_block + i for i in mine], shm=shm,
+                                        output_tokens=output_tokens)
                 self._note(s, None)
                 s.count("put_blocks_committed", len(mine))
                 return mine, r

@@ -131,6 +131,20 @@ class _Save:
     first_block: int
     block_ids: List[int]
     salt: bytes
+    output_tokens: int = 0  # the request's max_tokens: PutHeader.output_tokens
+
+
+def _output_budget(request) -> int:
+    """What the request may generate (vLLM's max_tokens), or 0 when it does not say. The
+    blocks are saved while the request runs, before its real output length is known; the
+    store learns how often prompts come back per output-length class either way."""
+    n = getattr(request, "max_tokens", None)
+    if n is None:
+        n = getattr(getattr(request, "sampling_params", None), "max_tokens", None)
+    try:
+        return min(max(int(n or 0), 0), 2**32 - 1)
+    except (TypeError, ValueError):
+        return 0
 
 
 @dataclasses.dataclass
@@ -260,7 +274,8 @@ class KvtierConnector(KVConnectorBase_V1):
                 ids = list(new_req.block_ids[0])
                 meta.saves.append(_Save(new_req.req_id, tokens[:last * bs], first,
                                         ids[first:last], self._salt_of.get(new_req.req_id,
-                                                                           self._salt)))
+                                                                           self._salt),
+                                        _output_budget(self._requests.get(new_req.req_id))))
         cached = scheduler_output.scheduled_cached_reqs
         manager = getattr(self, "_kv_cache_manager", None)
         for i, req_id in enumerate(cached.req_ids):
@@ -278,7 +293,8 @@ class KvtierConnector(KVConnectorBase_V1):
                 continue
             self._saved_upto[req_id] = last
             meta.saves.append(_Save(req_id, tokens[:last * bs], first, ids[first:last],
-                                    self._salt_of.get(req_id, self._salt)))
+                                    self._salt_of.get(req_id, self._salt),
+                                    _output_budget(request)))
         return meta
 
     def request_finished(self, request, block_ids):
@@ -440,7 +456,7 @@ class KvtierConnector(KVConnectorBase_V1):
             save, staging = self._save_queue.get()
             try:
                 self._store.put(self._layout, save.tokens, save.first_block, staging,
-                                salt=save.salt)
+                                salt=save.salt, output_tokens=save.output_tokens)
                 self.stats["saved_blocks"] += len(save.block_ids)
             except (StoreError, ValueError) as e:
                 self.stats["save_failed_blocks"] += len(save.block_ids)

@@ -87,7 +87,8 @@ def test_quantized_and_mla_layouts_round_trip_beside_each_other(store):
 def test_put_lookup_fetch_round_trip_in_both_orders(store):
     with CacheStoreClient(store.target, tenant="py") as c:
         tokens, data = prompt(6, 1), payload(6, 1)
-        put = c.put(LAYOUT, tokens + [1, 2, 3], 0, data)  # a partial tail is not a block
+        # A partial tail is not a block; output_tokens is a hint for the store's policy.
+        put = c.put(LAYOUT, tokens + [1, 2, 3], 0, data, output_tokens=40)
         assert put.stored_blocks == 6
         assert put.keys == block_keys("py", LAYOUT, tokens)  # the store's keys are ours
         assert c.put(LAYOUT, tokens, 0, data).existing_blocks == 6  # idempotent
@@ -138,6 +139,8 @@ def test_bad_input_is_refused_by_name_and_stores_nothing(store):
             c.put(LAYOUT, tokens, 0, np.zeros(100, np.uint8))
         with pytest.raises(ValueError, match="num_layers"):
             c.lookup(KvLayout("m", 0, 1, 1), tokens)
+        with pytest.raises(ValueError, match="output_tokens is -1"):
+            c.put(LAYOUT, tokens, 0, payload(2, 2), output_tokens=-1)
         with pytest.raises(StoreError) as e:  # tokens do not cover the blocks
             c.put(LAYOUT, tokens[:8], 0, payload(2, 2))
         assert e.value.code.name == "INVALID_ARGUMENT" and "hold only" in e.value.message
