@@ -79,6 +79,55 @@ assert g["hit_rate"] > 0.1, g["hit_rate"]
 PY
 done
 
+# T2 admission over gRPC learns from the output lengths the client reports
+# (PutHeader.output_tokens): on sessions whose continuing turns have short outputs and whose
+# final turns long ones (the same prompt shapes either way), a store that is told writes
+# far fewer blocks to its SSD for no lower hit rate than one that is not.
+python3 - "$work/sessions.jsonl" <<'PY'
+import json, random, sys
+rng = random.Random(7)
+nxt = 0
+def new(n):
+    global nxt
+    ids = list(range(nxt, nxt + n)); nxt += n; return ids
+systems = [new(4) for _ in range(4)]
+live = []  # [prompt ids, turns left]
+with open(sys.argv[1], "w") as f:
+    for i in range(2000):
+        if not live or rng.random() < 0.5:  # a new session: 60% end after one turn
+            live.append([rng.choice(systems)[:], 1 if rng.random() < 0.6 else rng.randint(2, 6)])
+            at = len(live) - 1
+        else:
+            at = rng.randrange(len(live))
+        s = live[at]
+        s[0] += new(rng.randint(2, 7))
+        s[1] -= 1
+        last = s[1] == 0
+        f.write(json.dumps({"timestamp": i * 10, "input_length": len(s[0]) * 512 - 7,
+                            "output_length": rng.randint(300, 999) if last else rng.randint(10, 63),
+                            "hash_ids": list(s[0])}) + "\n")
+        if last:
+            live[at] = live[-1]; live.pop()
+PY
+for reported in true false; do
+  rm -rf "$work/t2"
+  start_store "$store" "$work/store.log" --metrics_listen= --t1_lock=none --t1_min_slot_bytes=4096 \
+    --t1_bytes=$((450 * 4096)) --t2_dir="$work/t2" --t2_bytes=$((900 * 8192)) \
+    || fail "T2 store did not start"
+  pid=$store_pid
+  "$bench" replay --trace="$work/sessions.jsonl" --mode=grpc --target=127.0.0.1:$store_port \
+    --output_tokens=$reported >"$work/t2_$reported.json" || fail "T2 replay (reported $reported)"
+  kill -TERM "$pid"; wait "$pid" || true; pid=""
+  cat "$work/t2_$reported.json"
+done
+python3 - "$work/t2_true.json" "$work/t2_false.json" <<'PY' || fail "reported output lengths did not cut T2 writes"
+import json, sys
+said, unsaid = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert said["ssd_capacity_blocks"] > 0 and said["fetch_failures"] == unsaid["fetch_failures"] == 0
+assert said["demoted_blocks"] < 0.85 * unsaid["demoted_blocks"], (said["demoted_blocks"], unsaid["demoted_blocks"])
+assert said["hit_rate"] >= unsaid["hit_rate"] - 0.005, (said["hit_rate"], unsaid["hit_rate"])
+PY
+
 # A cluster: two stores of half the capacity as one cache (grpc mode with a list target),
 # and kvtier-bench cluster's three setups on the same trace.
 shard_pids=()
