@@ -3,8 +3,9 @@
 # (chat, rag, agent, mixed) and, with the bundled trace, prints for each the T1 hit rates of
 # LRU and the default policy at 2/5/10/20% of its unique blocks beside the offline optimum
 # and an infinite cache (../shared/tools/trace_oracle.py), the share of the LRU-to-optimum
-# gap the default closes, and T1 5% + T2 40% under each T2 admission and promotion setting
-# with the SSD block writes and T2 reads (hits served from the SSD) per request. Usage: bench/policy_traces.sh [BUILD_DIR] [REQUESTS]
+# gap the default closes, and T1 5% + T2 40% under each T2 admission and promotion setting,
+# with and without the output lengths reported, with the SSD block writes and T2 reads
+# (hits served from the SSD) per request. Usage: bench/policy_traces.sh [BUILD_DIR] [REQUESTS]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="$(cd "${1:-$root/build}" && pwd)"
@@ -19,9 +20,12 @@ traces=("$root/../shared/data/traces/mooncake_synthetic_trace.jsonl")
 for k in chat rag agent mixed; do traces+=("$work/traces/$k.jsonl"); done
 # --t2_sync: the disk I/O on the calling thread, so that the hit rates do not depend on how
 # the I/O threads are scheduled (a demotion still queued is served from memory).
+# The replay reports each request's output_length as PutHeader.output_tokens unless
+# --output_tokens=false (a client that does not know it).
 tiers=("predict (default)|"
-       "predict, promote on every read (default before)|--t2_promote_after_reads=1"
-       "score, promote on every read (issue 17's start)|--t2_admission=score --t2_promote_after_reads=1"
+       "predict, output lengths not reported|--output_tokens=false"
+       "predict, promote on every read|--t2_promote_after_reads=1"
+       "score, promote on every read, not reported (issue 17's start)|--t2_admission=score --t2_promote_after_reads=1 --output_tokens=false"
        "predict, never promote|--t2_promote_after_reads=0"
        "predict 0.08|--t2_admit_min_return=0.08"
        "predict + copies, promote on every read|--t2_keep_promoted_copy=true --t2_promote_after_reads=1")
