@@ -336,10 +336,10 @@ absl::Status ReplayRequest(const TraceRequest& req, ReplayBackend& backend, Repl
     ++r.requests;
     return absl::OkStatus();
   }
-  const ReplayPrompt prompt{
-      .hash_ids = req.hash_ids,
-      .tokens = ReplayTokens(req.hash_ids),
-      .output_tokens = static_cast<uint32_t>(std::clamp<int64_t>(req.output_length, 0, UINT32_MAX))};
+  const ReplayPrompt prompt{.hash_ids = req.hash_ids,
+                            .tokens = ReplayTokens(req.hash_ids),
+                            .output_tokens = static_cast<uint32_t>(
+                                std::clamp<int64_t>(req.output_length, 0, UINT32_MAX))};
   absl::StatusOr<ReplayBackend::Hits> hits = backend.LookupFetchRelease(prompt);
   if (!hits.ok()) {
     return absl::Status(hits.status().code(), absl::StrCat("lookup: ", hits.status().message()));

@@ -45,7 +45,7 @@ std::vector<uint8_t> ReplayPayload(std::span<const uint64_t> hash_ids, uint32_t 
 struct ReplayPrompt {
   std::span<const uint64_t> hash_ids;
   std::vector<uint32_t> tokens;  // ReplayTokens(hash_ids)
-  uint32_t output_tokens = 0;  // the trace's output_length (PutParams::output_tokens)
+  uint32_t output_tokens = 0;    // the trace's output_length (PutParams::output_tokens)
 };
 
 // What one backend (in-process engine or a kvtier-store over gRPC) does per request.

@@ -310,8 +310,8 @@ std::vector<TraceRequest> SessionTrace(int requests, uint32_t seed) {
     TraceRequest r;
     size_t at;
     if (live.empty() || rng() % 2 == 0) {  // a new session: 60% end after one turn
-      live.push_back({systems[rng() % systems.size()],
-                      rng() % 10 < 6 ? 1 : 2 + static_cast<int>(rng() % 5)});
+      live.push_back(
+          {systems[rng() % systems.size()], rng() % 10 < 6 ? 1 : 2 + static_cast<int>(rng() % 5)});
       at = live.size() - 1;
     } else {
       at = rng() % live.size();
@@ -321,8 +321,8 @@ std::vector<TraceRequest> SessionTrace(int requests, uint32_t seed) {
     r.hash_ids = s.ids;
     r.input_length = static_cast<int64_t>(r.hash_ids.size()) * 512 - 100;
     const bool last = --s.turns_left == 0;
-    r.output_length = last ? 300 + static_cast<int64_t>(rng() % 700)
-                           : 10 + static_cast<int64_t>(rng() % 54);
+    r.output_length =
+        last ? 300 + static_cast<int64_t>(rng() % 700) : 10 + static_cast<int64_t>(rng() % 54);
     if (last) {
       live[at] = std::move(live.back());
       live.pop_back();
@@ -361,11 +361,12 @@ TEST(ReplayTest, ReportedOutputLengthsCutSsdWritesWhereTheyTellReturnsApart) {
       }
       const ReplayResult& without = r[0];
       const ReplayResult& with = r[1];
-      std::printf("%s output lengths, T2 %.1f: not reported %.4f @ %lu writes, reported %.4f @ "
-                  "%lu\n",
-                  informative ? "informative" : "random", t2_fraction, without.hit_rate(),
-                  static_cast<unsigned long>(without.counters.demoted_blocks), with.hit_rate(),
-                  static_cast<unsigned long>(with.counters.demoted_blocks));
+      std::printf(
+          "%s output lengths, T2 %.1f: not reported %.4f @ %lu writes, reported %.4f @ "
+          "%lu\n",
+          informative ? "informative" : "random", t2_fraction, without.hit_rate(),
+          static_cast<unsigned long>(without.counters.demoted_blocks), with.hit_rate(),
+          static_cast<unsigned long>(with.counters.demoted_blocks));
       EXPECT_EQ(with.fetch_failures, 0u);
       if (informative) {
         EXPECT_LT(with.counters.demoted_blocks, without.counters.demoted_blocks * 0.8)
