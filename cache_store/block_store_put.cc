@@ -222,6 +222,7 @@ absl::StatusOr<PutResult> BlockStore::CommitPut(PendingPut& put) {
   put.done_ = true;
   ReleasePutTenant(put);
   counters_.put_stored_blocks += result.stored_blocks;
+  if (put.output_tokens_ > 0) counters_.put_output_reported_blocks += result.stored_blocks;
   counters_.put_existing_blocks += result.existing_blocks;
   counters_.put_bytes += put.expected_bytes();
   return result;

@@ -199,6 +199,9 @@ struct BlockStoreStats {
   uint64_t presence_requested_blocks = 0;
   uint64_t presence_held_blocks = 0;
   uint64_t put_stored_blocks = 0;
+  // Of put_stored_blocks, those whose Put reported the request's output length
+  // (PutSpec::output_tokens > 0): how much of the traffic gives T2 admission that signal.
+  uint64_t put_output_reported_blocks = 0;
   uint64_t put_existing_blocks = 0;
   uint64_t put_bytes = 0;
   uint64_t put_failures = 0;

@@ -285,6 +285,7 @@ grpc::ServerUnaryReactor* CacheStoreService::Stats(grpc::CallbackServerContext* 
     response->set_lookup_requested_tokens(s.lookup_requested_tokens);
     response->set_lookup_hit_tokens(s.lookup_hit_tokens);
     response->set_put_stored_blocks(s.put_stored_blocks);
+    response->set_put_output_reported_blocks(s.put_output_reported_blocks);
     response->set_put_existing_blocks(s.put_existing_blocks);
     response->set_put_bytes(s.put_bytes);
     response->set_put_failures(s.put_failures);

@@ -121,6 +121,7 @@ void DecodeEngine::PublishAndOffload(Sequence& seq) {
   for (KvOffloader::Job& job : jobs) {
     const uint32_t end = (job.first_block + static_cast<uint32_t>(job.pages.size())) * tpb;
     job.tokens.assign(seq.tokens.begin(), seq.tokens.begin() + end);
+    job.output_tokens = seq.generated;
     offloader_->Enqueue(std::move(job));
   }
 }
@@ -447,6 +448,7 @@ absl::StatusOr<std::vector<uint32_t>> DecodeEngine::Step(std::span<const uint64_
   std::vector<uint32_t> next;
   for (size_t i = 0; i < seqs.size(); ++i) {
     seqs[i]->tokens.push_back(seqs[i]->next_token);
+    ++seqs[i]->generated;
     seqs[i]->next_token = Decoder::Greedy((*logits)[i]);
     next.push_back(seqs[i]->next_token);
   }

@@ -119,6 +119,7 @@ class DecodeEngine {
     std::vector<uint32_t> tokens;  // K/V computed for these
     std::vector<uint32_t> pages;   // page of block b
     uint32_t next_token = 0;
+    uint32_t generated = 0;  // tokens decoded so far: the offloads' output_tokens
     bool cacheable = true;
     bool swapped = false;  // pages given up under memory pressure; SwapIn restores them
     uint64_t last_used = 0;

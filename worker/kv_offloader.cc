@@ -64,7 +64,8 @@ void KvOffloader::Loop() {
 absl::StatusOr<uint64_t> KvOffloader::PutRun(const Job& job, size_t first,
                                              std::span<const std::span<const uint8_t>> blocks,
                                              const SharedMemoryRegion* shm) {
-  PutParams params{.salt = salt_, .shm = shm_refused_ ? nullptr : shm};
+  PutParams params{
+      .salt = salt_, .output_tokens = job.output_tokens, .shm = shm_refused_ ? nullptr : shm};
   const uint32_t first_block = job.first_block + static_cast<uint32_t>(first);
   absl::StatusOr<PutReply> reply =
       store_->PutBlocks(pool_->layout(), job.tokens, first_block, blocks, params);

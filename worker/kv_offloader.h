@@ -34,6 +34,8 @@ class KvOffloader {
     uint32_t first_block = 0;
     std::vector<uint32_t> pages;  // one per block, in order
     std::vector<BlockKey> keys;
+    // Tokens the sequence had decoded when it was offloaded (PutParams::output_tokens).
+    uint32_t output_tokens = 0;
   };
   struct Counts {
     uint64_t blocks = 0, bytes = 0, dropped_blocks = 0, pending_jobs = 0;

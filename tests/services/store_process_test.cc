@@ -75,7 +75,11 @@ TEST(StoreProcessTest, MetricsEndpointCountsWhatHappened) {
   const uint64_t bb = layout.BlockBytes();
   std::vector<uint32_t> tokens = Tokens(3 * 16 + 3, 3);
   std::vector<uint8_t> payload(3 * bb, 0x5a);
-  ASSERT_TRUE(client.Put(layout, tokens, 0, payload).ok());
+  // Blocks 0-1 stored by a Put that does not report its output length, block 2 by one that
+  // does (a hint for T2 admission), then block 0 again.
+  ASSERT_TRUE(client.Put(layout, tokens, 0, std::span(payload).first(2 * bb)).ok());
+  ASSERT_TRUE(client.Put(layout, tokens, 2, std::span(payload).subspan(2 * bb),
+                         PutParams{.output_tokens = 40}).ok());
   ASSERT_TRUE(client.Put(layout, tokens, 0, std::span(payload).first(bb)).ok());  // existing
   std::vector<uint32_t> other = Tokens(2 * 16, 3);
   other[20] = 999;  // shares block 0 only
@@ -96,6 +100,7 @@ TEST(StoreProcessTest, MetricsEndpointCountsWhatHappened) {
   EXPECT_EQ(Sample(*after, "kvtier_lookup_hit_tokens_total"), 16);
   EXPECT_EQ(Sample(*after, "kvtier_put_blocks_total{result=\"stored\"}"), 3);
   EXPECT_EQ(Sample(*after, "kvtier_put_blocks_total{result=\"existing\"}"), 1);
+  EXPECT_EQ(Sample(*after, "kvtier_put_output_reported_blocks_total"), 1);
   EXPECT_EQ(Sample(*after, "kvtier_put_bytes_total"), 4.0 * bb);
   EXPECT_EQ(Sample(*after, "kvtier_fetched_blocks_total"), 1);
   EXPECT_EQ(Sample(*after, "kvtier_fetched_bytes_total"), bb);
@@ -103,7 +108,7 @@ TEST(StoreProcessTest, MetricsEndpointCountsWhatHappened) {
   EXPECT_EQ(Sample(*after, "kvtier_tier_used_bytes{tier=\"t1\"}"), 3.0 * bb);
   EXPECT_EQ(Sample(*after, "kvtier_active_leases"), 0);
   EXPECT_EQ(Sample(*after, "kvtier_evictions_total{tier=\"t1\"}"), 0);
-  EXPECT_EQ(Sample(*after, "kvtier_rpcs_total{code=\"OK\",method=\"Put\"}"), 2);
+  EXPECT_EQ(Sample(*after, "kvtier_rpcs_total{code=\"OK\",method=\"Put\"}"), 3);
   EXPECT_EQ(Sample(*after, "kvtier_rpc_duration_seconds_count{method=\"Lookup\"}"), 1);
   EXPECT_EQ(Sample(*after, "kvtier_rpc_duration_seconds_count{method=\"Fetch\"}"), 1);
 

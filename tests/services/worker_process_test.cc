@@ -246,14 +246,17 @@ TEST(WorkerProcessTest, AClusterOfShardsRestoresIdenticallyAndSurvivesAShardLoss
   worker->Signal(SIGTERM);
   ASSERT_EQ(worker->Wait(absl::Seconds(30)), 0) << worker->Log();
   // 6 full blocks, 2 copies each, over the shards: every shard took some.
-  uint64_t copies = 0;
+  // Offloaded when the sequence closed, after 8 decoded tokens: every Put reported them.
+  uint64_t copies = 0, reported = 0;
   for (const auto& store : stores) {
     CacheStoreClient c({.target = store->target()});
     absl::StatusOr<v1::StatsResponse> st = c.Stats();
     ASSERT_TRUE(st.ok());
     copies += st->put_stored_blocks();
+    reported += st->put_output_reported_blocks();
   }
   EXPECT_EQ(copies, 12u);
+  EXPECT_EQ(reported, copies);
 
   worker = StartWorker(targets, "", cluster);
   ASSERT_NE(worker, nullptr);

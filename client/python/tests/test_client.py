@@ -119,6 +119,7 @@ def test_put_lookup_fetch_round_trip_in_both_orders(store):
         assert c.lookup(LAYOUT, tokens, lease=False).matched_blocks == 5
         stats = c.stats()
         assert stats.put_stored_blocks == 6
+        assert stats.put_output_reported_blocks == 6
 
 
 def test_fetch_into_torch_tensors_when_torch_is_installed(store):

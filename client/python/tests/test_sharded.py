@@ -63,10 +63,12 @@ def test_put_lookup_fetch_across_three_shards_with_two_copies(shards):
         assert sorted(s.id for s in c.shards()) == ["py-0", "py-1", "py-2"]
         n = 24
         tokens, data = prompt(n, 1), payload(n, 1)
-        put = c.put(LAYOUT, tokens, 0, data)
+        put = c.put(LAYOUT, tokens, 0, data, output_tokens=300)
         assert put.failed_blocks == 0 and put.stored_blocks == 2 * n
-        held = [s.client.stats().tiers[0].used_blocks for s in c._snapshot()]
+        stats = [s.client.stats() for s in c._snapshot()]
+        held = [st.tiers[0].used_blocks for st in stats]
         assert sum(held) == 2 * n and all(0 < h < n for h in held), held
+        assert sum(st.put_output_reported_blocks for st in stats) == 2 * n  # every shard told
 
         found = c.lookup(LAYOUT, tokens)
         assert found.matched_blocks == n and found.lease_id
