@@ -75,4 +75,4 @@ echo
 echo "== worker metrics (http://127.0.0.1:9092/metrics): prompt tokens by source"
 curl -s http://127.0.0.1:9092/metrics | grep -E '^kvtier_worker_(prefix_tokens|restored_bytes|offloaded_blocks)' || true
 echo "== store metrics (http://127.0.0.1:9091/metrics): cache hits"
-curl -s http://127.0.0.1:9091/metrics | grep -E '^kvtier_(lookup_(requested|hit)_blocks|put_blocks|tier_used_bytes)' || true
+curl -s http://127.0.0.1:9091/metrics | grep -E '^kvtier_(lookup_(requested|hit)_blocks|put_blocks|put_output_reported_blocks|tier_used_bytes)' || true
