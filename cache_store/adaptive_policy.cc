@@ -54,9 +54,7 @@ AdaptivePolicy::AdaptivePolicy(uint32_t handles, uint32_t tier_blocks, Ingredien
       partition_(handles, 0),
       capacity_(handles, 0),
       heap_pos_(handles, kNil),
-      ghosts_(size_t{tier_blocks_} * kGhostPerBlock) {
-  ghost_index_.reserve(ghosts_.size());
-}
+      ghost_limit_(size_t{tier_blocks_} * kGhostPerBlock) {}
 
 int AdaptivePolicy::ClassOf(uint32_t access_count, const BlockTraits& traits) {
   return ClassOf(access_count, traits, Ingredients{});
@@ -116,7 +114,7 @@ void AdaptivePolicy::OnResident(uint32_t handle, const BlockTraits& traits) {
   Tick();
   uint32_t count = 1;
   if (auto it = ghost_index_.find(traits.key_fingerprint); it != ghost_index_.end()) {
-    Ghost& g = ghosts_[it->second];
+    Ghost& g = rings_[it->second >> 32].slots[it->second & UINT32_MAX];
     Trial(g.cls, /*reused=*/true);
     if (ingredients_.ghost_count) count = std::min<uint32_t>(g.count + 1u, 255);
     g.valid = false;
@@ -125,6 +123,8 @@ void AdaptivePolicy::OnResident(uint32_t handle, const BlockTraits& traits) {
   resident_[handle] = 1;
   ++resident_count_;
   peak_resident_ = std::max(peak_resident_, resident_count_);
+  GhostRing& ring = RingOf(traits.partition);
+  ring.peak = std::max(ring.peak, ++ring.resident);
   count_[handle] = static_cast<uint8_t>(count);
   cls_[handle] = static_cast<uint8_t>(ClassOf(count, traits, ingredients_));
   fingerprint_[handle] = traits.key_fingerprint;
@@ -167,36 +167,66 @@ void AdaptivePolicy::OnLeave(uint32_t handle, bool evicted) {
   if (evicted) PushGhost(handle);
   resident_[handle] = 0;
   --resident_count_;
+  --RingOf(partition_[handle]).resident;
+}
+
+AdaptivePolicy::GhostRing& AdaptivePolicy::RingOf(uint32_t partition) {
+  if (rings_.size() <= partition) rings_.resize(partition + 1);
+  return rings_[partition];
+}
+
+void AdaptivePolicy::GrowRing(uint32_t partition, size_t capacity) {
+  GhostRing& ring = rings_[partition];
+  std::vector<Ghost> slots(capacity);
+  const size_t old = ring.slots.size();
+  for (size_t i = 0; i < ring.size; ++i) {  // oldest first, to slots [0, size)
+    slots[i] = ring.slots[(ring.next + old - ring.size + i) % old];
+    if (slots[i].valid) ghost_index_[slots[i].fingerprint] = (uint64_t{partition} << 32) | i;
+  }
+  ghost_slots_ += capacity - old;
+  ring.slots = std::move(slots);
+  ring.next = ring.size % capacity;
 }
 
 void AdaptivePolicy::PushGhost(uint32_t handle) {
-  if (ghosts_.empty()) return;
-  // The history spans kGhostPerBlock turnovers of the blocks the tier has held (the ring
-  // is sized for the most it may hold): the oldest records age out first, failed trials.
-  const uint64_t window = std::min<uint64_t>(uint64_t{turnover_blocks()} * kGhostPerBlock,
-                                             ghosts_.size());
-  while (ghost_size_ > 0 && ghost_size_ + 1 > window) {
-    Ghost& old = ghosts_[(ghost_next_ + ghosts_.size() - ghost_size_) % ghosts_.size()];
+  if (ghost_limit_ == 0) return;
+  // The history spans kGhostPerBlock turnovers of the blocks the partition has held: the
+  // oldest records age out first, failed trials.
+  const uint32_t partition = partition_[handle];
+  size_t window = std::min<size_t>(
+      size_t{std::clamp<uint32_t>(rings_[partition].peak, 1, tier_blocks_)} * kGhostPerBlock,
+      ghost_limit_);
+  if (const size_t have = rings_[partition].slots.size(); have < window) {
+    const size_t budget = 2 * ghost_limit_ - (ghost_slots_ - have);
+    const size_t want = std::min({std::max(window, 2 * have), ghost_limit_, budget});
+    if (want > have) GrowRing(partition, want);
+    window = std::min(window, rings_[partition].slots.size());
+    if (window == 0) return;
+  }
+  GhostRing& ring = rings_[partition];
+  const size_t cap = ring.slots.size();
+  while (ring.size > 0 && ring.size + 1 > window) {
+    Ghost& old = ring.slots[(ring.next + cap - ring.size) % cap];
     if (old.valid) {  // aged out without coming back
       Trial(old.cls, /*reused=*/false);
       ghost_index_.erase(old.fingerprint);
       old.valid = false;
     }
-    --ghost_size_;
+    --ring.size;
   }
   // A key evicted twice keeps only its newest record.
   if (auto it = ghost_index_.find(fingerprint_[handle]); it != ghost_index_.end()) {
-    ghosts_[it->second].valid = false;
+    rings_[it->second >> 32].slots[it->second & UINT32_MAX].valid = false;
     ghost_index_.erase(it);
   }
-  Ghost& slot = ghosts_[ghost_next_];
+  Ghost& slot = ring.slots[ring.next];
   slot = Ghost{.fingerprint = fingerprint_[handle],
                .cls = cls_[handle],
                .count = count_[handle],
                .valid = true};
-  ghost_index_[slot.fingerprint] = static_cast<uint32_t>(ghost_next_);
-  ghost_next_ = (ghost_next_ + 1) % ghosts_.size();
-  ++ghost_size_;
+  ghost_index_[slot.fingerprint] = (uint64_t{partition} << 32) | ring.next;
+  ring.next = (ring.next + 1) % cap;
+  ++ring.size;
 }
 
 bool AdaptivePolicy::IsResident(uint32_t handle) const {

@@ -11,11 +11,12 @@
 //    partial tail, depth in the prompt (log2 buckets), and how many blocks follow it in the
 //    Put that stored it (0, 1, 2, 3+). For each class the policy learns
 //    P(reuse): a trial succeeds when a block of the class is accessed again while resident
-//    or while its key is still in a ghost history of recently evicted keys (4 turnovers;
-//    keys only, no payload), and fails when the key ages out of that history. A turnover
-//    is the most blocks the tier has held at once (its capacity in blocks when it is full
-//    of one layout; a tier of many block sizes holds what their mix allows). Counts halve
-//    every 8 turnovers so the estimate follows the workload.
+//    or while its key is still in a ghost history of recently evicted keys (keys only, no
+//    payload), and fails when the key ages out of that history. The history is per
+//    partition (a tenant's blocks of one size class) and spans 4 of the partition's
+//    turnovers, a turnover being the most blocks the partition has held at once: another
+//    tenant's flood of evictions (a scan) does not age a tenant's keys out. Counts halve
+//    every 8 turnovers of the tier so the estimate follows the workload.
 //  - Priority = last access tick + kBonusTurnovers x capacity x P(reuse | class): a block
 //    that is sure to return gets kBonusTurnovers more cache turnovers of life than a block
 //    that is sure not to, a turnover being the blocks of its size the tier holds
@@ -129,10 +130,26 @@ class AdaptivePolicy final : public EvictionPolicy {
   uint32_t resident_count_ = 0;
   uint32_t peak_resident_ = 0;
 
-  std::vector<Ghost> ghosts_;  // a ring: the last ghost_size_ records before ghost_next_
-  size_t ghost_next_ = 0;
-  size_t ghost_size_ = 0;
-  absl::flat_hash_map<uint64_t, uint32_t> ghost_index_;
+  // The ghost history, one ring per partition (a tenant's blocks of one size class): the
+  // last `size` records before `next`, for kGhostPerBlock turnovers of the partition's own
+  // blocks, so that one tenant's evictions (a scan) do not age another's keys out.
+  struct GhostRing {
+    std::vector<Ghost> slots;
+    size_t next = 0;
+    size_t size = 0;
+    uint32_t resident = 0;  // the partition's resident blocks
+    uint32_t peak = 0;      // the most it has held: its turnover
+  };
+  GhostRing& RingOf(uint32_t partition);
+  void GrowRing(uint32_t partition, size_t capacity);
+  // kGhostPerBlock x tier_blocks: no ring grows past it, and all of them together hold at
+  // most twice it (a partition that once held many blocks keeps its ring; past the budget
+  // a growing partition's window is what its ring holds).
+  const size_t ghost_limit_;
+  size_t ghost_slots_ = 0;  // all rings' slots
+  std::vector<GhostRing> rings_;  // by partition
+  // fingerprint -> (partition << 32) | slot
+  absl::flat_hash_map<uint64_t, uint64_t> ghost_index_;
 };
 
 }  // namespace kvtier

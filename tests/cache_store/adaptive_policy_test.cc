@@ -163,6 +163,34 @@ TEST(AdaptivePolicyTest, LearnsWhichClassComesBack) {
   }
 }
 
+// The ghost history is per partition (a tenant's blocks of one size class): a neighbour's
+// flood of evictions does not age a tenant's evicted keys out, so its returns still count
+// as reuse. With one history for the tier, the 100 evictions below would have failed the
+// key's trial (the window is 4 turnovers) and it would return as a first-time block.
+TEST(AdaptivePolicyTest, ANeighboursEvictionsDoNotAgeAPartitionsGhostsOut) {
+  AdaptivePolicy p(/*handles=*/8, /*tier_blocks=*/8);
+  BlockTraits mine = Traits(42);
+  mine.partition = 0;
+  p.OnResident(0, mine);
+  p.SetEvictable(0, true);
+  p.OnLeave(0, /*evicted=*/true);
+  for (uint64_t i = 0; i < 100; ++i) {  // the neighbour: other keys, another class
+    BlockTraits scan = Traits(1000 + i, /*depth=*/9);
+    scan.partition = 1;
+    p.OnResident(1, scan);
+    p.SetEvictable(1, true);
+    p.OnLeave(1, /*evicted=*/true);
+  }
+  const int cls = AdaptivePolicy::ClassOf(1, mine);
+  EXPECT_DOUBLE_EQ(p.ClassReuseProbability(cls), 0.5);  // no trial closed yet
+  p.OnResident(2, mine);  // it comes back: a reuse, and it keeps its access count
+  EXPECT_DOUBLE_EQ(p.ClassReuseProbability(cls), 2.0 / 3.0);
+  EXPECT_LT(p.ClassReuseProbability(AdaptivePolicy::ClassOf(1, Traits(0, 9))), 0.1);
+  p.SetEvictable(2, true);
+  p.OnAccess(2, mine);
+  EXPECT_NE(AdaptivePolicy::ClassOf(2, mine), AdaptivePolicy::ClassOf(3, mine));
+}
+
 // Against a plain model: the victim is always the evictable block with the smallest
 // priority, whatever sequence of calls leads there (checks the indexed heap).
 TEST(AdaptivePolicyTest, VictimIsAlwaysAnEvictableResidentBlock) {
