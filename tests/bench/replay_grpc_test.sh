@@ -19,14 +19,20 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; [ -f "$work/store.log" ] && tail -20 "$work/store.log" >&2; exit 1; }
 
-# A small trace with shared prefixes, sessions that grow, and one-off prompts.
-python3 - "$work/trace.jsonl" <<'PY'
+# Two traces. trace.jsonl: shared prefixes, sessions that grow, and one-off prompts.
+# sessions.jsonl (the T2 section below): sessions on shared system prompts whose continuing
+# turns have short outputs and whose final turns long ones, the same prompt shapes either way.
+python3 - "$work/trace.jsonl" "$work/sessions.jsonl" <<'PY'
 import json, random, sys
-rng = random.Random(5)
 nxt = 0
 def new(n):
     global nxt
     ids = list(range(nxt, nxt + n)); nxt += n; return ids
+def record(i, ids, output_length):
+    return json.dumps({"timestamp": i * 10, "input_length": len(ids) * 512 - 7,
+                       "output_length": output_length, "hash_ids": list(ids)}) + "\n"
+
+rng = random.Random(5)
 systems = [new(3) for _ in range(3)]
 sessions = []
 with open(sys.argv[1], "w") as f:
@@ -38,8 +44,25 @@ with open(sys.argv[1], "w") as f:
             s = rng.choice(systems) + new(rng.randint(2, 6)); sessions.append(s); ids = list(s)
         else:
             ids = new(rng.randint(4, 20))
-        f.write(json.dumps({"timestamp": i * 10, "input_length": len(ids) * 512 - 7,
-                            "output_length": 5, "hash_ids": ids}) + "\n")
+        f.write(record(i, ids, 5))
+
+rng, nxt = random.Random(7), 0
+systems = [new(4) for _ in range(4)]
+live = []  # [prompt ids, turns left]
+with open(sys.argv[2], "w") as f:
+    for i in range(2000):
+        if not live or rng.random() < 0.5:  # a new session: 60% end after one turn
+            live.append([rng.choice(systems)[:], 1 if rng.random() < 0.6 else rng.randint(2, 6)])
+            at = len(live) - 1
+        else:
+            at = rng.randrange(len(live))
+        s = live[at]
+        s[0] += new(rng.randint(2, 7))
+        s[1] -= 1
+        last = s[1] == 0
+        f.write(record(i, s[0], rng.randint(300, 999) if last else rng.randint(10, 63)))
+        if last:
+            live[at] = live[-1]; live.pop()
 PY
 
 capacity=300
@@ -83,32 +106,6 @@ done
 # (PutHeader.output_tokens): on sessions whose continuing turns have short outputs and whose
 # final turns long ones (the same prompt shapes either way), a store that is told writes
 # far fewer blocks to its SSD for no lower hit rate than one that is not.
-python3 - "$work/sessions.jsonl" <<'PY'
-import json, random, sys
-rng = random.Random(7)
-nxt = 0
-def new(n):
-    global nxt
-    ids = list(range(nxt, nxt + n)); nxt += n; return ids
-systems = [new(4) for _ in range(4)]
-live = []  # [prompt ids, turns left]
-with open(sys.argv[1], "w") as f:
-    for i in range(2000):
-        if not live or rng.random() < 0.5:  # a new session: 60% end after one turn
-            live.append([rng.choice(systems)[:], 1 if rng.random() < 0.6 else rng.randint(2, 6)])
-            at = len(live) - 1
-        else:
-            at = rng.randrange(len(live))
-        s = live[at]
-        s[0] += new(rng.randint(2, 7))
-        s[1] -= 1
-        last = s[1] == 0
-        f.write(json.dumps({"timestamp": i * 10, "input_length": len(s[0]) * 512 - 7,
-                            "output_length": rng.randint(300, 999) if last else rng.randint(10, 63),
-                            "hash_ids": list(s[0])}) + "\n")
-        if last:
-            live[at] = live[-1]; live.pop()
-PY
 for reported in true false; do
   rm -rf "$work/t2"
   start_store "$store" "$work/store.log" --metrics_listen= --t1_lock=none --t1_min_slot_bytes=4096 \

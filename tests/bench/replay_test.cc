@@ -132,7 +132,10 @@ double InfiniteHitRate(const std::vector<TraceRequest>& trace) {
   return double(hits) / double(total);
 }
 
+// A replay on a fresh engine; with T2, on an emptied directory (a replay never reuses
+// another's SSD records).
 ReplayResult RunEngine(const std::vector<TraceRequest>& trace, EngineBackendOptions o) {
+  if (!o.ssd_dir.empty()) std::filesystem::remove_all(o.ssd_dir);
   auto backend = MakeEngineBackend(o);
   EXPECT_TRUE(backend.ok()) << backend.status();
   auto result = Replay(trace, **backend);
@@ -172,7 +175,6 @@ TEST(ReplayTest, TwoTiersServeHitsFromBothAndLoseNothingAgainstOneFlatCache) {
   const std::vector<TraceRequest> trace = SyntheticTrace(1500, 3);
   const uint64_t unique = UniqueBlocks(trace);
   const std::string dir = ::testing::TempDir() + "/kvtier_replay_t2";
-  std::filesystem::remove_all(dir);
   const auto t1 = static_cast<uint64_t>(unique * 0.05);
   const auto t2 = static_cast<uint64_t>(unique * 0.4);
   const ReplayResult r =
@@ -202,7 +204,6 @@ TEST(ReplayTest, SegmentedT2IsNoWorseThanLruT2) {
     double rate[2];
     for (int i = 0; i < 2; ++i) {
       const std::string dir = ::testing::TempDir() + "/kvtier_replay_slru";
-      std::filesystem::remove_all(dir);
       rate[i] = RunEngine(trace, {.capacity_blocks = t1,
                                   .ssd_capacity_blocks = t2,
                                   .ssd_dir = dir,
@@ -226,7 +227,6 @@ TEST(ReplayTest, PredictedT2AdmissionWritesLessThanTheScoreFilterForNoLowerHitRa
     const auto t2 = static_cast<uint64_t>(unique * t2_fraction);
     ReplayResult r[3];
     for (int i = 0; i < 3; ++i) {
-      std::filesystem::remove_all(dir);
       r[i] = RunEngine(trace, {.capacity_blocks = t1,
                                .ssd_capacity_blocks = t2,
                                .ssd_dir = dir,
@@ -265,7 +265,6 @@ TEST(ReplayTest, ServingT2HitsInPlaceWritesFewerBlocksForTheSameHitRate) {
     const auto t2 = static_cast<uint64_t>(unique * t2_fraction);
     ReplayResult r[2];
     for (int i = 0; i < 2; ++i) {
-      std::filesystem::remove_all(dir);
       EngineBackendOptions o{.capacity_blocks = t1, .ssd_capacity_blocks = t2, .ssd_dir = dir};
       o.t2_sync = true;
       if (i == 0) o.t2_promote_after_reads = 1;
@@ -352,7 +351,6 @@ TEST(ReplayTest, ReportedOutputLengthsCutSsdWritesWhereTheyTellReturnsApart) {
     for (double t2_fraction : {0.1, 0.3}) {
       ReplayResult r[2];
       for (int i = 0; i < 2; ++i) {
-        std::filesystem::remove_all(dir);
         EngineBackendOptions o{.capacity_blocks = static_cast<uint64_t>(unique * 0.05),
                                .ssd_capacity_blocks = static_cast<uint64_t>(unique * t2_fraction),
                                .ssd_dir = dir};
@@ -391,7 +389,6 @@ TEST(ReplayTest, ConcurrentRequestsCountEachRequestOnceAndKeepTheHitRate) {
   const std::string dir = ::testing::TempDir() + "/kvtier_replay_concurrent";
   const auto t1 = static_cast<uint64_t>(unique * 0.05);
   const auto t2 = static_cast<uint64_t>(unique * 0.4);
-  std::filesystem::remove_all(dir);
   const ReplayResult one =
       RunEngine(trace, {.capacity_blocks = t1, .ssd_capacity_blocks = t2, .ssd_dir = dir});
   std::filesystem::remove_all(dir);

@@ -24,6 +24,7 @@ using testing::SmallStoreOptions;
 using testing::Tokens;
 
 using testing::BlockIsIntact;
+using testing::EveryBlockLoadedAndIntact;
 using testing::CorruptEveryT2Payload;
 using testing::FileSizeLimit;
 using testing::FreshDir;
@@ -426,10 +427,7 @@ TEST_F(T2Test, AStreamingReadServesEachBlockAsItsDiskReadEnds) {
 
   disk_.StallReads(false);
   ASSERT_TRUE(stream.AwaitSettled(4, absl::Seconds(10))) << "settled " << stream.settled();
-  for (size_t i = 0; i < 4; ++i) {
-    ASSERT_TRUE(read->Loaded(i)) << i;
-    EXPECT_TRUE(BlockIsIntact(*read, i));
-  }
+  ASSERT_TRUE(EveryBlockLoadedAndIntact(*read, 4));
   read.reset();
   stream.Reset();
   ASSERT_TRUE(store_->Release(kTenant, found.lease_id).ok());

@@ -16,6 +16,7 @@ namespace kvtier {
 namespace {
 
 using testing::BlockIsIntact;
+using testing::EveryBlockLoadedAndIntact;
 using testing::CorruptEveryT2Payload;
 using testing::FreshDir;
 using testing::kTenant;
@@ -136,10 +137,7 @@ TEST_F(T2Test, AStreamingReadOpensAtOnceOnceAnInPlaceReadHasVerifiedARecoveredBl
   // Opened late (the failure above) or not: every byte it serves is right.
   ASSERT_TRUE(stream.AwaitOpen(absl::Seconds(10)));
   std::shared_ptr<BlockReadHandle> read = stream.handle();
-  for (size_t i = 0; i < 4; ++i) {
-    ASSERT_TRUE(read->Loaded(i)) << i;
-    EXPECT_TRUE(BlockIsIntact(*read, i));
-  }
+  ASSERT_TRUE(EveryBlockLoadedAndIntact(*read, 4));
   read.reset();
   stream.Reset();
   ASSERT_TRUE(store_->Release(kTenant, found.lease_id).ok());

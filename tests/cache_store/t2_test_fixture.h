@@ -70,6 +70,15 @@ inline ::testing::AssertionResult BlockIsIntact(BlockReadHandle& read, size_t i)
   return ::testing::AssertionSuccess();
 }
 
+// Blocks [0, n) of a read all loaded, and each intact.
+inline ::testing::AssertionResult EveryBlockLoadedAndIntact(BlockReadHandle& read, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    if (!read.Loaded(i)) return ::testing::AssertionFailure() << "block " << i << " not loaded";
+    if (::testing::AssertionResult r = BlockIsIntact(read, i); !r) return r;
+  }
+  return ::testing::AssertionSuccess();
+}
+
 // A streaming read of a lease (BlockStore::ReadLeaseStreaming): the handle once the store
 // opens it, and how many of its blocks have settled (loaded or failed) since.
 class StreamingRead {
