@@ -96,6 +96,9 @@ ABSL_FLAG(double, guarantee_fraction, 0.05,
 ABSL_FLAG(double, store_multiple, 4, "noisy: the shared store's size in b's guarantees.");
 ABSL_FLAG(uint32_t, scan_requests, 4, "noisy: tenant a's scan prompts before each b request.");
 ABSL_FLAG(uint32_t, scan_blocks, 32, "noisy: blocks of each scan prompt (all new).");
+ABSL_FLAG(std::string, neighbour_trace, "",
+          "noisy: tenant a replays this Mooncake-format trace instead of the scan "
+          "(--scan_requests of its requests before each b request; it stops at its end).");
 ABSL_FLAG(double, min_ratio, 0,
           "noisy: exit 1 when b's hit rate with quotas is below this times its hit rate alone "
           "(0: never).");
@@ -289,6 +292,12 @@ int RunNoisy() {
   if (path.empty()) return Fail(absl::InvalidArgumentError("noisy needs --trace"));
   absl::StatusOr<std::vector<TraceRequest>> trace = LoadTrace(path);
   if (!trace.ok()) return Fail(trace.status());
+  std::vector<TraceRequest> neighbour;
+  if (const std::string n = absl::GetFlag(FLAGS_neighbour_trace); !n.empty()) {
+    absl::StatusOr<std::vector<TraceRequest>> t = LoadTrace(n);
+    if (!t.ok()) return Fail(t.status());
+    neighbour = *std::move(t);
+  }
   absl::StatusOr<NoisyNeighborResult> r = RunNoisyNeighborBench(
       *trace, std::filesystem::path(path).filename().string(),
       {.guarantee_fraction = absl::GetFlag(FLAGS_guarantee_fraction),
@@ -296,7 +305,8 @@ int RunNoisy() {
        .scan_requests = absl::GetFlag(FLAGS_scan_requests),
        .scan_blocks = absl::GetFlag(FLAGS_scan_blocks),
        .policy = absl::GetFlag(FLAGS_policy),
-       .limit = absl::GetFlag(FLAGS_limit_requests)});
+       .limit = absl::GetFlag(FLAGS_limit_requests),
+       .neighbour = std::move(neighbour)});
   if (!r.ok()) return Fail(r.status());
   for (const std::string& line : r->lines) std::cout << line << std::endl;
   const double min_ratio = absl::GetFlag(FLAGS_min_ratio);
@@ -489,7 +499,8 @@ const std::vector<Subcommand>& Subcommands() {
       {"noisy",
        "tenant isolation: one tenant's trace hit rate while another floods the store with a "
        "scan, alone / with its quota / without (bench/noisy_neighbor_bench.h)",
-       {"trace", "guarantee_fraction", "store_multiple", "scan_requests", "scan_blocks", "policy",
+       {"trace", "guarantee_fraction", "store_multiple", "scan_requests", "scan_blocks",
+        "neighbour_trace", "policy",
         "limit_requests", "min_ratio"},
        RunNoisy},
       {"soak",

@@ -54,15 +54,24 @@ absl::StatusOr<NoisyNeighborResult> RunNoisyNeighborBench(const std::vector<Trac
     std::unique_ptr<ReplayBackend> b = MakeEngineBackendOn(*store, "b");
     ReplayResult rb, ra;
     uint64_t next_scan_id = kScanIdBase;
+    size_t next_neighbour = 0;
     TraceRequest scan;
     scan.input_length = 512 * o.scan_blocks;
     const auto start = std::chrono::steady_clock::now();
     for (size_t i = 0; i < n; ++i) {
       for (uint32_t s = 0; run.scan && s < o.scan_requests; ++s) {
-        scan.hash_ids.clear();
-        for (uint32_t k = 0; k < o.scan_blocks; ++k) scan.hash_ids.push_back(next_scan_id++);
-        if (absl::Status st = ReplayRequest(scan, *a, ra); !st.ok()) {
-          return absl::Status(st.code(), absl::StrCat(run.name, ": scan: ", st.message()));
+        const TraceRequest* next = &scan;
+        if (!o.neighbour.empty()) {
+          if (next_neighbour == o.neighbour.size()) break;
+          next = &o.neighbour[next_neighbour++];
+        } else {
+          scan.hash_ids.clear();
+          for (uint32_t k = 0; k < o.scan_blocks; ++k) scan.hash_ids.push_back(next_scan_id++);
+        }
+        if (absl::Status st = ReplayRequest(*next, *a, ra); !st.ok()) {
+          return absl::Status(st.code(), absl::StrCat(run.name, o.neighbour.empty() ? ": scan: "
+                                                                                : ": neighbour: ",
+                                                      st.message()));
         }
       }
       if (absl::Status st = ReplayRequest(trace[i], *b, rb); !st.ok()) {

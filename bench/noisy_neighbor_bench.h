@@ -7,6 +7,10 @@
 //   without_quota  the same store and traffic without quotas.
 // G = --guarantee_fraction of the trace's unique blocks. The quota holds when b's hit rate
 // with_quota is at least (about) its hit rate alone.
+// With a neighbour trace (--neighbour_trace), tenant a is a real workload instead of a
+// scan: before each of b's requests it replays the next --scan_requests requests of that
+// trace (and stops when the trace ends), so the two tenants' blocks compete on their
+// merits; a's hit rate is reported beside b's.
 #ifndef KVTIER_BENCH_NOISY_NEIGHBOR_BENCH_H_
 #define KVTIER_BENCH_NOISY_NEIGHBOR_BENCH_H_
 
@@ -25,6 +29,8 @@ struct NoisyNeighborOptions {
   uint32_t scan_blocks = 32;
   std::string policy = "adaptive";
   size_t limit = 0;  // b's requests (0: the whole trace)
+  // Tenant a's workload instead of the scan (empty: the scan).
+  std::vector<TraceRequest> neighbour;
 };
 
 struct NoisyNeighborResult {

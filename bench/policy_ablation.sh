@@ -24,7 +24,7 @@ trap 'rm -rf "$work"' EXIT
 python3 "$root/bench/gen_traces.py" all "$work/traces" --requests "$requests"
 traces=("$trace")
 for k in chat rag agent mixed; do traces+=("$work/traces/$k.jsonl"); done
-variants=(lru adaptive adaptive:-count adaptive:-tail adaptive:-depth adaptive:-blocks_to_end
+variants=(lru adaptive adaptive:-count adaptive:-tail adaptive:-depth adaptive:-blocks_to_end adaptive:-output
           adaptive:-ghost_count adaptive:-bonus adaptive:-leaves_only)
 for t in "${traces[@]}"; do
   name="$(basename "$t" .jsonl)"

@@ -17,6 +17,7 @@ absl::StatusOr<AdaptivePolicy::Ingredients> AdaptivePolicy::ParseAblation(
       {"tail", &Ingredients::tail},
       {"depth", &Ingredients::depth},
       {"blocks_to_end", &Ingredients::blocks_to_end},
+      {"output", &Ingredients::output},
       {"ghost_count", &Ingredients::ghost_count},
       {"bonus", &Ingredients::bonus},
       {"leaves_only", &Ingredients::leaves_only}};
@@ -31,9 +32,10 @@ absl::StatusOr<AdaptivePolicy::Ingredients> AdaptivePolicy::ParseAblation(
       }
     }
     if (!found) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "unknown adaptive policy ablation \"", item,
-          "\"; known: -count, -tail, -depth, -blocks_to_end, -ghost_count, -bonus, -leaves_only"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown adaptive policy ablation \"", item,
+                       "\"; known: -count, -tail, -depth, -blocks_to_end, -output, -ghost_count, "
+                       "-bonus, -leaves_only"));
     }
   }
   return in;
@@ -70,12 +72,16 @@ int AdaptivePolicy::ClassOf(uint32_t access_count, const BlockTraits& traits,
                : 0;
   const int end_bucket = in.blocks_to_end ? std::min<int>(traits.blocks_to_end, 3) : 0;
   const int tail = in.tail && traits.prompt_tail ? 1 : 0;
-  return ((count_bucket * 2 + tail) * 8 + depth_bucket) * 4 + end_bucket;
+  const int shape = ((count_bucket * 2 + tail) * 8 + depth_bucket) * 4 + end_bucket;
+  return shape * kOutputTokensBuckets + (in.output ? OutputTokensBucket(traits.output_tokens) : 0);
 }
 
 double AdaptivePolicy::ClassReuseProbability(int cls) const {
   // Laplace prior: an unseen class counts as a coin flip.
-  return (reuse_[cls] + 1.0) / (trials_[cls] + 2.0);
+  const int shape = cls / kOutputTokensBuckets;
+  const double rest = (std::max(shape_reuse_[shape] - reuse_[cls], 0.0) + 1.0) /
+                      (std::max(shape_trials_[shape] - trials_[cls], 0.0) + 2.0);
+  return (reuse_[cls] + 2.0 * rest) / (trials_[cls] + 2.0);
 }
 
 double AdaptivePolicy::ReuseScore(uint32_t handle) const {
@@ -91,11 +97,19 @@ void AdaptivePolicy::Tick() {
     reuse_[c] /= 2;
     trials_[c] /= 2;
   }
+  for (int s = 0; s < kShapes; ++s) {
+    shape_reuse_[s] /= 2;
+    shape_trials_[s] /= 2;
+  }
 }
 
 void AdaptivePolicy::Trial(int cls, bool reused) {
   trials_[cls] += 1;
-  if (reused) reuse_[cls] += 1;
+  shape_trials_[cls / kOutputTokensBuckets] += 1;
+  if (reused) {
+    reuse_[cls] += 1;
+    shape_reuse_[cls / kOutputTokensBuckets] += 1;
+  }
 }
 
 void AdaptivePolicy::Reprioritise(uint32_t handle) {
@@ -126,7 +140,7 @@ void AdaptivePolicy::OnResident(uint32_t handle, const BlockTraits& traits) {
   GhostRing& ring = RingOf(traits.partition);
   ring.peak = std::max(ring.peak, ++ring.resident);
   count_[handle] = static_cast<uint8_t>(count);
-  cls_[handle] = static_cast<uint8_t>(ClassOf(count, traits, ingredients_));
+  cls_[handle] = static_cast<uint16_t>(ClassOf(count, traits, ingredients_));
   fingerprint_[handle] = traits.key_fingerprint;
   partition_[handle] = traits.partition;
   capacity_[handle] = traits.tier_capacity;
@@ -141,7 +155,7 @@ void AdaptivePolicy::OnAccess(uint32_t handle, const BlockTraits& traits) {
   Trial(cls_[handle], /*reused=*/true);
   const uint32_t count = std::min<uint32_t>(count_[handle] + 1u, 255);
   count_[handle] = static_cast<uint8_t>(count);
-  cls_[handle] = static_cast<uint8_t>(ClassOf(count, traits, ingredients_));
+  cls_[handle] = static_cast<uint16_t>(ClassOf(count, traits, ingredients_));
   last_tick_[handle] = tick_;
   Reprioritise(handle);
 }

@@ -46,7 +46,8 @@ class AdaptivePolicy final : public EvictionPolicy {
   static constexpr double kBonusTurnovers = 4.0;
   static constexpr uint32_t kGhostPerBlock = 4;
   static constexpr uint32_t kDecayTurnovers = 8;
-  static constexpr int kClasses = 256;
+  static constexpr int kShapes = 256;
+  static constexpr int kClasses = kShapes * kOutputTokensBuckets;
 
   // What the policy uses, each on by default. Turning one off is an ablation, for measuring
   // what each ingredient is worth (docs/policy.md "Ablation"; MakeEvictionPolicy's
@@ -56,6 +57,7 @@ class AdaptivePolicy final : public EvictionPolicy {
     bool tail = true;           // the partial-tail flag in the class
     bool depth = true;          // depth buckets in the class
     bool blocks_to_end = true;  // blocks following in the Put, in the class
+    bool output = true;         // the output length the client reported, in the class
     bool ghost_count = true;    // a returning key keeps its access count
     bool bonus = true;          // learned reuse bonus (off: recency alone)
     bool leaves_only = true;    // evict leaves only
@@ -89,7 +91,7 @@ class AdaptivePolicy final : public EvictionPolicy {
   static constexpr uint32_t kNil = UINT32_MAX;
   struct Ghost {
     uint64_t fingerprint = 0;
-    uint8_t cls = 0;
+    uint16_t cls = 0;
     uint8_t count = 0;
     bool valid = false;
   };
@@ -114,10 +116,12 @@ class AdaptivePolicy final : public EvictionPolicy {
   uint64_t ops_since_decay_ = 0;
   std::array<double, kClasses> reuse_{};
   std::array<double, kClasses> trials_{};
+  std::array<double, kShapes> shape_reuse_{};
+  std::array<double, kShapes> shape_trials_{};
 
   std::vector<uint8_t> resident_;
   std::vector<uint8_t> count_;
-  std::vector<uint8_t> cls_;
+  std::vector<uint16_t> cls_;
   std::vector<uint64_t> fingerprint_;
   std::vector<double> prio_;
   std::vector<uint64_t> last_tick_;

@@ -48,6 +48,17 @@ TEST(AdaptivePolicyTest, ClassesSeparateCountTailAndDepth) {
     }
   }
   EXPECT_EQ(seen.size(), 4u * 2 * 4 * 4);  // 4 counts, tail or not, depth buckets 0/1/2/7, 4 ends
+  // The output length the client reported splits each of those shapes in five.
+  auto with_output = [](uint32_t out) {
+    BlockTraits t = Traits(0, 4);
+    t.output_tokens = out;
+    return AdaptivePolicy::ClassOf(1, t);
+  };
+  EXPECT_NE(with_output(0), with_output(10));
+  EXPECT_NE(with_output(10), with_output(900));
+  EXPECT_EQ(with_output(600), with_output(UINT32_MAX));
+  EXPECT_EQ(with_output(10) / kOutputTokensBuckets, with_output(900) / kOutputTokensBuckets);
+  EXPECT_LT(with_output(UINT32_MAX), AdaptivePolicy::kClasses);
 }
 
 // Ablations (docs/policy.md "Ablation"): each ingredient turns off by name, and off it
@@ -55,8 +66,16 @@ TEST(AdaptivePolicyTest, ClassesSeparateCountTailAndDepth) {
 TEST(AdaptivePolicyTest, AblationsTurnIngredientsOff) {
   absl::StatusOr<AdaptivePolicy::Ingredients> none = AdaptivePolicy::ParseAblation("");
   ASSERT_TRUE(none.ok());
-  EXPECT_TRUE(none->count && none->tail && none->depth && none->blocks_to_end &&
+  EXPECT_TRUE(none->count && none->tail && none->depth && none->blocks_to_end && none->output &&
               none->ghost_count && none->bonus && none->leaves_only);
+  absl::StatusOr<AdaptivePolicy::Ingredients> no_output = AdaptivePolicy::ParseAblation("-output");
+  ASSERT_TRUE(no_output.ok());
+  BlockTraits short_out = Traits(0, 3), long_out = Traits(0, 3);
+  short_out.output_tokens = 20;
+  long_out.output_tokens = 2000;
+  EXPECT_EQ(AdaptivePolicy::ClassOf(1, short_out, *no_output),
+            AdaptivePolicy::ClassOf(1, long_out, *no_output));
+  EXPECT_NE(AdaptivePolicy::ClassOf(1, short_out), AdaptivePolicy::ClassOf(1, long_out));
   absl::StatusOr<AdaptivePolicy::Ingredients> in =
       AdaptivePolicy::ParseAblation("-count,-depth,-leaves_only");
   ASSERT_TRUE(in.ok());
@@ -189,6 +208,63 @@ TEST(AdaptivePolicyTest, ANeighboursEvictionsDoNotAgeAPartitionsGhostsOut) {
   p.SetEvictable(2, true);
   p.OnAccess(2, mine);
   EXPECT_NE(AdaptivePolicy::ClassOf(2, mine), AdaptivePolicy::ClassOf(3, mine));
+}
+
+// Recurring blocks and one-off blocks of the same shape (access count and its ghost left
+// out, so that only the output length separates them): the policy learns from the output
+// length their clients reported that one comes back and the other does not, and an
+// output class it has not seen starts at its shape's other classes.
+TEST(AdaptivePolicyTest, LearnsFromTheReportedOutputLength) {
+  constexpr uint32_t kBlocks = 16;
+  AdaptivePolicy p(kBlocks, kBlocks,
+                   AdaptivePolicy::Ingredients{.count = false, .ghost_count = false});
+  uint64_t next_once = 1'000'000;
+  std::vector<uint32_t> free_handles;
+  for (uint32_t h = kBlocks; h-- > 0;) free_handles.push_back(h);
+  std::map<uint64_t, uint32_t> resident;
+  auto traits = [](uint64_t key, uint32_t out) {
+    BlockTraits t = Traits(key, 2);
+    t.output_tokens = out;
+    return t;
+  };
+  auto touch = [&](uint64_t key, uint32_t out) {
+    if (auto it = resident.find(key); it != resident.end()) {
+      p.OnAccess(it->second, traits(key, out));
+      return;
+    }
+    if (free_handles.empty()) {
+      const uint32_t victim = *p.Victim();
+      auto vit = std::find_if(resident.begin(), resident.end(),
+                              [&](const auto& kv) { return kv.second == victim; });
+      resident.erase(vit);
+      p.OnLeave(victim, /*evicted=*/true);
+      free_handles.push_back(victim);
+    }
+    const uint32_t h = free_handles.back();
+    free_handles.pop_back();
+    p.OnResident(h, traits(key, out));
+    p.SetEvictable(h, true);
+    resident[key] = h;
+  };
+  for (int round = 0; round < 200; ++round) {
+    for (uint64_t k = 0; k < 24; ++k) {
+      touch(k, 20);             // a short answer: its prompt comes back
+      touch(next_once++, 700);  // a long final answer: never again
+    }
+  }
+  const int once =
+      AdaptivePolicy::ClassOf(1, traits(0, 700), {.count = false, .ghost_count = false});
+  const int back =
+      AdaptivePolicy::ClassOf(1, traits(0, 20), {.count = false, .ghost_count = false});
+  const int unseen =
+      AdaptivePolicy::ClassOf(1, traits(0, 200), {.count = false, .ghost_count = false});
+  EXPECT_LT(p.ClassReuseProbability(once), 0.2);
+  EXPECT_GT(p.ClassReuseProbability(back), 0.8);
+  EXPECT_GT(p.ClassReuseProbability(unseen), 0.3);  // the shape's mix, not a class's extreme
+  EXPECT_LT(p.ClassReuseProbability(unseen), 0.7);
+  int recurring = 0;
+  for (const auto& [key, h] : resident) recurring += key < 24 ? 1 : 0;
+  EXPECT_GE(recurring, 12);
 }
 
 // Against a plain model: the victim is always the evictable block with the smallest
