@@ -9,18 +9,13 @@
 
 namespace kvtier {
 
-absl::StatusOr<AdaptivePolicy::Ingredients> AdaptivePolicy::ParseAblation(
-    std::string_view spec) {
+absl::StatusOr<AdaptivePolicy::Ingredients> AdaptivePolicy::ParseAblation(std::string_view spec) {
   Ingredients in;
   const std::pair<std::string_view, bool Ingredients::*> names[] = {
-      {"count", &Ingredients::count},
-      {"tail", &Ingredients::tail},
-      {"depth", &Ingredients::depth},
-      {"blocks_to_end", &Ingredients::blocks_to_end},
-      {"output", &Ingredients::output},
-      {"ghost_count", &Ingredients::ghost_count},
-      {"bonus", &Ingredients::bonus},
-      {"leaves_only", &Ingredients::leaves_only}};
+      {"count", &Ingredients::count},   {"tail", &Ingredients::tail},
+      {"depth", &Ingredients::depth},   {"blocks_to_end", &Ingredients::blocks_to_end},
+      {"output", &Ingredients::output}, {"ghost_count", &Ingredients::ghost_count},
+      {"bonus", &Ingredients::bonus},   {"leaves_only", &Ingredients::leaves_only}};
   for (absl::string_view piece :
        absl::StrSplit(absl::string_view(spec.data(), spec.size()), ',', absl::SkipEmpty())) {
     const std::string item(piece);
@@ -53,9 +48,11 @@ AdaptivePolicy::AdaptivePolicy(uint32_t handles, uint32_t tier_blocks, Ingredien
       fingerprint_(handles, 0),
       prio_(handles, 0.0),
       last_tick_(handles, 0),
+      own_prio_(handles, 0.0),
+      last_own_tick_(handles, 0),
       partition_(handles, 0),
       capacity_(handles, 0),
-      heap_pos_(handles, kNil),
+      heap_pos_{std::vector<uint32_t>(handles, kNil), std::vector<uint32_t>(handles, kNil)},
       ghost_limit_(size_t{tier_blocks_} * kGhostPerBlock) {}
 
 int AdaptivePolicy::ClassOf(uint32_t access_count, const BlockTraits& traits) {
@@ -68,8 +65,7 @@ int AdaptivePolicy::ClassOf(uint32_t access_count, const BlockTraits& traits,
       in.count ? static_cast<int>(std::clamp<uint32_t>(access_count, 1, 4) - 1) : 0;
   // floor(log2(depth + 1)): 0 | 1-2 | 3-6 | 7-14 | ... | 127+
   const int depth_bucket =
-      in.depth ? std::min(static_cast<int>(std::bit_width(uint64_t{traits.depth} + 1)) - 1, 7)
-               : 0;
+      in.depth ? std::min(static_cast<int>(std::bit_width(uint64_t{traits.depth} + 1)) - 1, 7) : 0;
   const int end_bucket = in.blocks_to_end ? std::min<int>(traits.blocks_to_end, 3) : 0;
   const int tail = in.tail && traits.prompt_tail ? 1 : 0;
   const int shape = ((count_bucket * 2 + tail) * 8 + depth_bucket) * 4 + end_bucket;
@@ -113,14 +109,18 @@ void AdaptivePolicy::Trial(int cls, bool reused) {
 }
 
 void AdaptivePolicy::Reprioritise(uint32_t handle) {
-  prio_[handle] = static_cast<double>(last_tick_[handle]) +
-                  (ingredients_.bonus ? kBonusTurnovers : 0.0) * (capacity_[handle] ? capacity_[handle] : tier_blocks_) *
-                      ClassReuseProbability(cls_[handle]);
-  if (heap_pos_[handle] != kNil) {
-    std::vector<uint32_t>& heap = heaps_[partition_[handle]];
-    SiftUp(heap, heap_pos_[handle]);
-    SiftDown(heap, heap_pos_[handle]);
-  }
+  const double bonus =
+      ingredients_.bonus ? kBonusTurnovers * ClassReuseProbability(cls_[handle]) : 0.0;
+  // On the tier's clock a turnover is the blocks of this size the tier holds.
+  const double turnover = capacity_[handle] ? capacity_[handle] : tier_blocks_;
+  prio_[handle] = static_cast<double>(last_tick_[handle]) + bonus * turnover;
+  // On the partition's own clock it is the blocks the partition holds over the share of
+  // the tier that is filled: its own blocks when the tier is full, and exactly `turnover`
+  // when the partition is alone in the tier.
+  const double filled = static_cast<double>(std::max<uint64_t>(fill_, 1)) / kFillOne;
+  own_prio_[handle] = static_cast<double>(last_own_tick_[handle]) +
+                      bonus * rings_[partition_[handle]].resident / filled;
+  if (InHeap(handle)) HeapUpdate(handle);
 }
 
 void AdaptivePolicy::OnResident(uint32_t handle, const BlockTraits& traits) {
@@ -144,8 +144,10 @@ void AdaptivePolicy::OnResident(uint32_t handle, const BlockTraits& traits) {
   fingerprint_[handle] = traits.key_fingerprint;
   partition_[handle] = traits.partition;
   capacity_[handle] = traits.tier_capacity;
+  fill_ += FillOf(handle);
   if (heaps_.size() <= traits.partition) heaps_.resize(traits.partition + 1);
   last_tick_[handle] = tick_;
+  last_own_tick_[handle] = ++RingOf(partition_[handle]).tick;
   Reprioritise(handle);
 }
 
@@ -157,19 +159,16 @@ void AdaptivePolicy::OnAccess(uint32_t handle, const BlockTraits& traits) {
   count_[handle] = static_cast<uint8_t>(count);
   cls_[handle] = static_cast<uint16_t>(ClassOf(count, traits, ingredients_));
   last_tick_[handle] = tick_;
+  last_own_tick_[handle] = ++RingOf(partition_[handle]).tick;
   Reprioritise(handle);
 }
 
 void AdaptivePolicy::SetEvictable(uint32_t handle, bool evictable) {
   KVTIER_CHECK(IsResident(handle)) << "handle " << handle;
-  const bool in_heap = heap_pos_[handle] != kNil;
+  const bool in_heap = InHeap(handle);
   if (evictable == in_heap) return;
   if (evictable) {
-    std::vector<uint32_t>& heap = heaps_[partition_[handle]];
-    heap_pos_[handle] = static_cast<uint32_t>(heap.size());
-    heap.push_back(handle);
-    ++evictable_;
-    SiftUp(heap, heap_pos_[handle]);
+    HeapInsert(handle);
   } else {
     HeapRemove(handle);
   }
@@ -177,10 +176,11 @@ void AdaptivePolicy::SetEvictable(uint32_t handle, bool evictable) {
 
 void AdaptivePolicy::OnLeave(uint32_t handle, bool evicted) {
   if (!IsResident(handle)) return;
-  if (heap_pos_[handle] != kNil) HeapRemove(handle);
+  if (InHeap(handle)) HeapRemove(handle);
   if (evicted) PushGhost(handle);
   resident_[handle] = 0;
   --resident_count_;
+  fill_ -= FillOf(handle);
   --RingOf(partition_[handle]).resident;
 }
 
@@ -248,68 +248,103 @@ bool AdaptivePolicy::IsResident(uint32_t handle) const {
 }
 
 bool AdaptivePolicy::IsEvictable(uint32_t handle) const {
-  return handle < heap_pos_.size() && heap_pos_[handle] != kNil;
+  return handle < resident_.size() && InHeap(handle);
 }
 
 std::optional<uint32_t> AdaptivePolicy::Victim() const {
   std::optional<uint32_t> best;
-  for (const std::vector<uint32_t>& heap : heaps_) {
-    if (!heap.empty() && (!best || Less(heap[0], *best))) best = heap[0];
+  for (const auto& heaps : heaps_) {
+    const std::vector<uint32_t>& heap = heaps[static_cast<int>(Order::kTier)];
+    if (!heap.empty() && (!best || Less(Order::kTier, heap[0], *best))) best = heap[0];
   }
   return best;
 }
 
 std::optional<uint32_t> AdaptivePolicy::VictimOf(uint32_t partition) const {
-  if (partition >= heaps_.size() || heaps_[partition].empty()) {
+  if (partition >= heaps_.size() || heaps_[partition][static_cast<int>(Order::kTier)].empty())
     return std::nullopt;
-  }
-  return heaps_[partition][0];
+  return heaps_[partition][static_cast<int>(Order::kTier)][0];
 }
 
-bool AdaptivePolicy::Less(uint32_t a, uint32_t b) const {
+std::optional<uint32_t> AdaptivePolicy::OwnVictimOf(uint32_t partition) const {
+  if (partition >= heaps_.size() || heaps_[partition][static_cast<int>(Order::kTier)].empty())
+    return std::nullopt;
+  return heaps_[partition][static_cast<int>(Order::kOwn)][0];
+}
+
+bool AdaptivePolicy::Less(Order o, uint32_t a, uint32_t b) const {
+  if (o == Order::kOwn) {
+    if (own_prio_[a] != own_prio_[b]) return own_prio_[a] < own_prio_[b];
+    return last_own_tick_[a] < last_own_tick_[b];
+  }
   if (prio_[a] != prio_[b]) return prio_[a] < prio_[b];
   return last_tick_[a] < last_tick_[b];
 }
 
-void AdaptivePolicy::SiftUp(std::vector<uint32_t>& heap, uint32_t i) {
+bool AdaptivePolicy::EvictsBefore(uint32_t a, uint32_t b) const { return Less(Order::kTier, a, b); }
+
+void AdaptivePolicy::SiftUp(Order o, std::vector<uint32_t>& heap, uint32_t i) {
+  std::vector<uint32_t>& pos = heap_pos_[static_cast<int>(o)];
   while (i > 0) {
     const uint32_t parent = (i - 1) / 2;
-    if (!Less(heap[i], heap[parent])) break;
+    if (!Less(o, heap[i], heap[parent])) break;
     std::swap(heap[i], heap[parent]);
-    heap_pos_[heap[i]] = i;
-    heap_pos_[heap[parent]] = parent;
+    pos[heap[i]] = i;
+    pos[heap[parent]] = parent;
     i = parent;
   }
 }
 
-void AdaptivePolicy::SiftDown(std::vector<uint32_t>& heap, uint32_t i) {
+void AdaptivePolicy::SiftDown(Order o, std::vector<uint32_t>& heap, uint32_t i) {
+  std::vector<uint32_t>& pos = heap_pos_[static_cast<int>(o)];
   const uint32_t n = static_cast<uint32_t>(heap.size());
   while (true) {
     const uint32_t l = 2 * i + 1;
     const uint32_t r = l + 1;
     uint32_t best = i;
-    if (l < n && Less(heap[l], heap[best])) best = l;
-    if (r < n && Less(heap[r], heap[best])) best = r;
+    if (l < n && Less(o, heap[l], heap[best])) best = l;
+    if (r < n && Less(o, heap[r], heap[best])) best = r;
     if (best == i) return;
     std::swap(heap[i], heap[best]);
-    heap_pos_[heap[i]] = i;
-    heap_pos_[heap[best]] = best;
+    pos[heap[i]] = i;
+    pos[heap[best]] = best;
     i = best;
   }
 }
 
+void AdaptivePolicy::HeapInsert(uint32_t handle) {
+  for (Order o : {Order::kOwn, Order::kTier}) {
+    std::vector<uint32_t>& heap = heaps_[partition_[handle]][static_cast<int>(o)];
+    heap_pos_[static_cast<int>(o)][handle] = static_cast<uint32_t>(heap.size());
+    heap.push_back(handle);
+    SiftUp(o, heap, static_cast<uint32_t>(heap.size() - 1));
+  }
+  ++evictable_;
+}
+
+void AdaptivePolicy::HeapUpdate(uint32_t handle) {
+  for (Order o : {Order::kOwn, Order::kTier}) {
+    std::vector<uint32_t>& heap = heaps_[partition_[handle]][static_cast<int>(o)];
+    SiftUp(o, heap, heap_pos_[static_cast<int>(o)][handle]);
+    SiftDown(o, heap, heap_pos_[static_cast<int>(o)][handle]);
+  }
+}
+
 void AdaptivePolicy::HeapRemove(uint32_t handle) {
-  std::vector<uint32_t>& heap = heaps_[partition_[handle]];
-  const uint32_t i = heap_pos_[handle];
-  const uint32_t last = heap.back();
-  heap.pop_back();
+  for (Order o : {Order::kOwn, Order::kTier}) {
+    std::vector<uint32_t>& pos = heap_pos_[static_cast<int>(o)];
+    std::vector<uint32_t>& heap = heaps_[partition_[handle]][static_cast<int>(o)];
+    const uint32_t i = pos[handle];
+    const uint32_t last = heap.back();
+    heap.pop_back();
+    pos[handle] = kNil;
+    if (last == handle) continue;
+    heap[i] = last;
+    pos[last] = i;
+    SiftUp(o, heap, i);
+    SiftDown(o, heap, pos[last]);
+  }
   --evictable_;
-  heap_pos_[handle] = kNil;
-  if (last == handle) return;
-  heap[i] = last;
-  heap_pos_[last] = i;
-  SiftUp(heap, i);
-  SiftDown(heap, heap_pos_[last]);
 }
 
 }  // namespace kvtier

@@ -8,8 +8,10 @@
 //    that come back and keeps one-off blocks (long unique documents, partial prompt tails)
 //    for a full cache turnover. Blocks fall into classes by what the store knows when they
 //    are touched: access count (1, 2, 3, 4+), whether the block is a prompt's padded
-//    partial tail, depth in the prompt (log2 buckets), and how many blocks follow it in the
-//    Put that stored it (0, 1, 2, 3+). For each class the policy learns
+//    partial tail, depth in the prompt (log2 buckets), how many blocks follow it in the
+//    Put that stored it (0, 1, 2, 3+), and the output length its client reported (not
+//    said, 1-31, 32-127, 128-511, 512+ tokens; a class with few trials starts at the rate
+//    of its shape's other output classes). For each class the policy learns
 //    P(reuse): a trial succeeds when a block of the class is accessed again while resident
 //    or while its key is still in a ghost history of recently evicted keys (keys only, no
 //    payload), and fails when the key ages out of that history. The history is per
@@ -24,10 +26,18 @@
 //    P). Lowest priority is evicted first. Ties fall back to LRU.
 //  - A returning key keeps the access count it had when evicted (from the ghost history),
 //    so frequency survives a round trip through eviction.
+//  - Two orders. On the tier's clock (every OnResident and OnAccess ticks it) for Victim,
+//    VictimOf and EvictsBefore: partitions compete there, and the common clock is what
+//    maximises the tier's hits. On each partition's own clock (its own blocks' operations;
+//    a turnover is the blocks it holds) for OwnVictimOf, when a partition must make room
+//    within its own share (a tenant held at its guarantee or limit): there a neighbour's
+//    traffic would otherwise make the tier's clock run many times faster than the
+//    partition's, and its reuse bonus, counted in the tier's ticks, worth almost nothing.
 //
-// State is arrays indexed by handle and an indexed binary heap per partition: OnAccess,
-// SetEvictable and OnLeave are O(log n), VictimOf O(1), Victim O(partitions in use),
-// the ghost history O(1) per operation (hash map + ring), the periodic halving O(classes).
+// State is arrays indexed by handle and two indexed binary heaps per partition: OnAccess,
+// SetEvictable and OnLeave are O(log n), VictimOf and OwnVictimOf O(1), Victim
+// O(partitions in use), the ghost history O(1) per operation (hash map + ring), the
+// periodic halving O(classes).
 #ifndef KVTIER_CACHE_STORE_ADAPTIVE_POLICY_H_
 #define KVTIER_CACHE_STORE_ADAPTIVE_POLICY_H_
 
@@ -78,7 +88,8 @@ class AdaptivePolicy final : public EvictionPolicy {
   bool IsEvictable(uint32_t handle) const override;
   std::optional<uint32_t> Victim() const override;
   std::optional<uint32_t> VictimOf(uint32_t partition) const override;
-  bool EvictsBefore(uint32_t a, uint32_t b) const override { return Less(a, b); }
+  std::optional<uint32_t> OwnVictimOf(uint32_t partition) const override;
+  bool EvictsBefore(uint32_t a, uint32_t b) const override;
   double ReuseScore(uint32_t handle) const override;
   size_t evictable_size() const override { return evictable_; }
 
@@ -104,10 +115,17 @@ class AdaptivePolicy final : public EvictionPolicy {
   void Trial(int cls, bool reused);
   void Reprioritise(uint32_t handle);
   void PushGhost(uint32_t handle);
-  // Indexed min-heaps on prio_, one per partition.
-  bool Less(uint32_t a, uint32_t b) const;
-  void SiftUp(std::vector<uint32_t>& heap, uint32_t i);
-  void SiftDown(std::vector<uint32_t>& heap, uint32_t i);
+  // Indexed min-heaps, two per partition: on own_prio_ (the partition's clock) and on
+  // prio_ (the tier's clock).
+  enum class Order { kOwn = 0, kTier = 1 };
+  bool InHeap(uint32_t handle) const {
+    return heap_pos_[static_cast<int>(Order::kTier)][handle] != kNil;
+  }
+  bool Less(Order o, uint32_t a, uint32_t b) const;
+  void SiftUp(Order o, std::vector<uint32_t>& heap, uint32_t i);
+  void SiftDown(Order o, std::vector<uint32_t>& heap, uint32_t i);
+  void HeapInsert(uint32_t handle);
+  void HeapUpdate(uint32_t handle);
   void HeapRemove(uint32_t handle);
 
   const uint32_t tier_blocks_;
@@ -123,15 +141,24 @@ class AdaptivePolicy final : public EvictionPolicy {
   std::vector<uint8_t> count_;
   std::vector<uint16_t> cls_;
   std::vector<uint64_t> fingerprint_;
-  std::vector<double> prio_;
+  std::vector<double> prio_;  // on the tier's clock
   std::vector<uint64_t> last_tick_;
+  std::vector<double> own_prio_;  // on the partition's clock (GhostRing::tick)
+  std::vector<uint64_t> last_own_tick_;
   std::vector<uint32_t> partition_;
-  std::vector<uint32_t> capacity_;  // BlockTraits::tier_capacity
-  std::vector<uint32_t> heap_pos_;
-  std::vector<std::vector<uint32_t>> heaps_;  // by partition
+  std::vector<uint32_t> capacity_;                           // BlockTraits::tier_capacity
+  std::array<std::vector<uint32_t>, 2> heap_pos_;            // by Order
+  std::vector<std::array<std::vector<uint32_t>, 2>> heaps_;  // by partition, then Order
   size_t evictable_ = 0;
 
   uint32_t resident_count_ = 0;
+  // The share of the tier its resident blocks fill, in units of 1/kFillOne: each block
+  // counts 1/(blocks of its size the tier holds).
+  static constexpr uint64_t kFillOne = uint64_t{1} << 32;
+  uint64_t FillOf(uint32_t handle) const {
+    return kFillOne / (capacity_[handle] ? capacity_[handle] : tier_blocks_);
+  }
+  uint64_t fill_ = 0;
   uint32_t peak_resident_ = 0;
 
   // The ghost history, one ring per partition (a tenant's blocks of one size class): the
@@ -143,6 +170,7 @@ class AdaptivePolicy final : public EvictionPolicy {
     size_t size = 0;
     uint32_t resident = 0;  // the partition's resident blocks
     uint32_t peak = 0;      // the most it has held: its turnover
+    uint64_t tick = 0;      // the partition's own clock
   };
   GhostRing& RingOf(uint32_t partition);
   void GrowRing(uint32_t partition, size_t capacity);
@@ -150,7 +178,7 @@ class AdaptivePolicy final : public EvictionPolicy {
   // most twice it (a partition that once held many blocks keeps its ring; past the budget
   // a growing partition's window is what its ring holds).
   const size_t ghost_limit_;
-  size_t ghost_slots_ = 0;  // all rings' slots
+  size_t ghost_slots_ = 0;        // all rings' slots
   std::vector<GhostRing> rings_;  // by partition
   // fingerprint -> (partition << 32) | slot
   absl::flat_hash_map<uint64_t, uint64_t> ghost_index_;

@@ -63,6 +63,7 @@ std::optional<uint32_t> BlockStore::VictimFor(Tier tier, int cls, uint32_t tenan
   const int last = cls < 0 ? SlotsOf(tier).num_classes() - 1 : cls;
   for (const bool own : {!grow, true}) {
     std::optional<uint32_t> best;
+    std::optional<uint32_t> best_own_partition;  // when best is the tenant's own block
     for (int c = first; c <= last; ++c) {
       for (const TenantLedger::Partition& p : ledger_.PartitionsOfClass(tier, c)) {
         if (p.tenant == tenant && !own) continue;
@@ -70,7 +71,14 @@ std::optional<uint32_t> BlockStore::VictimFor(Tier tier, int cls, uint32_t tenan
         if (!v || (best && !policy->EvictsBefore(*v, *best))) continue;
         if (p.tenant != tenant && !ledger_.Yields(p.tenant, tier, entries_[*v].size)) continue;
         best = v;
+        best_own_partition =
+            p.tenant == tenant ? std::optional<uint32_t>(p.partition) : std::nullopt;
       }
+    }
+    // A tenant held at its guarantee makes room among its own blocks as a cache of its own
+    // would (EvictionPolicy::OwnVictimOf): others' traffic does not reorder them.
+    if (best_own_partition && !ledger_.Yields(tenant, tier, entries_[*best].size)) {
+      return policy->OwnVictimOf(*best_own_partition);
     }
     if (best || own) return best;
   }
@@ -82,7 +90,7 @@ std::optional<uint32_t> BlockStore::OwnVictim(Tier tier, int cls, uint32_t tenan
   // The analysis does not follow mu_ into a lambda: the ledger is passed in.
   auto own_of_class = [&](const TenantLedger& ledger, int c) -> std::optional<uint32_t> {
     for (const TenantLedger::Partition& p : ledger.PartitionsOfClass(tier, c)) {
-      if (p.tenant == tenant) return policy->VictimOf(p.partition);
+      if (p.tenant == tenant) return policy->OwnVictimOf(p.partition);
     }
     return std::nullopt;
   };
@@ -108,8 +116,7 @@ std::optional<uint32_t> BlockStore::SlabToMove(Tier tier, int cls, uint32_t tena
     if (static_cast<size_t>(c) >= idle.size() || idle[c].blocks == 0) return -1.0;
     const double mean_last =
         static_cast<double>(idle[c].last_access_sum) / static_cast<double>(idle[c].blocks);
-    return (now - mean_last + 1) *
-           static_cast<double>(slots.class_slot_bytes(c));
+    return (now - mean_last + 1) * static_cast<double>(slots.class_slot_bytes(c));
   };
   // A class with no slab, or nothing of its own to evict, must take a slab.
   const double own_idle =
@@ -154,8 +161,7 @@ bool BlockStore::AdmitToT2(uint32_t h, const BlockTraits& traits) const {
     case BlockStoreOptions::T2Admission::kScore:
       return t1_policy_->ReuseScore(h) >= options_.t2_admit_min_score;
     case BlockStoreOptions::T2Admission::kReuse:
-      return e.hits > 0 || e.returned ||
-             t1_policy_->ReuseScore(h) >= options_.t2_admit_min_score;
+      return e.hits > 0 || e.returned || t1_policy_->ReuseScore(h) >= options_.t2_admit_min_score;
     case BlockStoreOptions::T2Admission::kPredict:
       return e.hits > 0 || e.returned ||
              predictor_.Probability(traits) >= options_.t2_admit_min_return;
@@ -190,8 +196,7 @@ std::optional<uint32_t> BlockStore::EvictT1(uint32_t h, Reservation& r, bool fre
     ++counters_.t2_write_queue_drops;
     admitted = false;
   }
-  const std::optional<uint32_t> t2_slot =
-      admitted ? AllocateT2(e.size, e.tenant_id) : std::nullopt;
+  const std::optional<uint32_t> t2_slot = admitted ? AllocateT2(e.size, e.tenant_id) : std::nullopt;
   if (!t2_slot) {
     RemoveEntry(h, BlockEvent::Reason::kEvicted);
     ++counters_.evicted_blocks;

@@ -16,6 +16,8 @@
 // fit a block of another, so each class has its partitions; with tenant quotas each
 // (class, tenant) pair has one (cache_store/tenant_ledger.h). The policy's learning and its
 // clock are shared by all partitions: a partition only restricts where a victim is sought.
+// A partition that must make room within its own share (a tenant held at its guarantee or
+// at its limit) asks OwnVictimOf, which a policy may order on the partition's own clock.
 //
 // Every call is O(1) or O(log n). Not thread-safe: the store calls it under its mutex.
 #ifndef KVTIER_CACHE_STORE_EVICTION_POLICY_H_
@@ -45,7 +47,7 @@ struct BlockTraits {
   // that end a session (a long final answer); the length of the output tells them apart
   // where nothing in the prompt does (docs/policy.md, "T2 admission").
   uint32_t output_tokens = 0;
-  uint32_t partition = 0;        // the store's; fixed while the block is resident
+  uint32_t partition = 0;  // the store's; fixed while the block is resident
   // How many blocks of this size the tier holds (0: unknown). The adaptive policy measures
   // a block's extra life in turnovers of its tier at its size: for a tier of one layout,
   // its capacity in blocks; across sizes, smaller blocks get more ticks of life for the
@@ -91,6 +93,14 @@ class EvictionPolicy {
   // partitions, and of one partition.
   virtual std::optional<uint32_t> Victim() const = 0;
   virtual std::optional<uint32_t> VictimOf(uint32_t partition) const = 0;
+  // The block a partition gives up when it must make room for itself within its own share
+  // (a tenant held at its guarantee or at its limit): the partition is then a cache of its
+  // own, and a policy may order it on the partition's own clock rather than the tier's, so
+  // that other tenants' traffic does not change which of its blocks goes. Default:
+  // VictimOf.
+  virtual std::optional<uint32_t> OwnVictimOf(uint32_t partition) const {
+    return VictimOf(partition);
+  }
   // Whether evictable block `a` goes before evictable block `b` (of any partitions).
   virtual bool EvictsBefore(uint32_t a, uint32_t b) const = 0;
   // Estimated probability in [0, 1] that this resident block is used again.
@@ -99,9 +109,10 @@ class EvictionPolicy {
   virtual size_t evictable_size() const = 0;
 };
 
-// Policies by name: "lru", "slru" (SlruPolicy), "adaptive", and "adaptive:-INGREDIENT,..." (AdaptivePolicy with
-// ingredients turned off, for ablations: AdaptivePolicy::ParseAblation). `handles` bounds the handle values; the tier holds at
-// most `tier_blocks` blocks at once. INVALID_ARGUMENT for an unknown name.
+// Policies by name: "lru", "slru" (SlruPolicy), "adaptive", and "adaptive:-INGREDIENT,..."
+// (AdaptivePolicy with ingredients turned off, for ablations: AdaptivePolicy::ParseAblation).
+// `handles` bounds the handle values; the tier holds at most `tier_blocks` blocks at once.
+// INVALID_ARGUMENT for an unknown name.
 absl::StatusOr<std::unique_ptr<EvictionPolicy>> MakeEvictionPolicy(std::string_view name,
                                                                    uint32_t handles,
                                                                    uint32_t tier_blocks);

@@ -2,10 +2,9 @@
 
 #include <gtest/gtest.h>
 
-#include <set>
-
 #include <algorithm>
 #include <map>
+#include <set>
 #include <vector>
 
 namespace kvtier {
@@ -84,7 +83,8 @@ TEST(AdaptivePolicyTest, AblationsTurnIngredientsOff) {
   EXPECT_FALSE(in->leaves_only);
   EXPECT_TRUE(in->tail && in->blocks_to_end && in->ghost_count && in->bonus);
   // Without count and depth, those no longer separate classes; the tail still does.
-  EXPECT_EQ(AdaptivePolicy::ClassOf(1, Traits(0, 1), *in), AdaptivePolicy::ClassOf(4, Traits(0, 9), *in));
+  EXPECT_EQ(AdaptivePolicy::ClassOf(1, Traits(0, 1), *in),
+            AdaptivePolicy::ClassOf(4, Traits(0, 9), *in));
   EXPECT_NE(AdaptivePolicy::ClassOf(1, Traits(0, 1), *in),
             AdaptivePolicy::ClassOf(1, Traits(0, 1, true), *in));
   EXPECT_EQ(AdaptivePolicy::ClassOf(3, Traits(0, 5, true)),
@@ -182,6 +182,48 @@ TEST(AdaptivePolicyTest, LearnsWhichClassComesBack) {
   }
 }
 
+// A partition (a tenant's blocks of one size class) that must make room within its own
+// share is ordered on its own clock (OwnVictimOf): another tenant's traffic between two of
+// its accesses does not turn its reuse bonus into nothing. Here 5,000 of a neighbour's
+// operations fall between the partition's block of an unlearned class (P = 1/2) and its
+// block of a class it learned does not come back. On the tier's clock (VictimOf, and
+// EvictsBefore across partitions) the older block goes first: its bonus, 2,000 ticks, is
+// less than the neighbour's 5,000. On the partition's own clock the block that does not
+// come back goes.
+TEST(AdaptivePolicyTest, APartitionsOwnOrderRunsOnItsOwnClock) {
+  AdaptivePolicy p(/*handles=*/8, /*tier_blocks=*/1000);
+  p.OnResident(0, Traits(1, /*depth=*/0));
+  p.SetEvictable(0, true);
+  for (uint64_t i = 0; i < 5000; ++i) {  // the neighbour: blocks put and deleted
+    BlockTraits other = Traits(1'000'000 + i);
+    other.partition = 1;
+    p.OnResident(1, other);
+    p.OnLeave(1, /*evicted=*/false);
+  }
+  for (uint64_t i = 0; i < 100; ++i) {  // deep blocks that never come back
+    p.OnResident(2, Traits(2'000'000 + i, /*depth=*/9));
+    p.SetEvictable(2, true);
+    p.OnLeave(2, /*evicted=*/true);
+  }
+  EXPECT_LT(p.ClassReuseProbability(AdaptivePolicy::ClassOf(1, Traits(0, 9))), 0.1);
+  EXPECT_DOUBLE_EQ(p.ClassReuseProbability(AdaptivePolicy::ClassOf(1, Traits(0, 0))), 0.5);
+  p.OnResident(3, Traits(3, /*depth=*/9));
+  p.SetEvictable(3, true);
+  EXPECT_EQ(p.OwnVictimOf(0), 3u);
+  EXPECT_EQ(p.VictimOf(0), 0u);
+  EXPECT_EQ(p.Victim(), 0u);
+  EXPECT_TRUE(p.EvictsBefore(0, 3));
+  // Both orders follow changes: the old block's access makes it the newest on both clocks.
+  p.OnAccess(0, Traits(1, 0));
+  EXPECT_EQ(p.OwnVictimOf(0), 3u);
+  EXPECT_EQ(p.VictimOf(0), 3u);
+  p.SetEvictable(3, false);
+  EXPECT_EQ(p.OwnVictimOf(0), 0u);
+  EXPECT_EQ(p.VictimOf(0), 0u);
+  EXPECT_EQ(p.OwnVictimOf(1), std::nullopt);
+  EXPECT_EQ(p.OwnVictimOf(7), std::nullopt);  // a partition never seen
+}
+
 // The ghost history is per partition (a tenant's blocks of one size class): a neighbour's
 // flood of evictions does not age a tenant's evicted keys out, so its returns still count
 // as reuse. With one history for the tier, the 100 evictions below would have failed the
@@ -271,6 +313,7 @@ TEST(AdaptivePolicyTest, LearnsFromTheReportedOutputLength) {
 // priority, whatever sequence of calls leads there (checks the indexed heap).
 TEST(AdaptivePolicyTest, VictimIsAlwaysAnEvictableResidentBlock) {
   constexpr uint32_t kN = 32;
+  constexpr uint32_t kPartitions = 3;  // handle h is filed in partition h % 3
   AdaptivePolicy p(kN, kN);
   std::vector<int> state(kN, 0);  // 0 absent, 1 resident, 2 evictable
   uint64_t x = 99;
@@ -281,7 +324,9 @@ TEST(AdaptivePolicyTest, VictimIsAlwaysAnEvictableResidentBlock) {
     switch ((x >> 20) % 5) {
       case 0:
         if (state[h] == 0) {
-          p.OnResident(h, Traits(key, static_cast<uint32_t>(key % 9), key % 5 == 0));
+          BlockTraits t = Traits(key, static_cast<uint32_t>(key % 9), key % 5 == 0);
+          t.partition = h % kPartitions;
+          p.OnResident(h, t);
           state[h] = 1;
         }
         break;
@@ -315,6 +360,25 @@ TEST(AdaptivePolicyTest, VictimIsAlwaysAnEvictableResidentBlock) {
     for (uint32_t i = 0; i < kN; ++i) {
       ASSERT_EQ(p.IsResident(i), state[i] != 0);
       ASSERT_EQ(p.IsEvictable(i), state[i] == 2);
+    }
+    // Per partition, both orders name one of its evictable blocks; the tier's order names
+    // the one that goes before all others of the partition, and Victim() the first of all.
+    for (uint32_t q = 0; q < kPartitions; ++q) {
+      const std::optional<uint32_t> v = p.VictimOf(q);
+      const std::optional<uint32_t> own = p.OwnVictimOf(q);
+      bool any = false;
+      for (uint32_t i = q; i < kN; i += kPartitions) any = any || state[i] == 2;
+      ASSERT_EQ(v.has_value(), any) << "step " << step;
+      ASSERT_EQ(own.has_value(), any) << "step " << step;
+      if (!any) continue;
+      ASSERT_EQ(*v % kPartitions, q);
+      ASSERT_EQ(*own % kPartitions, q);
+      ASSERT_EQ(state[*v], 2);
+      ASSERT_EQ(state[*own], 2);
+      for (uint32_t i = q; i < kN; i += kPartitions) {
+        if (state[i] == 2 && i != *v) ASSERT_FALSE(p.EvictsBefore(i, *v)) << "step " << step;
+      }
+      if (evictable > 0) ASSERT_FALSE(p.EvictsBefore(*v, *p.Victim())) << "step " << step;
     }
   }
 }
