@@ -16,6 +16,10 @@ blocks), it prints:
                            not when the uses come.
   count_and_last_use       the same, and it also knows which access of a block is its last
                            (a block at its last use leaves first).
+  lru_told_returns         LRU told which accesses of a block are followed by another one:
+                           a block at its last use is dropped, one never used again is not
+                           admitted. The most a perfect "will it come back" classifier buys
+                           a recency order; it does not know when a block comes back.
   new_tree_return_share    of the requests whose first block is new (a new prompt tree), the
                            share whose blocks are ever requested again; everything such a
                            request stores is decided by this, and nothing in the request
@@ -112,6 +116,25 @@ def clairvoyant_count(oracle, reqs, cap, last_use_known):
     return hits / requested
 
 
+def lru_told_returns(oracle, reqs, cap):
+    """LRU over the accesses that have a next use; a block leaves at its last use."""
+    left = collections.Counter(x for ids in reqs for x in ids)
+    cache, hits, requested = collections.OrderedDict(), 0, 0
+    for ids in reqs:
+        hits += oracle.prefix_len(ids, cache)
+        requested += len(ids)
+        for x in ids:
+            left[x] -= 1
+            if left[x] == 0:
+                cache.pop(x, None)
+                continue
+            cache[x] = True
+            cache.move_to_end(x)
+            if len(cache) > cap:
+                cache.popitem(last=False)
+    return hits / requested
+
+
 def structure(reqs):
     total = collections.Counter(x for ids in reqs for x in ids)
     seen, new_trees, returning_trees = set(), 0, 0
@@ -202,7 +225,8 @@ def main():
                # Both copies request the same number of blocks.
                "default_warm": round(2 * both - default, 4),
                "count_static": round(clairvoyant_count(oracle, reqs, cap, False), 4),
-               "count_and_last_use": round(clairvoyant_count(oracle, reqs, cap, True), 4)}
+               "count_and_last_use": round(clairvoyant_count(oracle, reqs, cap, True), 4),
+               "lru_told_returns": round(lru_told_returns(oracle, reqs, cap), 4)}
         row.update(structure(reqs))
         c2 = max(1, int(unique * args.t2_fraction))
         row["tiered_model_all_but_tails"] = tiered_model(reqs, cap, c2, False)
@@ -217,7 +241,7 @@ def main():
     print("| | " + " | ".join(r["trace"] for r in rows) + " |")
     print("| --- |" + " --- |" * len(rows))
     for key in ["lru", "default", "default_warm", "count_static", "count_and_last_use",
-                "optimum"]:
+                "lru_told_returns", "optimum"]:
         cells = [f"{r[key]:.4f}" + ("" if key in ("lru", "optimum") else f" ({gap(r, key):+.0%})")
                  for r in rows]
         print(f"| {key} | " + " | ".join(cells) + " |")
