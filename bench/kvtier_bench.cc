@@ -96,6 +96,8 @@ ABSL_FLAG(double, guarantee_fraction, 0.05,
 ABSL_FLAG(double, store_multiple, 4, "noisy: the shared store's size in b's guarantees.");
 ABSL_FLAG(uint32_t, scan_requests, 4, "noisy: tenant a's scan prompts before each b request.");
 ABSL_FLAG(uint32_t, scan_blocks, 32, "noisy: blocks of each scan prompt (all new).");
+ABSL_FLAG(bool, limit_at_guarantee, false,
+          "noisy: b's T1 limit equals its guarantee (a cache of exactly G in the shared store).");
 ABSL_FLAG(std::string, neighbour_trace, "",
           "noisy: tenant a replays this Mooncake-format trace instead of the scan "
           "(--scan_requests of its requests before each b request; it stops at its end).");
@@ -306,6 +308,7 @@ int RunNoisy() {
        .scan_blocks = absl::GetFlag(FLAGS_scan_blocks),
        .policy = absl::GetFlag(FLAGS_policy),
        .limit = absl::GetFlag(FLAGS_limit_requests),
+       .limit_at_guarantee = absl::GetFlag(FLAGS_limit_at_guarantee),
        .neighbour = std::move(neighbour)});
   if (!r.ok()) return Fail(r.status());
   for (const std::string& line : r->lines) std::cout << line << std::endl;
@@ -500,7 +503,7 @@ const std::vector<Subcommand>& Subcommands() {
        "tenant isolation: one tenant's trace hit rate while another floods the store with a "
        "scan, alone / with its quota / without (bench/noisy_neighbor_bench.h)",
        {"trace", "guarantee_fraction", "store_multiple", "scan_requests", "scan_blocks",
-        "neighbour_trace", "policy",
+        "limit_at_guarantee", "neighbour_trace", "policy",
         "limit_requests", "min_ratio"},
        RunNoisy},
       {"soak",

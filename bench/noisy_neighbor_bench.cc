@@ -47,7 +47,10 @@ absl::StatusOr<NoisyNeighborResult> RunNoisyNeighborBench(const std::vector<Trac
                       {"without_quota", shared, false, true}};
   for (const Run& run : runs) {
     EngineBackendOptions options{.capacity_blocks = run.capacity_blocks, .policy = o.policy};
-    if (run.quota) options.quotas.tenants["b"] = {.t1_guarantee = guarantee_bytes};
+    if (run.quota) {
+      options.quotas.tenants["b"] = {.t1_guarantee = guarantee_bytes,
+                                     .t1_limit = o.limit_at_guarantee ? guarantee_bytes : 0};
+    }
     absl::StatusOr<std::shared_ptr<BlockStore>> store = MakeEngineStore(options);
     if (!store.ok()) return store.status();
     std::unique_ptr<ReplayBackend> a = MakeEngineBackendOn(*store, "a");

@@ -29,6 +29,9 @@ struct NoisyNeighborOptions {
   uint32_t scan_blocks = 32;
   std::string policy = "adaptive";
   size_t limit = 0;  // b's requests (0: the whole trace)
+  // b's limit equals its guarantee (t1_limit = t1_guarantee): b is a cache of exactly G
+  // inside the shared store, and makes room only among its own blocks.
+  bool limit_at_guarantee = false;
   // Tenant a's workload instead of the scan (empty: the scan).
   std::vector<TraceRequest> neighbour;
 };

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -72,6 +73,25 @@ int AdaptivePolicy::ClassOf(uint32_t access_count, const BlockTraits& traits,
   return shape * kOutputTokensBuckets + (in.output ? OutputTokensBucket(traits.output_tokens) : 0);
 }
 
+double AdaptivePolicy::ClassReuseProbability(uint32_t partition, int cls) const {
+  const int shape = cls / kOutputTokensBuckets;
+  // The tier's other output classes of this shape, then the tier's class, then the
+  // partition's own: each level starts at the one before it with the weight of 2 trials.
+  const double rest = (std::max(shape_reuse_[shape] - reuse_[cls], 0.0) + 1.0) /
+                      (std::max(shape_trials_[shape] - trials_[cls], 0.0) + 2.0);
+  if (partition >= estimates_.size() || estimates_[partition].reuse.empty()) {
+    return (reuse_[cls] + 2.0 * rest) / (trials_[cls] + 2.0);
+  }
+  const PartitionEstimates& e = estimates_[partition];
+  const uint64_t behind = decay_epoch_ - e.epoch;  // halvings not applied yet
+  const double scale = behind >= 64 ? 0.0 : std::ldexp(1.0, -static_cast<int>(behind));
+  const double r = e.reuse[cls] * scale;
+  const double t = e.trials[cls] * scale;
+  const double others = (std::max(reuse_[cls] - r, 0.0) + 2.0 * rest) /
+                        (std::max(trials_[cls] - t, 0.0) + 2.0);
+  return (r + 2.0 * others) / (t + 2.0);
+}
+
 double AdaptivePolicy::ClassReuseProbability(int cls) const {
   // Laplace prior: an unseen class counts as a coin flip.
   const int shape = cls / kOutputTokensBuckets;
@@ -82,7 +102,7 @@ double AdaptivePolicy::ClassReuseProbability(int cls) const {
 
 double AdaptivePolicy::ReuseScore(uint32_t handle) const {
   KVTIER_CHECK(IsResident(handle)) << "handle " << handle;
-  return ClassReuseProbability(cls_[handle]);
+  return ClassReuseProbability(partition_[handle], cls_[handle]);
 }
 
 void AdaptivePolicy::Tick() {
@@ -97,9 +117,25 @@ void AdaptivePolicy::Tick() {
     shape_reuse_[s] /= 2;
     shape_trials_[s] /= 2;
   }
+  ++decay_epoch_;  // partitions' estimates halve when next touched
 }
 
-void AdaptivePolicy::Trial(int cls, bool reused) {
+void AdaptivePolicy::Trial(uint32_t partition, int cls, bool reused) {
+  if (estimates_.size() <= partition) estimates_.resize(partition + 1);
+  PartitionEstimates& e = estimates_[partition];
+  if (e.reuse.empty()) {
+    e.reuse.assign(kClasses, 0.0);
+    e.trials.assign(kClasses, 0.0);
+    e.epoch = decay_epoch_;
+  }
+  if (const uint64_t behind = decay_epoch_ - e.epoch; behind > 0) {
+    const double scale = behind >= 64 ? 0.0 : std::ldexp(1.0, -static_cast<int>(behind));
+    for (double& v : e.reuse) v *= scale;
+    for (double& v : e.trials) v *= scale;
+    e.epoch = decay_epoch_;
+  }
+  e.trials[cls] += 1;
+  if (reused) e.reuse[cls] += 1;
   trials_[cls] += 1;
   shape_trials_[cls / kOutputTokensBuckets] += 1;
   if (reused) {
@@ -110,7 +146,7 @@ void AdaptivePolicy::Trial(int cls, bool reused) {
 
 void AdaptivePolicy::Reprioritise(uint32_t handle) {
   const double bonus =
-      ingredients_.bonus ? kBonusTurnovers * ClassReuseProbability(cls_[handle]) : 0.0;
+      ingredients_.bonus ? kBonusTurnovers * ClassReuseProbability(partition_[handle], cls_[handle]) : 0.0;
   // On the tier's clock a turnover is the blocks of this size the tier holds.
   const double turnover = capacity_[handle] ? capacity_[handle] : tier_blocks_;
   prio_[handle] = static_cast<double>(last_tick_[handle]) + bonus * turnover;
@@ -129,7 +165,7 @@ void AdaptivePolicy::OnResident(uint32_t handle, const BlockTraits& traits) {
   uint32_t count = 1;
   if (auto it = ghost_index_.find(traits.key_fingerprint); it != ghost_index_.end()) {
     Ghost& g = rings_[it->second >> 32].slots[it->second & UINT32_MAX];
-    Trial(g.cls, /*reused=*/true);
+    Trial(static_cast<uint32_t>(it->second >> 32), g.cls, /*reused=*/true);
     if (ingredients_.ghost_count) count = std::min<uint32_t>(g.count + 1u, 255);
     g.valid = false;
     ghost_index_.erase(it);
@@ -154,7 +190,7 @@ void AdaptivePolicy::OnResident(uint32_t handle, const BlockTraits& traits) {
 void AdaptivePolicy::OnAccess(uint32_t handle, const BlockTraits& traits) {
   KVTIER_CHECK(IsResident(handle)) << "handle " << handle;
   Tick();
-  Trial(cls_[handle], /*reused=*/true);
+  Trial(partition_[handle], cls_[handle], /*reused=*/true);
   const uint32_t count = std::min<uint32_t>(count_[handle] + 1u, 255);
   count_[handle] = static_cast<uint8_t>(count);
   cls_[handle] = static_cast<uint16_t>(ClassOf(count, traits, ingredients_));
@@ -222,7 +258,7 @@ void AdaptivePolicy::PushGhost(uint32_t handle) {
   while (ring.size > 0 && ring.size + 1 > window) {
     Ghost& old = ring.slots[(ring.next + cap - ring.size) % cap];
     if (old.valid) {  // aged out without coming back
-      Trial(old.cls, /*reused=*/false);
+      Trial(partition, old.cls, /*reused=*/false);
       ghost_index_.erase(old.fingerprint);
       old.valid = false;
     }

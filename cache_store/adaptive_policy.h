@@ -17,8 +17,10 @@
 //    payload), and fails when the key ages out of that history. The history is per
 //    partition (a tenant's blocks of one size class) and spans 4 of the partition's
 //    turnovers, a turnover being the most blocks the partition has held at once: another
-//    tenant's flood of evictions (a scan) does not age a tenant's keys out. Counts halve
-//    every 8 turnovers of the tier so the estimate follows the workload.
+//    tenant's flood of evictions (a scan) does not age a tenant's keys out. A block is
+//    ranked by its partition's own trials of its class, starting from the tier's estimate
+//    (with one partition the two are the same). Counts halve every 8 turnovers of the
+//    tier so the estimate follows the workload.
 //  - Priority = last access tick + kBonusTurnovers x capacity x P(reuse | class): a block
 //    that is sure to return gets kBonusTurnovers more cache turnovers of life than a block
 //    that is sure not to, a turnover being the blocks of its size the tier holds
@@ -93,10 +95,12 @@ class AdaptivePolicy final : public EvictionPolicy {
   double ReuseScore(uint32_t handle) const override;
   size_t evictable_size() const override { return evictable_; }
 
-  // The learned P(reuse) of a class; for tests and docs.
   static int ClassOf(uint32_t access_count, const BlockTraits& traits);
   static int ClassOf(uint32_t access_count, const BlockTraits& traits, const Ingredients& in);
+  // The learned P(reuse) of a class: the tier's (over all partitions), and one partition's
+  // (its own trials, starting from the tier's; the policy ranks a block by its partition's).
   double ClassReuseProbability(int cls) const;
+  double ClassReuseProbability(uint32_t partition, int cls) const;
 
  private:
   static constexpr uint32_t kNil = UINT32_MAX;
@@ -112,7 +116,7 @@ class AdaptivePolicy final : public EvictionPolicy {
   // it: a tier of many block sizes holds as many blocks as their mix allows).
   uint32_t turnover_blocks() const { return std::clamp<uint32_t>(peak_resident_, 1, tier_blocks_); }
   void Tick();
-  void Trial(int cls, bool reused);
+  void Trial(uint32_t partition, int cls, bool reused);
   void Reprioritise(uint32_t handle);
   void PushGhost(uint32_t handle);
   // Indexed min-heaps, two per partition: on own_prio_ (the partition's clock) and on
@@ -136,6 +140,15 @@ class AdaptivePolicy final : public EvictionPolicy {
   std::array<double, kClasses> trials_{};
   std::array<double, kShapes> shape_reuse_{};
   std::array<double, kShapes> shape_trials_{};
+  // Each partition's own trials (a tenant's blocks behave as its workload does, not as the
+  // tier's mix), allocated at its first trial. The halving every kDecayTurnovers reaches a
+  // partition when it is next touched (decay_epoch_ counts the halvings).
+  struct PartitionEstimates {
+    std::vector<double> reuse, trials;  // by class
+    uint64_t epoch = 0;                 // decay_epoch_ when last halved
+  };
+  std::vector<PartitionEstimates> estimates_;  // by partition
+  uint64_t decay_epoch_ = 0;
 
   std::vector<uint8_t> resident_;
   std::vector<uint8_t> count_;

@@ -182,6 +182,40 @@ TEST(AdaptivePolicyTest, LearnsWhichClassComesBack) {
   }
 }
 
+// Each partition learns its classes from its own trials: two tenants whose blocks of one
+// class behave oppositely are each ranked by their own behaviour, not the tier's mix, and
+// a partition without trials of a class starts at the tier's estimate.
+TEST(AdaptivePolicyTest, EachPartitionLearnsFromItsOwnTrials) {
+  AdaptivePolicy p(/*handles=*/16, /*tier_blocks=*/64);
+  auto in = [](uint64_t key, uint32_t partition, uint32_t depth = 2) {
+    BlockTraits t = Traits(key, depth);
+    t.partition = partition;
+    return t;
+  };
+  // Blocks that stay, so that the counts halve every 8 x 12 operations, not every 16.
+  for (uint32_t h = 4; h < 16; ++h) p.OnResident(h, in(5'000'000 + h, 3, /*depth=*/100));
+  for (uint64_t i = 0; i < 200; ++i) {
+    p.OnResident(0, in(i, 0));  // partition 0: every block is used again
+    p.OnAccess(0, in(i, 0));
+    p.OnLeave(0, /*evicted=*/false);
+    p.OnResident(1, in(1'000'000 + i, 1));  // partition 1: never
+    p.SetEvictable(1, true);
+    p.OnLeave(1, /*evicted=*/true);
+  }
+  const int cls = AdaptivePolicy::ClassOf(1, Traits(0, 2));
+  const double tier = p.ClassReuseProbability(cls);
+  EXPECT_GT(p.ClassReuseProbability(0, cls), 0.8);
+  EXPECT_LT(p.ClassReuseProbability(1, cls), 0.2);
+  EXPECT_GT(tier, 0.3);
+  EXPECT_LT(tier, 0.7);
+  EXPECT_DOUBLE_EQ(p.ClassReuseProbability(2, cls), tier);  // no trials of its own
+  // A block is ranked by its partition's estimate.
+  p.OnResident(2, in(7, 0));
+  p.OnResident(3, in(1'000'007, 1));
+  EXPECT_DOUBLE_EQ(p.ReuseScore(2), p.ClassReuseProbability(0, cls));
+  EXPECT_DOUBLE_EQ(p.ReuseScore(3), p.ClassReuseProbability(1, cls));
+}
+
 // A partition (a tenant's blocks of one size class) that must make room within its own
 // share is ordered on its own clock (OwnVictimOf): another tenant's traffic between two of
 // its accesses does not turn its reuse bonus into nothing. Here 5,000 of a neighbour's
