@@ -52,6 +52,7 @@ AdaptivePolicy::AdaptivePolicy(uint32_t handles, uint32_t tier_blocks, Ingredien
       own_prio_(handles, 0.0),
       last_own_tick_(handles, 0),
       partition_(handles, 0),
+      learner_(handles, 0),
       capacity_(handles, 0),
       heap_pos_{std::vector<uint32_t>(handles, kNil), std::vector<uint32_t>(handles, kNil)},
       ghost_limit_(size_t{tier_blocks_} * kGhostPerBlock) {}
@@ -73,16 +74,16 @@ int AdaptivePolicy::ClassOf(uint32_t access_count, const BlockTraits& traits,
   return shape * kOutputTokensBuckets + (in.output ? OutputTokensBucket(traits.output_tokens) : 0);
 }
 
-double AdaptivePolicy::ClassReuseProbability(uint32_t partition, int cls) const {
+double AdaptivePolicy::ClassReuseProbability(uint32_t learner, int cls) const {
   const int shape = cls / kOutputTokensBuckets;
   // The tier's other output classes of this shape, then the tier's class, then the
-  // partition's own: each level starts at the one before it with the weight of 2 trials.
+  // learner's own: each level starts at the one before it with the weight of 2 trials.
   const double rest = (std::max(shape_reuse_[shape] - reuse_[cls], 0.0) + 1.0) /
                       (std::max(shape_trials_[shape] - trials_[cls], 0.0) + 2.0);
-  if (partition >= estimates_.size() || estimates_[partition].reuse.empty()) {
+  if (learner >= estimates_.size() || estimates_[learner].reuse.empty()) {
     return (reuse_[cls] + 2.0 * rest) / (trials_[cls] + 2.0);
   }
-  const PartitionEstimates& e = estimates_[partition];
+  const LearnerEstimates& e = estimates_[learner];
   const uint64_t behind = decay_epoch_ - e.epoch;  // halvings not applied yet
   const double scale = behind >= 64 ? 0.0 : std::ldexp(1.0, -static_cast<int>(behind));
   const double r = e.reuse[cls] * scale;
@@ -102,7 +103,7 @@ double AdaptivePolicy::ClassReuseProbability(int cls) const {
 
 double AdaptivePolicy::ReuseScore(uint32_t handle) const {
   KVTIER_CHECK(IsResident(handle)) << "handle " << handle;
-  return ClassReuseProbability(partition_[handle], cls_[handle]);
+  return ClassReuseProbability(learner_[handle], cls_[handle]);
 }
 
 void AdaptivePolicy::Tick() {
@@ -117,12 +118,12 @@ void AdaptivePolicy::Tick() {
     shape_reuse_[s] /= 2;
     shape_trials_[s] /= 2;
   }
-  ++decay_epoch_;  // partitions' estimates halve when next touched
+  ++decay_epoch_;  // learners' estimates halve when next touched
 }
 
-void AdaptivePolicy::Trial(uint32_t partition, int cls, bool reused) {
-  if (estimates_.size() <= partition) estimates_.resize(partition + 1);
-  PartitionEstimates& e = estimates_[partition];
+void AdaptivePolicy::Trial(uint32_t learner, int cls, bool reused) {
+  if (estimates_.size() <= learner) estimates_.resize(learner + 1);
+  LearnerEstimates& e = estimates_[learner];
   if (e.reuse.empty()) {
     e.reuse.assign(kClasses, 0.0);
     e.trials.assign(kClasses, 0.0);
@@ -146,7 +147,7 @@ void AdaptivePolicy::Trial(uint32_t partition, int cls, bool reused) {
 
 void AdaptivePolicy::Reprioritise(uint32_t handle) {
   const double bonus =
-      ingredients_.bonus ? kBonusTurnovers * ClassReuseProbability(partition_[handle], cls_[handle]) : 0.0;
+      ingredients_.bonus ? kBonusTurnovers * ClassReuseProbability(learner_[handle], cls_[handle]) : 0.0;
   // On the tier's clock a turnover is the blocks of this size the tier holds.
   const double turnover = capacity_[handle] ? capacity_[handle] : tier_blocks_;
   prio_[handle] = static_cast<double>(last_tick_[handle]) + bonus * turnover;
@@ -155,7 +156,7 @@ void AdaptivePolicy::Reprioritise(uint32_t handle) {
   // when the partition is alone in the tier.
   const double filled = static_cast<double>(std::max<uint64_t>(fill_, 1)) / kFillOne;
   own_prio_[handle] = static_cast<double>(last_own_tick_[handle]) +
-                      bonus * rings_[partition_[handle]].resident / filled;
+                      bonus * clocks_[partition_[handle]].resident / filled;
   if (InHeap(handle)) HeapUpdate(handle);
 }
 
@@ -173,29 +174,32 @@ void AdaptivePolicy::OnResident(uint32_t handle, const BlockTraits& traits) {
   resident_[handle] = 1;
   ++resident_count_;
   peak_resident_ = std::max(peak_resident_, resident_count_);
-  GhostRing& ring = RingOf(traits.partition);
+  GhostRing& ring = RingOf(traits.learner);
   ring.peak = std::max(ring.peak, ++ring.resident);
+  if (clocks_.size() <= traits.partition) clocks_.resize(traits.partition + 1);
+  ++clocks_[traits.partition].resident;
   count_[handle] = static_cast<uint8_t>(count);
   cls_[handle] = static_cast<uint16_t>(ClassOf(count, traits, ingredients_));
   fingerprint_[handle] = traits.key_fingerprint;
   partition_[handle] = traits.partition;
+  learner_[handle] = traits.learner;
   capacity_[handle] = traits.tier_capacity;
   fill_ += FillOf(handle);
   if (heaps_.size() <= traits.partition) heaps_.resize(traits.partition + 1);
   last_tick_[handle] = tick_;
-  last_own_tick_[handle] = ++RingOf(partition_[handle]).tick;
+  last_own_tick_[handle] = ++clocks_[partition_[handle]].tick;
   Reprioritise(handle);
 }
 
 void AdaptivePolicy::OnAccess(uint32_t handle, const BlockTraits& traits) {
   KVTIER_CHECK(IsResident(handle)) << "handle " << handle;
   Tick();
-  Trial(partition_[handle], cls_[handle], /*reused=*/true);
+  Trial(learner_[handle], cls_[handle], /*reused=*/true);
   const uint32_t count = std::min<uint32_t>(count_[handle] + 1u, 255);
   count_[handle] = static_cast<uint8_t>(count);
   cls_[handle] = static_cast<uint16_t>(ClassOf(count, traits, ingredients_));
   last_tick_[handle] = tick_;
-  last_own_tick_[handle] = ++RingOf(partition_[handle]).tick;
+  last_own_tick_[handle] = ++clocks_[partition_[handle]].tick;
   Reprioritise(handle);
 }
 
@@ -217,21 +221,22 @@ void AdaptivePolicy::OnLeave(uint32_t handle, bool evicted) {
   resident_[handle] = 0;
   --resident_count_;
   fill_ -= FillOf(handle);
-  --RingOf(partition_[handle]).resident;
+  --RingOf(learner_[handle]).resident;
+  --clocks_[partition_[handle]].resident;
 }
 
-AdaptivePolicy::GhostRing& AdaptivePolicy::RingOf(uint32_t partition) {
-  if (rings_.size() <= partition) rings_.resize(partition + 1);
-  return rings_[partition];
+AdaptivePolicy::GhostRing& AdaptivePolicy::RingOf(uint32_t learner) {
+  if (rings_.size() <= learner) rings_.resize(learner + 1);
+  return rings_[learner];
 }
 
-void AdaptivePolicy::GrowRing(uint32_t partition, size_t capacity) {
-  GhostRing& ring = rings_[partition];
+void AdaptivePolicy::GrowRing(uint32_t learner, size_t capacity) {
+  GhostRing& ring = rings_[learner];
   std::vector<Ghost> slots(capacity);
   const size_t old = ring.slots.size();
   for (size_t i = 0; i < ring.size; ++i) {  // oldest first, to slots [0, size)
     slots[i] = ring.slots[(ring.next + old - ring.size + i) % old];
-    if (slots[i].valid) ghost_index_[slots[i].fingerprint] = (uint64_t{partition} << 32) | i;
+    if (slots[i].valid) ghost_index_[slots[i].fingerprint] = (uint64_t{learner} << 32) | i;
   }
   ghost_slots_ += capacity - old;
   ring.slots = std::move(slots);
@@ -240,25 +245,25 @@ void AdaptivePolicy::GrowRing(uint32_t partition, size_t capacity) {
 
 void AdaptivePolicy::PushGhost(uint32_t handle) {
   if (ghost_limit_ == 0) return;
-  // The history spans kGhostPerBlock turnovers of the blocks the partition has held: the
+  // The history spans kGhostPerBlock turnovers of the blocks the learner has held: the
   // oldest records age out first, failed trials.
-  const uint32_t partition = partition_[handle];
+  const uint32_t learner = learner_[handle];
   size_t window = std::min<size_t>(
-      size_t{std::clamp<uint32_t>(rings_[partition].peak, 1, tier_blocks_)} * kGhostPerBlock,
+      size_t{std::clamp<uint32_t>(rings_[learner].peak, 1, tier_blocks_)} * kGhostPerBlock,
       ghost_limit_);
-  if (const size_t have = rings_[partition].slots.size(); have < window) {
+  if (const size_t have = rings_[learner].slots.size(); have < window) {
     const size_t budget = 2 * ghost_limit_ - (ghost_slots_ - have);
     const size_t want = std::min({std::max(window, 2 * have), ghost_limit_, budget});
-    if (want > have) GrowRing(partition, want);
-    window = std::min(window, rings_[partition].slots.size());
+    if (want > have) GrowRing(learner, want);
+    window = std::min(window, rings_[learner].slots.size());
     if (window == 0) return;
   }
-  GhostRing& ring = rings_[partition];
+  GhostRing& ring = rings_[learner];
   const size_t cap = ring.slots.size();
   while (ring.size > 0 && ring.size + 1 > window) {
     Ghost& old = ring.slots[(ring.next + cap - ring.size) % cap];
     if (old.valid) {  // aged out without coming back
-      Trial(partition, old.cls, /*reused=*/false);
+      Trial(learner, old.cls, /*reused=*/false);
       ghost_index_.erase(old.fingerprint);
       old.valid = false;
     }
@@ -274,7 +279,7 @@ void AdaptivePolicy::PushGhost(uint32_t handle) {
                .cls = cls_[handle],
                .count = count_[handle],
                .valid = true};
-  ghost_index_[slot.fingerprint] = (uint64_t{partition} << 32) | ring.next;
+  ghost_index_[slot.fingerprint] = (uint64_t{learner} << 32) | ring.next;
   ring.next = (ring.next + 1) % cap;
   ++ring.size;
 }

@@ -97,10 +97,11 @@ class AdaptivePolicy final : public EvictionPolicy {
 
   static int ClassOf(uint32_t access_count, const BlockTraits& traits);
   static int ClassOf(uint32_t access_count, const BlockTraits& traits, const Ingredients& in);
-  // The learned P(reuse) of a class: the tier's (over all partitions), and one partition's
-  // (its own trials, starting from the tier's; the policy ranks a block by its partition's).
+  // The learned P(reuse) of a class: the tier's (over all learners), and one learner's
+  // (BlockTraits::learner: its own trials, starting from the tier's; the policy ranks a
+  // block by its learner's).
   double ClassReuseProbability(int cls) const;
-  double ClassReuseProbability(uint32_t partition, int cls) const;
+  double ClassReuseProbability(uint32_t learner, int cls) const;
 
  private:
   static constexpr uint32_t kNil = UINT32_MAX;
@@ -116,7 +117,7 @@ class AdaptivePolicy final : public EvictionPolicy {
   // it: a tier of many block sizes holds as many blocks as their mix allows).
   uint32_t turnover_blocks() const { return std::clamp<uint32_t>(peak_resident_, 1, tier_blocks_); }
   void Tick();
-  void Trial(uint32_t partition, int cls, bool reused);
+  void Trial(uint32_t learner, int cls, bool reused);
   void Reprioritise(uint32_t handle);
   void PushGhost(uint32_t handle);
   // Indexed min-heaps, two per partition: on own_prio_ (the partition's clock) and on
@@ -140,14 +141,14 @@ class AdaptivePolicy final : public EvictionPolicy {
   std::array<double, kClasses> trials_{};
   std::array<double, kShapes> shape_reuse_{};
   std::array<double, kShapes> shape_trials_{};
-  // Each partition's own trials (a tenant's blocks behave as its workload does, not as the
+  // Each learner's own trials (a tenant's blocks behave as its workload does, not as the
   // tier's mix), allocated at its first trial. The halving every kDecayTurnovers reaches a
-  // partition when it is next touched (decay_epoch_ counts the halvings).
-  struct PartitionEstimates {
+  // learner when it is next touched (decay_epoch_ counts the halvings).
+  struct LearnerEstimates {
     std::vector<double> reuse, trials;  // by class
     uint64_t epoch = 0;                 // decay_epoch_ when last halved
   };
-  std::vector<PartitionEstimates> estimates_;  // by partition
+  std::vector<LearnerEstimates> estimates_;  // by learner
   uint64_t decay_epoch_ = 0;
 
   std::vector<uint8_t> resident_;
@@ -156,9 +157,10 @@ class AdaptivePolicy final : public EvictionPolicy {
   std::vector<uint64_t> fingerprint_;
   std::vector<double> prio_;  // on the tier's clock
   std::vector<uint64_t> last_tick_;
-  std::vector<double> own_prio_;  // on the partition's clock (GhostRing::tick)
+  std::vector<double> own_prio_;  // on the partition's clock (PartitionClock)
   std::vector<uint64_t> last_own_tick_;
   std::vector<uint32_t> partition_;
+  std::vector<uint32_t> learner_;
   std::vector<uint32_t> capacity_;                           // BlockTraits::tier_capacity
   std::array<std::vector<uint32_t>, 2> heap_pos_;            // by Order
   std::vector<std::array<std::vector<uint32_t>, 2>> heaps_;  // by partition, then Order
@@ -174,26 +176,32 @@ class AdaptivePolicy final : public EvictionPolicy {
   uint64_t fill_ = 0;
   uint32_t peak_resident_ = 0;
 
-  // The ghost history, one ring per partition (a tenant's blocks of one size class): the
-  // last `size` records before `next`, for kGhostPerBlock turnovers of the partition's own
+  // Each partition's own clock: its blocks' OnResident and OnAccess tick it (own_prio_).
+  struct PartitionClock {
+    uint64_t tick = 0;
+    uint32_t resident = 0;  // the partition's resident blocks: its turnover
+  };
+  std::vector<PartitionClock> clocks_;  // by partition
+
+  // The ghost history, one ring per learner (a tenant's blocks of one size class): the
+  // last `size` records before `next`, for kGhostPerBlock turnovers of the learner's own
   // blocks, so that one tenant's evictions (a scan) do not age another's keys out.
   struct GhostRing {
     std::vector<Ghost> slots;
     size_t next = 0;
     size_t size = 0;
-    uint32_t resident = 0;  // the partition's resident blocks
+    uint32_t resident = 0;  // the learner's resident blocks
     uint32_t peak = 0;      // the most it has held: its turnover
-    uint64_t tick = 0;      // the partition's own clock
   };
-  GhostRing& RingOf(uint32_t partition);
-  void GrowRing(uint32_t partition, size_t capacity);
+  GhostRing& RingOf(uint32_t learner);
+  void GrowRing(uint32_t learner, size_t capacity);
   // kGhostPerBlock x tier_blocks: no ring grows past it, and all of them together hold at
-  // most twice it (a partition that once held many blocks keeps its ring; past the budget
-  // a growing partition's window is what its ring holds).
+  // most twice it (a learner that once held many blocks keeps its ring; past the budget
+  // a growing learner's window is what its ring holds).
   const size_t ghost_limit_;
   size_t ghost_slots_ = 0;        // all rings' slots
-  std::vector<GhostRing> rings_;  // by partition
-  // fingerprint -> (partition << 32) | slot
+  std::vector<GhostRing> rings_;  // by learner
+  // fingerprint -> (learner << 32) | slot
   absl::flat_hash_map<uint64_t, uint64_t> ghost_index_;
 };
 

@@ -198,6 +198,8 @@ BlockTraits BlockStore::TraitsOf(const Entry& e) {
                      .output_tokens = e.output_tokens,
                      .partition = ledger_.PartitionOf(
                          e.tier, SlotsOf(e.tier).ClassOfSlot(e.slot), e.tenant_id),
+                     .learner = ledger_.LearnerOf(
+                         e.tier, SlotsOf(e.tier).ClassOfSlot(e.slot), e.tenant_id),
                      .tier_capacity = static_cast<uint32_t>(std::min<uint64_t>(
                          SlotsOf(e.tier).capacity_slots(SlotsOf(e.tier).ClassOfSlot(e.slot)),
                          UINT32_MAX)),

@@ -48,6 +48,10 @@ struct BlockTraits {
   // where nothing in the prompt does (docs/policy.md, "T2 admission").
   uint32_t output_tokens = 0;
   uint32_t partition = 0;  // the store's; fixed while the block is resident
+  // Whose workload the block's class estimates and ghost history follow: the store's id
+  // for its tenant's blocks of its size class (with quotas, the partition); fixed while
+  // the block is resident.
+  uint32_t learner = 0;
   // How many blocks of this size the tier holds (0: unknown). The adaptive policy measures
   // a block's extra life in turnovers of its tier at its size: for a tier of one layout,
   // its capacity in blocks; across sizes, smaller blocks get more ticks of life for the

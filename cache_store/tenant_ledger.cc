@@ -90,6 +90,15 @@ uint32_t TenantLedger::PartitionOf(Tier tier, int cls, uint32_t id) {
   return it->second;
 }
 
+uint32_t TenantLedger::LearnerOf(Tier tier, int cls, uint32_t id) {
+  if (enabled_) return PartitionOf(tier, cls, id);
+  const int t = Index(tier);
+  const uint64_t key = (uint64_t{static_cast<uint32_t>(cls)} << 32) | id;
+  auto [it, added] = partition_of_[t].emplace(key, next_partition_[t]);
+  if (added) ++next_partition_[t];
+  return it->second;
+}
+
 std::span<const TenantLedger::Partition> TenantLedger::PartitionsOfClass(Tier tier,
                                                                          int cls) const {
   const std::vector<std::vector<Partition>>& by_class = by_class_[Index(tier)];

@@ -79,6 +79,10 @@ class TenantLedger {
 
   // The partition of the tenant's blocks of size class `cls` in the tier.
   uint32_t PartitionOf(Tier tier, int cls, uint32_t id);
+  // A dense id for a tenant's blocks of one size class, with or without quotas (with
+  // quotas it is the partition): the policy learns its reuse estimates and keeps its ghost
+  // history per learner, so one tenant's workload does not teach another's blocks.
+  uint32_t LearnerOf(Tier tier, int cls, uint32_t id);
   // Every partition of the class (one, shared, when quotas are off).
   std::span<const Partition> PartitionsOfClass(Tier tier, int cls) const;
 
@@ -105,7 +109,8 @@ class TenantLedger {
   std::vector<Account> accounts_;  // by id; refs == 0: free
   std::vector<uint32_t> free_ids_;
   absl::flat_hash_map<std::string, uint32_t> ids_;
-  // By tier index: (class << 32 | tenant id) -> partition, and partitions by class.
+  // By tier index: (class << 32 | tenant id) -> learner (with quotas: partition), and
+  // partitions by class.
   std::array<absl::flat_hash_map<uint64_t, uint32_t>, 2> partition_of_;
   std::array<std::vector<std::vector<Partition>>, 2> by_class_;
   std::array<uint32_t, 2> next_partition_{};

@@ -182,23 +182,24 @@ TEST(AdaptivePolicyTest, LearnsWhichClassComesBack) {
   }
 }
 
-// Each partition learns its classes from its own trials: two tenants whose blocks of one
-// class behave oppositely are each ranked by their own behaviour, not the tier's mix, and
-// a partition without trials of a class starts at the tier's estimate.
-TEST(AdaptivePolicyTest, EachPartitionLearnsFromItsOwnTrials) {
+// Each learner (a tenant's blocks of one size class; the store names them with or without
+// quotas) learns its classes from its own trials: two tenants in one partition whose
+// blocks of one class behave oppositely are each ranked by their own behaviour, not the
+// tier's mix, and a learner without trials of a class starts at the tier's estimate.
+TEST(AdaptivePolicyTest, EachLearnerLearnsFromItsOwnTrials) {
   AdaptivePolicy p(/*handles=*/16, /*tier_blocks=*/64);
-  auto in = [](uint64_t key, uint32_t partition, uint32_t depth = 2) {
+  auto in = [](uint64_t key, uint32_t learner, uint32_t depth = 2) {
     BlockTraits t = Traits(key, depth);
-    t.partition = partition;
+    t.learner = learner;  // one partition (no quotas)
     return t;
   };
   // Blocks that stay, so that the counts halve every 8 x 12 operations, not every 16.
   for (uint32_t h = 4; h < 16; ++h) p.OnResident(h, in(5'000'000 + h, 3, /*depth=*/100));
   for (uint64_t i = 0; i < 200; ++i) {
-    p.OnResident(0, in(i, 0));  // partition 0: every block is used again
+    p.OnResident(0, in(i, 0));  // learner 0: every block is used again
     p.OnAccess(0, in(i, 0));
     p.OnLeave(0, /*evicted=*/false);
-    p.OnResident(1, in(1'000'000 + i, 1));  // partition 1: never
+    p.OnResident(1, in(1'000'000 + i, 1));  // learner 1: never
     p.SetEvictable(1, true);
     p.OnLeave(1, /*evicted=*/true);
   }
@@ -258,20 +259,21 @@ TEST(AdaptivePolicyTest, APartitionsOwnOrderRunsOnItsOwnClock) {
   EXPECT_EQ(p.OwnVictimOf(7), std::nullopt);  // a partition never seen
 }
 
-// The ghost history is per partition (a tenant's blocks of one size class): a neighbour's
-// flood of evictions does not age a tenant's evicted keys out, so its returns still count
-// as reuse. With one history for the tier, the 100 evictions below would have failed the
-// key's trial (the window is 4 turnovers) and it would return as a first-time block.
-TEST(AdaptivePolicyTest, ANeighboursEvictionsDoNotAgeAPartitionsGhostsOut) {
+// The ghost history is per learner (a tenant's blocks of one size class, with or without
+// quotas): a neighbour's flood of evictions does not age a tenant's evicted keys out, so
+// its returns still count as reuse. With one history for the tier, the 100 evictions below
+// would have failed the key's trial (the window is 4 turnovers) and it would return as a
+// first-time block. Both tenants are in one partition here, as without quotas.
+TEST(AdaptivePolicyTest, ANeighboursEvictionsDoNotAgeALearnersGhostsOut) {
   AdaptivePolicy p(/*handles=*/8, /*tier_blocks=*/8);
   BlockTraits mine = Traits(42);
-  mine.partition = 0;
+  mine.learner = 0;
   p.OnResident(0, mine);
   p.SetEvictable(0, true);
   p.OnLeave(0, /*evicted=*/true);
   for (uint64_t i = 0; i < 100; ++i) {  // the neighbour: other keys, another class
     BlockTraits scan = Traits(1000 + i, /*depth=*/9);
-    scan.partition = 1;
+    scan.learner = 1;
     p.OnResident(1, scan);
     p.SetEvictable(1, true);
     p.OnLeave(1, /*evicted=*/true);
