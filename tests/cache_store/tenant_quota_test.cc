@@ -4,12 +4,14 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <thread>
 
 #include "cache_store/block_store.h"
+#include "cache_store/tenant_ledger.h"
 #include "tests/cache_store/test_blocks.h"
 
 namespace kvtier {
@@ -121,6 +123,39 @@ uint32_t Cached(BlockStore& store, std::string_view tenant, const std::vector<ui
                                                                   .report_present = true});
   EXPECT_TRUE(r.ok()) << r.status();
   return r.ok() ? static_cast<uint32_t>(r->keys.size()) : 0;
+}
+
+// Learners name a tenant's blocks of one size class with or without quotas (the policy
+// learns per learner); with quotas they are the partitions, without quotas a partition is
+// the size class, shared.
+TEST(TenantLedgerTest, LearnersAreTenantsBlocksOfOneClassWithOrWithoutQuotas) {
+  TenantLedger open_store(TenantQuotas{});
+  const uint32_t a = open_store.Acquire("a");
+  const uint32_t b = open_store.Acquire("b");
+  EXPECT_EQ(open_store.PartitionOf(Tier::kHostDram, 3, a), 3u);
+  EXPECT_EQ(open_store.PartitionOf(Tier::kHostDram, 3, b), 3u);
+  const uint32_t a3 = open_store.LearnerOf(Tier::kHostDram, 3, a);
+  const uint32_t b3 = open_store.LearnerOf(Tier::kHostDram, 3, b);
+  const uint32_t a4 = open_store.LearnerOf(Tier::kHostDram, 4, a);
+  EXPECT_NE(a3, b3);
+  EXPECT_NE(a3, a4);
+  EXPECT_NE(b3, a4);
+  EXPECT_EQ(open_store.LearnerOf(Tier::kHostDram, 3, a), a3);  // stable
+  EXPECT_LT(std::max({a3, b3, a4}), 3u);                        // dense
+
+  TenantQuotas quotas;
+  quotas.tenants["a"] = {.t1_limit = 1 << 20};
+  TenantLedger quota_store(quotas);
+  const uint32_t qa = quota_store.Acquire("a");
+  const uint32_t qb = quota_store.Acquire("b");
+  for (uint32_t id : {qa, qb}) {
+    for (int cls : {0, 5}) {
+      EXPECT_EQ(quota_store.LearnerOf(Tier::kHostDram, cls, id),
+                quota_store.PartitionOf(Tier::kHostDram, cls, id));
+    }
+  }
+  EXPECT_NE(quota_store.LearnerOf(Tier::kHostDram, 0, qa),
+            quota_store.LearnerOf(Tier::kHostDram, 0, qb));
 }
 
 TEST(TenantQuotaStoreTest, ATenantAtItsLimitEvictsItsOwnBlocksNotAnothers) {
