@@ -88,8 +88,8 @@ double AdaptivePolicy::ClassReuseProbability(uint32_t learner, int cls) const {
   const double scale = behind >= 64 ? 0.0 : std::ldexp(1.0, -static_cast<int>(behind));
   const double r = e.reuse[cls] * scale;
   const double t = e.trials[cls] * scale;
-  const double others = (std::max(reuse_[cls] - r, 0.0) + 2.0 * rest) /
-                        (std::max(trials_[cls] - t, 0.0) + 2.0);
+  const double others =
+      (std::max(reuse_[cls] - r, 0.0) + 2.0 * rest) / (std::max(trials_[cls] - t, 0.0) + 2.0);
   return (r + 2.0 * others) / (t + 2.0);
 }
 
@@ -146,8 +146,9 @@ void AdaptivePolicy::Trial(uint32_t learner, int cls, bool reused) {
 }
 
 void AdaptivePolicy::Reprioritise(uint32_t handle) {
-  const double bonus =
-      ingredients_.bonus ? kBonusTurnovers * ClassReuseProbability(learner_[handle], cls_[handle]) : 0.0;
+  const double bonus = ingredients_.bonus
+                           ? kBonusTurnovers * ClassReuseProbability(learner_[handle], cls_[handle])
+                           : 0.0;
   // On the tier's clock a turnover is the blocks of this size the tier holds.
   const double turnover = capacity_[handle] ? capacity_[handle] : tier_blocks_;
   prio_[handle] = static_cast<double>(last_tick_[handle]) + bonus * turnover;
