@@ -54,8 +54,8 @@ class EngineCollector : public prometheus::Collectable {
         s.put_stored_blocks, {{"result", "stored"}});
     add("kvtier_put_blocks_total", "", T::Counter, s.put_existing_blocks, {{"result", "existing"}});
     add("kvtier_put_output_reported_blocks_total",
-        "Blocks stored by Puts that reported the request's output length (T2 admission "
-        "learns from it).",
+        "Blocks stored by Puts that reported the request's output length (T1's policy and T2 "
+        "admission learn from it).",
         T::Counter, s.put_output_reported_blocks);
     add("kvtier_put_bytes_total", "Payload bytes received by successful Puts.", T::Counter,
         s.put_bytes);
