@@ -14,6 +14,40 @@ BlockTraits Traits(uint64_t fingerprint, uint32_t depth = 0, bool tail = false) 
   return BlockTraits{.key_fingerprint = fingerprint, .depth = depth, .prompt_tail = tail};
 }
 
+// A full tier driven the way the store drives the policy: a key that is resident is an
+// access; a new key evicts the policy's victim when every handle is taken.
+class TierModel {
+ public:
+  TierModel(AdaptivePolicy& policy, uint32_t blocks) : policy_(policy) {
+    for (uint32_t h = blocks; h-- > 0;) free_handles_.push_back(h);
+  }
+  void Touch(uint64_t key, const BlockTraits& traits) {
+    if (auto it = resident_.find(key); it != resident_.end()) {
+      policy_.OnAccess(it->second, traits);
+      return;
+    }
+    if (free_handles_.empty()) {
+      const uint32_t victim = *policy_.Victim();
+      auto vit = std::find_if(resident_.begin(), resident_.end(),
+                              [&](const auto& kv) { return kv.second == victim; });
+      resident_.erase(vit);
+      policy_.OnLeave(victim, /*evicted=*/true);
+      free_handles_.push_back(victim);
+    }
+    const uint32_t h = free_handles_.back();
+    free_handles_.pop_back();
+    policy_.OnResident(h, traits);
+    policy_.SetEvictable(h, true);
+    resident_[key] = h;
+  }
+  const std::map<uint64_t, uint32_t>& resident() const { return resident_; }  // key -> handle
+
+ private:
+  AdaptivePolicy& policy_;
+  std::vector<uint32_t> free_handles_;
+  std::map<uint64_t, uint32_t> resident_;
+};
+
 TEST(AdaptivePolicyTest, ClassesSeparateCountTailAndDepth) {
   EXPECT_NE(AdaptivePolicy::ClassOf(1, Traits(0)), AdaptivePolicy::ClassOf(2, Traits(0)));
   EXPECT_EQ(AdaptivePolicy::ClassOf(4, Traits(0)), AdaptivePolicy::ClassOf(200, Traits(0)));
@@ -137,28 +171,8 @@ TEST(AdaptivePolicyTest, LearnsWhichClassComesBack) {
   constexpr uint32_t kBlocks = 16;
   AdaptivePolicy p(kBlocks, kBlocks);
   uint64_t next_tail_key = 1'000'000;
-  std::vector<uint32_t> free_handles;
-  for (uint32_t h = kBlocks; h-- > 0;) free_handles.push_back(h);
-  std::map<uint64_t, uint32_t> resident;  // fingerprint -> handle
-  auto touch = [&](uint64_t key, bool tail) {
-    if (auto it = resident.find(key); it != resident.end()) {
-      p.OnAccess(it->second, Traits(key, 0, tail));
-      return;
-    }
-    if (free_handles.empty()) {
-      const uint32_t victim = *p.Victim();
-      auto vit = std::find_if(resident.begin(), resident.end(),
-                              [&](const auto& kv) { return kv.second == victim; });
-      resident.erase(vit);
-      p.OnLeave(victim, /*evicted=*/true);
-      free_handles.push_back(victim);
-    }
-    const uint32_t h = free_handles.back();
-    free_handles.pop_back();
-    p.OnResident(h, Traits(key, 0, tail));
-    p.SetEvictable(h, true);
-    resident[key] = h;
-  };
+  TierModel tier(p, kBlocks);
+  auto touch = [&](uint64_t key, bool tail) { tier.Touch(key, Traits(key, 0, tail)); };
   // 24 recurring keys cycle through a 16-block tier (LRU would hit none of them), mixed
   // with a stream of one-off tails.
   for (int round = 0; round < 200; ++round) {
@@ -173,11 +187,11 @@ TEST(AdaptivePolicyTest, LearnsWhichClassComesBack) {
   EXPECT_GT(p.ClassReuseProbability(recurring_class), 0.8);
   // Most of the tier now holds recurring blocks, not the more recent tails.
   int recurring = 0;
-  for (const auto& [key, h] : resident) recurring += key < 24 ? 1 : 0;
+  for (const auto& [key, h] : tier.resident()) recurring += key < 24 ? 1 : 0;
   EXPECT_GE(recurring, 12);
   // And the next victim is a tail.
   const uint32_t victim = *p.Victim();
-  for (const auto& [key, h] : resident) {
+  for (const auto& [key, h] : tier.resident()) {
     if (h == victim) EXPECT_GE(key, 1'000'000u);
   }
 }
@@ -297,33 +311,13 @@ TEST(AdaptivePolicyTest, LearnsFromTheReportedOutputLength) {
   AdaptivePolicy p(kBlocks, kBlocks,
                    AdaptivePolicy::Ingredients{.count = false, .ghost_count = false});
   uint64_t next_once = 1'000'000;
-  std::vector<uint32_t> free_handles;
-  for (uint32_t h = kBlocks; h-- > 0;) free_handles.push_back(h);
-  std::map<uint64_t, uint32_t> resident;
+  TierModel tier(p, kBlocks);
   auto traits = [](uint64_t key, uint32_t out) {
     BlockTraits t = Traits(key, 2);
     t.output_tokens = out;
     return t;
   };
-  auto touch = [&](uint64_t key, uint32_t out) {
-    if (auto it = resident.find(key); it != resident.end()) {
-      p.OnAccess(it->second, traits(key, out));
-      return;
-    }
-    if (free_handles.empty()) {
-      const uint32_t victim = *p.Victim();
-      auto vit = std::find_if(resident.begin(), resident.end(),
-                              [&](const auto& kv) { return kv.second == victim; });
-      resident.erase(vit);
-      p.OnLeave(victim, /*evicted=*/true);
-      free_handles.push_back(victim);
-    }
-    const uint32_t h = free_handles.back();
-    free_handles.pop_back();
-    p.OnResident(h, traits(key, out));
-    p.SetEvictable(h, true);
-    resident[key] = h;
-  };
+  auto touch = [&](uint64_t key, uint32_t out) { tier.Touch(key, traits(key, out)); };
   for (int round = 0; round < 200; ++round) {
     for (uint64_t k = 0; k < 24; ++k) {
       touch(k, 20);             // a short answer: its prompt comes back
@@ -341,7 +335,7 @@ TEST(AdaptivePolicyTest, LearnsFromTheReportedOutputLength) {
   EXPECT_GT(p.ClassReuseProbability(unseen), 0.3);  // the shape's mix, not a class's extreme
   EXPECT_LT(p.ClassReuseProbability(unseen), 0.7);
   int recurring = 0;
-  for (const auto& [key, h] : resident) recurring += key < 24 ? 1 : 0;
+  for (const auto& [key, h] : tier.resident()) recurring += key < 24 ? 1 : 0;
   EXPECT_GE(recurring, 12);
 }
 
