@@ -74,32 +74,26 @@ int AdaptivePolicy::ClassOf(uint32_t access_count, const BlockTraits& traits,
   return shape * kOutputTokensBuckets + (in.output ? OutputTokensBucket(traits.output_tokens) : 0);
 }
 
-double AdaptivePolicy::ClassReuseProbability(uint32_t learner, int cls) const {
-  const int shape = cls / kOutputTokensBuckets;
-  // The tier's other output classes of this shape, then the tier's class, then the
-  // learner's own: each level starts at the one before it with the weight of 2 trials.
-  const double rest = (std::max(shape_reuse_[shape] - reuse_[cls], 0.0) + 1.0) /
-                      (std::max(shape_trials_[shape] - trials_[cls], 0.0) + 2.0);
-  if (learner >= estimates_.size() || estimates_[learner].reuse.empty()) {
-    return (reuse_[cls] + 2.0 * rest) / (trials_[cls] + 2.0);
-  }
-  const LearnerEstimates& e = estimates_[learner];
-  const uint64_t behind = decay_epoch_ - e.epoch;  // halvings not applied yet
-  const double scale = behind >= 64 ? 0.0 : std::ldexp(1.0, -static_cast<int>(behind));
-  const double r = e.reuse[cls] * scale;
-  const double t = e.trials[cls] * scale;
-  const double others =
-      (std::max(reuse_[cls] - r, 0.0) + 2.0 * rest) / (std::max(trials_[cls] - t, 0.0) + 2.0);
-  return (r + 2.0 * others) / (t + 2.0);
+namespace {
+
+// The factor `halvings` halvings leave of a count.
+double Halved(uint64_t halvings) {
+  return halvings >= 64 ? 0.0 : std::ldexp(1.0, -static_cast<int>(halvings));
 }
 
-double AdaptivePolicy::ClassReuseProbability(int cls) const {
-  // Laplace prior: an unseen class counts as a coin flip.
-  const int shape = cls / kOutputTokensBuckets;
-  const double rest = (std::max(shape_reuse_[shape] - reuse_[cls], 0.0) + 1.0) /
-                      (std::max(shape_trials_[shape] - trials_[cls], 0.0) + 2.0);
-  return (reuse_[cls] + 2.0 * rest) / (trials_[cls] + 2.0);
+}  // namespace
+
+double AdaptivePolicy::ClassReuseProbability(uint32_t learner, int cls) const {
+  if (learner >= estimates_.size() || estimates_[learner].reuse.empty()) {
+    return rates_.Probability(cls);
+  }
+  // The learner's own counts, starting from the tier's other trials of the class.
+  const LearnerEstimates& e = estimates_[learner];
+  const double scale = Halved(decay_epoch_ - e.epoch);  // halvings not applied yet
+  return rates_.SubsetProbability(cls, e.reuse[cls] * scale, e.trials[cls] * scale);
 }
+
+double AdaptivePolicy::ClassReuseProbability(int cls) const { return rates_.Probability(cls); }
 
 double AdaptivePolicy::ReuseScore(uint32_t handle) const {
   KVTIER_CHECK(IsResident(handle)) << "handle " << handle;
@@ -110,14 +104,7 @@ void AdaptivePolicy::Tick() {
   ++tick_;
   if (++ops_since_decay_ < uint64_t{turnover_blocks()} * kDecayTurnovers) return;
   ops_since_decay_ = 0;
-  for (int c = 0; c < kClasses; ++c) {
-    reuse_[c] /= 2;
-    trials_[c] /= 2;
-  }
-  for (int s = 0; s < kShapes; ++s) {
-    shape_reuse_[s] /= 2;
-    shape_trials_[s] /= 2;
-  }
+  rates_.Halve();
   ++decay_epoch_;  // learners' estimates halve when next touched
 }
 
@@ -129,20 +116,15 @@ void AdaptivePolicy::Trial(uint32_t learner, int cls, bool reused) {
     e.trials.assign(kClasses, 0.0);
     e.epoch = decay_epoch_;
   }
-  if (const uint64_t behind = decay_epoch_ - e.epoch; behind > 0) {
-    const double scale = behind >= 64 ? 0.0 : std::ldexp(1.0, -static_cast<int>(behind));
+  if (e.epoch != decay_epoch_) {
+    const double scale = Halved(decay_epoch_ - e.epoch);
     for (double& v : e.reuse) v *= scale;
     for (double& v : e.trials) v *= scale;
     e.epoch = decay_epoch_;
   }
   e.trials[cls] += 1;
   if (reused) e.reuse[cls] += 1;
-  trials_[cls] += 1;
-  shape_trials_[cls / kOutputTokensBuckets] += 1;
-  if (reused) {
-    reuse_[cls] += 1;
-    shape_reuse_[cls / kOutputTokensBuckets] += 1;
-  }
+  rates_.Add(cls, reused);
 }
 
 void AdaptivePolicy::Reprioritise(uint32_t handle) {

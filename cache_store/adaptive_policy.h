@@ -49,6 +49,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "cache_store/class_rates.h"
 #include "cache_store/eviction_policy.h"
 
 namespace kvtier {
@@ -58,8 +59,8 @@ class AdaptivePolicy final : public EvictionPolicy {
   static constexpr double kBonusTurnovers = 4.0;
   static constexpr uint32_t kGhostPerBlock = 4;
   static constexpr uint32_t kDecayTurnovers = 8;
-  static constexpr int kShapes = 256;
-  static constexpr int kClasses = kShapes * kOutputTokensBuckets;
+  static constexpr int kShapes = ClassRates::kShapes;
+  static constexpr int kClasses = ClassRates::kClasses;
 
   // What the policy uses, each on by default. Turning one off is an ablation, for measuring
   // what each ingredient is worth (docs/policy.md "Ablation"; MakeEvictionPolicy's
@@ -137,10 +138,7 @@ class AdaptivePolicy final : public EvictionPolicy {
   const Ingredients ingredients_;
   uint64_t tick_ = 0;
   uint64_t ops_since_decay_ = 0;
-  std::array<double, kClasses> reuse_{};
-  std::array<double, kClasses> trials_{};
-  std::array<double, kShapes> shape_reuse_{};
-  std::array<double, kShapes> shape_trials_{};
+  ClassRates rates_;  // the tier's trials, all learners together
   // Each learner's own trials (a tenant's blocks behave as its workload does, not as the
   // tier's mix), allocated at its first trial. The halving every kDecayTurnovers reaches a
   // learner when it is next touched (decay_epoch_ counts the halvings).

@@ -23,48 +23,25 @@ int ReturnPredictor::ClassOf(const BlockTraits& traits) {
   return ShapeOf(traits) * kOutputTokensBuckets + OutputTokensBucket(traits.output_tokens);
 }
 
-void ReturnPredictor::Close(int cls, bool returned) {
-  trials_[cls] += 1;
-  shape_trials_[cls / kOutputTokensBuckets] += 1;
-  if (returned) {
-    returns_[cls] += 1;
-    shape_returns_[cls / kOutputTokensBuckets] += 1;
-  }
-}
-
 void ReturnPredictor::OnVictim(uint64_t fingerprint, const BlockTraits& traits) {
   if (history_.capacity() == 0) return;
   if (std::optional<uint16_t> failed =
           history_.Insert(fingerprint, static_cast<uint16_t>(ClassOf(traits)))) {
-    Close(*failed, /*returned=*/false);
+    rates_.Add(*failed, /*success=*/false);
   }
   if (++victims_since_decay_ >= kDecayHorizons * history_.capacity()) {
     victims_since_decay_ = 0;
-    for (int c = 0; c < kClasses; ++c) {
-      returns_[c] /= 2;
-      trials_[c] /= 2;
-    }
-    for (int s = 0; s < kShapes; ++s) {
-      shape_returns_[s] /= 2;
-      shape_trials_[s] /= 2;
-    }
+    rates_.Halve();
   }
 }
 
 void ReturnPredictor::OnReturn(uint64_t fingerprint) {
   if (std::optional<uint16_t> cls = history_.Take(fingerprint)) {
-    Close(*cls, /*returned=*/true);
+    rates_.Add(*cls, /*success=*/true);
   }
 }
 
-double ReturnPredictor::ClassProbability(int cls) const {
-  // The rest of the shape: its other output classes (none when no client says its output
-  // length, and then this is the Laplace estimate (returns + 1) / (trials + 2)).
-  const int shape = cls / kOutputTokensBuckets;
-  const double prior = (std::max(shape_returns_[shape] - returns_[cls], 0.0) + 1.0) /
-                       (std::max(shape_trials_[shape] - trials_[cls], 0.0) + 2.0);
-  return (returns_[cls] + kShapePrior * prior) / (trials_[cls] + kShapePrior);
-}
+double ReturnPredictor::ClassProbability(int cls) const { return rates_.Probability(cls); }
 
 double ReturnPredictor::Probability(const BlockTraits& traits) const {
   return ClassProbability(ClassOf(traits));

@@ -12,14 +12,11 @@
 // 256 shapes) and the output-length bucket its client reported (OutputTokensBucket: 5,
 // one of them "not said"), 1,280 classes. Each victim opens a trial: a return closes it as
 // a success, falling out of the horizon unreturned as a failure. Open trials count for
-// neither side. A class's estimate is its own counts plus kShapePrior trials at the rate
-// of the rest of its shape (its other output classes, Laplace-smoothed): a class starts
-// where its shape's other classes are (1/2 before anything closed: admitted until shown
-// otherwise) and moves to its own counts as they grow, so splitting shapes by output
-// costs little where the output length says nothing, and when no client says it (every
-// block in the "not said" class) the estimate is the plain Laplace (returns + 1) /
-// (trials + 2) of the shape. Counts halve every 8 horizons of victims, so the estimates
-// follow the workload.
+// neither side. The estimates are ClassRates' (cache_store/class_rates.h): a class starts
+// at its shape's other output classes (1/2 before anything closed: admitted until shown
+// otherwise), and when no client says the output length it is the plain Laplace
+// (returns + 1) / (trials + 2) of the shape. Counts halve every 8 horizons of victims, so
+// the estimates follow the workload.
 //
 // Why these features: a prompt's last blocks are extended, not repeated, by the next turn;
 // in the traces measured (docs/policy.md) whether a new prompt's blocks come back at all
@@ -38,6 +35,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "cache_store/class_rates.h"
 #include "cache_store/eviction_policy.h"
 #include "cache_store/return_history.h"
 
@@ -45,10 +43,9 @@ namespace kvtier {
 
 class ReturnPredictor {
  public:
-  static constexpr int kShapes = 256;
-  static constexpr int kClasses = kShapes * kOutputTokensBuckets;
+  static constexpr int kShapes = ClassRates::kShapes;
+  static constexpr int kClasses = ClassRates::kClasses;
   static constexpr uint64_t kDecayHorizons = 8;
-  static constexpr double kShapePrior = 2.0;
 
   // Trials stay open for `horizon` further victims (0: the predictor is off; it learns
   // nothing and predicts its prior).
@@ -66,17 +63,12 @@ class ReturnPredictor {
   double ClassProbability(int cls) const;
 
   size_t horizon() const { return history_.capacity(); }
-  double trials(int cls) const { return trials_[cls]; }
-  double shape_trials(int shape) const { return shape_trials_[shape]; }
+  double trials(int cls) const { return rates_.trials(cls); }
+  double shape_trials(int shape) const { return rates_.shape_trials(shape); }
 
  private:
-  void Close(int cls, bool returned);
-
   ReturnHistory history_;
-  std::array<double, kClasses> returns_{};
-  std::array<double, kClasses> trials_{};
-  std::array<double, kShapes> shape_returns_{};
-  std::array<double, kShapes> shape_trials_{};
+  ClassRates rates_;
   uint64_t victims_since_decay_ = 0;
 };
 
