@@ -293,6 +293,18 @@ std::optional<uint32_t> AdaptivePolicy::VictimOf(uint32_t partition) const {
 std::optional<uint32_t> AdaptivePolicy::OwnVictimOf(uint32_t partition) const {
   if (partition >= heaps_.size() || heaps_[partition][static_cast<int>(Order::kTier)].empty())
     return std::nullopt;
+  if (!OwnKept(partition)) {
+    // First asked: order the partition's evictable blocks on its own clock, and keep that
+    // order from now on. A store without quotas never asks, and pays for one heap only.
+    if (own_kept_.size() <= partition) own_kept_.resize(partition + 1, 0);
+    own_kept_[partition] = 1;
+    std::vector<uint32_t>& own = heaps_[partition][static_cast<int>(Order::kOwn)];
+    own = heaps_[partition][static_cast<int>(Order::kTier)];
+    std::vector<uint32_t>& pos = heap_pos_[static_cast<int>(Order::kOwn)];
+    for (uint32_t i = 0; i < own.size(); ++i) pos[own[i]] = i;
+    for (uint32_t i = static_cast<uint32_t>(own.size() / 2); i-- > 0;)
+      SiftDown(Order::kOwn, own, i);
+  }
   return heaps_[partition][static_cast<int>(Order::kOwn)][0];
 }
 
@@ -307,7 +319,7 @@ bool AdaptivePolicy::Less(Order o, uint32_t a, uint32_t b) const {
 
 bool AdaptivePolicy::EvictsBefore(uint32_t a, uint32_t b) const { return Less(Order::kTier, a, b); }
 
-void AdaptivePolicy::SiftUp(Order o, std::vector<uint32_t>& heap, uint32_t i) {
+void AdaptivePolicy::SiftUp(Order o, std::vector<uint32_t>& heap, uint32_t i) const {
   std::vector<uint32_t>& pos = heap_pos_[static_cast<int>(o)];
   while (i > 0) {
     const uint32_t parent = (i - 1) / 2;
@@ -319,7 +331,7 @@ void AdaptivePolicy::SiftUp(Order o, std::vector<uint32_t>& heap, uint32_t i) {
   }
 }
 
-void AdaptivePolicy::SiftDown(Order o, std::vector<uint32_t>& heap, uint32_t i) {
+void AdaptivePolicy::SiftDown(Order o, std::vector<uint32_t>& heap, uint32_t i) const {
   std::vector<uint32_t>& pos = heap_pos_[static_cast<int>(o)];
   const uint32_t n = static_cast<uint32_t>(heap.size());
   while (true) {
@@ -338,6 +350,7 @@ void AdaptivePolicy::SiftDown(Order o, std::vector<uint32_t>& heap, uint32_t i) 
 
 void AdaptivePolicy::HeapInsert(uint32_t handle) {
   for (Order o : {Order::kOwn, Order::kTier}) {
+    if (o == Order::kOwn && !OwnKept(partition_[handle])) continue;
     std::vector<uint32_t>& heap = heaps_[partition_[handle]][static_cast<int>(o)];
     heap_pos_[static_cast<int>(o)][handle] = static_cast<uint32_t>(heap.size());
     heap.push_back(handle);
@@ -348,6 +361,7 @@ void AdaptivePolicy::HeapInsert(uint32_t handle) {
 
 void AdaptivePolicy::HeapUpdate(uint32_t handle) {
   for (Order o : {Order::kOwn, Order::kTier}) {
+    if (o == Order::kOwn && !OwnKept(partition_[handle])) continue;
     std::vector<uint32_t>& heap = heaps_[partition_[handle]][static_cast<int>(o)];
     SiftUp(o, heap, heap_pos_[static_cast<int>(o)][handle]);
     SiftDown(o, heap, heap_pos_[static_cast<int>(o)][handle]);
@@ -356,6 +370,7 @@ void AdaptivePolicy::HeapUpdate(uint32_t handle) {
 
 void AdaptivePolicy::HeapRemove(uint32_t handle) {
   for (Order o : {Order::kOwn, Order::kTier}) {
+    if (o == Order::kOwn && !OwnKept(partition_[handle])) continue;
     std::vector<uint32_t>& pos = heap_pos_[static_cast<int>(o)];
     std::vector<uint32_t>& heap = heaps_[partition_[handle]][static_cast<int>(o)];
     const uint32_t i = pos[handle];

@@ -36,10 +36,11 @@
 //    traffic would otherwise make the tier's clock run many times faster than the
 //    partition's, and its reuse bonus, counted in the tier's ticks, worth almost nothing.
 //
-// State is arrays indexed by handle and two indexed binary heaps per partition: OnAccess,
-// SetEvictable and OnLeave are O(log n), VictimOf and OwnVictimOf O(1), Victim
-// O(partitions in use), the ghost history O(1) per operation (hash map + ring), the
-// periodic halving O(classes).
+// State is arrays indexed by handle and an indexed binary heap per partition, plus a
+// second (own clock) from the first OwnVictimOf of that partition on: OnAccess,
+// SetEvictable and OnLeave are O(log n), VictimOf O(1), OwnVictimOf O(1) (O(n) the first
+// time), Victim O(partitions in use), the ghost history O(1) per operation (hash map +
+// ring), the periodic halving O(classes).
 #ifndef KVTIER_CACHE_STORE_ADAPTIVE_POLICY_H_
 #define KVTIER_CACHE_STORE_ADAPTIVE_POLICY_H_
 
@@ -128,8 +129,12 @@ class AdaptivePolicy final : public EvictionPolicy {
     return heap_pos_[static_cast<int>(Order::kTier)][handle] != kNil;
   }
   bool Less(Order o, uint32_t a, uint32_t b) const;
-  void SiftUp(Order o, std::vector<uint32_t>& heap, uint32_t i);
-  void SiftDown(Order o, std::vector<uint32_t>& heap, uint32_t i);
+  // Whether the partition's own-clock heap is kept (OwnVictimOf asked for it).
+  bool OwnKept(uint32_t partition) const {
+    return partition < own_kept_.size() && own_kept_[partition];
+  }
+  void SiftUp(Order o, std::vector<uint32_t>& heap, uint32_t i) const;
+  void SiftDown(Order o, std::vector<uint32_t>& heap, uint32_t i) const;
   void HeapInsert(uint32_t handle);
   void HeapUpdate(uint32_t handle);
   void HeapRemove(uint32_t handle);
@@ -159,9 +164,12 @@ class AdaptivePolicy final : public EvictionPolicy {
   std::vector<uint64_t> last_own_tick_;
   std::vector<uint32_t> partition_;
   std::vector<uint32_t> learner_;
-  std::vector<uint32_t> capacity_;                           // BlockTraits::tier_capacity
-  std::array<std::vector<uint32_t>, 2> heap_pos_;            // by Order
-  std::vector<std::array<std::vector<uint32_t>, 2>> heaps_;  // by partition, then Order
+  std::vector<uint32_t> capacity_;  // BlockTraits::tier_capacity
+  // The own-clock heap of a partition is built at its first OwnVictimOf, a const query
+  // (the store asks under its mutex), hence mutable; the tier's heaps always exist.
+  mutable std::array<std::vector<uint32_t>, 2> heap_pos_;            // by Order
+  mutable std::vector<std::array<std::vector<uint32_t>, 2>> heaps_;  // by partition, then Order
+  mutable std::vector<uint8_t> own_kept_;                            // by partition
   size_t evictable_ = 0;
 
   uint32_t resident_count_ = 0;

@@ -413,5 +413,48 @@ TEST(AdaptivePolicyTest, VictimIsAlwaysAnEvictableResidentBlock) {
   }
 }
 
+// The own-clock order of a partition is built when the store first asks for it: from then
+// on it names the same victims as an order kept from the start.
+TEST(AdaptivePolicyTest, AnOwnOrderBuiltLateMatchesOneKeptFromTheStart) {
+  constexpr uint32_t kN = 32;
+  AdaptivePolicy early(kN, kN), late(kN, kN);
+  std::vector<bool> resident(kN, false);
+  uint64_t x = 7;
+  for (int step = 0; step < 40000; ++step) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    const uint32_t h = static_cast<uint32_t>((x >> 33) % kN);
+    const uint64_t key = (x >> 40) % 64;
+    BlockTraits t = Traits(key, static_cast<uint32_t>(key % 9), key % 5 == 0);
+    t.partition = h % 2;
+    t.learner = h % 2;
+    for (AdaptivePolicy* p : {&early, &late}) {
+      switch ((x >> 20) % 4) {
+        case 0:
+          if (!resident[h]) p->OnResident(h, t);
+          if (!resident[h]) p->SetEvictable(h, true);
+          break;
+        case 1:
+          if (resident[h]) p->OnAccess(h, t);
+          break;
+        case 2:
+          if (resident[h]) p->SetEvictable(h, (x >> 12) % 2 == 0);
+          break;
+        case 3:
+          p->OnLeave(h, (x >> 10) % 2 == 0);
+          break;
+      }
+    }
+    switch ((x >> 20) % 4) {
+      case 0: resident[h] = true; break;
+      case 3: resident[h] = false; break;
+      default: break;
+    }
+    for (uint32_t q = 0; q < 2; ++q) {
+      const std::optional<uint32_t> e = early.OwnVictimOf(q);
+      if (step >= 20000) ASSERT_EQ(late.OwnVictimOf(q), e) << "step " << step;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace kvtier
