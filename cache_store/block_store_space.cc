@@ -116,7 +116,8 @@ std::optional<uint32_t> BlockStore::SlabToMove(Tier tier, int cls, uint32_t tena
     if (static_cast<size_t>(c) >= idle.size() || idle[c].blocks == 0) return -1.0;
     const double mean_last =
         static_cast<double>(idle[c].last_access_sum) / static_cast<double>(idle[c].blocks);
-    return (now - mean_last + 1) * static_cast<double>(slots.class_slot_bytes(c));
+    return (now - mean_last + 1) *
+           static_cast<double>(slots.class_slot_bytes(c));
   };
   // A class with no slab, or nothing of its own to evict, must take a slab.
   const double own_idle =
@@ -161,7 +162,8 @@ bool BlockStore::AdmitToT2(uint32_t h, const BlockTraits& traits) const {
     case BlockStoreOptions::T2Admission::kScore:
       return t1_policy_->ReuseScore(h) >= options_.t2_admit_min_score;
     case BlockStoreOptions::T2Admission::kReuse:
-      return e.hits > 0 || e.returned || t1_policy_->ReuseScore(h) >= options_.t2_admit_min_score;
+      return e.hits > 0 || e.returned ||
+             t1_policy_->ReuseScore(h) >= options_.t2_admit_min_score;
     case BlockStoreOptions::T2Admission::kPredict:
       return e.hits > 0 || e.returned ||
              predictor_.Probability(traits) >= options_.t2_admit_min_return;
@@ -196,7 +198,8 @@ std::optional<uint32_t> BlockStore::EvictT1(uint32_t h, Reservation& r, bool fre
     ++counters_.t2_write_queue_drops;
     admitted = false;
   }
-  const std::optional<uint32_t> t2_slot = admitted ? AllocateT2(e.size, e.tenant_id) : std::nullopt;
+  const std::optional<uint32_t> t2_slot =
+      admitted ? AllocateT2(e.size, e.tenant_id) : std::nullopt;
   if (!t2_slot) {
     RemoveEntry(h, BlockEvent::Reason::kEvicted);
     ++counters_.evicted_blocks;

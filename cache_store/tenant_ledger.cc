@@ -73,6 +73,13 @@ bool TenantLedger::BelowGuarantee(uint32_t id, Tier tier) const {
   return a.bytes[Index(tier)] < guarantee;
 }
 
+std::pair<uint32_t, bool> TenantLedger::TenantClassId(int t, int cls, uint32_t id) {
+  const uint64_t key = (uint64_t{static_cast<uint32_t>(cls)} << 32) | id;
+  auto [it, added] =
+      partition_of_[t].emplace(key, static_cast<uint32_t>(partition_of_[t].size()));
+  return {it->second, added};
+}
+
 uint32_t TenantLedger::PartitionOf(Tier tier, int cls, uint32_t id) {
   const int t = Index(tier);
   std::vector<std::vector<Partition>>& by_class = by_class_[t];
@@ -81,22 +88,14 @@ uint32_t TenantLedger::PartitionOf(Tier tier, int cls, uint32_t id) {
     if (by_class[cls].empty()) by_class[cls].push_back({static_cast<uint32_t>(cls), kNoTenant});
     return static_cast<uint32_t>(cls);
   }
-  const uint64_t key = (uint64_t{static_cast<uint32_t>(cls)} << 32) | id;
-  auto [it, added] = partition_of_[t].emplace(key, next_partition_[t]);
-  if (added) {
-    ++next_partition_[t];
-    by_class[cls].push_back({it->second, id});
-  }
-  return it->second;
+  const auto [partition, added] = TenantClassId(t, cls, id);
+  if (added) by_class[cls].push_back({partition, id});
+  return partition;
 }
 
 uint32_t TenantLedger::LearnerOf(Tier tier, int cls, uint32_t id) {
   if (enabled_) return PartitionOf(tier, cls, id);
-  const int t = Index(tier);
-  const uint64_t key = (uint64_t{static_cast<uint32_t>(cls)} << 32) | id;
-  auto [it, added] = partition_of_[t].emplace(key, next_partition_[t]);
-  if (added) ++next_partition_[t];
-  return it->second;
+  return TenantClassId(Index(tier), cls, id).first;
 }
 
 std::span<const TenantLedger::Partition> TenantLedger::PartitionsOfClass(Tier tier,

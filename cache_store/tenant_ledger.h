@@ -27,6 +27,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -102,6 +103,9 @@ class TenantLedger {
     std::array<uint64_t, 2> limit_evictions{};
   };
   static int Index(Tier tier) { return tier == Tier::kHostDram ? 0 : 1; }
+  // The dense id of the tenant's blocks of class `cls` in tier index `t` (ids in order of
+  // first use), and whether it is new.
+  std::pair<uint32_t, bool> TenantClassId(int t, int cls, uint32_t id);
   TenantUsage UsageOf(const Account& a) const;
 
   const TenantQuotas quotas_;
@@ -109,11 +113,10 @@ class TenantLedger {
   std::vector<Account> accounts_;  // by id; refs == 0: free
   std::vector<uint32_t> free_ids_;
   absl::flat_hash_map<std::string, uint32_t> ids_;
-  // By tier index: (class << 32 | tenant id) -> learner (with quotas: partition), and
-  // partitions by class.
+  // By tier index: (class << 32 | tenant id) -> learner (with quotas: partition; the ids
+  // are dense, the map's size is the next), and partitions by class.
   std::array<absl::flat_hash_map<uint64_t, uint32_t>, 2> partition_of_;
   std::array<std::vector<std::vector<Partition>>, 2> by_class_;
-  std::array<uint32_t, 2> next_partition_{};
 };
 
 }  // namespace kvtier
