@@ -16,13 +16,23 @@ so that a cache policy is judged on more than one workload:
           few long few-shot templates shared by all agents.
   mixed   a hot chat workload interleaved with a scan: long one-off documents (summarise
           this file) that are never seen again and take half the blocks.
+  conversation
+          the structure that a sample of the public Mooncake conversation trace's ids shows:
+          every prompt starts with one shared block, a session's first prompt is a long
+          unique document or question (1 to ~250 blocks, median ~14), and a follow-up turn
+          reuses the whole previous prompt, its last block included, adding a block or two
+          (here the answer and the next message start a new block: these segments are
+          padded to whole blocks). About 70% of sessions are one request and turns come
+          ~1.5 minutes apart (rates guessed from that sample, not fitted to the trace), so
+          a returning block's next use is far away.
 
 Prompts are built from token segments; block j of a prompt is identified by the segment
 pieces covering tokens [512j, 512(j+1)) and by its parent block, so a partial last block
-that the next turn extends gets a new id, as it does in an engine.
+that the next turn extends gets a new id, as it does in an engine (except where a kind
+pads its segments to whole blocks, as conversation does).
 
 Usage: gen_traces.py KIND OUT.jsonl [--requests N] [--seed S]
-       gen_traces.py all OUTDIR      (writes chat, rag, agent and mixed with the defaults)
+       gen_traces.py all OUTDIR      (writes every kind with the defaults)
 """
 import argparse
 import bisect
@@ -156,7 +166,33 @@ def mixed(rng, requests):
     return hot + scans
 
 
-KINDS = {"chat": chat, "rag": rag, "agent": agent, "mixed": mixed}
+def conversation(rng, requests):
+    segs, events = Segments(), []
+    system = (segs.new(), BLOCK)
+    t = 0.0
+    while len(events) < requests * 2:
+        t += rng.expovariate(1 / 420.0)  # ~2.4 sessions a second, ~3.6 requests
+        first = min(int(rng.lognormvariate(8.85, 1.0)), 128000)
+        prompt, tokens = [system, (segs.new(), _whole_blocks(first))], BLOCK + first
+        turns = 1 if rng.random() < 0.7 else 2 + int(rng.expovariate(1 / 2.0))
+        when = t
+        for _ in range(turns):
+            out = rng.randint(1, 30) if rng.random() < 0.08 else int(rng.lognormvariate(5.85, 0.7)) + 5
+            events.append((when, list(prompt), out, tokens))
+            # The answer and the next message start a new block, as in the public trace.
+            added = out + int(rng.lognormvariate(5.7, 1.0)) + 10
+            prompt = prompt + [(segs.new(), _whole_blocks(added))]
+            tokens += added
+            when += rng.lognormvariate(11.4, 0.5)  # think time: median ~90 s
+    return events
+
+
+def _whole_blocks(tokens):
+    """Tokens padded to whole blocks: the next segment starts a new block."""
+    return -(-tokens // BLOCK) * BLOCK
+
+
+KINDS = {"chat": chat, "rag": rag, "agent": agent, "mixed": mixed, "conversation": conversation}
 
 
 def write(kind, path, requests, seed):
@@ -164,8 +200,11 @@ def write(kind, path, requests, seed):
     events = sorted(KINDS[kind](rng, requests), key=lambda e: e[0])[:requests]
     ids = Ids()
     with open(path, "w") as f:
-        for when, segments, out in events:
+        for when, segments, out, *told in events:
+            # An event may say its prompt's length in tokens when its segments are padded
+            # to whole blocks (conversation); the ids come from the padded segments.
             hash_ids, length = ids.blocks(segments)
+            length = told[0] if told else length
             f.write(json.dumps({"timestamp": int(when), "input_length": length,
                                 "output_length": out, "hash_ids": hash_ids}) + "\n")
 
