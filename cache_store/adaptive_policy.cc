@@ -16,7 +16,8 @@ absl::StatusOr<AdaptivePolicy::Ingredients> AdaptivePolicy::ParseAblation(std::s
       {"count", &Ingredients::count},   {"tail", &Ingredients::tail},
       {"depth", &Ingredients::depth},   {"blocks_to_end", &Ingredients::blocks_to_end},
       {"output", &Ingredients::output}, {"ghost_count", &Ingredients::ghost_count},
-      {"bonus", &Ingredients::bonus},   {"leaves_only", &Ingredients::leaves_only}};
+      {"bonus", &Ingredients::bonus},   {"tune", &Ingredients::tune},
+      {"leaves_only", &Ingredients::leaves_only}};
   for (absl::string_view piece :
        absl::StrSplit(absl::string_view(spec.data(), spec.size()), ',', absl::SkipEmpty())) {
     const std::string item(piece);
@@ -31,7 +32,7 @@ absl::StatusOr<AdaptivePolicy::Ingredients> AdaptivePolicy::ParseAblation(std::s
       return absl::InvalidArgumentError(
           absl::StrCat("unknown adaptive policy ablation \"", item,
                        "\"; known: -count, -tail, -depth, -blocks_to_end, -output, -ghost_count, "
-                       "-bonus, -leaves_only"));
+                       "-bonus, -tune, -leaves_only"));
     }
   }
   return in;
@@ -43,19 +44,22 @@ AdaptivePolicy::AdaptivePolicy(uint32_t handles, uint32_t tier_blocks)
 AdaptivePolicy::AdaptivePolicy(uint32_t handles, uint32_t tier_blocks, Ingredients ingredients)
     : tier_blocks_(std::max<uint32_t>(tier_blocks, 1)),
       ingredients_(ingredients),
+      tuner_(tier_blocks_),
       resident_(handles, 0),
       count_(handles, 0),
       cls_(handles, 0),
       fingerprint_(handles, 0),
-      prio_(handles, 0.0),
+      life_(handles, 0.0),
       last_tick_(handles, 0),
-      own_prio_(handles, 0.0),
+      own_life_(handles, 0.0),
       last_own_tick_(handles, 0),
       partition_(handles, 0),
       learner_(handles, 0),
       capacity_(handles, 0),
       heap_pos_{std::vector<uint32_t>(handles, kNil), std::vector<uint32_t>(handles, kNil)},
-      ghost_limit_(size_t{tier_blocks_} * kGhostPerBlock) {}
+      ghost_limit_(size_t{tier_blocks_} * kGhostPerBlock) {
+  weight_ = bonus_weight();
+}
 
 int AdaptivePolicy::ClassOf(uint32_t access_count, const BlockTraits& traits) {
   return ClassOf(access_count, traits, Ingredients{});
@@ -127,20 +131,48 @@ void AdaptivePolicy::Trial(uint32_t learner, int cls, bool reused) {
   rates_.Add(cls, reused);
 }
 
+double AdaptivePolicy::bonus_weight() const {
+  if (!ingredients_.bonus) return 0.0;
+  return ingredients_.tune ? tuner_.weight() : kBonusTurnovers;
+}
+
 void AdaptivePolicy::Reprioritise(uint32_t handle) {
-  const double bonus = ingredients_.bonus
-                           ? kBonusTurnovers * ClassReuseProbability(learner_[handle], cls_[handle])
-                           : 0.0;
+  const double p = ingredients_.bonus ? ClassReuseProbability(learner_[handle], cls_[handle]) : 0.0;
   // On the tier's clock a turnover is the blocks of this size the tier holds.
   const double turnover = capacity_[handle] ? capacity_[handle] : tier_blocks_;
-  prio_[handle] = static_cast<double>(last_tick_[handle]) + bonus * turnover;
+  life_[handle] = p * turnover;
   // On the partition's own clock it is the blocks the partition holds over the share of
   // the tier that is filled: its own blocks when the tier is full, and exactly `turnover`
   // when the partition is alone in the tier.
   const double filled = static_cast<double>(std::max<uint64_t>(fill_, 1)) / kFillOne;
-  own_prio_[handle] = static_cast<double>(last_own_tick_[handle]) +
-                      bonus * clocks_[partition_[handle]].resident / filled;
+  own_life_[handle] = p * clocks_[partition_[handle]].resident / filled;
   if (InHeap(handle)) HeapUpdate(handle);
+  if (ingredients_.bonus && ingredients_.tune) {
+    // Every Put or access of a block is a reference for the tuner's small caches.
+    tuner_.Reference(fingerprint_[handle], capacity_[handle], p);
+    ApplyWeight();
+  }
+}
+
+void AdaptivePolicy::OnReferenceBelow(const BlockTraits& traits, uint32_t access_count) {
+  if (!ingredients_.bonus || !ingredients_.tune) return;
+  const int cls = ClassOf(std::clamp<uint32_t>(access_count, 1, 255), traits, ingredients_);
+  tuner_.Reference(traits.key_fingerprint, traits.tier_capacity,
+                   ClassReuseProbability(traits.learner, cls));
+  ApplyWeight();
+}
+
+void AdaptivePolicy::ApplyWeight() {
+  const double w = bonus_weight();
+  if (w == weight_) return;
+  weight_ = w;
+  for (uint32_t partition = 0; partition < heaps_.size(); ++partition) {
+    for (Order o : {Order::kOwn, Order::kTier}) {
+      if (o == Order::kOwn && !OwnKept(partition)) continue;
+      std::vector<uint32_t>& heap = heaps_[partition][static_cast<int>(o)];
+      for (uint32_t i = static_cast<uint32_t>(heap.size() / 2); i-- > 0;) SiftDown(o, heap, i);
+    }
+  }
 }
 
 void AdaptivePolicy::OnResident(uint32_t handle, const BlockTraits& traits) {
@@ -310,10 +342,12 @@ std::optional<uint32_t> AdaptivePolicy::OwnVictimOf(uint32_t partition) const {
 
 bool AdaptivePolicy::Less(Order o, uint32_t a, uint32_t b) const {
   if (o == Order::kOwn) {
-    if (own_prio_[a] != own_prio_[b]) return own_prio_[a] < own_prio_[b];
+    const double pa = OwnPrio(a), pb = OwnPrio(b);
+    if (pa != pb) return pa < pb;
     return last_own_tick_[a] < last_own_tick_[b];
   }
-  if (prio_[a] != prio_[b]) return prio_[a] < prio_[b];
+  const double pa = Prio(a), pb = Prio(b);
+  if (pa != pb) return pa < pb;
   return last_tick_[a] < last_tick_[b];
 }
 

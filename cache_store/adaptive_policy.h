@@ -21,11 +21,15 @@
 //    ranked by its partition's own trials of its class, starting from the tier's estimate
 //    (with one partition the two are the same). Counts halve every 8 turnovers of the
 //    tier so the estimate follows the workload.
-//  - Priority = last access tick + kBonusTurnovers x capacity x P(reuse | class): a block
-//    that is sure to return gets kBonusTurnovers more cache turnovers of life than a block
-//    that is sure not to, a turnover being the blocks of its size the tier holds
-//    (BlockTraits::tier_capacity: per byte, a smaller block earns more life for the same
-//    P). Lowest priority is evicted first. Ties fall back to LRU.
+//  - Priority = last access tick + w x capacity x P(reuse | class): a block that is sure
+//    to return gets w more cache turnovers of life than a block that is sure not to, a
+//    turnover being the blocks of its size the tier holds (BlockTraits::tier_capacity:
+//    per byte, a smaller block earns more life for the same P). Lowest priority is
+//    evicted first. Ties fall back to LRU. The weight w is chosen online by BonusTuner
+//    (miniature simulations of the tier with w in {0, 1, 2, 4, 8}; 0 is LRU, where it
+//    starts): where nearly every block returns within one LRU turnover, any bonus costs
+//    hits. With the -tune ablation w is kBonusTurnovers. A new w reorders every heap
+//    (ApplyWeight; at most once per turnover of the tuner's small caches).
 //  - A returning key keeps the access count it had when evicted (from the ghost history),
 //    so frequency survives a round trip through eviction.
 //  - Two orders. On the tier's clock (every OnResident and OnAccess ticks it) for Victim,
@@ -50,6 +54,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "cache_store/bonus_tuner.h"
 #include "cache_store/class_rates.h"
 #include "cache_store/eviction_policy.h"
 
@@ -74,6 +79,7 @@ class AdaptivePolicy final : public EvictionPolicy {
     bool output = true;         // the output length the client reported, in the class
     bool ghost_count = true;    // a returning key keeps its access count
     bool bonus = true;          // learned reuse bonus (off: recency alone)
+    bool tune = true;           // the bonus weight chosen by BonusTuner (off: kBonusTurnovers)
     bool leaves_only = true;    // evict leaves only
   };
   // Parses "-count,-tail,..." (the names of the Ingredients fields, each turned off).
@@ -88,6 +94,10 @@ class AdaptivePolicy final : public EvictionPolicy {
   void OnAccess(uint32_t handle, const BlockTraits& traits) override;
   void SetEvictable(uint32_t handle, bool evictable) override;
   void OnLeave(uint32_t handle, bool evicted) override;
+  // Feeds BonusTuner only: the small caches must see every reference, or they would rank
+  // the weights on a stream filtered by the weight in use (a block the tier gave up under
+  // weight 0 and the tier below served is a hit a larger weight would have had).
+  void OnReferenceBelow(const BlockTraits& traits, uint32_t access_count) override;
   bool IsResident(uint32_t handle) const override;
   bool IsEvictable(uint32_t handle) const override;
   std::optional<uint32_t> Victim() const override;
@@ -104,6 +114,9 @@ class AdaptivePolicy final : public EvictionPolicy {
   // block by its learner's).
   double ClassReuseProbability(int cls) const;
   double ClassReuseProbability(uint32_t learner, int cls) const;
+  // The bonus weight blocks are ranked with now: BonusTuner's choice (kBonusTurnovers with
+  // -tune; 0 with -bonus).
+  double bonus_weight() const;
 
  private:
   static constexpr uint32_t kNil = UINT32_MAX;
@@ -144,6 +157,7 @@ class AdaptivePolicy final : public EvictionPolicy {
   uint64_t tick_ = 0;
   uint64_t ops_since_decay_ = 0;
   ClassRates rates_;  // the tier's trials, all learners together
+  BonusTuner tuner_;
   // Each learner's own trials (a tenant's blocks behave as its workload does, not as the
   // tier's mix), allocated at its first trial. The halving every kDecayTurnovers reaches a
   // learner when it is next touched (decay_epoch_ counts the halvings).
@@ -158,10 +172,24 @@ class AdaptivePolicy final : public EvictionPolicy {
   std::vector<uint8_t> count_;
   std::vector<uint16_t> cls_;
   std::vector<uint64_t> fingerprint_;
-  std::vector<double> prio_;  // on the tier's clock
+  // A block's priority is its last tick plus weight_ x its life: P(reuse) turnovers, on the
+  // tier's clock (life_) and on its partition's (own_life_, PartitionClock), as of its
+  // last access. The weight is kept apart so that a new one reorders the heaps without
+  // touching a block (ApplyWeight).
+  double weight_ = 0;
+  std::vector<double> life_;
   std::vector<uint64_t> last_tick_;
-  std::vector<double> own_prio_;  // on the partition's clock (PartitionClock)
+  std::vector<double> own_life_;
   std::vector<uint64_t> last_own_tick_;
+  double Prio(uint32_t handle) const {
+    return static_cast<double>(last_tick_[handle]) + weight_ * life_[handle];
+  }
+  double OwnPrio(uint32_t handle) const {
+    return static_cast<double>(last_own_tick_[handle]) + weight_ * own_life_[handle];
+  }
+  // Takes the tuner's weight when it differs from weight_, and rebuilds every heap on it:
+  // O(evictable blocks), at most once per BonusTuner decision period.
+  void ApplyWeight();
   std::vector<uint32_t> partition_;
   std::vector<uint32_t> learner_;
   std::vector<uint32_t> capacity_;  // BlockTraits::tier_capacity

@@ -213,7 +213,18 @@ void BlockStore::Touch(uint32_t handle) {
   e.last_access = ++access_tick_;
   if (e.hits < UINT8_MAX) ++e.hits;
   const BlockTraits traits = TraitsOf(e);
-  if (e.tier == Tier::kLocalSsd) predictor_.OnReturn(traits.key_fingerprint);
+  if (e.tier == Tier::kLocalSsd) {
+    predictor_.OnReturn(traits.key_fingerprint);
+    // T1 did not see this reference: tell its policy, ranked as T1 would rank the block.
+    if (const std::optional<int> cls = SlotsOf(Tier::kHostDram).ClassFor(e.size)) {
+      BlockTraits t1 = traits;
+      t1.partition = ledger_.PartitionOf(Tier::kHostDram, *cls, e.tenant_id);
+      t1.learner = ledger_.LearnerOf(Tier::kHostDram, *cls, e.tenant_id);
+      t1.tier_capacity = static_cast<uint32_t>(
+          std::min<uint64_t>(SlotsOf(Tier::kHostDram).capacity_slots(*cls), UINT32_MAX));
+      t1_policy_->OnReferenceBelow(t1, std::min<uint32_t>(e.hits + 1u, 255));
+    }
+  }
   PolicyFor(e.tier)->OnAccess(handle, traits);
 }
 

@@ -90,6 +90,15 @@ class EvictionPolicy {
   virtual void SetEvictable(uint32_t handle, bool evictable) = 0;
   // No-op when the handle is not resident.
   virtual void OnLeave(uint32_t handle, bool evicted) = 0;
+  // A reference to a block this tier does not hold, served by the tier below without
+  // bringing the block here (a T2 hit served in place): `traits` as this tier would rank
+  // it, `access_count` its accesses so far, this one included. A policy that learns from
+  // the stream of references sees the whole stream this way, not only the part its own
+  // choices left to it. Default: ignored.
+  virtual void OnReferenceBelow(const BlockTraits& traits, uint32_t access_count) {
+    (void)traits;
+    (void)access_count;
+  }
 
   virtual bool IsResident(uint32_t handle) const = 0;
   virtual bool IsEvictable(uint32_t handle) const = 0;

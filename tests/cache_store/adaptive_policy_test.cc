@@ -166,18 +166,21 @@ TEST(AdaptivePolicyTest, WithoutHistoryItIsLru) {
 }
 
 // Blocks of one class (partial prompt tails) never come back; blocks of another (depth 0)
-// always do. After a while the policy keeps the returning class longer than LRU would.
+// always do. After a while the policy keeps the returning class longer than LRU would:
+// the tuner, which starts at LRU, finds that a bonus wins hits here.
 TEST(AdaptivePolicyTest, LearnsWhichClassComesBack) {
   constexpr uint32_t kBlocks = 16;
   AdaptivePolicy p(kBlocks, kBlocks);
+  EXPECT_EQ(p.bonus_weight(), 0.0);  // LRU until the small caches show better
   uint64_t next_tail_key = 1'000'000;
   TierModel tier(p, kBlocks);
   auto touch = [&](uint64_t key, bool tail) { tier.Touch(key, Traits(key, 0, tail)); };
-  // 24 recurring keys cycle through a 16-block tier (LRU would hit none of them), mixed
-  // with a stream of one-off tails.
-  for (int round = 0; round < 200; ++round) {
-    for (uint64_t k = 0; k < 24; ++k) {
+  // 12 recurring keys, each followed by two one-off tails: a key returns after 36
+  // references to a 16-block tier, so LRU hits none of them.
+  for (int round = 0; round < 300; ++round) {
+    for (uint64_t k = 0; k < 12; ++k) {
       touch(k, false);
+      touch(next_tail_key++, true);
       touch(next_tail_key++, true);
     }
   }
@@ -185,14 +188,19 @@ TEST(AdaptivePolicyTest, LearnsWhichClassComesBack) {
   const int recurring_class = AdaptivePolicy::ClassOf(4, Traits(0, 0, false));
   EXPECT_LT(p.ClassReuseProbability(tail_class), 0.2);
   EXPECT_GT(p.ClassReuseProbability(recurring_class), 0.8);
-  // Most of the tier now holds recurring blocks, not the more recent tails.
+  EXPECT_GT(p.bonus_weight(), 0.0);
+  // The tier now holds every recurring block, and tails only beside them.
   int recurring = 0;
-  for (const auto& [key, h] : tier.resident()) recurring += key < 24 ? 1 : 0;
-  EXPECT_GE(recurring, 12);
-  // And the next victim is a tail.
+  for (const auto& [key, h] : tier.resident()) recurring += key < 12 ? 1 : 0;
+  EXPECT_EQ(recurring, 12);
+  // And the next victim is a tail, first in the order of the weight now in use (the
+  // heaps were rebuilt when the tuner changed it).
   const uint32_t victim = *p.Victim();
+  for (const auto& [key, h] : tier.resident()) EXPECT_FALSE(p.EvictsBefore(h, victim));
   for (const auto& [key, h] : tier.resident()) {
-    if (h == victim) EXPECT_GE(key, 1'000'000u);
+    if (h == victim) {
+      EXPECT_GE(key, 1'000'000u);
+    }
   }
 }
 
@@ -240,7 +248,8 @@ TEST(AdaptivePolicyTest, EachLearnerLearnsFromItsOwnTrials) {
 // less than the neighbour's 5,000. On the partition's own clock the block that does not
 // come back goes.
 TEST(AdaptivePolicyTest, APartitionsOwnOrderRunsOnItsOwnClock) {
-  AdaptivePolicy p(/*handles=*/8, /*tier_blocks=*/1000);
+  // The fixed weight kBonusTurnovers (the tuned one starts at 0, which is LRU).
+  AdaptivePolicy p(/*handles=*/8, /*tier_blocks=*/1000, AdaptivePolicy::Ingredients{.tune = false});
   p.OnResident(0, Traits(1, /*depth=*/0));
   p.SetEvictable(0, true);
   for (uint64_t i = 0; i < 5000; ++i) {  // the neighbour: blocks put and deleted
@@ -318,10 +327,11 @@ TEST(AdaptivePolicyTest, LearnsFromTheReportedOutputLength) {
     return t;
   };
   auto touch = [&](uint64_t key, uint32_t out) { tier.Touch(key, traits(key, out)); };
-  for (int round = 0; round < 200; ++round) {
-    for (uint64_t k = 0; k < 24; ++k) {
+  for (int round = 0; round < 300; ++round) {
+    for (uint64_t k = 0; k < 12; ++k) {
       touch(k, 20);             // a short answer: its prompt comes back
       touch(next_once++, 700);  // a long final answer: never again
+      touch(next_once++, 700);
     }
   }
   const int once =
@@ -335,8 +345,8 @@ TEST(AdaptivePolicyTest, LearnsFromTheReportedOutputLength) {
   EXPECT_GT(p.ClassReuseProbability(unseen), 0.3);  // the shape's mix, not a class's extreme
   EXPECT_LT(p.ClassReuseProbability(unseen), 0.7);
   int recurring = 0;
-  for (const auto& [key, h] : tier.resident()) recurring += key < 24 ? 1 : 0;
-  EXPECT_GE(recurring, 12);
+  for (const auto& [key, h] : tier.resident()) recurring += key < 12 ? 1 : 0;
+  EXPECT_EQ(recurring, 12);
 }
 
 // Against a plain model: the victim is always the evictable block with the smallest
@@ -406,9 +416,13 @@ TEST(AdaptivePolicyTest, VictimIsAlwaysAnEvictableResidentBlock) {
       ASSERT_EQ(state[*v], 2);
       ASSERT_EQ(state[*own], 2);
       for (uint32_t i = q; i < kN; i += kPartitions) {
-        if (state[i] == 2 && i != *v) ASSERT_FALSE(p.EvictsBefore(i, *v)) << "step " << step;
+        if (state[i] == 2 && i != *v) {
+          ASSERT_FALSE(p.EvictsBefore(i, *v)) << "step " << step;
+        }
       }
-      if (evictable > 0) ASSERT_FALSE(p.EvictsBefore(*v, *p.Victim())) << "step " << step;
+      if (evictable > 0) {
+        ASSERT_FALSE(p.EvictsBefore(*v, *p.Victim())) << "step " << step;
+      }
     }
   }
 }
@@ -451,7 +465,9 @@ TEST(AdaptivePolicyTest, AnOwnOrderBuiltLateMatchesOneKeptFromTheStart) {
     }
     for (uint32_t q = 0; q < 2; ++q) {
       const std::optional<uint32_t> e = early.OwnVictimOf(q);
-      if (step >= 20000) ASSERT_EQ(late.OwnVictimOf(q), e) << "step " << step;
+      if (step >= 20000) {
+        ASSERT_EQ(late.OwnVictimOf(q), e) << "step " << step;
+      }
     }
   }
 }
