@@ -111,7 +111,8 @@ class EngineBackend final : public ReplayBackend {
                     .t2_write_queue_drops = s.t2_write_queue_drops,
                     .t2_evicted_blocks = s.t2_evicted_blocks,
                     .t2_direct_io = s.t2_direct_io,
-                    .policy = s.eviction_policy};
+                    .policy = s.eviction_policy,
+                    .t1_bonus_weight = s.t1_bonus_weight};
   }
 
  private:
@@ -184,6 +185,7 @@ class GrpcBackend final : public ReplayBackend {
       c.clean_demotions += s->clean_demotions();
       c.promoted_blocks += s->promoted_blocks();
       c.policy = s->eviction_policy();
+      c.t1_bonus_weight = s->t1_bonus_weight();
       for (const v1::TierStats& t : s->tiers()) {
         if (t.tier() == v1::TIER_HOST_DRAM) c.capacity_blocks += t.capacity_blocks();
         if (t.tier() == v1::TIER_LOCAL_SSD) {
@@ -300,6 +302,7 @@ class RoundRobinBackend final : public ReplayBackend {
       sum.promoted_blocks += c->promoted_blocks;
       sum.t2_direct_io = c->t2_direct_io;
       sum.policy = c->policy;
+      sum.t1_bonus_weight = c->t1_bonus_weight;
     }
     return sum;
   }
@@ -428,7 +431,8 @@ std::string ReplayResult::ToJson() const {
       "\"demoted_blocks\": %d, "
       "\"demotion_rejected_blocks\": %d, \"promoted_blocks\": %d, \"clean_demotions\": %d, \"t2_write_queue_drops\": %d, \"t2_evicted_blocks\": %d, "
       "\"ssd_blocks_written_per_request\": %.3f, \"ssd_bytes_written_per_request\": %.1f, "
-      "\"t2_direct_io\": %s, \"lookup_p50_ms\": %.3f, \"lookup_p99_ms\": %.3f}",
+      "\"t2_direct_io\": %s, \"lookup_p50_ms\": %.3f, \"lookup_p99_ms\": %.3f, "
+      "\"t1_bonus_weight\": %g}",
       trace, mode, requests, blocks, unique_blocks, counters.capacity_blocks,
       unique_blocks ? double(counters.capacity_blocks) / double(unique_blocks) : 0.0,
       counters.ssd_capacity_blocks, counters.policy, hit_rate(), t1_hit_blocks / total,
@@ -438,7 +442,8 @@ std::string ReplayResult::ToJson() const {
       counters.clean_demotions, counters.t2_write_queue_drops, counters.t2_evicted_blocks,
       requests ? double(counters.demoted_blocks) / double(requests) : 0.0,
       requests ? double(counters.t2_bytes_written) / double(requests) : 0.0,
-      counters.t2_direct_io ? "true" : "false", lookup_p50_ms, lookup_p99_ms);
+      counters.t2_direct_io ? "true" : "false", lookup_p50_ms, lookup_p99_ms,
+      counters.t1_bonus_weight);
 }
 
 }  // namespace kvtier::bench

@@ -68,6 +68,7 @@ class ReplayBackend {
     uint64_t t2_evicted_blocks = 0;
     bool t2_direct_io = false;
     std::string policy;
+    double t1_bonus_weight = 0;  // at the end of the run (a cluster's: its last shard's)
   };
   virtual ~ReplayBackend() = default;
   virtual absl::StatusOr<Hits> LookupFetchRelease(const ReplayPrompt& prompt) = 0;

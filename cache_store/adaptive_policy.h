@@ -116,7 +116,8 @@ class AdaptivePolicy final : public EvictionPolicy {
   double ClassReuseProbability(uint32_t learner, int cls) const;
   // The bonus weight blocks are ranked with now: BonusTuner's choice (kBonusTurnovers with
   // -tune; 0 with -bonus).
-  double bonus_weight() const;
+  double bonus_weight() const override;
+  const BonusTuner& tuner() const { return tuner_; }
 
  private:
   static constexpr uint32_t kNil = UINT32_MAX;

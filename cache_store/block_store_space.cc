@@ -387,6 +387,7 @@ BlockStoreStats BlockStore::Stats() const {
   s.pinned_blocks = pinned_blocks_;
   s.t2_write_queue_bytes = write_queue_bytes_;
   s.eviction_policy = std::string(t1_policy_->name());
+  s.t1_bonus_weight = t1_policy_->bonus_weight();
   s.t2_eviction_policy = std::string(t2_policy_->name());
   return s;
 }

@@ -248,6 +248,8 @@ struct BlockStoreStats {
   bool quotas_enabled = false;
   std::string eviction_policy;
   std::string t2_eviction_policy;
+  // T1's policy's bonus weight now (EvictionPolicy::bonus_weight).
+  double t1_bonus_weight = 0;
 };
 
 }  // namespace kvtier

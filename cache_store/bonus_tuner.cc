@@ -54,11 +54,16 @@ void BonusTuner::Touch(Sim& sim, uint64_t fingerprint, double fill, double turno
   const double prio = static_cast<double>(tick_) + sim.weight * reuse * turnover;
   if (auto it = sim.slot_of.find(fingerprint); it != sim.slot_of.end()) {
     sim.hits += 1;
-    Entry& e = sim.entries[it->second];
-    e.prio = prio;
-    e.tick = tick_;
-    SiftUp(sim, e.heap_pos);
-    SiftDown(sim, sim.entries[it->second].heap_pos);
+    const uint32_t pos = sim.entries[it->second].heap_pos;
+    Item& item = sim.heap[pos];
+    const bool up = prio < item.prio;  // a lower P can bring a block's priority down
+    item.prio = prio;
+    item.tick = tick_;
+    if (up) {
+      SiftUp(sim, pos);
+    } else {
+      SiftDown(sim, pos);
+    }
     return;
   }
   // Room first, among the blocks already there (as the store evicts before it inserts).
@@ -72,15 +77,12 @@ void BonusTuner::Touch(Sim& sim, uint64_t fingerprint, double fill, double turno
     slot = static_cast<uint32_t>(sim.entries.size());
     sim.entries.emplace_back();
   }
-  sim.entries[slot] = Entry{.fingerprint = fingerprint,
-                            .prio = prio,
-                            .tick = tick_,
-                            .fill = fill,
-                            .heap_pos = static_cast<uint32_t>(sim.heap.size())};
-  sim.heap.push_back(slot);
+  const auto pos = static_cast<uint32_t>(sim.heap.size());
+  sim.entries[slot] = Entry{.fingerprint = fingerprint, .fill = fill, .heap_pos = pos};
+  sim.heap.push_back(Item{.prio = prio, .tick = tick_, .slot = slot});
   sim.slot_of[fingerprint] = slot;
   sim.fill += fill;
-  SiftUp(sim, sim.entries[slot].heap_pos);
+  SiftUp(sim, pos);
 }
 
 void BonusTuner::Choose() {
@@ -94,52 +96,47 @@ void BonusTuner::Choose() {
   }
 }
 
-bool BonusTuner::Less(const Sim& sim, uint32_t a, uint32_t b) const {
-  const Entry& x = sim.entries[a];
-  const Entry& y = sim.entries[b];
-  if (x.prio != y.prio) return x.prio < y.prio;
-  return x.tick < y.tick;
-}
-
 void BonusTuner::SiftUp(Sim& sim, uint32_t i) {
+  const Item item = sim.heap[i];
   while (i > 0) {
     const uint32_t parent = (i - 1) / 2;
-    if (!Less(sim, sim.heap[i], sim.heap[parent])) break;
-    std::swap(sim.heap[i], sim.heap[parent]);
-    sim.entries[sim.heap[i]].heap_pos = i;
-    sim.entries[sim.heap[parent]].heap_pos = parent;
+    if (!Less(item, sim.heap[parent])) break;
+    sim.heap[i] = sim.heap[parent];
+    sim.entries[sim.heap[i].slot].heap_pos = i;
     i = parent;
   }
+  sim.heap[i] = item;
+  sim.entries[item.slot].heap_pos = i;
 }
 
 void BonusTuner::SiftDown(Sim& sim, uint32_t i) {
-  const uint32_t n = static_cast<uint32_t>(sim.heap.size());
+  const auto n = static_cast<uint32_t>(sim.heap.size());
+  const Item item = sim.heap[i];
   while (true) {
-    const uint32_t l = 2 * i + 1;
-    const uint32_t r = l + 1;
-    uint32_t best = i;
-    if (l < n && Less(sim, sim.heap[l], sim.heap[best])) best = l;
-    if (r < n && Less(sim, sim.heap[r], sim.heap[best])) best = r;
-    if (best == i) return;
-    std::swap(sim.heap[i], sim.heap[best]);
-    sim.entries[sim.heap[i]].heap_pos = i;
-    sim.entries[sim.heap[best]].heap_pos = best;
-    i = best;
+    uint32_t child = 2 * i + 1;
+    if (child >= n) break;
+    if (child + 1 < n && Less(sim.heap[child + 1], sim.heap[child])) ++child;
+    if (!Less(sim.heap[child], item)) break;
+    sim.heap[i] = sim.heap[child];
+    sim.entries[sim.heap[i].slot].heap_pos = i;
+    i = child;
   }
+  sim.heap[i] = item;
+  sim.entries[item.slot].heap_pos = i;
 }
 
 void BonusTuner::PopMin(Sim& sim) {
-  const uint32_t slot = sim.heap[0];
+  const uint32_t slot = sim.heap[0].slot;
   Entry& e = sim.entries[slot];
   sim.fill -= e.fill;
   sim.slot_of.erase(e.fingerprint);
   e.heap_pos = kNil;
   sim.free_slots.push_back(slot);
-  const uint32_t last = sim.heap.back();
+  const Item last = sim.heap.back();
   sim.heap.pop_back();
-  if (last == slot) return;
+  if (sim.heap.empty()) return;
   sim.heap[0] = last;
-  sim.entries[last].heap_pos = 0;
+  sim.entries[last.slot].heap_pos = 0;
   SiftDown(sim, 0);
 }
 

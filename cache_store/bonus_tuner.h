@@ -63,10 +63,14 @@ class BonusTuner {
   static constexpr uint32_t kNil = UINT32_MAX;
   struct Entry {
     uint64_t fingerprint = 0;
-    double prio = 0;
-    uint64_t tick = 0;
     double fill = 0;  // the share of the small cache this block fills
     uint32_t heap_pos = kNil;
+  };
+  // A heap item carries its keys, so that sifting reads the heap array alone.
+  struct Item {
+    double prio;
+    uint64_t tick;
+    uint32_t slot;  // entries index
   };
   // One small cache: an indexed min-heap on (prio, tick) over its entries.
   struct Sim {
@@ -76,12 +80,14 @@ class BonusTuner {
     absl::flat_hash_map<uint64_t, uint32_t> slot_of;  // fingerprint -> entries index
     std::vector<Entry> entries;
     std::vector<uint32_t> free_slots;
-    std::vector<uint32_t> heap;
+    std::vector<Item> heap;
   };
 
   bool Sampled(uint64_t fingerprint) const;
   void Touch(Sim& sim, uint64_t fingerprint, double fill, double turnover, double reuse);
-  bool Less(const Sim& sim, uint32_t a, uint32_t b) const;
+  static bool Less(const Item& a, const Item& b) {
+    return a.prio != b.prio ? a.prio < b.prio : a.tick < b.tick;
+  }
   void SiftUp(Sim& sim, uint32_t i);
   void SiftDown(Sim& sim, uint32_t i);
   void PopMin(Sim& sim);

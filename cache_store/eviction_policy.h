@@ -120,6 +120,9 @@ class EvictionPolicy {
   virtual double ReuseScore(uint32_t handle) const = 0;
   // Evictable blocks.
   virtual size_t evictable_size() const = 0;
+  // Turnovers of life a block sure to return gets over one sure not to, now (the adaptive
+  // policy's tuned weight); 0 for a policy without one.
+  virtual double bonus_weight() const { return 0.0; }
 };
 
 // Policies by name: "lru", "slru" (SlruPolicy), "adaptive", and "adaptive:-INGREDIENT,..."

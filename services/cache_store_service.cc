@@ -297,6 +297,7 @@ grpc::ServerUnaryReactor* CacheStoreService::Stats(grpc::CallbackServerContext* 
     response->set_active_leases(s.active_leases);
     response->set_pinned_blocks(s.pinned_blocks);
     response->set_eviction_policy(s.eviction_policy);
+    response->set_t1_bonus_weight(s.t1_bonus_weight);
     response->set_demoted_blocks(s.demoted_blocks);
     response->set_demotion_rejected_blocks(s.demotion_rejected_blocks);
     response->set_clean_demotions(s.clean_demotions);

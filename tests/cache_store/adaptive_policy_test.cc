@@ -204,6 +204,24 @@ TEST(AdaptivePolicyTest, LearnsWhichClassComesBack) {
   }
 }
 
+// A reference the tier below served (a T2 hit in place) reaches the tuner's small caches:
+// the second reference to a key is a hit in each of them, as the second OnResident of a
+// key the tier gave up would be. With the fixed weight (-tune) nothing is simulated.
+TEST(AdaptivePolicyTest, ReferencesServedBelowReachTheTuner) {
+  for (bool tune : {true, false}) {
+    AdaptivePolicy p(8, 8, AdaptivePolicy::Ingredients{.tune = tune});
+    p.OnReferenceBelow(Traits(7), 1);
+    for (size_t i = 0; i < BonusTuner::kWeights.size(); ++i) {
+      EXPECT_EQ(p.tuner().hits(static_cast<int>(i)), 0.0);
+    }
+    p.OnReferenceBelow(Traits(7), 2);
+    p.OnResident(0, Traits(7));
+    for (size_t i = 0; i < BonusTuner::kWeights.size(); ++i) {
+      EXPECT_EQ(p.tuner().hits(static_cast<int>(i)), tune ? 2.0 : 0.0) << "weight " << i;
+    }
+  }
+}
+
 // Each learner (a tenant's blocks of one size class; the store names them with or without
 // quotas) learns its classes from its own trials: two tenants in one partition whose
 // blocks of one class behave oppositely are each ranked by their own behaviour, not the

@@ -108,6 +108,7 @@ TEST(StoreProcessTest, MetricsEndpointCountsWhatHappened) {
   EXPECT_EQ(Sample(*after, "kvtier_tier_used_bytes{tier=\"t1\"}"), 3.0 * bb);
   EXPECT_EQ(Sample(*after, "kvtier_active_leases"), 0);
   EXPECT_EQ(Sample(*after, "kvtier_evictions_total{tier=\"t1\"}"), 0);
+  EXPECT_EQ(Sample(*after, "kvtier_t1_bonus_weight"), 0);  // LRU until shown otherwise
   EXPECT_EQ(Sample(*after, "kvtier_rpcs_total{code=\"OK\",method=\"Put\"}"), 3);
   EXPECT_EQ(Sample(*after, "kvtier_rpc_duration_seconds_count{method=\"Lookup\"}"), 1);
   EXPECT_EQ(Sample(*after, "kvtier_rpc_duration_seconds_count{method=\"Fetch\"}"), 1);
