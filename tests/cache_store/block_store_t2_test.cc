@@ -461,6 +461,8 @@ TEST_F(T2Test, AStreamingReadMarksABlockTheDiskFailsAndKeepsTheOthers) {
        store_->Stats().t2_read_errors < 2 && absl::Now() < end;) {
     absl::SleepFor(absl::Milliseconds(1));
   }
+  // The store counts a failed read before it marks the block Failed on the handle.
+  ASSERT_TRUE(stream.AwaitSettled(4, absl::Seconds(10))) << "settled " << stream.settled();
   EXPECT_TRUE(read->Loaded(0));
   EXPECT_TRUE(read->Loaded(1));
   EXPECT_TRUE(read->Failed(2));
