@@ -13,7 +13,8 @@
 // each of the sampled share of the tier's size, ranked exactly as the policy ranks (its
 // clock ticks per sampled reference, a turnover is the blocks of that size the small cache
 // holds) with the policy's own P(reuse) at each reference. Every reference to a sampled key
-// (a Put of a block the tier lacked, or an access to a resident one) is a hit or a miss in
+// (a Put of a block the tier lacked, an access to a resident one, or a hit the tier below
+// served in place: AdaptivePolicy::OnReferenceBelow) is a hit or a miss in
 // each small cache; the hits decay by half every kDecayTurnovers of the small caches, and
 // weight() is the candidate with the most, changing only when another leads the current
 // one by more than kSwitchMargin (noise). The small caches count a block hit when it is
@@ -41,7 +42,9 @@ class BonusTuner {
   static constexpr std::array<double, 5> kWeights = {0.0, 1.0, 2.0, 4.0, 8.0};
   static constexpr int kInitial = 0;  // LRU until the small caches show a weight does better
   static constexpr uint32_t kSampleBlocks = 2048;
-  static constexpr double kDecayTurnovers = 8.0;
+  // 16, not 8: with 8 the candidates' hits in a period were within noise of each other
+  // on small tiers and the choice wandered (docs/policy.md, "The bonus weight").
+  static constexpr double kDecayTurnovers = 16.0;
   static constexpr double kSwitchMargin = 0.01;
 
   // tier_blocks: the most blocks the tier holds (of its smallest size).
