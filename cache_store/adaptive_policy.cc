@@ -169,8 +169,7 @@ void AdaptivePolicy::ApplyWeight() {
   for (uint32_t partition = 0; partition < heaps_.size(); ++partition) {
     for (Order o : {Order::kOwn, Order::kTier}) {
       if (o == Order::kOwn && !OwnKept(partition)) continue;
-      std::vector<uint32_t>& heap = heaps_[partition][static_cast<int>(o)];
-      for (uint32_t i = static_cast<uint32_t>(heap.size() / 2); i-- > 0;) SiftDown(o, heap, i);
+      Heapify(o, heaps_[partition][static_cast<int>(o)]);
     }
   }
 }
@@ -334,8 +333,7 @@ std::optional<uint32_t> AdaptivePolicy::OwnVictimOf(uint32_t partition) const {
     own = heaps_[partition][static_cast<int>(Order::kTier)];
     std::vector<uint32_t>& pos = heap_pos_[static_cast<int>(Order::kOwn)];
     for (uint32_t i = 0; i < own.size(); ++i) pos[own[i]] = i;
-    for (uint32_t i = static_cast<uint32_t>(own.size() / 2); i-- > 0;)
-      SiftDown(Order::kOwn, own, i);
+    Heapify(Order::kOwn, own);
   }
   return heaps_[partition][static_cast<int>(Order::kOwn)][0];
 }
@@ -363,6 +361,10 @@ void AdaptivePolicy::SiftUp(Order o, std::vector<uint32_t>& heap, uint32_t i) co
     pos[heap[parent]] = parent;
     i = parent;
   }
+}
+
+void AdaptivePolicy::Heapify(Order o, std::vector<uint32_t>& heap) const {
+  for (uint32_t i = static_cast<uint32_t>(heap.size() / 2); i-- > 0;) SiftDown(o, heap, i);
 }
 
 void AdaptivePolicy::SiftDown(Order o, std::vector<uint32_t>& heap, uint32_t i) const {

@@ -148,6 +148,8 @@ class AdaptivePolicy final : public EvictionPolicy {
     return partition < own_kept_.size() && own_kept_[partition];
   }
   void SiftUp(Order o, std::vector<uint32_t>& heap, uint32_t i) const;
+  // Restores heap order over the whole array (positions in heap_pos_ already set): O(n).
+  void Heapify(Order o, std::vector<uint32_t>& heap) const;
   void SiftDown(Order o, std::vector<uint32_t>& heap, uint32_t i) const;
   void HeapInsert(uint32_t handle);
   void HeapUpdate(uint32_t handle);

@@ -189,6 +189,10 @@ absl::Duration BlockStore::ClampTtl(absl::Duration requested, absl::Duration def
 // Reference counting, pins, the prefix tree, removal
 
 BlockTraits BlockStore::TraitsOf(const Entry& e) {
+  return TraitsIn(e, e.tier, SlotsOf(e.tier).ClassOfSlot(e.slot));
+}
+
+BlockTraits BlockStore::TraitsIn(const Entry& e, Tier tier, int cls) {
   uint64_t fingerprint = 0;
   std::memcpy(&fingerprint, e.key.bytes.data(), sizeof(fingerprint));
   return BlockTraits{.key_fingerprint = fingerprint,
@@ -196,13 +200,10 @@ BlockTraits BlockStore::TraitsOf(const Entry& e) {
                      .prompt_tail = e.prompt_tail,
                      .blocks_to_end = e.blocks_to_end,
                      .output_tokens = e.output_tokens,
-                     .partition = ledger_.PartitionOf(
-                         e.tier, SlotsOf(e.tier).ClassOfSlot(e.slot), e.tenant_id),
-                     .learner = ledger_.LearnerOf(
-                         e.tier, SlotsOf(e.tier).ClassOfSlot(e.slot), e.tenant_id),
-                     .tier_capacity = static_cast<uint32_t>(std::min<uint64_t>(
-                         SlotsOf(e.tier).capacity_slots(SlotsOf(e.tier).ClassOfSlot(e.slot)),
-                         UINT32_MAX)),
+                     .partition = ledger_.PartitionOf(tier, cls, e.tenant_id),
+                     .learner = ledger_.LearnerOf(tier, cls, e.tenant_id),
+                     .tier_capacity = static_cast<uint32_t>(
+                         std::min<uint64_t>(SlotsOf(tier).capacity_slots(cls), UINT32_MAX)),
                      .reused = e.hits > 0 || e.returned};
 }
 
@@ -217,12 +218,8 @@ void BlockStore::Touch(uint32_t handle) {
     predictor_.OnReturn(traits.key_fingerprint);
     // T1 did not see this reference: tell its policy, ranked as T1 would rank the block.
     if (const std::optional<int> cls = SlotsOf(Tier::kHostDram).ClassFor(e.size)) {
-      BlockTraits t1 = traits;
-      t1.partition = ledger_.PartitionOf(Tier::kHostDram, *cls, e.tenant_id);
-      t1.learner = ledger_.LearnerOf(Tier::kHostDram, *cls, e.tenant_id);
-      t1.tier_capacity = static_cast<uint32_t>(
-          std::min<uint64_t>(SlotsOf(Tier::kHostDram).capacity_slots(*cls), UINT32_MAX));
-      t1_policy_->OnReferenceBelow(t1, std::min<uint32_t>(e.hits + 1u, 255));
+      t1_policy_->OnReferenceBelow(TraitsIn(e, Tier::kHostDram, *cls),
+                                   std::min<uint32_t>(e.hits + 1u, 255));
     }
   }
   PolicyFor(e.tier)->OnAccess(handle, traits);

@@ -323,6 +323,9 @@ class BlockStore {
     return tier == Tier::kHostDram ? t1_policy_.get() : t2_policy_.get();
   }
   BlockTraits TraitsOf(const Entry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The block's traits as `tier` would rank it in its size class `cls` (TraitsOf: its own
+  // tier and class).
+  BlockTraits TraitsIn(const Entry& e, Tier tier, int cls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   SlabAllocator& SlotsOf(Tier tier) const {
     return tier == Tier::kHostDram ? t1_->slots() : t2_->slots();
   }
