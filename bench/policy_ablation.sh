@@ -25,6 +25,7 @@ python3 "$root/bench/gen_traces.py" all "$work/traces" --requests "$requests"
 traces=("$trace")
 for k in chat rag agent mixed; do traces+=("$work/traces/$k.jsonl"); done
 variants=(lru adaptive adaptive:-count adaptive:-tail adaptive:-depth adaptive:-blocks_to_end adaptive:-output
+          adaptive:-origin
           adaptive:-ghost_count adaptive:-bonus adaptive:-tune adaptive:-leaves_only)
 for t in "${traces[@]}"; do
   name="$(basename "$t" .jsonl)"

@@ -15,7 +15,8 @@ absl::StatusOr<AdaptivePolicy::Ingredients> AdaptivePolicy::ParseAblation(std::s
   const std::pair<std::string_view, bool Ingredients::*> names[] = {
       {"count", &Ingredients::count},   {"tail", &Ingredients::tail},
       {"depth", &Ingredients::depth},   {"blocks_to_end", &Ingredients::blocks_to_end},
-      {"output", &Ingredients::output}, {"ghost_count", &Ingredients::ghost_count},
+      {"output", &Ingredients::output}, {"origin", &Ingredients::origin},
+      {"ghost_count", &Ingredients::ghost_count},
       {"bonus", &Ingredients::bonus},   {"tune", &Ingredients::tune},
       {"leaves_only", &Ingredients::leaves_only}};
   for (absl::string_view piece :
@@ -31,8 +32,8 @@ absl::StatusOr<AdaptivePolicy::Ingredients> AdaptivePolicy::ParseAblation(std::s
     if (!found) {
       return absl::InvalidArgumentError(
           absl::StrCat("unknown adaptive policy ablation \"", item,
-                       "\"; known: -count, -tail, -depth, -blocks_to_end, -output, -ghost_count, "
-                       "-bonus, -tune, -leaves_only"));
+                       "\"; known: -count, -tail, -depth, -blocks_to_end, -output, -origin, "
+                       "-ghost_count, -bonus, -tune, -leaves_only"));
     }
   }
   return in;
@@ -74,7 +75,9 @@ int AdaptivePolicy::ClassOf(uint32_t access_count, const BlockTraits& traits,
       in.depth ? std::min(static_cast<int>(std::bit_width(uint64_t{traits.depth} + 1)) - 1, 7) : 0;
   const int end_bucket = in.blocks_to_end ? std::min<int>(traits.blocks_to_end, 3) : 0;
   const int tail = in.tail && traits.prompt_tail ? 1 : 0;
-  const int shape = ((count_bucket * 2 + tail) * 8 + depth_bucket) * 4 + end_bucket;
+  const int origin = in.origin ? std::min<int>(traits.origin, kPutOrigins - 1) : 0;
+  const int shape =
+      (((count_bucket * 2 + tail) * 8 + depth_bucket) * 4 + end_bucket) * kPutOrigins + origin;
   return shape * kOutputTokensBuckets + (in.output ? OutputTokensBucket(traits.output_tokens) : 0);
 }
 
@@ -258,10 +261,14 @@ void AdaptivePolicy::GrowRing(uint32_t learner, size_t capacity) {
 }
 
 void AdaptivePolicy::PushGhost(uint32_t handle) {
+  PushGhostRecord(learner_[handle], fingerprint_[handle], cls_[handle], count_[handle]);
+}
+
+void AdaptivePolicy::PushGhostRecord(uint32_t learner, uint64_t fingerprint, uint16_t cls,
+                                     uint8_t count) {
   if (ghost_limit_ == 0) return;
   // The history spans kGhostPerBlock turnovers of the blocks the learner has held: the
   // oldest records age out first, failed trials.
-  const uint32_t learner = learner_[handle];
   size_t window = std::min<size_t>(
       size_t{std::clamp<uint32_t>(rings_[learner].peak, 1, tier_blocks_)} * kGhostPerBlock,
       ghost_limit_);
@@ -284,15 +291,12 @@ void AdaptivePolicy::PushGhost(uint32_t handle) {
     --ring.size;
   }
   // A key evicted twice keeps only its newest record.
-  if (auto it = ghost_index_.find(fingerprint_[handle]); it != ghost_index_.end()) {
+  if (auto it = ghost_index_.find(fingerprint); it != ghost_index_.end()) {
     rings_[it->second >> 32].slots[it->second & UINT32_MAX].valid = false;
     ghost_index_.erase(it);
   }
   Ghost& slot = ring.slots[ring.next];
-  slot = Ghost{.fingerprint = fingerprint_[handle],
-               .cls = cls_[handle],
-               .count = count_[handle],
-               .valid = true};
+  slot = Ghost{.fingerprint = fingerprint, .cls = cls, .count = count, .valid = true};
   ghost_index_[slot.fingerprint] = (uint64_t{learner} << 32) | ring.next;
   ring.next = (ring.next + 1) % cap;
   ++ring.size;

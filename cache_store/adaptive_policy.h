@@ -9,12 +9,14 @@
 //    for a full cache turnover. Blocks fall into classes by what the store knows when they
 //    are touched: access count (1, 2, 3, 4+), whether the block is a prompt's padded
 //    partial tail, depth in the prompt (log2 buckets), how many blocks follow it in the
-//    Put that stored it (0, 1, 2, 3+), and the output length its client reported (not
-//    said, 1-31, 32-127, 128-511, 512+ tokens; a class with few trials starts at the rate
-//    of its shape's other output classes). For each class the policy learns
-//    P(reuse): a trial succeeds when a block of the class is accessed again while resident
-//    or while its key is still in a ghost history of recently evicted keys (keys only, no
-//    payload), and fails when the key ages out of that history. The history is per
+//    Put that stored it (0, 1, 2, 3+), where that Put began its new blocks (PutOrigin:
+//    a root, a continuation of a cached prompt that ended there, other; a session that
+//    came back once comes back again more often), and the output length its client
+//    reported (not said, 1-31, 32-127, 128-511, 512+ tokens; a class with few trials
+//    starts at the rate of its shape's other output classes). For each class the policy
+//    learns P(reuse): a trial succeeds when a block of the class is accessed again while
+//    resident or while its key is still in a ghost history of recently evicted keys (keys
+//    only, no payload), and fails when the key ages out of that history. The history is per
 //    partition (a tenant's blocks of one size class) and spans 4 of the partition's
 //    turnovers, a turnover being the most blocks the partition has held at once: another
 //    tenant's flood of evictions (a scan) does not age a tenant's keys out. A block is
@@ -77,6 +79,7 @@ class AdaptivePolicy final : public EvictionPolicy {
     bool depth = true;          // depth buckets in the class
     bool blocks_to_end = true;  // blocks following in the Put, in the class
     bool output = true;         // the output length the client reported, in the class
+    bool origin = true;         // where the block's Put began (PutOrigin), in the class
     bool ghost_count = true;    // a returning key keeps its access count
     bool bonus = true;          // learned reuse bonus (off: recency alone)
     bool tune = true;           // the bonus weight chosen by BonusTuner (off: kBonusTurnovers)
@@ -136,6 +139,10 @@ class AdaptivePolicy final : public EvictionPolicy {
   void Trial(uint32_t learner, int cls, bool reused);
   void Reprioritise(uint32_t handle);
   void PushGhost(uint32_t handle);
+  // Records an eviction (or, for a T2 hit of an evicted key, a new interval) of
+  // `fingerprint` in `learner`'s ghost ring: a trial of `cls`, open until the key is
+  // referenced again or ages out.
+  void PushGhostRecord(uint32_t learner, uint64_t fingerprint, uint16_t cls, uint8_t count);
   // Indexed min-heaps, two per partition: on own_prio_ (the partition's clock) and on
   // prio_ (the tier's clock).
   enum class Order { kOwn = 0, kTier = 1 };

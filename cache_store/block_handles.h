@@ -82,6 +82,7 @@ class PendingPut {
     uint32_t depth = 0;
     bool prompt_tail = false;
     uint8_t blocks_to_end = 0;  // blocks after it in this Put (capped at 255)
+    uint8_t origin = 0;  // PutOrigin (eviction_policy.h) of this Put's first new block
   };
 
   PendingPut(BlockStore* store, uint64_t block_bytes, uint64_t layout_fingerprint,

@@ -200,11 +200,19 @@ BlockTraits BlockStore::TraitsIn(const Entry& e, Tier tier, int cls) {
                      .prompt_tail = e.prompt_tail,
                      .blocks_to_end = e.blocks_to_end,
                      .output_tokens = e.output_tokens,
+                     .origin = e.origin,
                      .partition = ledger_.PartitionOf(tier, cls, e.tenant_id),
                      .learner = ledger_.LearnerOf(tier, cls, e.tenant_id),
                      .tier_capacity = static_cast<uint32_t>(
                          std::min<uint64_t>(SlotsOf(tier).capacity_slots(cls), UINT32_MAX)),
                      .reused = e.hits > 0 || e.returned};
+}
+
+std::optional<BlockTraits> BlockStore::TraitsOfKey(const BlockKey& key) {
+  absl::MutexLock lock(&mu_);
+  const std::optional<uint32_t> h = index_.Find(key);
+  if (!h) return std::nullopt;
+  return TraitsOf(entries_[*h]);
 }
 
 void BlockStore::Touch(uint32_t handle) {

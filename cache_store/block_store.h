@@ -164,6 +164,9 @@ class BlockStore {
                                   bool skip_missing = false) ABSL_LOCKS_EXCLUDED(mu_);
 
   BlockStoreStats Stats() const ABSL_LOCKS_EXCLUDED(mu_);
+  // What the eviction and admission policies know of the cached block `key` (its traits in
+  // its tier now), or nullopt when it is not cached. For diagnostics and tests.
+  std::optional<BlockTraits> TraitsOfKey(const BlockKey& key) ABSL_LOCKS_EXCLUDED(mu_);
   // What one tenant holds and its quota (zero usage when it holds nothing).
   TenantUsage UsageOf(std::string_view tenant) const ABSL_LOCKS_EXCLUDED(mu_);
   EventLog& events() { return events_; }
@@ -193,6 +196,8 @@ class BlockStore {
     uint32_t depth = 0;
     bool prompt_tail = false;
     uint8_t blocks_to_end = 0;  // blocks after it in the Put that stored it (capped)
+    uint8_t origin = kOriginOther;  // PutOrigin of the Put that stored it
+
     uint32_t output_tokens = 0;  // as the Put that stored it said (PutSpec::output_tokens)
     // Reuse shown, for T2 admission: hits while resident (saturating), and whether it was
     // Put again after an eviction dropped it (ReturnHistory).
@@ -326,6 +331,12 @@ class BlockStore {
   // The block's traits as `tier` would rank it in its size class `cls` (TraitsOf: its own
   // tier and class).
   BlockTraits TraitsIn(const Entry& e, Tier tier, int cls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The PutOrigin of a Put whose first new block is keys[first_new]: a root at block 0; a
+  // continuation when its parent is cached and was the last or last full block of the Put
+  // that stored it (blocks_to_end <= 1); otherwise (a branch off a longer prefix, or a
+  // parent not cached) other.
+  PutOrigin OriginOf(const std::vector<BlockKey>& keys, uint32_t first_new) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   SlabAllocator& SlotsOf(Tier tier) const {
     return tier == Tier::kHostDram ? t1_->slots() : t2_->slots();
   }

@@ -14,6 +14,13 @@
 
 namespace kvtier {
 
+PutOrigin BlockStore::OriginOf(const std::vector<BlockKey>& keys, uint32_t first_new) const {
+  if (first_new == 0) return kOriginRoot;
+  const std::optional<uint32_t> parent = index_.Find(keys[first_new - 1]);
+  if (parent && entries_[*parent].blocks_to_end <= 1) return kOriginContinuation;
+  return kOriginOther;
+}
+
 absl::StatusOr<std::unique_ptr<PendingPut>> BlockStore::BeginPut(const PutSpec& spec) {
   if (absl::Status s = ValidatePrompt(spec.prompt); !s.ok()) return s;
   const KvLayout& layout = *spec.prompt.layout;
@@ -78,6 +85,7 @@ absl::StatusOr<std::unique_ptr<PendingPut>> BlockStore::BeginPut(const PutSpec& 
     absl::MutexLock lock(&mu_);
     Sweep(clock_->Now());
     put->tenant_id_ = ledger_.Acquire(spec.prompt.tenant);
+    std::optional<PutOrigin> origin;  // set at the Put's first new block
     for (uint32_t i = 0; i < spec.num_blocks; ++i) {
       const uint32_t b = carried[i];
       PendingPut::Block block;
@@ -98,6 +106,8 @@ absl::StatusOr<std::unique_ptr<PendingPut>> BlockStore::BeginPut(const PutSpec& 
         Ref(*h);
         block.existing = *h;
       } else {
+        if (!origin) origin = OriginOf(keys, b);
+        block.origin = *origin;
         std::optional<uint32_t> slot = AllocateT1(block_bytes, put->tenant_id_, reservation);
         const bool handle = slot && ReserveHandle(put->tenant_id_);
         if (!handle) {
@@ -208,6 +218,7 @@ absl::StatusOr<PutResult> BlockStore::CommitPut(PendingPut& put) {
     e.depth = b.depth;
     e.prompt_tail = b.prompt_tail;
     e.blocks_to_end = b.blocks_to_end;
+    e.origin = b.origin;
     e.output_tokens = put.output_tokens_;
     e.size = put.block_bytes_;
     e.checksum = DigestLayerChecksums(b.layer_sums);

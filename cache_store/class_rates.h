@@ -25,7 +25,7 @@ namespace kvtier {
 
 class ClassRates {
  public:
-  static constexpr int kShapes = 256;
+  static constexpr int kShapes = 768;  // the most either learner defines
   static constexpr int kClasses = kShapes * kOutputTokensBuckets;
   static constexpr double kPrior = 2.0;  // trials' worth of the level above
 

@@ -47,6 +47,8 @@ struct BlockTraits {
   // that end a session (a long final answer); the length of the output tells them apart
   // where nothing in the prompt does (docs/policy.md, "T2 admission").
   uint32_t output_tokens = 0;
+  // Where the Put that stored it began its new blocks (PutOrigin, below).
+  uint8_t origin = 0;
   uint32_t partition = 0;  // the store's; fixed while the block is resident
   // Whose workload the block's class estimates and ghost history follow: the store's id
   // for its tenant's blocks of its size class (with quotas, the partition); fixed while
@@ -61,6 +63,15 @@ struct BlockTraits {
   // (the SSD tier's segmented LRU protects such blocks, cache_store/slru_policy.h).
   bool reused = false;
 };
+
+// Where the Put that stored a block began its new blocks: a prompt that continues a cached
+// prompt to its end (a conversation's next turn, an agent's next step: its parent block
+// was the last, or the last full, block of the Put that stored it) comes back far more
+// often than a prompt that branches off a shared prefix (a system prompt, a document),
+// and a prompt stored from its first block is a third kind (docs/policy.md).
+// kOther also covers a Put whose first new block's parent is not cached.
+enum PutOrigin : uint8_t { kOriginOther = 0, kOriginRoot = 1, kOriginContinuation = 2 };
+inline constexpr int kPutOrigins = 3;
 
 // The output length in the buckets the policies learn by: 0 not said | 1-31 (a tool call,
 // a classification, a short answer) | 32-127 | 128-511 | 512+ (a long answer).

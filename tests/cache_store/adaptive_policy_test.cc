@@ -81,6 +81,20 @@ TEST(AdaptivePolicyTest, ClassesSeparateCountTailAndDepth) {
     }
   }
   EXPECT_EQ(seen.size(), 4u * 2 * 4 * 4);  // 4 counts, tail or not, depth buckets 0/1/2/7, 4 ends
+  // Where the block's Put began (root, continuation, other) splits each shape in three.
+  auto with_origin = [](uint8_t origin) {
+    BlockTraits t = Traits(0, 4);
+    t.origin = origin;
+    return AdaptivePolicy::ClassOf(1, t);
+  };
+  EXPECT_NE(with_origin(kOriginOther), with_origin(kOriginRoot));
+  EXPECT_NE(with_origin(kOriginRoot), with_origin(kOriginContinuation));
+  EXPECT_NE(with_origin(kOriginOther), with_origin(kOriginContinuation));
+  EXPECT_EQ(with_origin(kOriginContinuation), with_origin(200));  // out of range: capped
+  EXPECT_LT(with_origin(kOriginContinuation), AdaptivePolicy::kClasses);
+  EXPECT_EQ(AdaptivePolicy::ClassOf(1, BlockTraits{.origin = kOriginRoot},
+                                    AdaptivePolicy::Ingredients{.origin = false}),
+            AdaptivePolicy::ClassOf(1, BlockTraits{}, AdaptivePolicy::Ingredients{.origin = false}));
   // The output length the client reported splits each of those shapes in five.
   auto with_output = [](uint32_t out) {
     BlockTraits t = Traits(0, 4);
@@ -100,7 +114,11 @@ TEST(AdaptivePolicyTest, AblationsTurnIngredientsOff) {
   absl::StatusOr<AdaptivePolicy::Ingredients> none = AdaptivePolicy::ParseAblation("");
   ASSERT_TRUE(none.ok());
   EXPECT_TRUE(none->count && none->tail && none->depth && none->blocks_to_end && none->output &&
-              none->ghost_count && none->bonus && none->leaves_only);
+              none->origin && none->ghost_count && none->bonus && none->leaves_only);
+  absl::StatusOr<AdaptivePolicy::Ingredients> no_origin = AdaptivePolicy::ParseAblation("-origin");
+  ASSERT_TRUE(no_origin.ok());
+  EXPECT_FALSE(no_origin->origin);
+  EXPECT_TRUE(no_origin->output && no_origin->tune);
   absl::StatusOr<AdaptivePolicy::Ingredients> no_output = AdaptivePolicy::ParseAblation("-output");
   ASSERT_TRUE(no_output.ok());
   BlockTraits short_out = Traits(0, 3), long_out = Traits(0, 3);

@@ -104,6 +104,46 @@ TEST_F(BlockStoreTest, LookupMatchesTheLongestSharedPrefix) {
   EXPECT_EQ(Matched(std::vector<uint32_t>(a.begin(), a.begin() + 3)), 0u);  // no full block
 }
 
+// A Put's new blocks carry where the Put began them (BlockTraits::origin): from the
+// prompt's first block (a root), right after a cached block that ended the Put that stored
+// it or was followed only by that Put's last block (a continuation: the next turn of a
+// conversation, which also replaces a padded partial tail), or after any other cached
+// block (a branch off a shared prefix). Blocks a Put finds cached keep their own.
+TEST_F(BlockStoreTest, PutsRecordWhereTheyBeganTheirNewBlocks) {
+  auto origin = [&](const std::vector<uint32_t>& tokens, uint32_t block) -> int {
+    std::optional<BlockTraits> t = store_->TraitsOfKey(KeysOf("a", layout_, tokens)[block]);
+    return t ? t->origin : -1;
+  };
+  const std::vector<uint32_t> turn1 = Tokens(4 * 3, 1);  // blocks 0-2
+  ASSERT_TRUE(PutBlocks(*store_, "a", layout_, turn1, 0, 3).ok());
+  for (uint32_t b = 0; b < 3; ++b) EXPECT_EQ(origin(turn1, b), kOriginRoot) << b;
+
+  std::vector<uint32_t> turn2 = turn1;  // the whole first turn, then two blocks more
+  for (uint32_t t : Tokens(8, 2)) turn2.push_back(t);
+  ASSERT_TRUE(PutBlocks(*store_, "a", layout_, turn2, 0, 5).ok());
+  EXPECT_EQ(origin(turn2, 2), kOriginRoot);  // found cached: keeps its own
+  EXPECT_EQ(origin(turn2, 3), kOriginContinuation);
+  EXPECT_EQ(origin(turn2, 4), kOriginContinuation);
+
+  // The first turn without its last block (a padded tail the next turn replaces).
+  std::vector<uint32_t> retail(turn2.begin(), turn2.begin() + 4 * 4);
+  for (uint32_t t : Tokens(4, 3)) retail.push_back(t);
+  ASSERT_TRUE(PutBlocks(*store_, "a", layout_, retail, 0, 5).ok());
+  EXPECT_EQ(origin(retail, 4), kOriginContinuation);
+
+  // A branch after block 0, which was followed by two blocks in the Put that stored it.
+  std::vector<uint32_t> branch(turn1.begin(), turn1.begin() + 4);
+  for (uint32_t t : Tokens(8, 4)) branch.push_back(t);
+  ASSERT_TRUE(PutBlocks(*store_, "a", layout_, branch, 0, 3).ok());
+  EXPECT_EQ(origin(branch, 1), kOriginOther);
+  EXPECT_EQ(origin(branch, 2), kOriginOther);
+  // A Put of new blocks only, after a parent that is not cached, cannot say: other.
+  const std::vector<uint32_t> orphan = Tokens(4 * 3, 5);
+  ASSERT_TRUE(PutBlocks(*store_, "a", layout_, orphan, 2, 1).ok());
+  EXPECT_EQ(origin(orphan, 2), kOriginOther);
+  EXPECT_EQ(origin(orphan, 0), -1);
+}
+
 TEST_F(BlockStoreTest, PutIsIdempotentAndCanExtendAPrefix) {
   std::vector<uint32_t> tokens = Tokens(16, 1);
   ASSERT_TRUE(PutBlocks(*store_, "a", layout_, tokens, 0, 2).ok());
