@@ -158,8 +158,19 @@ void AdaptivePolicy::Reprioritise(uint32_t handle) {
 }
 
 void AdaptivePolicy::OnReferenceBelow(const BlockTraits& traits, uint32_t access_count) {
-  if (!ingredients_.bonus || !ingredients_.tune) return;
   const int cls = ClassOf(std::clamp<uint32_t>(access_count, 1, 255), traits, ingredients_);
+  if (auto it = ghost_index_.find(traits.key_fingerprint); it != ghost_index_.end()) {
+    const auto learner = static_cast<uint32_t>(it->second >> 32);
+    Ghost& g = rings_[learner].slots[it->second & UINT32_MAX];
+    Trial(learner, g.cls, /*reused=*/true);
+    const uint32_t count = ingredients_.ghost_count ? std::min<uint32_t>(g.count + 1u, 255) : 1;
+    g.valid = false;
+    ghost_index_.erase(it);
+    PushGhostRecord(learner, traits.key_fingerprint,
+                    static_cast<uint16_t>(ClassOf(count, traits, ingredients_)),
+                    static_cast<uint8_t>(count));
+  }
+  if (!ingredients_.bonus || !ingredients_.tune) return;
   tuner_.Reference(traits.key_fingerprint, traits.tier_capacity,
                    ClassReuseProbability(traits.learner, cls));
   ApplyWeight();

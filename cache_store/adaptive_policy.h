@@ -16,7 +16,8 @@
 //    starts at the rate of its shape's other output classes). For each class the policy
 //    learns P(reuse): a trial succeeds when a block of the class is accessed again while
 //    resident or while its key is still in a ghost history of recently evicted keys (keys
-//    only, no payload), and fails when the key ages out of that history. The history is per
+//    only, no payload; a hit the tier below served in place counts, OnReferenceBelow),
+//    and fails when the key ages out of that history. The history is per
 //    partition (a tenant's blocks of one size class) and spans 4 of the partition's
 //    turnovers, a turnover being the most blocks the partition has held at once: another
 //    tenant's flood of evictions (a scan) does not age a tenant's keys out. A block is
@@ -97,9 +98,11 @@ class AdaptivePolicy final : public EvictionPolicy {
   void OnAccess(uint32_t handle, const BlockTraits& traits) override;
   void SetEvictable(uint32_t handle, bool evictable) override;
   void OnLeave(uint32_t handle, bool evicted) override;
-  // Feeds BonusTuner only: the small caches must see every reference, or they would rank
-  // the weights on a stream filtered by the weight in use (a block the tier gave up under
-  // weight 0 and the tier below served is a hit a larger weight would have had).
+  // Feeds BonusTuner: the small caches must see every reference, or they would rank the
+  // weights on a stream filtered by the weight in use (a block the tier gave up under
+  // weight 0 and the tier below served is a hit a larger weight would have had). And a key
+  // still in the ghost history has come back: its trial closes as a success and a new one
+  // opens, as an access would (else T1 learns that the blocks T2 serves never return).
   void OnReferenceBelow(const BlockTraits& traits, uint32_t access_count) override;
   bool IsResident(uint32_t handle) const override;
   bool IsEvictable(uint32_t handle) const override;

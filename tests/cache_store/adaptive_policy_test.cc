@@ -240,6 +240,40 @@ TEST(AdaptivePolicyTest, ReferencesServedBelowReachTheTuner) {
   }
 }
 
+// A T2 hit served in place of a key T1 evicted, still in T1's ghost history, is a return:
+// its class's trial closes as a success (else T1 would learn that the blocks T2 serves
+// never come back) and a new trial opens, which fails when it ages out unreferenced.
+TEST(AdaptivePolicyTest, AHitBelowOfAnEvictedKeyIsASuccess) {
+  for (bool below : {false, true}) {
+    AdaptivePolicy p(/*handles=*/4, /*tier_blocks=*/4,
+                     AdaptivePolicy::Ingredients{.tune = false});
+    TierModel tier(p, 4);
+    BlockTraits probe = Traits(1, /*depth=*/40);
+    const int cls = AdaptivePolicy::ClassOf(1, probe);
+    tier.Touch(1, probe);
+    // Evict it: four other keys of another class.
+    for (uint64_t k = 100; k < 104; ++k) tier.Touch(k, Traits(k, /*depth=*/1));
+    ASSERT_EQ(tier.resident().count(1), 0u);
+    const double before = p.ClassReuseProbability(cls);
+    if (below) p.OnReferenceBelow(probe, 2);
+    const double after = p.ClassReuseProbability(cls);
+    if (below) {
+      EXPECT_GT(after, before);
+      // A second reference below of the same key closes the new trial (class count 2).
+      const int cls2 = AdaptivePolicy::ClassOf(2, probe);
+      const double before2 = p.ClassReuseProbability(cls2);
+      p.OnReferenceBelow(probe, 3);
+      EXPECT_GT(p.ClassReuseProbability(cls2), before2);
+    } else {
+      EXPECT_EQ(after, before);
+    }
+    // A key never evicted from T1 is no trial.
+    const double other = p.ClassReuseProbability(AdaptivePolicy::ClassOf(1, Traits(9, 40)));
+    p.OnReferenceBelow(Traits(999, 40), 1);
+    EXPECT_EQ(p.ClassReuseProbability(AdaptivePolicy::ClassOf(1, Traits(9, 40))), other);
+  }
+}
+
 // Each learner (a tenant's blocks of one size class; the store names them with or without
 // quotas) learns its classes from its own trials: two tenants in one partition whose
 // blocks of one class behave oppositely are each ranked by their own behaviour, not the
