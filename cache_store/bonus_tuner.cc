@@ -99,7 +99,7 @@ void BonusTuner::Choose() {
 void BonusTuner::SiftUp(Sim& sim, uint32_t i) {
   const Item item = sim.heap[i];
   while (i > 0) {
-    const uint32_t parent = (i - 1) / 2;
+    const uint32_t parent = (i - 1) / kArity;
     if (!Less(item, sim.heap[parent])) break;
     sim.heap[i] = sim.heap[parent];
     sim.entries[sim.heap[i].slot].heap_pos = i;
@@ -113,9 +113,13 @@ void BonusTuner::SiftDown(Sim& sim, uint32_t i) {
   const auto n = static_cast<uint32_t>(sim.heap.size());
   const Item item = sim.heap[i];
   while (true) {
-    uint32_t child = 2 * i + 1;
-    if (child >= n) break;
-    if (child + 1 < n && Less(sim.heap[child + 1], sim.heap[child])) ++child;
+    const uint32_t first = kArity * i + 1;
+    if (first >= n) break;
+    uint32_t child = first;
+    const uint32_t last = std::min(first + kArity, n);
+    for (uint32_t c = first + 1; c < last; ++c) {
+      if (Less(sim.heap[c], sim.heap[child])) child = c;
+    }
     if (!Less(sim.heap[child], item)) break;
     sim.heap[i] = sim.heap[child];
     sim.entries[sim.heap[i].slot].heap_pos = i;

@@ -75,7 +75,10 @@ class BonusTuner {
     uint64_t tick;
     uint32_t slot;  // entries index
   };
-  // One small cache: an indexed min-heap on (prio, tick) over its entries.
+  // One small cache: an indexed 4-ary min-heap on (prio, tick) over its entries (4-ary:
+  // half the levels of a binary heap, and a level's children share a cache line; the
+  // order is total, ticks being unique, so the arity changes no eviction).
+  static constexpr uint32_t kArity = 4;
   struct Sim {
     double weight = 0;
     double hits = 0;
