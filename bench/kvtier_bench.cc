@@ -25,6 +25,7 @@
 #include "bench/cluster_bench.h"
 #include "bench/grpc_stream.h"
 #include "bench/lookup_bench.h"
+#include "bench/policy_cost_bench.h"
 #include "bench/replay.h"
 #include "bench/trace.h"
 #include "bench/capacity_bench.h"
@@ -118,6 +119,11 @@ ABSL_FLAG(std::string, quant_model, "small",
           "kvquant: model dimensions, tiny (2 layers, hidden 128) or small (4 layers, hidden "
           "512); seeded weights.");
 ABSL_FLAG(std::string, model, "tiny", "ttft: model dimensions, tiny or llama-3-8b.");
+ABSL_FLAG(uint32_t, policy_blocks, 2048, "policy_cost: the tier's size in blocks.");
+ABSL_FLAG(uint64_t, policy_references, 2'000'000, "policy_cost: references in the stream.");
+ABSL_FLAG(double, hot_share, 0.7,
+          "policy_cost: share of references to a hot set of 2 x policy_blocks keys (the rest "
+          "are new keys).");
 ABSL_FLAG(uint32_t, pages, 128, "copy: 2 MiB pages (Llama-3-8B blocks) to restore.");
 ABSL_FLAG(uint32_t, blocks, 256, "fetch: blocks (Llama-3-8B layout) to fetch.");
 ABSL_FLAG(uint32_t, tokens_per_block, 16, "fetch: tokens per block (16: 2 MiB blocks).");
@@ -409,6 +415,17 @@ int RunLookup() {
   return 0;
 }
 
+int RunPolicyCost() {
+  absl::StatusOr<std::vector<std::string>> lines =
+      RunPolicyCostBench({.tier_blocks = absl::GetFlag(FLAGS_policy_blocks),
+                          .references = absl::GetFlag(FLAGS_policy_references),
+                          .hot_share = absl::GetFlag(FLAGS_hot_share),
+                          .iterations = absl::GetFlag(FLAGS_iterations)});
+  if (!lines.ok()) return Fail(lines.status());
+  for (const std::string& line : *lines) std::cout << line << std::endl;
+  return 0;
+}
+
 int RunCluster() {
   absl::StatusOr<std::vector<uint32_t>> shards = ParseList("shards", absl::GetFlag(FLAGS_shards));
   if (!shards.ok()) return Fail(shards.status());
@@ -541,6 +558,12 @@ const std::vector<Subcommand>& Subcommands() {
        "store's own timer and the client's round trip (bench/lookup_bench.h)",
        {"tokens", "iterations", "store_binary"},
        RunLookup},
+      {"policy_cost",
+       "a T1 eviction policy's cost per reference on its own (lru, adaptive with a fixed and "
+       "with the tuned bonus weight, one synthetic stream): ns per reference and the tuner's "
+       "share (bench/policy_cost_bench.h)",
+       {"policy_blocks", "policy_references", "hot_share", "iterations"},
+       RunPolicyCost},
   };
   return *table;
 }
