@@ -23,7 +23,10 @@ BonusTuner::BonusTuner(uint32_t tier_blocks)
       sample_limit_(rate_ >= 1.0 ? UINT64_MAX : static_cast<uint64_t>(rate_ * kTwo53)),
       decay_references_(std::max(1.0, kDecayTurnovers * tier_blocks_ * rate_)),
       choice_references_(std::max(1.0, tier_blocks_ * rate_)) {
-  for (size_t i = 0; i < kWeights.size(); ++i) sims_[i].weight = kWeights[i];
+  for (size_t i = 0; i < kWeights.size(); ++i) {
+    sims_[i].weight = kWeights[i];
+    sims_[i].lru = kWeights[i] == 0.0;
+  }
 }
 
 bool BonusTuner::Sampled(uint64_t fingerprint) const {
@@ -54,6 +57,11 @@ void BonusTuner::Touch(Sim& sim, uint64_t fingerprint, double fill, double turno
   const double prio = static_cast<double>(tick_) + sim.weight * reuse * turnover;
   if (auto it = sim.slot_of.find(fingerprint); it != sim.slot_of.end()) {
     sim.hits += 1;
+    if (sim.lru) {
+      Unlink(sim, it->second);
+      Append(sim, it->second);
+      return;
+    }
     const uint32_t pos = sim.entries[it->second].heap_pos;
     Item& item = sim.heap[pos];
     const bool up = prio < item.prio;  // a lower P can bring a block's priority down
@@ -68,7 +76,7 @@ void BonusTuner::Touch(Sim& sim, uint64_t fingerprint, double fill, double turno
   }
   // Room first, among the blocks already there (as the store evicts before it inserts).
   constexpr double kSlack = 1e-9;
-  while (!sim.heap.empty() && sim.fill + fill > 1.0 + kSlack) PopMin(sim);
+  while (!sim.slot_of.empty() && sim.fill + fill > 1.0 + kSlack) PopMin(sim);
   uint32_t slot;
   if (!sim.free_slots.empty()) {
     slot = sim.free_slots.back();
@@ -77,11 +85,16 @@ void BonusTuner::Touch(Sim& sim, uint64_t fingerprint, double fill, double turno
     slot = static_cast<uint32_t>(sim.entries.size());
     sim.entries.emplace_back();
   }
+  sim.slot_of[fingerprint] = slot;
+  sim.fill += fill;
+  if (sim.lru) {
+    sim.entries[slot] = Entry{.fingerprint = fingerprint, .fill = fill};
+    Append(sim, slot);
+    return;
+  }
   const auto pos = static_cast<uint32_t>(sim.heap.size());
   sim.entries[slot] = Entry{.fingerprint = fingerprint, .fill = fill, .heap_pos = pos};
   sim.heap.push_back(Item{.prio = prio, .tick = tick_, .slot = slot});
-  sim.slot_of[fingerprint] = slot;
-  sim.fill += fill;
   SiftUp(sim, pos);
 }
 
@@ -129,13 +142,32 @@ void BonusTuner::SiftDown(Sim& sim, uint32_t i) {
   sim.entries[item.slot].heap_pos = i;
 }
 
+void BonusTuner::Unlink(Sim& sim, uint32_t slot) {
+  Entry& e = sim.entries[slot];
+  (e.prev == kNil ? sim.head : sim.entries[e.prev].next) = e.next;
+  (e.next == kNil ? sim.tail : sim.entries[e.next].prev) = e.prev;
+  e.prev = e.next = kNil;
+}
+
+void BonusTuner::Append(Sim& sim, uint32_t slot) {
+  Entry& e = sim.entries[slot];
+  e.prev = sim.tail;
+  e.next = kNil;
+  (sim.tail == kNil ? sim.head : sim.entries[sim.tail].next) = slot;
+  sim.tail = slot;
+}
+
 void BonusTuner::PopMin(Sim& sim) {
-  const uint32_t slot = sim.heap[0].slot;
+  const uint32_t slot = sim.lru ? sim.head : sim.heap[0].slot;
   Entry& e = sim.entries[slot];
   sim.fill -= e.fill;
   sim.slot_of.erase(e.fingerprint);
-  e.heap_pos = kNil;
   sim.free_slots.push_back(slot);
+  if (sim.lru) {
+    Unlink(sim, slot);
+    return;
+  }
+  e.heap_pos = kNil;
   const Item last = sim.heap.back();
   sim.heap.pop_back();
   if (sim.heap.empty()) return;

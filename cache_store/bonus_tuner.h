@@ -68,6 +68,8 @@ class BonusTuner {
     uint64_t fingerprint = 0;
     double fill = 0;  // the share of the small cache this block fills
     uint32_t heap_pos = kNil;
+    uint32_t prev = kNil;  // the LRU list (weight 0), oldest first
+    uint32_t next = kNil;
   };
   // A heap item carries its keys, so that sifting reads the heap array alone.
   struct Item {
@@ -79,8 +81,13 @@ class BonusTuner {
   // half the levels of a binary heap, and a level's children share a cache line; the
   // order is total, ticks being unique, so the arity changes no eviction).
   static constexpr uint32_t kArity = 4;
+  // Weight 0 ranks by tick alone, which is recency: that small cache keeps a list (O(1)
+  // per reference, the same order a heap would give) instead of a heap.
   struct Sim {
     double weight = 0;
+    bool lru = false;  // weight 0: the list, not the heap
+    uint32_t head = kNil;
+    uint32_t tail = kNil;
     double hits = 0;
     double fill = 0;
     absl::flat_hash_map<uint64_t, uint32_t> slot_of;  // fingerprint -> entries index
@@ -97,6 +104,8 @@ class BonusTuner {
   void SiftUp(Sim& sim, uint32_t i);
   void SiftDown(Sim& sim, uint32_t i);
   void PopMin(Sim& sim);
+  static void Unlink(Sim& sim, uint32_t slot);
+  static void Append(Sim& sim, uint32_t slot);
   void Choose();
 
   const uint32_t tier_blocks_;
