@@ -8,6 +8,10 @@
 # a given cut in writes costs.
 # Usage: bench/t2_admission_sweep.sh BUILD_DIR TRACE...
 set -euo pipefail
+if [ $# -lt 2 ]; then
+  echo "usage: $0 BUILD_DIR TRACE... (BUILD_DIR holds bench/kvtier-bench)" >&2
+  exit 2
+fi
 build="$(cd "$1" && pwd)"
 shift
 bench="$build/bench/kvtier-bench"
